@@ -1,0 +1,225 @@
+"""The connector contract.
+
+A connector describes one vendor's tool (class attributes: key, name, kind, auth kinds, capability
+flags) and wraps one stored connection at run time (an instance built from plain values). Connector
+code never touches the ORM and never logs or returns a credential: it receives settings and
+credentials as plain mappings and returns the dataclasses of :mod:`connectors.canonical`.
+
+Every method that talks to the vendor raises :class:`connectors.errors.ConnectorError` with a
+catalogue code (through the client's one error table), never a bare transport exception.
+"""
+
+from __future__ import annotations
+
+import abc
+import datetime as dt
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import ClassVar
+
+from connectors.canonical import (
+    Account,
+    Attachment,
+    ConnectionCheck,
+    Direction,
+    EntryRef,
+    Folder,
+    Invoice,
+    Journal,
+    Partner,
+    Posting,
+    SourceJournal,
+    SourceTaxRate,
+    TargetPartner,
+    VatCode,
+)
+from connectors.errors import ErrorCode, InvsyncError
+
+
+class ConnectionKind(StrEnum):
+    INVOICING = "invoicing"
+    ACCOUNTING = "accounting"
+
+
+class AuthKind(StrEnum):
+    API_KEY = "api_key"
+    CREDENTIALS = "credentials"
+    OAUTH2 = "oauth2"
+
+
+# The secret fields each auth kind stores (encrypted); the admin renders them write-only.
+AUTH_FIELDS: dict[AuthKind, tuple[str, ...]] = {
+    AuthKind.API_KEY: ("api_key",),
+    AuthKind.CREDENTIALS: ("username", "password"),
+    AuthKind.OAUTH2: ("client_id", "client_secret", "access_token", "refresh_token"),
+}
+
+
+@dataclass(frozen=True)
+class SettingField:
+    """A non-secret setting a provider needs (shown and editable in the admin)."""
+
+    name: str
+    label: str
+    help_text: str = ""
+    required: bool = True
+    default: str = ""
+
+
+@dataclass(frozen=True)
+class ConnectionConfig:
+    auth_kind: AuthKind
+    settings: Mapping[str, str] = field(default_factory=dict)
+    credentials: Mapping[str, str] = field(default_factory=dict, repr=False)
+    label: str = ""  # the connection's name, for messages
+
+
+@dataclass(frozen=True)
+class SourceRecordError:
+    """A source record that could not be turned into an :class:`Invoice`. Yielded, not raised,
+    so that one bad record never stops a run."""
+
+    source_id: str
+    error: InvsyncError
+    number: str = ""
+    updated_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class EntryToWrite:
+    posting: Posting
+    attachment: Attachment | None = None
+
+
+@dataclass(frozen=True)
+class EntryResult:
+    """The outcome of writing one entry: its reference, or the error that refused it alone."""
+
+    external_id: str
+    ref: EntryRef | None = None
+    error: InvsyncError | None = None
+
+
+class Connector(abc.ABC):
+    key: ClassVar[str]
+    name: ClassVar[str]
+    kind: ClassVar[ConnectionKind]
+    auth_kinds: ClassVar[tuple[AuthKind, ...]]
+    settings_fields: ClassVar[tuple[SettingField, ...]] = ()
+    # Requests per rolling window the vendor allows (None: no published limit).
+    rate_limit: ClassVar[tuple[int, float] | None] = None
+
+    def __init__(self, config: ConnectionConfig) -> None:
+        if config.auth_kind not in self.auth_kinds:
+            raise InvsyncError(
+                ErrorCode.CONFIGURATION_INCOMPLETE,
+                f"{self.name} does not accept the auth kind {config.auth_kind!s}.",
+                field="auth_kind",
+            )
+        self.config = config
+
+    @abc.abstractmethod
+    def check_connection(self) -> ConnectionCheck:
+        """Log in and make one cheap read. Must return a check (ok or not, with a message for
+        people), never raise for a refused login or an unreachable host, never put a credential
+        in the message."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release sessions. Safe to call twice."""
+
+
+class InvoicingSource(Connector):
+    kind = ConnectionKind.INVOICING
+    supports_journals: ClassVar[bool] = False
+    supports_attachments: ClassVar[bool] = True
+
+    @abc.abstractmethod
+    def iter_invoices(
+        self, *, since: dt.datetime | None, directions: Sequence[Direction]
+    ) -> Iterator[Invoice | SourceRecordError]:
+        """Yield the final (validated/posted/paid) and cancelled invoices and credit notes of the
+        given directions changed at or after ``since`` (all when None), oldest change first,
+        streamed page by page. A record that cannot be mapped is yielded as a
+        :class:`SourceRecordError`; only a failure of the whole listing raises ConnectorError.
+        Must not fetch attachments."""
+
+    @abc.abstractmethod
+    def get_invoice(self, source_id: str) -> Invoice | SourceRecordError:
+        """Return one invoice by its source id (for retries and held records). Raises
+        ConnectorError with INVALID_SOURCE_DATA when it no longer exists."""
+
+    @abc.abstractmethod
+    def fetch_attachment(self, invoice: Invoice) -> Attachment:
+        """Fetch the invoice's PDF. Raises ConnectorError with code PDF when it is absent or
+        cannot be fetched; transport failures keep their transient codes."""
+
+    @abc.abstractmethod
+    def list_tax_rates(self) -> list[SourceTaxRate]:
+        """The VAT rates (and tax ids) the source uses, per direction, for mapping proposals."""
+
+    def list_journals(self) -> list[SourceJournal]:
+        """The source's journals, where it has them (``supports_journals``)."""
+        return []
+
+
+class AccountingTarget(Connector):
+    kind = ConnectionKind.ACCOUNTING
+    supports_draft_entries: ClassVar[bool] = False
+    supports_attachments: ClassVar[bool] = False
+    supports_partner_creation: ClassVar[bool] = False
+    supports_batch_writes: ClassVar[bool] = False
+    # Whether tax lines name an account (True) or the target books VAT from the code itself.
+    vat_codes_name_accounts: ClassVar[bool] = True
+
+    @abc.abstractmethod
+    def list_folders(self) -> list[Folder]:
+        """The folders (companies, ledgers) the connection can write to."""
+
+    @abc.abstractmethod
+    def list_vat_codes(self, folder: str) -> list[VatCode]:
+        """The folder's VAT codes with their rates and, where the target has one, the account."""
+
+    @abc.abstractmethod
+    def list_journals(self, folder: str) -> list[Journal]:
+        """The folder's journals."""
+
+    @abc.abstractmethod
+    def list_accounts(self, folder: str, classes: Sequence[str] = ()) -> list[Account]:
+        """The folder's chart: every account that can take entry lines (active or not), filtered
+        to those whose number starts with one of ``classes`` when given."""
+
+    @abc.abstractmethod
+    def find_partner_candidates(self, folder: str, partner: Partner) -> list[TargetPartner]:
+        """Partners of the folder that may match ``partner`` on any criterion (auxiliary account,
+        VAT number, company number or name), with their identifiers. A superset is fine: the
+        caller applies the matching rules. Must not create anything."""
+
+    @abc.abstractmethod
+    def existing_partner_ids(self, folder: str, ids: Sequence[str]) -> set[str]:
+        """Which of ``ids`` still exist in the folder (one call for many ids)."""
+
+    def create_partner(self, folder: str, partner: Partner, direction: Direction) -> TargetPartner:
+        """Create the partner with its identifiers (only when ``supports_partner_creation``)."""
+        raise InvsyncError(
+            ErrorCode.PARTNER_NOT_FOUND,
+            f"{self.name} does not let invsync create customers or suppliers: create "
+            f"{partner.name!r} in the accounting tool.",
+        )
+
+    @abc.abstractmethod
+    def create_entries(self, folder: str, entries: Sequence[EntryToWrite]) -> list[EntryResult]:
+        """Write the entries (draft or posted as each posting says), each with its attachment.
+        Returns one result per entry, in order. An entry refused on its own merits gets an error
+        result; the others are still written. A failure of the whole call (transport,
+        authentication) raises ConnectorError, and then the caller cannot know what was written:
+        it resolves that with :meth:`find_entries`. Must never write an entry whose
+        ``external_id`` already exists in the folder."""
+
+    @abc.abstractmethod
+    def find_entries(self, folder: str, external_ids: Sequence[str]) -> dict[str, EntryRef]:
+        """The entries already written for these external ids (absent ids are left out)."""
+
+    def attach(self, folder: str, ref: EntryRef, attachment: Attachment) -> None:
+        """Attach a file to an existing entry (after a crash between entry and attachment)."""
+        raise NotImplementedError

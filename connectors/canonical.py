@@ -1,0 +1,236 @@
+"""The canonical model: what a source yields, what the engine produces and a target writes.
+
+Plain frozen dataclasses with ``Decimal`` money; no ORM and no HTTP. Sources map their vendor's
+records into :class:`Invoice`; the posting engine turns one into a :class:`Posting`; targets write
+postings and answer the lookups the mapping forms need.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
+from enum import StrEnum
+
+
+class InvoiceType(StrEnum):
+    CUSTOMER_INVOICE = "customer_invoice"
+    CUSTOMER_REFUND = "customer_refund"
+    SUPPLIER_INVOICE = "supplier_invoice"
+    SUPPLIER_REFUND = "supplier_refund"
+
+    @property
+    def direction(self) -> Direction:
+        return Direction.SALES if self.value.startswith("customer") else Direction.PURCHASES
+
+    @property
+    def is_refund(self) -> bool:
+        return self.value.endswith("refund")
+
+
+class Direction(StrEnum):
+    SALES = "sales"
+    PURCHASES = "purchases"
+
+
+class InvoiceStatus(StrEnum):
+    DRAFT = "draft"
+    FINAL = "final"
+    CANCELLED = "cancelled"
+    PAID = "paid"
+
+
+# ISO 4217 minor units that are not 2. Anything not listed has two decimals.
+_CURRENCY_EXPONENTS = {
+    "BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "ISK": 0, "JPY": 0, "KMF": 0, "KRW": 0, "PYG": 0,
+    "RWF": 0, "UGX": 0, "UYI": 0, "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0, "XPF": 0,
+    "BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3, "CLF": 4, "UYW": 4,
+}  # fmt: skip
+
+
+def currency_exponent(currency: str) -> int:
+    return _CURRENCY_EXPONENTS.get((currency or "").upper(), 2)
+
+
+def quantize_money(amount: Decimal, currency: str) -> Decimal:
+    """Round half up to the currency's minor unit, as invoices and ledgers do."""
+    exponent = currency_exponent(currency)
+    return amount.quantize(Decimal(1).scaleb(-exponent), rounding=ROUND_HALF_UP)
+
+
+@dataclass(frozen=True)
+class Partner:
+    source_id: str
+    name: str
+    vat_number: str | None = None
+    company_number: str | None = None
+    auxiliary_account: str | None = None
+    country: str | None = None
+    email: str | None = None
+    address: str | None = None
+
+
+@dataclass(frozen=True)
+class InvoiceLine:
+    description: str
+    quantity: Decimal
+    unit_price: Decimal
+    untaxed_amount: Decimal
+    tax_amount: Decimal
+    total: Decimal
+    discount_amount: Decimal = Decimal("0")
+    tax_rate: Decimal | None = None
+    tax_id: str | None = None
+    account_number: str | None = None
+    product_code: str | None = None
+
+
+@dataclass(frozen=True)
+class Invoice:
+    source_id: str
+    number: str
+    type: InvoiceType
+    issue_date: dt.date
+    currency: str
+    untaxed_amount: Decimal
+    tax_amount: Decimal
+    total: Decimal
+    partner: Partner | None
+    lines: tuple[InvoiceLine, ...]
+    due_date: dt.date | None = None
+    exchange_rate: Decimal | None = None
+    journal_code: str | None = None
+    has_attachment: bool = False
+    updated_at: dt.datetime | None = None
+    status: InvoiceStatus = InvoiceStatus.FINAL
+
+    @property
+    def direction(self) -> Direction:
+        return self.type.direction
+
+
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content_type: str
+    content: bytes = field(repr=False)
+
+
+class TaxRole(StrEnum):
+    BASE = "base"
+    TAX = "tax"
+
+
+@dataclass(frozen=True)
+class EntryLine:
+    """One line of a journal entry. Amounts are in the company currency; ``amount_currency`` holds
+    the signed amount in the invoice currency when it differs (debit positive)."""
+
+    account: str
+    debit: Decimal
+    credit: Decimal
+    label: str
+    partner: str | None = None  # the partner's name, on the collective (third-party) line only
+    vat_code: str | None = None
+    tax_role: TaxRole | None = None
+    amount_currency: Decimal | None = None
+    maturity_date: dt.date | None = None
+
+
+@dataclass(frozen=True)
+class Posting:
+    journal: str
+    date: dt.date
+    reference: str  # the source invoice number, shown to people
+    external_id: str  # unique per flow and source invoice: how a target finds an entry again
+    currency: str
+    company_currency: str
+    draft: bool
+    lines: tuple[EntryLine, ...]
+    due_date: dt.date | None = None
+    partner_name: str = ""
+    partner_ref: str | None = None  # the target's partner id, filled in after matching
+    invoice_type: InvoiceType = InvoiceType.CUSTOMER_INVOICE
+
+    @property
+    def total_debit(self) -> Decimal:
+        return sum((line.debit for line in self.lines), Decimal("0"))
+
+    @property
+    def total_credit(self) -> Decimal:
+        return sum((line.credit for line in self.lines), Decimal("0"))
+
+
+# Lookups: what a target offers to the mapping forms and the engine.
+
+
+@dataclass(frozen=True)
+class Folder:
+    id: str
+    name: str
+    currency: str = "EUR"
+
+
+@dataclass(frozen=True)
+class Account:
+    number: str
+    name: str = ""
+    active: bool = True
+
+    @property
+    def account_class(self) -> str:
+        return self.number[:1]
+
+
+@dataclass(frozen=True)
+class VatCode:
+    code: str
+    rate: Decimal | None
+    name: str = ""
+    account: str | None = None  # the account the tax amount is booked on, where the target says
+    direction: Direction | None = None  # None: usable for both
+
+
+@dataclass(frozen=True)
+class Journal:
+    code: str
+    name: str = ""
+    kind: str = ""  # "sales", "purchases" or the target's own word
+
+
+@dataclass(frozen=True)
+class TargetPartner:
+    id: str
+    name: str
+    vat_numbers: tuple[str, ...] = ()
+    company_numbers: tuple[str, ...] = ()
+    auxiliary_accounts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SourceTaxRate:
+    direction: Direction
+    rate: Decimal | None
+    tax_id: str | None = None
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class SourceJournal:
+    code: str
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class EntryRef:
+    """Where a written entry lives in the target."""
+
+    id: str
+    number: str = ""
+    has_attachment: bool = False
+
+
+@dataclass(frozen=True)
+class ConnectionCheck:
+    ok: bool
+    message: str

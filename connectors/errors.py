@@ -1,0 +1,241 @@
+"""The error catalogue and the one application error type.
+
+The first eleven codes are the product's troubleshooting table; the rest are the platform's own.
+Every code carries a description, the resolution shown to the person fixing it, a kind, and the
+setting that usually fixes it (for the admin's links).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from django.db import models
+
+
+class ErrorKind(StrEnum):
+    CONFIGURATION = "configuration"  # a person must change a setting or a mapping
+    TRANSIENT = "transient"  # retried automatically with backoff
+    DATA = "data"  # the invoice (or partner) itself must be corrected at its source
+
+
+class ErrorCode(models.TextChoices):
+    ACCOUNT_NUMBER_NOT_FOUND = "ERROR_SYNC_INVOICE_ACCOUNT_NUMBER_NOT_FOUND"
+    ACCOUNT_NUMBER_NOT_ACTIVE = "ERROR_SYNC_INVOICE_ACCOUNT_NUMBER_NOT_ACTIVE"
+    PARTNER_NOT_FOUND = "ERROR_SYNC_INVOICE_PARTNER_NOT_FOUND"
+    AMOUNT_VALIDATION = "ERROR_SYNC_INVOICE_AMOUNT_VALIDATION"
+    CONTACT_NOT_FOUND = "ERROR_SYNC_INVOICE_CONTACT_NOT_FOUND"
+    JOURNAL_NOT_LINKED = "ERROR_SYNC_INVOICE_JOURNAL_NOT_LINKED"
+    LINE_VALIDATION = "ERROR_SYNC_INVOICE_LINE_VALIDATION"
+    MAPPING_TAX_RATE_NOT_FOUND = "ERROR_SYNC_INVOICE_MAPPING_TAX_RATE_NOT_FOUND"
+    PARTNER_VALIDATION = "ERROR_SYNC_INVOICE_PARTNER_VALIDATION"
+    PDF = "ERROR_SYNC_INVOICE_PDF"
+    MAPPING_JOURNAL_NOT_FOUND = "ERROR_SYNC_INVOICE_MAPPING_JOURNAL_NOT_FOUND"
+    # The platform's own.
+    PARTNER_AMBIGUOUS = "ERROR_SYNC_INVOICE_PARTNER_AMBIGUOUS"
+    DUPLICATE_IN_TARGET = "ERROR_SYNC_INVOICE_DUPLICATE_IN_TARGET"
+    INVALID_SOURCE_DATA = "ERROR_SYNC_INVOICE_INVALID_SOURCE_DATA"
+    TARGET_REJECTED = "ERROR_SYNC_INVOICE_TARGET_REJECTED"
+    AUTHENTICATION_FAILED = "ERROR_CONNECTION_AUTHENTICATION_FAILED"
+    PERMISSION_DENIED = "ERROR_CONNECTION_PERMISSION_DENIED"
+    RATE_LIMITED = "ERROR_CONNECTION_RATE_LIMITED"
+    UNAVAILABLE = "ERROR_CONNECTION_UNAVAILABLE"
+    CONFIGURATION_INCOMPLETE = "ERROR_SYNC_CONFIGURATION_INCOMPLETE"
+    UNEXPECTED = "ERROR_UNEXPECTED"
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    description: str
+    resolution: str
+    kind: ErrorKind
+    setting: str = ""  # the flow setting (model field or inline) that usually fixes it
+
+
+_C, _T, _D = ErrorKind.CONFIGURATION, ErrorKind.TRANSIENT, ErrorKind.DATA
+
+CATALOGUE: dict[ErrorCode, ErrorInfo] = {
+    ErrorCode.ACCOUNT_NUMBER_NOT_FOUND: ErrorInfo(
+        "An account used by the invoice does not exist in the accounting tool.",
+        "The line's account (from the invoicing tool) was missing or unknown, and so was the "
+        "default account of the flow. Create the account in the accounting tool, correct the "
+        "account on the invoice's items in the invoicing tool, or choose an existing default "
+        "sales/purchase account in the flow, then retry.",
+        _C,
+        "default_sales_account",
+    ),
+    ErrorCode.ACCOUNT_NUMBER_NOT_ACTIVE: ErrorInfo(
+        "An account used by the invoice is not active (closed) in the accounting tool.",
+        "The line's account and the flow's default account cannot receive entries. Re-open the "
+        "account in the accounting tool or choose an active default sales/purchase account in "
+        "the flow, then retry.",
+        _C,
+        "default_sales_account",
+    ),
+    ErrorCode.PARTNER_NOT_FOUND: ErrorInfo(
+        "The customer or supplier linked to this invoice no longer exists in the accounting tool.",
+        "It was matched or created earlier and has since been deleted in the accounting tool. "
+        "Re-create it there, or remove the partner link in invsync so that it is matched or "
+        "created again, then retry.",
+        _D,
+        "partner_links",
+    ),
+    ErrorCode.AMOUNT_VALIDATION: ErrorInfo(
+        "The invoice's amounts (untaxed, tax, total) do not add up.",
+        "Either untaxed + tax differs from the total, or the lines differ from the total by more "
+        "than the flow's rounding tolerance. Check the invoice in the invoicing tool; if its "
+        "amounts are right, raise the flow's rounding tolerance and retry.",
+        _D,
+        "rounding_tolerance",
+    ),
+    ErrorCode.CONTACT_NOT_FOUND: ErrorInfo(
+        "The invoicing tool could not return the invoice's customer or supplier.",
+        "The invoice points at a contact that the invoicing tool does not return (deleted, or not "
+        "visible to the connected user). Restore the contact or check the connection's access "
+        "rights in the invoicing tool, then retry.",
+        _D,
+    ),
+    ErrorCode.JOURNAL_NOT_LINKED: ErrorInfo(
+        "The invoice has no journal in the invoicing tool.",
+        "This flow maps the invoicing tool's journals one by one, so every invoice needs one. "
+        "Link a journal to the invoice in the invoicing tool, or switch the flow to one journal "
+        "per direction, then retry.",
+        _D,
+        "journal_mappings",
+    ),
+    ErrorCode.LINE_VALIDATION: ErrorInfo(
+        "An invoice line is not valid: it has neither a tax rate nor a tax code.",
+        "Give every line of the invoice a tax (0 % counts) in the invoicing tool, then retry.",
+        _D,
+    ),
+    ErrorCode.MAPPING_TAX_RATE_NOT_FOUND: ErrorInfo(
+        "A VAT rate of the invoice is not mapped to a VAT code of the accounting tool.",
+        "Add the rate (or the source tax) to the flow's sales or purchase VAT mapping, choosing "
+        "the accounting tool's VAT code, then retry.",
+        _C,
+        "vat_mappings",
+    ),
+    ErrorCode.PARTNER_VALIDATION: ErrorInfo(
+        "The invoice has no customer or supplier.",
+        "An entry needs a third party. Set the customer or supplier on the invoice in the "
+        "invoicing tool, then retry.",
+        _D,
+    ),
+    ErrorCode.PDF: ErrorInfo(
+        "The invoice's PDF could not be retrieved.",
+        "The invoice has no PDF, or fetching it from the invoicing tool failed. Check that the "
+        "invoice has its PDF in the invoicing tool; if the flow should not wait for PDFs, allow "
+        "syncing without attachment in the flow's configuration, then retry.",
+        _D,
+        "sync_without_attachment",
+    ),
+    ErrorCode.MAPPING_JOURNAL_NOT_FOUND: ErrorInfo(
+        "The invoice's journal is not mapped to a journal of the accounting tool.",
+        "Map the invoicing tool's journal to an accounting journal in the flow (or set the "
+        "flow's sales/purchase journal), then retry.",
+        _C,
+        "journal_mappings",
+    ),
+    ErrorCode.PARTNER_AMBIGUOUS: ErrorInfo(
+        "Several customers or suppliers in the accounting tool match the invoice's partner.",
+        "invsync never guesses. Merge or correct the duplicates in the accounting tool (or make "
+        "their VAT/company numbers distinct), then retry.",
+        _D,
+        "partner_links",
+    ),
+    ErrorCode.DUPLICATE_IN_TARGET: ErrorInfo(
+        "The accounting tool already holds an entry for this invoice that invsync did not write.",
+        "Check the accounting tool: if the existing entry is right, mark the record as skipped; "
+        "otherwise delete it there and retry.",
+        _D,
+    ),
+    ErrorCode.INVALID_SOURCE_DATA: ErrorInfo(
+        "The invoicing tool returned an invoice that cannot be read.",
+        "A field is missing or malformed (see the message). Correct the invoice in the invoicing "
+        "tool, then retry.",
+        _D,
+    ),
+    ErrorCode.TARGET_REJECTED: ErrorInfo(
+        "The accounting tool refused the entry.",
+        "Its message says why (a closed period, a missing fiscal year, a locked journal...). Fix "
+        "that in the accounting tool, then retry.",
+        _D,
+    ),
+    ErrorCode.AUTHENTICATION_FAILED: ErrorInfo(
+        "A connected tool refused the credentials.",
+        "Open the connection, enter valid credentials (or reconnect OAuth2) and use Test "
+        "connection, then retry.",
+        _C,
+        "connection",
+    ),
+    ErrorCode.PERMISSION_DENIED: ErrorInfo(
+        "The connected user lacks a permission in the tool.",
+        "Grant the connected user access to the folder, journals and accounts used, then retry.",
+        _C,
+        "connection",
+    ),
+    ErrorCode.RATE_LIMITED: ErrorInfo(
+        "The tool's request limit was reached.",
+        "Nothing to do: invsync waits as the tool asks and resumes on the next run.",
+        _T,
+    ),
+    ErrorCode.UNAVAILABLE: ErrorInfo(
+        "A connected tool could not be reached or answered with a server error.",
+        "Nothing to do if it is temporary: the next run resumes where this one stopped. If it "
+        "lasts, check the connection's address and the tool's status.",
+        _T,
+        "connection",
+    ),
+    ErrorCode.CONFIGURATION_INCOMPLETE: ErrorInfo(
+        "The flow's configuration is incomplete.",
+        "Complete the missing settings of the flow (the message names them), then retry.",
+        _C,
+        "configuration",
+    ),
+    ErrorCode.UNEXPECTED: ErrorInfo(
+        "An unexpected error occurred.",
+        "Retry once; if it persists, report the record's message and its INVOICE.json and "
+        "CONFIG.json downloads to the maintainers.",
+        _T,
+    ),
+}
+
+
+def error_info(code: str) -> ErrorInfo:
+    return CATALOGUE[ErrorCode(code)]
+
+
+class InvsyncError(Exception):
+    """The one application error: a catalogue code, a message for people, and where it applies.
+
+    Messages must never hold a secret; connectors cut vendor payloads to their message.
+    """
+
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str,
+        *,
+        field: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = ErrorCode(code)
+        self.message = message
+        self.field = field
+        self.retry_after = retry_after
+
+    @property
+    def kind(self) -> ErrorKind:
+        return CATALOGUE[self.code].kind
+
+    @property
+    def is_transient(self) -> bool:
+        return self.kind is ErrorKind.TRANSIENT
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+class ConnectorError(InvsyncError):
+    """Raised by connectors: a vendor's error turned into a catalogue code by the client's table."""

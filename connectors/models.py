@@ -1,0 +1,119 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from connectors.base import AUTH_FIELDS, AuthKind, ConnectionConfig, ConnectionKind
+from connectors.crypto import EncryptedJSONField
+
+
+class Client(models.Model):
+    """The company whose books are synced. An accounting firm manages many."""
+
+    name = models.CharField("name", max_length=200, unique=True)
+    notes = models.TextField("notes", blank=True, help_text="Free text for the firm's staff.")
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL,
+        blank=True,
+        related_name="invsync_clients",
+        verbose_name="staff members",
+        help_text="Staff users who may see and manage this client's connections, flows and records.",
+    )
+    created_at = models.DateTimeField("created", auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "client"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Connection(models.Model):
+    """One client's account at one tool. Credentials are encrypted at rest and never shown back."""
+
+    client = models.ForeignKey(
+        Client, on_delete=models.CASCADE, related_name="connections", verbose_name="client"
+    )
+    name = models.CharField("name", max_length=200, help_text="How this connection is shown.")
+    kind = models.CharField(
+        "kind",
+        max_length=20,
+        choices=[(k.value, k.value.title()) for k in ConnectionKind],
+        help_text="An invoicing tool (the source) or an accounting tool (the target).",
+    )
+    provider = models.CharField(
+        "provider", max_length=50, help_text="The connector's key in the connector registry."
+    )
+    auth_kind = models.CharField(
+        "authentication",
+        max_length=20,
+        choices=[
+            (AuthKind.API_KEY.value, "API key"),
+            (AuthKind.CREDENTIALS.value, "Login and password"),
+            (AuthKind.OAUTH2.value, "OAuth2"),
+        ],
+        help_text="How invsync signs in to the tool.",
+    )
+    settings = models.JSONField(
+        "settings",
+        default=dict,
+        blank=True,
+        help_text="Non-secret settings the provider needs (server address, database...).",
+    )
+    credentials = EncryptedJSONField(
+        "credentials",
+        blank=True,
+        default=dict,
+        help_text="Encrypted at rest; write-only in the admin.",
+    )
+    last_checked_at = models.DateTimeField("last checked", null=True, blank=True)
+    last_check_ok = models.BooleanField("last check succeeded", null=True, blank=True)
+    last_check_message = models.CharField("last check message", max_length=500, blank=True)
+    created_at = models.DateTimeField("created", auto_now_add=True)
+    updated_at = models.DateTimeField("updated", auto_now=True)
+
+    class Meta:
+        ordering = ["client__name", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["client", "name"], name="connection_unique_name"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.client} · {self.name}"
+
+    @property
+    def credential_fields(self) -> tuple[str, ...]:
+        return AUTH_FIELDS.get(AuthKind(self.auth_kind), ())
+
+    def as_config(self) -> ConnectionConfig:
+        return ConnectionConfig(
+            auth_kind=AuthKind(self.auth_kind),
+            settings={str(k): str(v) for k, v in (self.settings or {}).items()},
+            credentials=dict(self.credentials or {}),
+            label=self.name,
+        )
+
+
+class LookupCache(models.Model):
+    """The last lookups read from a tool (folders, VAT codes, journals, accounts, source taxes),
+    so forms, previews and downloads work without calling the tool each time."""
+
+    connection = models.ForeignKey(
+        Connection, on_delete=models.CASCADE, related_name="lookups", verbose_name="connection"
+    )
+    folder = models.CharField("folder", max_length=100, blank=True)
+    name = models.CharField("lookup", max_length=50, help_text="folders, vat_codes, journals...")
+    payload = models.JSONField("payload", default=list)
+    fetched_at = models.DateTimeField("fetched", auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["connection", "folder", "name"], name="lookup_cache_unique"
+            ),
+        ]
+        verbose_name = "lookup cache"
+
+    def __str__(self) -> str:
+        return f"{self.connection} {self.folder} {self.name}"

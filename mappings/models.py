@@ -1,0 +1,230 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.core.validators import MinValueValidator
+from django.db import models
+
+from connectors.models import Client, Connection
+
+
+class Scope(models.TextChoices):
+    BOTH = "both", "Sales and purchases"
+    SALES = "sales", "Sales only"
+    PURCHASES = "purchases", "Purchases only"
+
+
+class LabelMode(models.TextChoices):
+    PARTNER_THEN_DESCRIPTION = (
+        "partner_then_description",
+        "Partner name on the third-party line, line description on the others",
+    )
+    PARTNER = "partner", "Partner name on all lines"
+    PARTNER_AND_DESCRIPTION = "partner_and_description", "Partner name + line description"
+    PARTNER_AND_NUMBER = "partner_and_number", "Partner name + invoice number"
+
+
+class DirectionChoice(models.TextChoices):
+    SALES = "sales", "Sales"
+    PURCHASES = "purchases", "Purchases"
+
+
+def _account(verbose: str, help_text: str) -> models.CharField:
+    return models.CharField(verbose, max_length=50, blank=True, help_text=help_text)
+
+
+class SyncFlow(models.Model):
+    """One invoicing connection → one accounting connection and folder, with its configuration."""
+
+    client = models.ForeignKey(
+        Client, on_delete=models.CASCADE, related_name="flows", verbose_name="client"
+    )
+    name = models.CharField("name", max_length=200)
+    invoicing_connection = models.ForeignKey(
+        Connection,
+        on_delete=models.PROTECT,
+        related_name="flows_as_source",
+        limit_choices_to={"kind": "invoicing"},
+        verbose_name="invoicing connection",
+        help_text="Where invoices are read.",
+    )
+    accounting_connection = models.ForeignKey(
+        Connection,
+        on_delete=models.PROTECT,
+        related_name="flows_as_target",
+        limit_choices_to={"kind": "accounting"},
+        verbose_name="accounting connection",
+        help_text="Where entries are written.",
+    )
+    folder = models.CharField(
+        "accounting folder", max_length=100, blank=True,
+        help_text="The company/folder of the accounting tool the entries go to.",
+    )
+    folder_name = models.CharField("folder name", max_length=200, blank=True)
+    company_currency = models.CharField(
+        "company currency", max_length=3, default="EUR",
+        help_text="The folder's currency (ISO 4217); invoices in another currency are converted.",
+    )
+    enabled = models.BooleanField(
+        "enabled", default=False, help_text="Only enabled flows run on their schedule."
+    )
+
+    # Configuration
+    scope = models.CharField(
+        "what to synchronise", max_length=20, choices=Scope.choices, default=Scope.BOTH
+    )
+    start_date = models.DateField(
+        "start date", null=True, blank=True,
+        help_text="Invoices issued before this date are not synchronised.",
+    )
+    draft_entries = models.BooleanField(
+        "create entries as draft", default=False,
+        help_text="Leave entries pending for an accountant to validate (where the tool allows).",
+    )
+    sync_without_attachment = models.BooleanField(
+        "synchronise invoices without PDF", default=True,
+        help_text="When off, invoices without a PDF wait until the PDF is there.",
+    )
+    label_mode = models.CharField(
+        "entry labels", max_length=40, choices=LabelMode.choices,
+        default=LabelMode.PARTNER_THEN_DESCRIPTION,
+    )
+    rounding_tolerance = models.DecimalField(
+        "rounding tolerance", max_digits=12, decimal_places=4, default=Decimal("0.05"),
+        validators=[MinValueValidator(Decimal("0"))],
+        help_text="The largest difference between the lines and the total that gets a rounding "
+        "line; beyond it the invoice fails with an amount error.",
+    )
+    schedule_minutes = models.PositiveIntegerField(
+        "run every (minutes)", default=60, validators=[MinValueValidator(1)],
+        help_text="How often an enabled flow runs in the background.",
+    )
+
+    # Journals
+    sales_journal = models.CharField("sales journal", max_length=50, blank=True)
+    purchases_journal = models.CharField("purchase journal", max_length=50, blank=True)
+    journals_by_source = models.BooleanField(
+        "map journals one by one", default=False,
+        help_text="Use the journal mappings below (source journal → accounting journal) instead "
+        "of one journal per direction.",
+    )
+
+    # Accounts
+    default_sales_account = _account(
+        "sales account (products)",
+        "Used on sales lines without an account, or whose account is missing or inactive.",
+    )
+    default_purchases_account = _account(
+        "purchase account (expenses)",
+        "Used on purchase lines without an account, or whose account is missing or inactive.",
+    )
+    customer_collective_account = _account(
+        "customer collective account", "Generally 411 (4111 in Tryton's French chart)."
+    )
+    supplier_collective_account = _account(
+        "supplier collective account", "Generally 401 (4011 in Tryton's French chart)."
+    )
+    rounding_credit_account = _account(
+        "credit rounding account", "Takes rounding differences booked as a credit; generally 758."
+    )
+    rounding_debit_account = _account(
+        "debit rounding account", "Takes rounding differences booked as a debit; generally 658."
+    )
+    separate_discounts = models.BooleanField(
+        "post discounts separately", default=False,
+        help_text="Post the gross amount on the product/expense account and the discount on the "
+        "discount account; otherwise the net amount goes on the product/expense account.",
+    )
+    sales_discount_account = _account("sales discount account", "Generally 709.")
+    purchases_discount_account = _account("purchase discount account", "Generally 609.")
+    sales_rounding_vat_code = models.CharField(
+        "sales rounding VAT code", max_length=50, blank=True,
+        help_text="VAT code put on sales rounding lines.",
+    )
+    purchases_rounding_vat_code = models.CharField(
+        "purchase rounding VAT code", max_length=50, blank=True,
+        help_text="VAT code put on purchase rounding lines.",
+    )
+
+    # Bookkeeping (not configuration)
+    config_version = models.PositiveIntegerField(
+        "configuration version", default=1, editable=False,
+        help_text="Raised on every change of configuration or mappings; failed records are "
+        "retried automatically once it moves.",
+    )
+    source_cursor = models.DateTimeField(
+        "read up to", null=True, blank=True, editable=False,
+        help_text="Changes in the invoicing tool up to this time have been read.",
+    )
+    lease_owner = models.CharField("run lease owner", max_length=64, blank=True, editable=False)
+    lease_until = models.DateTimeField("run lease until", null=True, blank=True, editable=False)
+    created_at = models.DateTimeField("created", auto_now_add=True)
+    updated_at = models.DateTimeField("updated", auto_now=True)
+
+    class Meta:
+        ordering = ["client__name", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["client", "name"], name="flow_unique_name"),
+        ]
+        verbose_name = "sync flow"
+
+    def __str__(self) -> str:
+        return f"{self.client} · {self.name}"
+
+
+class VatMapping(models.Model):
+    """A source VAT rate (or a source tax id) → a VAT code of the accounting tool."""
+
+    flow = models.ForeignKey(
+        SyncFlow, on_delete=models.CASCADE, related_name="vat_mappings", verbose_name="flow"
+    )
+    direction = models.CharField("direction", max_length=20, choices=DirectionChoice.choices)
+    source_rate = models.DecimalField(
+        "source rate (%)", max_digits=7, decimal_places=3, null=True, blank=True,
+        help_text="The VAT rate in the invoicing tool, e.g. 20 or 5.5.",
+    )
+    source_tax_id = models.CharField(
+        "source tax id", max_length=100, blank=True,
+        help_text="Map one source tax by its id instead of by rate (it wins over the rate).",
+    )
+    target_code = models.CharField(
+        "accounting VAT code", max_length=50, help_text="The VAT code in the accounting tool."
+    )
+
+    class Meta:
+        ordering = ["direction", "source_rate", "source_tax_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["flow", "direction", "source_rate", "source_tax_id"],
+                name="vat_mapping_unique",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(source_rate__isnull=False) | ~models.Q(source_tax_id=""),
+                name="vat_mapping_has_rate_or_tax_id",
+            ),
+        ]
+        verbose_name = "VAT mapping"
+
+    def __str__(self) -> str:
+        what = self.source_tax_id or f"{self.source_rate} %"
+        return f"{self.get_direction_display()} {what} → {self.target_code}"
+
+
+class JournalMapping(models.Model):
+    """A source journal → a journal of the accounting tool (when journals are mapped one by one)."""
+
+    flow = models.ForeignKey(
+        SyncFlow, on_delete=models.CASCADE, related_name="journal_mappings", verbose_name="flow"
+    )
+    source_journal = models.CharField("source journal", max_length=100)
+    target_journal = models.CharField("accounting journal", max_length=50)
+
+    class Meta:
+        ordering = ["source_journal"]
+        constraints = [
+            models.UniqueConstraint(fields=["flow", "source_journal"], name="journal_mapping_unique"),
+        ]
+        verbose_name = "journal mapping"
+
+    def __str__(self) -> str:
+        return f"{self.source_journal} → {self.target_journal}"

@@ -1,0 +1,61 @@
+"""The posting engine's input besides the invoice: a flow's configuration as plain values, plus the
+target lookups it is checked against. Mirrors CONFIG.json of the posting-preview contract."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from connectors.canonical import Account, Direction, VatCode
+
+
+@dataclass(frozen=True)
+class VatRule:
+    rate: Decimal | None
+    tax_id: str | None
+    code: str
+
+
+@dataclass(frozen=True)
+class TargetLookups:
+    accounts: tuple[Account, ...] = ()
+    vat_codes: tuple[VatCode, ...] = ()
+    journals: tuple[str, ...] = ()  # journal codes; empty: not checked
+
+
+@dataclass(frozen=True)
+class FlowConfig:
+    scope: str = "both"  # both | sales | purchases
+    start_date: dt.date | None = None
+    draft: bool = False
+    sync_without_attachment: bool = True
+    separate_discounts: bool = False
+    label_mode: str = "partner_then_description"
+    rounding_tolerance: Decimal = Decimal("0.05")
+    company_currency: str = "EUR"
+    # journals
+    sales_journal: str | None = None
+    purchases_journal: str | None = None
+    journals_by_source: dict[str, str] | None = None
+    # accounts
+    sales_default: str | None = None
+    purchases_default: str | None = None
+    customer_collective: str | None = None
+    supplier_collective: str | None = None
+    rounding_credit: str | None = None
+    rounding_debit: str | None = None
+    sales_discount: str | None = None
+    purchases_discount: str | None = None
+    # VAT
+    sales_vat: tuple[VatRule, ...] = ()
+    purchases_vat: tuple[VatRule, ...] = ()
+    sales_rounding_vat: str | None = None
+    purchases_rounding_vat: str | None = None
+    target: TargetLookups = field(default_factory=TargetLookups)
+
+    def vat_rules(self, direction: Direction) -> tuple[VatRule, ...]:
+        return self.sales_vat if direction is Direction.SALES else self.purchases_vat
+
+    def in_scope(self, direction: Direction) -> bool:
+        return self.scope == "both" or self.scope == direction.value
