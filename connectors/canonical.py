@@ -98,6 +98,7 @@ class Invoice:
     partner: Partner | None
     lines: tuple[InvoiceLine, ...]
     due_date: dt.date | None = None
+    # Company-currency units per unit of the invoice currency: company amount = amount × rate.
     exchange_rate: Decimal | None = None
     journal_code: str | None = None
     has_attachment: bool = False

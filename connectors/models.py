@@ -17,7 +17,8 @@ class Client(models.Model):
         blank=True,
         related_name="invsync_clients",
         verbose_name="staff members",
-        help_text="Staff users who may see and manage this client's connections, flows and records.",
+        help_text="Staff users who may see and manage this client's connections, flows and "
+        "records.",
     )
     created_at = models.DateTimeField("created", auto_now_add=True)
 

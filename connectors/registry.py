@@ -7,7 +7,7 @@ import contextlib
 import inspect
 from collections.abc import Iterator, Sequence
 
-from connectors.base import AccountingTarget, Connector, ConnectionKind, InvoicingSource
+from connectors.base import AccountingTarget, ConnectionKind, Connector, InvoicingSource
 
 SHIPPED: tuple[type[Connector], ...] = ()
 

@@ -57,12 +57,16 @@ class SyncFlow(models.Model):
         help_text="Where entries are written.",
     )
     folder = models.CharField(
-        "accounting folder", max_length=100, blank=True,
+        "accounting folder",
+        max_length=100,
+        blank=True,
         help_text="The company/folder of the accounting tool the entries go to.",
     )
     folder_name = models.CharField("folder name", max_length=200, blank=True)
     company_currency = models.CharField(
-        "company currency", max_length=3, default="EUR",
+        "company currency",
+        max_length=3,
+        default="EUR",
         help_text="The folder's currency (ISO 4217); invoices in another currency are converted.",
     )
     enabled = models.BooleanField(
@@ -74,29 +78,40 @@ class SyncFlow(models.Model):
         "what to synchronise", max_length=20, choices=Scope.choices, default=Scope.BOTH
     )
     start_date = models.DateField(
-        "start date", null=True, blank=True,
+        "start date",
+        null=True,
+        blank=True,
         help_text="Invoices issued before this date are not synchronised.",
     )
     draft_entries = models.BooleanField(
-        "create entries as draft", default=False,
+        "create entries as draft",
+        default=False,
         help_text="Leave entries pending for an accountant to validate (where the tool allows).",
     )
     sync_without_attachment = models.BooleanField(
-        "synchronise invoices without PDF", default=True,
+        "synchronise invoices without PDF",
+        default=True,
         help_text="When off, invoices without a PDF wait until the PDF is there.",
     )
     label_mode = models.CharField(
-        "entry labels", max_length=40, choices=LabelMode.choices,
+        "entry labels",
+        max_length=40,
+        choices=LabelMode.choices,
         default=LabelMode.PARTNER_THEN_DESCRIPTION,
     )
     rounding_tolerance = models.DecimalField(
-        "rounding tolerance", max_digits=12, decimal_places=4, default=Decimal("0.05"),
+        "rounding tolerance",
+        max_digits=12,
+        decimal_places=4,
+        default=Decimal("0.05"),
         validators=[MinValueValidator(Decimal("0"))],
         help_text="The largest difference between the lines and the total that gets a rounding "
         "line; beyond it the invoice fails with an amount error.",
     )
     schedule_minutes = models.PositiveIntegerField(
-        "run every (minutes)", default=60, validators=[MinValueValidator(1)],
+        "run every (minutes)",
+        default=60,
+        validators=[MinValueValidator(1)],
         help_text="How often an enabled flow runs in the background.",
     )
 
@@ -104,7 +119,8 @@ class SyncFlow(models.Model):
     sales_journal = models.CharField("sales journal", max_length=50, blank=True)
     purchases_journal = models.CharField("purchase journal", max_length=50, blank=True)
     journals_by_source = models.BooleanField(
-        "map journals one by one", default=False,
+        "map journals one by one",
+        default=False,
         help_text="Use the journal mappings below (source journal → accounting journal) instead "
         "of one journal per direction.",
     )
@@ -131,29 +147,39 @@ class SyncFlow(models.Model):
         "debit rounding account", "Takes rounding differences booked as a debit; generally 658."
     )
     separate_discounts = models.BooleanField(
-        "post discounts separately", default=False,
+        "post discounts separately",
+        default=False,
         help_text="Post the gross amount on the product/expense account and the discount on the "
         "discount account; otherwise the net amount goes on the product/expense account.",
     )
     sales_discount_account = _account("sales discount account", "Generally 709.")
     purchases_discount_account = _account("purchase discount account", "Generally 609.")
     sales_rounding_vat_code = models.CharField(
-        "sales rounding VAT code", max_length=50, blank=True,
+        "sales rounding VAT code",
+        max_length=50,
+        blank=True,
         help_text="VAT code put on sales rounding lines.",
     )
     purchases_rounding_vat_code = models.CharField(
-        "purchase rounding VAT code", max_length=50, blank=True,
+        "purchase rounding VAT code",
+        max_length=50,
+        blank=True,
         help_text="VAT code put on purchase rounding lines.",
     )
 
     # Bookkeeping (not configuration)
     config_version = models.PositiveIntegerField(
-        "configuration version", default=1, editable=False,
+        "configuration version",
+        default=1,
+        editable=False,
         help_text="Raised on every change of configuration or mappings; failed records are "
         "retried automatically once it moves.",
     )
     source_cursor = models.DateTimeField(
-        "read up to", null=True, blank=True, editable=False,
+        "read up to",
+        null=True,
+        blank=True,
+        editable=False,
         help_text="Changes in the invoicing tool up to this time have been read.",
     )
     lease_owner = models.CharField("run lease owner", max_length=64, blank=True, editable=False)
@@ -171,6 +197,21 @@ class SyncFlow(models.Model):
     def __str__(self) -> str:
         return f"{self.client} · {self.name}"
 
+    def save(self, *args, **kwargs) -> None:
+        # Bookkeeping fields are written by the sync service with conditional UPDATEs (the run
+        # lease, the cursor, the version bump). Saving a flow edited in a form must not write back
+        # the stale copies it loaded, or a running sync could lose its lease to a second one.
+        if not self._state.adding and kwargs.get("update_fields") is None:
+            kwargs["update_fields"] = [
+                f.name
+                for f in self._meta.concrete_fields
+                if not f.primary_key and f.name not in BOOKKEEPING_FIELDS
+            ]
+        super().save(*args, **kwargs)
+
+
+BOOKKEEPING_FIELDS = frozenset({"config_version", "source_cursor", "lease_owner", "lease_until"})
+
 
 class VatMapping(models.Model):
     """A source VAT rate (or a source tax id) → a VAT code of the accounting tool."""
@@ -180,11 +221,17 @@ class VatMapping(models.Model):
     )
     direction = models.CharField("direction", max_length=20, choices=DirectionChoice.choices)
     source_rate = models.DecimalField(
-        "source rate (%)", max_digits=7, decimal_places=3, null=True, blank=True,
+        "source rate (%)",
+        max_digits=7,
+        decimal_places=3,
+        null=True,
+        blank=True,
         help_text="The VAT rate in the invoicing tool, e.g. 20 or 5.5.",
     )
     source_tax_id = models.CharField(
-        "source tax id", max_length=100, blank=True,
+        "source tax id",
+        max_length=100,
+        blank=True,
         help_text="Map one source tax by its id instead of by rate (it wins over the rate).",
     )
     target_code = models.CharField(
@@ -222,7 +269,9 @@ class JournalMapping(models.Model):
     class Meta:
         ordering = ["source_journal"]
         constraints = [
-            models.UniqueConstraint(fields=["flow", "source_journal"], name="journal_mapping_unique"),
+            models.UniqueConstraint(
+                fields=["flow", "source_journal"], name="journal_mapping_unique"
+            ),
         ]
         verbose_name = "journal mapping"
 

@@ -44,7 +44,10 @@ class SyncRun(models.Model):
         "unchanged", default=0, help_text="Already synced and unchanged: no call to the target."
     )
     error_code = models.CharField(
-        "error code", max_length=64, blank=True, choices=ErrorCode.choices,
+        "error code",
+        max_length=64,
+        blank=True,
+        choices=ErrorCode.choices,
         help_text="Why the run as a whole stopped, if it did.",
     )
     error_message = models.TextField("error message", blank=True)
@@ -104,11 +107,15 @@ class SyncedRecord(models.Model):
         "status", max_length=20, choices=RecordStatus.choices, default=RecordStatus.PENDING
     )
     fingerprint = models.CharField(
-        "fingerprint", max_length=64, blank=True,
+        "fingerprint",
+        max_length=64,
+        blank=True,
         help_text="Hash of the invoice as last read: an unchanged invoice is not pushed again.",
     )
     target_ref = models.CharField(
-        "entry in accounting", max_length=100, blank=True,
+        "entry in accounting",
+        max_length=100,
+        blank=True,
         help_text="The id of the entry written in the accounting tool.",
     )
     target_number = models.CharField("entry number", max_length=100, blank=True)
@@ -119,29 +126,42 @@ class SyncedRecord(models.Model):
     error_field = models.CharField("error field", max_length=100, blank=True)
     skip_reason = models.CharField("skip reason", max_length=300, blank=True)
     drift = models.CharField(
-        "changed after sync", max_length=500, blank=True,
+        "changed after sync",
+        max_length=500,
+        blank=True,
         help_text="Set when the invoice changed in the invoicing tool after its entry was written "
         "(the entry is never written twice; correct it in accounting).",
     )
     attempts = models.PositiveIntegerField("attempts", default=0)
     next_attempt_at = models.DateTimeField(
-        "next automatic retry", null=True, blank=True,
+        "next automatic retry",
+        null=True,
+        blank=True,
         help_text="For transient errors: not retried before this time.",
     )
     config_version = models.PositiveIntegerField(
-        "configuration version", default=0,
+        "configuration version",
+        default=0,
         help_text="The flow's configuration version at the last attempt.",
     )
     snapshot = models.JSONField(
-        "invoice snapshot", default=dict, blank=True,
+        "invoice snapshot",
+        default=dict,
+        blank=True,
         help_text="The canonical invoice (INVOICE.json) as last read.",
     )
     overrides = models.JSONField(
-        "overrides", default=dict, blank=True,
+        "overrides",
+        default=dict,
+        blank=True,
         help_text="Per-record corrections applied on retry (line accounts, VAT codes).",
     )
     last_run = models.ForeignKey(
-        "SyncRun", on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+        "SyncRun",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
         verbose_name="last run",
     )
     created_at = models.DateTimeField("first seen", auto_now_add=True)
@@ -203,7 +223,9 @@ class PartnerLink(models.Model):
     class Meta:
         ordering = ["source_partner_name"]
         constraints = [
-            models.UniqueConstraint(fields=["flow", "source_partner_id"], name="partner_link_unique"),
+            models.UniqueConstraint(
+                fields=["flow", "source_partner_id"], name="partner_link_unique"
+            ),
         ]
         verbose_name = "partner link"
 

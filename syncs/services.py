@@ -1,24 +1,709 @@
-"""Sync services (writes). Being written; signatures fixed."""
+"""Sync services: run a flow, retry records.
+
+The push protocol (DESIGN.md, "Sync state and idempotency"):
+
+1. A run holds the flow's lease, a row-level conditional UPDATE on the flow with an expiry that a
+   heartbeat pushes forward, so at most one run per flow exists across every worker and host, and a
+   dead worker's lease lapses on its own.
+2. Records left ``pushing`` by a dead run are resolved first by asking the target for their entries
+   by external id: found means synced, absent means pending again. Nothing is written for them
+   before that answer.
+3. Invoices are evaluated in chunks. Those ready to post are marked ``pushing`` in their own
+   committed transaction, then written in one target call where the target takes batches, then
+   marked synced (or failed) in a second transaction. A crash anywhere leaves either ``pushing``
+   (resolved by step 2) or a final state.
+4. An unchanged invoice (same fingerprint, same configuration version) costs no target call.
+5. The source cursor advances only after the records it covers are committed.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+import random
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from itertools import islice
 
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from connectors.base import (
+    AccountingTarget,
+    EntryResult,
+    EntryToWrite,
+    InvoicingSource,
+    SourceRecordError,
+)
+from connectors.canonical import Attachment, Direction, Invoice, InvoiceStatus, Partner
+from connectors.errors import ConnectorError, ErrorCode, InvsyncError
+from connectors.models import LookupCache
+from connectors.selectors import connector_for
 from mappings.models import SyncFlow
-from syncs.models import SyncedRecord, SyncRun
+from syncs import selectors
+from syncs.config import FlowConfig, TargetLookups
+from syncs.engine import Posted, Rejected, Skipped, Waiting, build_posting
+from syncs.models import (
+    MatchedBy,
+    PartnerLink,
+    RecordStatus,
+    RunStatus,
+    RunTrigger,
+    SyncedRecord,
+    SyncRun,
+)
+from syncs.partners import match_partner
+from syncs.serialization import invoice_to_json
+
+logger = logging.getLogger(__name__)
+
+# Errors that concern the connection as a whole: the run stops, nothing is blamed on a record.
+RUN_STOPPING_CODES = frozenset(
+    {
+        ErrorCode.AUTHENTICATION_FAILED,
+        ErrorCode.PERMISSION_DENIED,
+        ErrorCode.RATE_LIMITED,
+        ErrorCode.UNAVAILABLE,
+        ErrorCode.CONFIGURATION_INCOMPLETE,
+    }
+)
+MAX_MESSAGE = 2000
 
 
-def flow_sync_enqueue(*, flow: SyncFlow, trigger: str = "manual") -> str:
+# -- Public services -----------------------------------------------------------------------------
+
+
+def flow_sync_enqueue(*, flow: SyncFlow, trigger: str = RunTrigger.MANUAL) -> str:
     """Queue a run of ``flow`` on django-q2; returns the task id."""
-    raise NotImplementedError
+    from django_q.tasks import async_task
 
-
-def flow_sync(*, flow: SyncFlow, trigger: str, progress=None) -> SyncRun | None:
-    """Run ``flow`` now in this process. None when another run of the flow holds the lease."""
-    raise NotImplementedError
+    return async_task(
+        "syncs.tasks.run_flow",
+        flow.pk,
+        trigger=str(trigger),
+        task_name=f"sync flow {flow.pk} ({trigger})",
+        group=f"flow-{flow.pk}",
+    )
 
 
 def records_retry_enqueue(*, records: Iterable[SyncedRecord]) -> int:
-    """Mark the given failed records for retry and queue one retry task per flow; returns how many
-    records were queued."""
-    raise NotImplementedError
+    """Put the given failed records back to pending and queue one run per flow to push them.
+
+    Safe to call twice: a record already pending is left as it is, and a second queued run of the
+    same flow finds nothing left to do (or waits out the lease)."""
+    ids = [r.pk for r in records if r.status == RecordStatus.FAILED]
+    if not ids:
+        return 0
+    with transaction.atomic():
+        queryset = SyncedRecord.objects.filter(pk__in=ids, status=RecordStatus.FAILED)
+        flow_ids = set(queryset.values_list("flow_id", flat=True))
+        count = queryset.update(status=RecordStatus.PENDING, next_attempt_at=None)
+    for flow in SyncFlow.objects.filter(pk__in=flow_ids):
+        flow_sync_enqueue(flow=flow, trigger=RunTrigger.RETRY)
+    return count
+
+
+def flow_sync(
+    *,
+    flow: SyncFlow,
+    trigger: str = RunTrigger.MANUAL,
+    progress: Callable[[SyncRun], None] | None = None,
+) -> SyncRun | None:
+    """Run ``flow`` now, in this process. Returns the finished run, or None when another run of
+    the flow holds the lease (nothing is done then)."""
+    lease = _lease_acquire(flow.pk)
+    if lease is None:
+        logger.info("flow %s is already running; not starting another run", flow.pk)
+        return None
+    run = SyncRun.objects.create(flow=flow, trigger=trigger)
+    logger.info("flow %s run %s started (%s)", flow.pk, run.pk, trigger)
+    source = target = None
+    try:
+        flow.refresh_from_db()
+        source = connector_for(flow.invoicing_connection)
+        target = connector_for(flow.accounting_connection)
+        _Run(flow, run, lease, source, target, progress).execute()
+    except InvsyncError as error:
+        _finish(run, RunStatus.FAILED, error.code, error.message)
+    except Exception as error:
+        # A bug must not leave the run "running" forever nor hold the lease: record it, then let
+        # it propagate so django-q2 (or the command) shows the traceback.
+        _finish(run, RunStatus.FAILED, ErrorCode.UNEXPECTED, _clip(repr(error)))
+        raise
+    else:
+        _finish(run, RunStatus.PARTIAL if run.failed_count else RunStatus.SUCCEEDED)
+    finally:
+        for connector in (source, target):
+            if connector is not None:
+                connector.close()
+        _lease_release(flow.pk, lease)
+    logger.info(
+        "flow %s run %s %s: %s", flow.pk, run.pk, run.status,
+        " ".join(f"{k}={v}" for k, v in run.counts().items()),
+    )  # fmt: skip
+    return run
+
+
+# -- Lease ---------------------------------------------------------------------------------------
+
+
+def _lease_seconds() -> int:
+    return settings.INVSYNC_RUN_LEASE_SECONDS
+
+
+def _lease_acquire(flow_id: int) -> str | None:
+    token = uuid.uuid4().hex
+    now = timezone.now()
+    taken = (
+        SyncFlow.objects.filter(pk=flow_id)
+        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+        .update(lease_owner=token, lease_until=now + timedelta(seconds=_lease_seconds()))
+    )
+    return token if taken else None
+
+
+def _lease_renew(flow_id: int, token: str) -> None:
+    until = timezone.now() + timedelta(seconds=_lease_seconds())
+    if not SyncFlow.objects.filter(pk=flow_id, lease_owner=token).update(lease_until=until):
+        raise InvsyncError(
+            ErrorCode.UNEXPECTED,
+            "The run lost its lease (it was stalled longer than the lease); another run took over.",
+        )
+
+
+def _lease_release(flow_id: int, token: str) -> None:
+    SyncFlow.objects.filter(pk=flow_id, lease_owner=token).update(lease_owner="", lease_until=None)
+
+
+# -- Helpers -------------------------------------------------------------------------------------
+
+
+def _clip(message: str) -> str:
+    return message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 1] + "…"
+
+
+def _finish(run: SyncRun, status: str, code: str = "", message: str = "") -> None:
+    run.status = status
+    run.error_code = code
+    run.error_message = _clip(message)
+    run.finished_at = timezone.now()
+    run.save()
+
+
+def _retry_delay(attempts: int) -> timedelta:
+    """Bounded exponential backoff with jitter for records that failed on a transient error."""
+    base = min(3600.0, 60.0 * 2 ** max(0, attempts - 1))
+    return timedelta(seconds=base * random.uniform(0.5, 1.0))  # noqa: S311 - jitter, not crypto
+
+
+def _chunks(items: Iterable, size: int) -> Iterator[list]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+@dataclass
+class _Ready:
+    """An invoice the engine turned into a posting, waiting for its partner and its write."""
+
+    record: SyncedRecord
+    invoice: Invoice
+    posting: object  # connectors.canonical.Posting
+    attachment: Attachment | None = None
+
+
+@dataclass
+class _Chunk:
+    ready: list[_Ready] = field(default_factory=list)
+    dirty: list[SyncedRecord] = field(default_factory=list)
+
+
+class _StopRun(Exception):
+    def __init__(self, error: InvsyncError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+class _Run:
+    def __init__(
+        self,
+        flow: SyncFlow,
+        run: SyncRun,
+        lease: str,
+        source: InvoicingSource,
+        target: AccountingTarget,
+        progress: Callable[[SyncRun], None] | None,
+    ) -> None:
+        self.flow = flow
+        self.run = run
+        self.lease = lease
+        self.source = source
+        self.target = target
+        self.progress = progress
+        self.folder = flow.folder
+        self.batch_size = max(1, settings.INVSYNC_BATCH_SIZE)
+        self._config: FlowConfig | None = None
+        self.links: dict[str, PartnerLink] = {}
+        self.verified_partners: set[str] = set()
+        self.seen: set[str] = set()  # source ids the source listed in this run
+        self.now = timezone.now()
+
+    # -- orchestration ---------------------------------------------------------------------------
+
+    def execute(self) -> None:
+        if not self.folder:
+            raise InvsyncError(
+                ErrorCode.CONFIGURATION_INCOMPLETE,
+                "The flow has no accounting folder.",
+                field="folder",
+            )
+        try:
+            self._resolve_stuck_pushes()
+            self._process_source()
+            self._process_held()
+        except _StopRun as stop:
+            raise stop.error from None
+
+    @property
+    def config(self) -> FlowConfig:
+        """Built on first need, so that a run with nothing new makes no call to the target."""
+        if self._config is None:
+            self._config = selectors.flow_engine_config(self.flow, self._call(self._lookups))
+        return self._config
+
+    def _lookups(self) -> TargetLookups:
+        """Read the target's chart, VAT codes and journals once per run, and keep them for the
+        admin's previews and downloads."""
+        accounts = self.target.list_accounts(self.folder)
+        vat_codes = self.target.list_vat_codes(self.folder)
+        journals = self.target.list_journals(self.folder)
+        payload = selectors.lookups_to_payload(accounts, vat_codes, journals)
+        for name, rows in payload.items():
+            LookupCache.objects.update_or_create(
+                connection=self.flow.accounting_connection,
+                folder=self.folder,
+                name=name,
+                defaults={"payload": rows},
+            )
+        return selectors.lookups_from_payload(payload)
+
+    def _directions(self) -> list[Direction]:
+        return [d for d in Direction if self.flow.scope in ("both", d.value)]
+
+    def _process_source(self) -> None:
+        cursor = self.flow.source_cursor
+        newest = cursor
+        items = self.source.iter_invoices(since=cursor, directions=self._directions())
+        for chunk in _chunks(items, self.batch_size):
+            self._process_chunk(chunk)
+            for item in chunk:
+                self.seen.add(item.source_id)
+                if item.updated_at and (newest is None or item.updated_at > newest):
+                    newest = item.updated_at
+            # Every record of the chunk is committed: the cursor may move past them.
+            if newest != cursor:
+                SyncFlow.objects.filter(pk=self.flow.pk).update(source_cursor=newest)
+                cursor = newest
+
+    def _held_records(self):
+        """Records to look at again although the source did not list them as changed: pending ones
+        (retries, pushes undone after a crash), those waiting for a PDF, transient failures whose
+        backoff is over, and failures from before the configuration last changed."""
+        return (
+            SyncedRecord.objects.filter(flow=self.flow)
+            .filter(
+                Q(status__in=[RecordStatus.PENDING, RecordStatus.WAITING])
+                | Q(
+                    status=RecordStatus.FAILED,
+                    next_attempt_at__isnull=False,
+                    next_attempt_at__lte=self.now,
+                )
+                | Q(
+                    status__in=[RecordStatus.FAILED, RecordStatus.SKIPPED],
+                    config_version__lt=self.flow.config_version,
+                )
+            )
+            .exclude(source_id__in=self.seen)
+            .values_list("source_id", flat=True)
+            .order_by("id")
+        )
+
+    def _process_held(self) -> None:
+        held = list(self._held_records())
+        for ids in _chunks(held, self.batch_size):
+            items = []
+            for source_id in ids:
+                try:
+                    items.append(self.source.get_invoice(source_id))
+                except ConnectorError as error:
+                    if error.code in RUN_STOPPING_CODES:
+                        raise _StopRun(error) from error
+                    items.append(SourceRecordError(source_id, error))
+            self._process_chunk(items, force=True)
+
+    # -- one chunk ---------------------------------------------------------------------------
+
+    def _process_chunk(self, items: list, *, force: bool = False) -> None:
+        _lease_renew(self.flow.pk, self.lease)
+        ids = [item.source_id for item in items]
+        records = {
+            r.source_id: r for r in SyncedRecord.objects.filter(flow=self.flow, source_id__in=ids)
+        }
+        chunk = _Chunk()
+        for item in items:
+            record = records.get(item.source_id)
+            if record is None:
+                record = SyncedRecord(flow=self.flow, source_id=item.source_id)
+                records[item.source_id] = record
+            self.run.total += 1
+            self._evaluate(record, item, chunk, force=force)
+        if chunk.ready:
+            self._resolve_partners(chunk)
+            self._fetch_attachments(chunk)
+        self._save(chunk.dirty)
+        if chunk.ready:
+            self._push(chunk.ready)
+        self.run.processed += len(items)
+        self.run.save()
+        if self.progress:
+            self.progress(self.run)
+
+    def _evaluate(self, record: SyncedRecord, item, chunk: _Chunk, *, force: bool) -> None:
+        if isinstance(item, SourceRecordError):
+            if record.status == RecordStatus.SYNCED:
+                self._count("unchanged")
+                return
+            record.number = item.number or record.number
+            self._fail(record, item.error)
+            chunk.dirty.append(record)
+            return
+
+        fingerprint = selectors.invoice_fingerprint(item)
+        if record.status == RecordStatus.SYNCED:
+            if fingerprint != record.fingerprint and not record.drift:
+                record.drift = _clip(self._drift(record, item))
+                chunk.dirty.append(record)
+            self._count("unchanged")
+            return
+        if record.status == RecordStatus.PUSHING:
+            # Only a dead run leaves this state, and it was resolved before this point.
+            return
+        unchanged = (
+            record.pk is not None
+            and fingerprint == record.fingerprint
+            and record.config_version == self.flow.config_version
+            and record.status in (RecordStatus.FAILED, RecordStatus.SKIPPED)
+            and not (record.next_attempt_at and record.next_attempt_at <= self.now)
+        )
+        if unchanged and not force:
+            self._count("unchanged")
+            return
+
+        self._describe(record, item, fingerprint)
+        result = build_posting(
+            item,
+            self.config,
+            external_id=record_external_id(self.flow.pk, item.source_id),
+            overrides=selectors.record_overrides(record),
+        )
+        chunk.dirty.append(record)
+        if isinstance(result, Skipped):
+            record.status, record.skip_reason = RecordStatus.SKIPPED, _clip(result.reason)
+            self._clear_error(record)
+            self._count("skipped")
+        elif isinstance(result, Waiting):
+            record.status = RecordStatus.WAITING
+            self._clear_error(record)
+            self._count("waiting")
+        elif isinstance(result, Rejected):
+            self._fail(record, InvsyncError(result.code, result.message, field=result.field))
+        elif isinstance(result, Posted):
+            chunk.ready.append(_Ready(record, item, result.posting))
+
+    def _describe(self, record: SyncedRecord, invoice: Invoice, fingerprint: str) -> None:
+        record.number = invoice.number[:100]
+        record.invoice_type = invoice.type.value
+        record.issue_date = invoice.issue_date
+        record.partner_name = (invoice.partner.name if invoice.partner else "")[:300]
+        record.currency = invoice.currency[:3]
+        record.total = invoice.total if invoice.total.is_finite() else None
+        record.fingerprint = fingerprint
+        record.config_version = self.flow.config_version
+        record.snapshot = invoice_to_json(invoice)
+        record.last_run = self.run
+        record.skip_reason = ""
+
+    @staticmethod
+    def _drift(record: SyncedRecord, invoice: Invoice) -> str:
+        if invoice.status is InvoiceStatus.CANCELLED:
+            return (
+                "Cancelled in the invoicing tool after its entry was written: "
+                "reverse the entry in accounting."
+            )
+        before = record.snapshot.get("total") if record.snapshot else None
+        change = f" (total {before} → {invoice.total})" if before != str(invoice.total) else ""
+        return (
+            f"Changed in the invoicing tool after its entry was written{change}; "
+            "the entry is not written again: correct it in accounting if needed."
+        )
+
+    def _count(self, what: str) -> None:
+        name = f"{what}_count"
+        setattr(self.run, name, getattr(self.run, name) + 1)
+
+    @staticmethod
+    def _clear_error(record: SyncedRecord) -> None:
+        record.error_code = record.error_message = record.error_field = ""
+        record.next_attempt_at = None
+
+    def _fail(self, record: SyncedRecord, error: InvsyncError) -> None:
+        record.status = RecordStatus.FAILED
+        record.error_code = error.code
+        record.error_message = _clip(error.message)
+        record.error_field = (error.field or "")[:100]
+        record.config_version = self.flow.config_version
+        record.last_run = self.run
+        record.next_attempt_at = (
+            timezone.now() + _retry_delay(record.attempts + 1) if error.is_transient else None
+        )
+        self._count("failed")
+
+    # -- partners ------------------------------------------------------------------------------
+
+    def _resolve_partners(self, chunk: _Chunk) -> None:
+        partners = {r.invoice.partner.source_id: r.invoice.partner for r in chunk.ready}
+        directions = {r.invoice.partner.source_id: r.invoice.direction for r in chunk.ready}
+        unknown = [pid for pid in partners if pid not in self.links]
+        for link in PartnerLink.objects.filter(flow=self.flow, source_partner_id__in=unknown):
+            self.links[link.source_partner_id] = link
+        to_verify = {
+            link.target_partner_id
+            for pid, link in self.links.items()
+            if pid in partners and link.target_partner_id not in self.verified_partners
+        }
+        missing: set[str] = set()
+        if to_verify:
+            existing = self._call(self.target.existing_partner_ids, self.folder, sorted(to_verify))
+            self.verified_partners |= existing
+            missing = to_verify - existing
+
+        failures: dict[str, InvsyncError] = {}
+        for pid, partner in partners.items():
+            link = self.links.get(pid)
+            if link is not None:
+                if link.target_partner_id in missing:
+                    failures[pid] = InvsyncError(
+                        ErrorCode.PARTNER_NOT_FOUND,
+                        f"{partner.name!r} was linked to the accounting tool's partner "
+                        f"{link.target_partner_name or link.target_partner_id!r} "
+                        f"({link.get_matched_by_display().lower()}), which no longer exists.",
+                        field="partner",
+                    )
+                continue
+            try:
+                self.links[pid] = self._link_partner(partner, directions[pid])
+            except InvsyncError as error:
+                if error.code in RUN_STOPPING_CODES:
+                    raise _StopRun(error) from error
+                failures[pid] = error
+
+        still_ready = []
+        for ready in chunk.ready:
+            pid = ready.invoice.partner.source_id
+            if pid in failures:
+                self._fail(ready.record, failures[pid])
+            else:
+                link = self.links[pid]
+                ready.posting = replace(ready.posting, partner_ref=link.target_partner_id)
+                still_ready.append(ready)
+        chunk.ready = still_ready
+
+    def _link_partner(self, partner: Partner, direction: Direction) -> PartnerLink:
+        candidates = self.target.find_partner_candidates(self.folder, partner)
+        match = match_partner(partner, candidates)
+        if match is not None:
+            target_partner, matched_by = match.partner, match.matched_by
+        elif self.target.supports_partner_creation:
+            target_partner = self.target.create_partner(self.folder, partner, direction)
+            matched_by = MatchedBy.CREATED
+        else:
+            raise InvsyncError(
+                ErrorCode.PARTNER_NOT_FOUND,
+                f"No customer or supplier matches {partner.name!r} in the accounting tool, and "
+                f"{self.target.name} does not let invsync create one: create it there.",
+                field="partner",
+            )
+        self.verified_partners.add(target_partner.id)
+        link, _ = PartnerLink.objects.update_or_create(
+            flow=self.flow,
+            source_partner_id=partner.source_id,
+            defaults={
+                "source_partner_name": partner.name[:300],
+                "target_partner_id": target_partner.id,
+                "target_partner_name": target_partner.name[:300],
+                "matched_by": matched_by,
+            },
+        )
+        return link
+
+    # -- attachments -------------------------------------------------------------------------
+
+    def _fetch_attachments(self, chunk: _Chunk) -> None:
+        if not self.target.supports_attachments:
+            return
+        still_ready = []
+        for ready in chunk.ready:
+            if ready.invoice.has_attachment:
+                try:
+                    ready.attachment = self.source.fetch_attachment(ready.invoice)
+                except ConnectorError as error:
+                    if error.code in RUN_STOPPING_CODES:
+                        raise _StopRun(error) from error
+                    if not (error.code == ErrorCode.PDF and self.config.sync_without_attachment):
+                        self._fail(ready.record, error)
+                        continue
+            still_ready.append(ready)
+        chunk.ready = still_ready
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def _save(self, records: list[SyncedRecord]) -> None:
+        if not records:
+            return
+        with transaction.atomic():
+            for record in records:
+                record.save()
+
+    def _push(self, batch: list[_Ready]) -> None:
+        """Mark the batch pushing (committed), write it, then record each outcome."""
+        with transaction.atomic():
+            for ready in batch:
+                ready.record.status = RecordStatus.PUSHING
+                ready.record.attempts += 1
+                ready.record.save(update_fields=["status", "attempts", "updated_at"])
+        self._write(batch)
+
+    def _write(self, batch: list[_Ready]) -> None:
+        size = self.batch_size if self.target.supports_batch_writes else 1
+        for start in range(0, len(batch), size):
+            self._write_part(batch[start : start + size])
+
+    def _write_part(self, part: list[_Ready]) -> None:
+        try:
+            results = self.target.create_entries(
+                self.folder, [EntryToWrite(r.posting, r.attachment) for r in part]
+            )
+        except ConnectorError as error:
+            if error.code in RUN_STOPPING_CODES or error.is_transient:
+                # What was written is unknown: the records stay "pushing" and the next run
+                # asks the target before writing anything.
+                raise _StopRun(error) from error
+            self._split_failed_part(part, error)
+            return
+        self._record_results(part, results)
+
+    def _split_failed_part(self, part: list[_Ready], error: ConnectorError) -> None:
+        """A whole batch was refused for one entry's sake: find out what (if anything) was
+        written, then write the rest in halves so that the bad entry alone fails."""
+        if len(part) == 1:
+            self._record_results(part, [EntryResult(part[0].posting.external_id, error=error)])
+            return
+        written = self._call(
+            self.target.find_entries, self.folder, [r.posting.external_id for r in part]
+        )
+        done = [r for r in part if r.posting.external_id in written]
+        self._record_results(
+            done,
+            [EntryResult(r.posting.external_id, ref=written[r.posting.external_id]) for r in done],
+        )
+        remaining = [r for r in part if r.posting.external_id not in written]
+        middle = len(remaining) // 2
+        for half in (remaining[:middle], remaining[middle:]):
+            if half:
+                self._write_part(half)
+
+    def _record_results(self, part: list[_Ready], results: list[EntryResult]) -> None:
+        by_id = {result.external_id: result for result in results}
+        with transaction.atomic():
+            for ready in part:
+                result = by_id.get(ready.posting.external_id)
+                if result is None:
+                    result = EntryResult(
+                        ready.posting.external_id,
+                        error=InvsyncError(
+                            ErrorCode.UNEXPECTED,
+                            "The accounting tool returned no result for this entry.",
+                        ),
+                    )
+                self._finish_record(ready, result)
+
+    def _finish_record(self, ready: _Ready, result: EntryResult) -> None:
+        record = ready.record
+        if result.ref is not None:
+            record.status = RecordStatus.SYNCED
+            record.target_ref = result.ref.id[:100]
+            record.target_number = (result.ref.number or "")[:100]
+            record.synced_at = timezone.now()
+            record.drift = ""
+            self._clear_error(record)
+            self._count("synced")
+        else:
+            self._fail(record, result.error)
+        record.save()
+
+    # -- crash recovery ------------------------------------------------------------------------
+
+    def _resolve_stuck_pushes(self) -> None:
+        """Records a dead run left ``pushing``: ask the target before anything is written again."""
+        stuck = list(SyncedRecord.objects.filter(flow=self.flow, status=RecordStatus.PUSHING))
+        for part in _chunks(stuck, self.batch_size):
+            by_external_id = {record_external_id(self.flow.pk, r.source_id): r for r in part}
+            found = self._call(self.target.find_entries, self.folder, list(by_external_id))
+            for external_id, record in by_external_id.items():
+                ref = found.get(external_id)
+                if ref is None:
+                    record.status = RecordStatus.PENDING
+                    record.save(update_fields=["status", "updated_at"])
+                    continue
+                if not ref.has_attachment and record.snapshot.get("has_attachment"):
+                    self._reattach(record, ref)
+                record.status = RecordStatus.SYNCED
+                record.target_ref = ref.id[:100]
+                record.target_number = (ref.number or "")[:100]
+                record.synced_at = timezone.now()
+                self._clear_error(record)
+                record.save()
+                logger.info(
+                    "flow %s: record %s was written before a crash", self.flow.pk, record.pk
+                )
+
+    def _reattach(self, record: SyncedRecord, ref) -> None:
+        """The entry was written but the run died before its PDF was attached."""
+        if not self.target.supports_attachments:
+            return
+        from syncs.serialization import invoice_from_json
+
+        try:
+            attachment = self.source.fetch_attachment(invoice_from_json(record.snapshot))
+            self.target.attach(self.folder, ref, attachment)
+        except ConnectorError as error:
+            if error.code in RUN_STOPPING_CODES:
+                raise
+            logger.warning(
+                "flow %s: record %s: PDF not attached: %s", self.flow.pk, record.pk, error
+            )
+
+    def _call(self, method, *args):
+        try:
+            return method(*args)
+        except ConnectorError as error:
+            raise _StopRun(error) from error
+
+
+def record_external_id(flow_id: int, source_id: str) -> str:
+    from syncs.models import ObjectType, external_id
+
+    return external_id(flow_id, ObjectType.INVOICE, source_id)

@@ -92,7 +92,9 @@ class MemorySource(InvoicingSource):
         for invoice in invoices:
             cls.invoices[invoice.source_id] = invoice
             if isinstance(invoice, Invoice) and invoice.has_attachment:
-                cls.attachments.setdefault(invoice.source_id, b"%PDF-1.4 " + invoice.number.encode())
+                cls.attachments.setdefault(
+                    invoice.source_id, b"%PDF-1.4 " + invoice.number.encode()
+                )
 
     def check_connection(self) -> ConnectionCheck:
         self.calls["check_connection"] += 1
@@ -169,6 +171,8 @@ class MemoryTarget(AccountingTarget):
     fail_next_write: ConnectorError | None = None
     fail_after_write: bool = False
     refuse: dict[str, ConnectorError] = {}
+    # External ids that make a whole batch fail, as a target whose batch write is one transaction.
+    poison: dict[str, ConnectorError] = {}
     _ids = itertools.count(1)
 
     @classmethod
@@ -182,6 +186,7 @@ class MemoryTarget(AccountingTarget):
         cls.fail_next_write = None
         cls.fail_after_write = False
         cls.refuse = {}
+        cls.poison = {}
 
     @classmethod
     def add_partner(cls, name: str, **identifiers) -> TargetPartner:
@@ -235,17 +240,24 @@ class MemoryTarget(AccountingTarget):
         if failure is not None and not after:
             type(self).fail_next_write = None
             raise failure
+        for entry in entries:
+            if entry.posting.external_id in self.poison:
+                raise self.poison[entry.posting.external_id]
         results = []
         for entry in entries:
             posting = entry.posting
             if posting.external_id in self.refuse:
-                results.append(EntryResult(posting.external_id, error=self.refuse[posting.external_id]))
+                results.append(
+                    EntryResult(posting.external_id, error=self.refuse[posting.external_id])
+                )
                 continue
             assert posting.external_id not in self.entries, "entry written twice"
             assert posting.total_debit == posting.total_credit, "unbalanced entry"
             ref = EntryRef(f"m{next(self._ids)}", posting.reference, entry.attachment is not None)
             self.entries[posting.external_id] = {
-                "ref": ref, "posting": posting, "attachment": entry.attachment,
+                "ref": ref,
+                "posting": posting,
+                "attachment": entry.attachment,
             }
             results.append(EntryResult(posting.external_id, ref=ref))
         if failure is not None and after:

@@ -48,7 +48,9 @@ class InvoiceFactory(factory.Factory):
     currency = "EUR"
     partner = factory.SubFactory(PartnerFactory)
     lines = factory.LazyFunction(lambda: (InvoiceLineFactory(),))
-    untaxed_amount = factory.LazyAttribute(lambda o: sum((x.untaxed_amount for x in o.lines), Decimal(0)))
+    untaxed_amount = factory.LazyAttribute(
+        lambda o: sum((x.untaxed_amount for x in o.lines), Decimal(0))
+    )
     tax_amount = factory.LazyAttribute(lambda o: sum((x.tax_amount for x in o.lines), Decimal(0)))
     total = factory.LazyAttribute(lambda o: o.untaxed_amount + o.tax_amount)
     has_attachment = True

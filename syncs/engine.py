@@ -1,0 +1,565 @@
+"""The posting engine: a canonical invoice and a flow's configuration in, a balanced posting or a
+catalogue error out. Pure Python: no ORM, no HTTP, so that a real sync, the admin's preview and the
+offline ``preview_posting`` command all give the same answer.
+
+Sign convention inside the engine: one signed amount per line, debit positive. A sales invoice (and
+a purchase refund) debits the collective account with the total; a purchase invoice (and a sales
+refund) credits it. Every other line takes the opposite sign of the collective, except discounts
+posted apart, which reduce the product/expense line's side. Whatever remains between the lines and
+the stated total (within the flow's tolerance) goes to the rounding accounts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+from connectors.canonical import (
+    Account,
+    Direction,
+    EntryLine,
+    Invoice,
+    InvoiceLine,
+    InvoiceStatus,
+    InvoiceType,
+    Posting,
+    TaxRole,
+    VatCode,
+    quantize_money,
+)
+from connectors.errors import ErrorCode, InvsyncError
+from syncs.config import FlowConfig, VatRule
+
+LABEL_MODES = (
+    "partner_then_description",
+    "partner",
+    "partner_and_description",
+    "partner_and_number",
+)
+ZERO = Decimal("0")
+
+
+@dataclass(frozen=True)
+class Posted:
+    posting: Posting
+    status = "ok"
+
+
+@dataclass(frozen=True)
+class Skipped:
+    reason: str
+    status = "skipped"
+
+
+@dataclass(frozen=True)
+class Waiting:
+    reason: str = "attachment"
+    status = "waiting"
+
+
+@dataclass(frozen=True)
+class Rejected:
+    code: ErrorCode
+    message: str
+    field: str | None = None
+    status = "error"
+
+
+EngineResult = Posted | Skipped | Waiting | Rejected
+
+
+@dataclass(frozen=True)
+class LineOverride:
+    """A person's correction of one invoice line, kept on the record and applied on retry."""
+
+    account: str | None = None
+    vat_code: str | None = None
+
+
+def build_posting(
+    invoice: Invoice,
+    config: FlowConfig,
+    *,
+    external_id: str = "",
+    overrides: Mapping[int, LineOverride] | None = None,
+) -> EngineResult:
+    """Turn ``invoice`` into a posting under ``config``. Never raises for bad data or a bad
+    configuration: those come back as :class:`Rejected` with a catalogue code."""
+    skip = _skip_reason(invoice, config)
+    if skip:
+        return Skipped(skip)
+    try:
+        posting = _Builder(invoice, config, overrides or {}).build(external_id)
+    except InvsyncError as error:
+        return Rejected(error.code, error.message, error.field)
+    except (InvalidOperation, ArithmeticError) as error:
+        return Rejected(ErrorCode.AMOUNT_VALIDATION, f"An amount cannot be computed: {error!r}.")
+    if posting is None:
+        return Skipped("Nothing to post: every amount of the invoice is zero.")
+    if not invoice.has_attachment and not config.sync_without_attachment:
+        return Waiting("attachment")
+    return Posted(posting)
+
+
+def _skip_reason(invoice: Invoice, config: FlowConfig) -> str:
+    if invoice.status is InvoiceStatus.DRAFT:
+        return "The invoice is still a draft in the invoicing tool."
+    if invoice.status is InvoiceStatus.CANCELLED:
+        return "The invoice is cancelled in the invoicing tool."
+    if not config.in_scope(invoice.direction):
+        return f"{invoice.direction.value.title()} invoices are outside the flow's scope."
+    if config.start_date and invoice.issue_date < config.start_date:
+        return (
+            f"Issued on {invoice.issue_date.isoformat()}, before the flow's start date "
+            f"{config.start_date.isoformat()}."
+        )
+    return ""
+
+
+def _collective_sign(invoice_type: InvoiceType) -> int:
+    """+1 when the collective (third-party) line is a debit."""
+    debit = invoice_type in (InvoiceType.CUSTOMER_INVOICE, InvoiceType.SUPPLIER_REFUND)
+    return 1 if debit else -1
+
+
+def _rate_text(rate: Decimal | None) -> str:
+    if rate is None:
+        return "?"
+    return format(rate.normalize(), "f")
+
+
+@dataclass
+class _Draft:
+    """A line being built: signed amount in the invoice currency (debit positive)."""
+
+    account: str | None  # None only for a tax line whose VAT code names no account
+    amount: Decimal
+    description: str
+    vat_code: str | None = None
+    tax_role: TaxRole | None = None
+    collective: bool = False
+
+
+class _Builder:
+    def __init__(
+        self, invoice: Invoice, config: FlowConfig, overrides: Mapping[int, LineOverride]
+    ) -> None:
+        self.invoice = invoice
+        self.config = config
+        self.overrides = overrides
+        self.direction = invoice.direction
+        self.sales = self.direction is Direction.SALES
+        self.accounts: dict[str, Account] = {a.number: a for a in config.target.accounts}
+        self.vat_codes: dict[str, VatCode] = {v.code: v for v in config.target.vat_codes}
+        self.currency = (invoice.currency or "").upper()
+
+    # -- entry point -------------------------------------------------------------------------
+
+    def build(self, external_id: str) -> Posting | None:
+        invoice, config = self.invoice, self.config
+        if config.label_mode not in LABEL_MODES:
+            raise InvsyncError(
+                ErrorCode.CONFIGURATION_INCOMPLETE,
+                f"Unknown label mode {config.label_mode!r}.",
+                field="label_mode",
+            )
+        partner_name = self._partner_name()
+        journal = self._journal()
+        rate = self._exchange_rate()
+        if not invoice.lines:
+            raise InvsyncError(
+                ErrorCode.LINE_VALIDATION, f"Invoice {invoice.number} has no lines.", field="lines"
+            )
+        total = self._validated_total()
+        sign = _collective_sign(invoice.type)
+
+        drafts: list[_Draft] = [
+            _Draft(
+                self._checked_account(self._collective_account(), self._collective_field()),
+                sign * total,
+                invoice.number,
+                collective=True,
+            )
+        ]
+        taxes: dict[str, Decimal] = {}
+        for index, line in enumerate(invoice.lines):
+            drafts.extend(self._line_drafts(index, line, sign, taxes))
+        for code, amount in taxes.items():
+            vat = self.vat_codes.get(code)
+            drafts.append(
+                _Draft(
+                    self._tax_account(code),
+                    -sign * self._money(amount),
+                    f"VAT {_rate_text(vat.rate)} %"
+                    if vat and vat.rate is not None
+                    else f"VAT {code}",
+                    vat_code=code,
+                    tax_role=TaxRole.TAX,
+                )
+            )
+        imbalance = sum((d.amount for d in drafts), ZERO)
+        if imbalance:
+            drafts.append(self._rounding_draft(-imbalance))
+
+        drafts = [d for d in drafts if d.amount]
+        if not drafts:
+            return None
+        lines = self._entry_lines(drafts, partner_name, rate)
+        posting = Posting(
+            journal=journal,
+            date=invoice.issue_date,
+            due_date=invoice.due_date,
+            reference=invoice.number,
+            external_id=external_id,
+            currency=self.currency,
+            company_currency=config.company_currency.upper(),
+            draft=config.draft,
+            lines=tuple(lines),
+            partner_name=partner_name,
+            invoice_type=invoice.type,
+        )
+        if posting.total_debit != posting.total_credit:  # by construction never; a last guard
+            raise InvsyncError(
+                ErrorCode.UNEXPECTED,
+                f"The entry for {invoice.number} does not balance "
+                f"({posting.total_debit} debit, {posting.total_credit} credit).",
+            )
+        return posting
+
+    # -- header ------------------------------------------------------------------------------
+
+    def _partner_name(self) -> str:
+        partner = self.invoice.partner
+        if partner is None or not (partner.source_id or partner.name):
+            raise InvsyncError(
+                ErrorCode.PARTNER_VALIDATION,
+                f"Invoice {self.invoice.number} has no customer or supplier.",
+                field="partner",
+            )
+        name = (partner.name or "").strip()
+        if not name:
+            raise InvsyncError(
+                ErrorCode.PARTNER_VALIDATION,
+                f"The partner {partner.source_id} of invoice {self.invoice.number} has no name.",
+                field="partner.name",
+            )
+        return name
+
+    def _journal(self) -> str:
+        config, invoice = self.config, self.invoice
+        if config.journals_by_source is not None:
+            source_code = (invoice.journal_code or "").strip()
+            if not source_code:
+                raise InvsyncError(
+                    ErrorCode.JOURNAL_NOT_LINKED,
+                    f"Invoice {invoice.number} has no journal in the invoicing tool, and this "
+                    "flow maps journals one by one.",
+                    field="journal_code",
+                )
+            journal = config.journals_by_source.get(source_code)
+            if not journal:
+                raise InvsyncError(
+                    ErrorCode.MAPPING_JOURNAL_NOT_FOUND,
+                    f"The invoicing tool's journal {source_code!r} is not mapped to an "
+                    "accounting journal.",
+                    field="journals.by_source_journal",
+                )
+        else:
+            journal = config.sales_journal if self.sales else config.purchases_journal
+            if not journal:
+                raise InvsyncError(
+                    ErrorCode.MAPPING_JOURNAL_NOT_FOUND,
+                    f"No {'sales' if self.sales else 'purchase'} journal is set in the flow.",
+                    field=f"journals.{self.direction.value}",
+                )
+        known = config.target.journals
+        if known and journal not in known:
+            raise InvsyncError(
+                ErrorCode.MAPPING_JOURNAL_NOT_FOUND,
+                f"The journal {journal!r} does not exist in the accounting tool.",
+                field="journals",
+            )
+        return journal
+
+    def _exchange_rate(self) -> Decimal | None:
+        invoice, company = self.invoice, self.config.company_currency.upper()
+        if len(self.currency) != 3 or not self.currency.isalpha():
+            raise InvsyncError(
+                ErrorCode.INVALID_SOURCE_DATA,
+                f"Invoice {invoice.number} has no valid currency ({invoice.currency!r}).",
+                field="currency",
+            )
+        if self.currency == company:
+            return None
+        rate = invoice.exchange_rate
+        if rate is None or not rate.is_finite() or rate <= 0:
+            raise InvsyncError(
+                ErrorCode.AMOUNT_VALIDATION,
+                f"Invoice {invoice.number} is in {self.currency} and needs an exchange rate to "
+                f"{company}.",
+                field="exchange_rate",
+            )
+        return rate
+
+    def _money(self, amount: Decimal) -> Decimal:
+        return quantize_money(amount, self.currency)
+
+    def _validated_total(self) -> Decimal:
+        invoice = self.invoice
+        for name in ("untaxed_amount", "tax_amount", "total"):
+            value = getattr(invoice, name)
+            if not isinstance(value, Decimal) or not value.is_finite():
+                raise InvsyncError(
+                    ErrorCode.AMOUNT_VALIDATION,
+                    f"Invoice {invoice.number} has no valid {name.replace('_', ' ')}.",
+                    field=name,
+                )
+        untaxed, tax, total = (
+            self._money(invoice.untaxed_amount),
+            self._money(invoice.tax_amount),
+            self._money(invoice.total),
+        )
+        if untaxed + tax != total:
+            raise InvsyncError(
+                ErrorCode.AMOUNT_VALIDATION,
+                f"Invoice {invoice.number}: untaxed {untaxed} + tax {tax} = {untaxed + tax}, "
+                f"but the total is {total}.",
+                field="total",
+            )
+        for index, line in enumerate(invoice.lines):
+            for name in ("untaxed_amount", "tax_amount", "discount_amount"):
+                value = getattr(line, name)
+                if not isinstance(value, Decimal) or not value.is_finite():
+                    raise InvsyncError(
+                        ErrorCode.LINE_VALIDATION,
+                        f"Line {index + 1} of invoice {invoice.number} has no valid "
+                        f"{name.replace('_', ' ')}.",
+                        field=f"lines[{index}].{name}",
+                    )
+        lines_total = sum(
+            (
+                self._money(line.untaxed_amount) + self._money(line.tax_amount)
+                for line in invoice.lines
+            ),
+            ZERO,
+        )
+        difference = total - lines_total
+        if abs(difference) > self.config.rounding_tolerance:
+            raise InvsyncError(
+                ErrorCode.AMOUNT_VALIDATION,
+                f"Invoice {invoice.number}: its lines add up to {lines_total} but its total is "
+                f"{total}; the difference {difference} exceeds the rounding tolerance "
+                f"{self.config.rounding_tolerance}.",
+                field="lines",
+            )
+        return total
+
+    # -- lines -------------------------------------------------------------------------------
+
+    def _line_drafts(
+        self, index: int, line: InvoiceLine, sign: int, taxes: dict[str, Decimal]
+    ) -> list[_Draft]:
+        override = self.overrides.get(index) or LineOverride()
+        code = self._vat_code(index, line, override)
+        account = self._line_account(index, line, override)
+        description = (line.description or "").strip() or line.product_code or self.invoice.number
+        net = self._money(line.untaxed_amount)
+        discount = self._money(line.discount_amount) if self.config.separate_discounts else ZERO
+        drafts = [
+            _Draft(account, -sign * (net + discount), description, code, TaxRole.BASE),
+        ]
+        if discount:
+            drafts.append(
+                _Draft(
+                    self._discount_account(index),
+                    sign * discount,
+                    f"Discount: {description}",
+                    code,
+                    TaxRole.BASE,
+                )
+            )
+        taxes[code] = taxes.get(code, ZERO) + self._money(line.tax_amount)
+        return drafts
+
+    def _vat_code(self, index: int, line: InvoiceLine, override: LineOverride) -> str:
+        direction = "Sales" if self.sales else "Purchase"
+        section = f"vat.{self.direction.value}"
+        if override.vat_code:
+            code = override.vat_code
+        else:
+            if line.tax_rate is None and not line.tax_id:
+                raise InvsyncError(
+                    ErrorCode.LINE_VALIDATION,
+                    f"Line {index + 1} of invoice {self.invoice.number} has neither a tax rate "
+                    "nor a tax code.",
+                    field=f"lines[{index}].tax_rate",
+                )
+            rule = _find_vat_rule(self.config.vat_rules(self.direction), line)
+            if rule is None:
+                if line.tax_rate is not None:
+                    rate = _rate_text(line.tax_rate)
+                    message = f"{direction} VAT rate {rate} % is not mapped to a VAT code."
+                    field = f"lines[{index}].tax_rate"
+                else:
+                    message = f"{direction} tax {line.tax_id!r} is not mapped to a VAT code."
+                    field = f"lines[{index}].tax_id"
+                raise InvsyncError(ErrorCode.MAPPING_TAX_RATE_NOT_FOUND, message, field=field)
+            code = rule.code
+        if self.vat_codes and code not in self.vat_codes:
+            raise InvsyncError(
+                ErrorCode.MAPPING_TAX_RATE_NOT_FOUND,
+                f"The VAT code {code!r} used for line {index + 1} does not exist in the "
+                "accounting tool.",
+                field=section,
+            )
+        return code
+
+    def _line_account(self, index: int, line: InvoiceLine, override: LineOverride) -> str:
+        given = (override.account or line.account_number or "").strip()
+        if given:
+            account = self.accounts.get(given)
+            if account is not None and account.active:
+                return given
+        default, field = (
+            (self.config.sales_default, "accounts.sales_default")
+            if self.sales
+            else (self.config.purchases_default, "accounts.purchases_default")
+        )
+        why = ""
+        if given:
+            state = "is not active" if given in self.accounts else "does not exist"
+            why = f"its account {given} {state} in the accounting tool, and "
+        kind = "sales" if self.sales else "purchase"
+        if not default:
+            raise InvsyncError(
+                ErrorCode.ACCOUNT_NUMBER_NOT_FOUND,
+                f"Line {index + 1} of invoice {self.invoice.number}: {why}no default {kind} "
+                "account is set in the flow.",
+                field=field,
+            )
+        return self._checked_account(
+            default,
+            field,
+            context=f"Line {index + 1} of invoice {self.invoice.number}: {why}"
+            f"the default {kind} account",
+        )
+
+    def _checked_account(self, number: str | None, field: str, *, context: str = "") -> str:
+        label = context or f"The account {field.split('.')[-1].replace('_', ' ')}"
+        if not number:
+            raise InvsyncError(
+                ErrorCode.ACCOUNT_NUMBER_NOT_FOUND,
+                f"{label} is not set in the flow.",
+                field=field,
+            )
+        account = self.accounts.get(number)
+        if account is None:
+            raise InvsyncError(
+                ErrorCode.ACCOUNT_NUMBER_NOT_FOUND,
+                f"{label} {number} does not exist in the accounting tool.",
+                field=field,
+            )
+        if not account.active:
+            raise InvsyncError(
+                ErrorCode.ACCOUNT_NUMBER_NOT_ACTIVE,
+                f"{label} {number} is not active in the accounting tool.",
+                field=field,
+            )
+        return number
+
+    def _collective_account(self) -> str | None:
+        return self.config.customer_collective if self.sales else self.config.supplier_collective
+
+    def _collective_field(self) -> str:
+        return "accounts.customer_collective" if self.sales else "accounts.supplier_collective"
+
+    def _discount_account(self, index: int) -> str:
+        if self.sales:
+            return self._checked_account(self.config.sales_discount, "accounts.sales_discount")
+        return self._checked_account(self.config.purchases_discount, "accounts.purchases_discount")
+
+    def _tax_account(self, code: str) -> str | None:
+        vat = self.vat_codes.get(code)
+        account = vat.account if vat else None
+        if account and self.accounts:
+            return self._checked_account(account, f"vat.{self.direction.value}")
+        return account
+
+    def _rounding_draft(self, amount: Decimal) -> _Draft:
+        if amount < 0:
+            account = self._checked_account(self.config.rounding_credit, "accounts.rounding_credit")
+        else:
+            account = self._checked_account(self.config.rounding_debit, "accounts.rounding_debit")
+        code = self.config.sales_rounding_vat if self.sales else self.config.purchases_rounding_vat
+        if code and self.vat_codes and code not in self.vat_codes:
+            raise InvsyncError(
+                ErrorCode.MAPPING_TAX_RATE_NOT_FOUND,
+                f"The rounding VAT code {code!r} does not exist in the accounting tool.",
+                field="vat.rounding",
+            )
+        return _Draft(
+            account,
+            amount,
+            "Rounding difference",
+            code or None,
+            TaxRole.BASE if code else None,
+        )
+
+    # -- output ------------------------------------------------------------------------------
+
+    def _label(self, draft: _Draft, partner_name: str) -> str:
+        mode, number = self.config.label_mode, self.invoice.number
+        if mode == "partner":
+            return partner_name
+        if mode == "partner_and_number":
+            return f"{partner_name} - {number}"
+        if mode == "partner_and_description":
+            return f"{partner_name} - {draft.description}"
+        return partner_name if draft.collective else draft.description
+
+    def _entry_lines(
+        self, drafts: list[_Draft], partner_name: str, rate: Decimal | None
+    ) -> list[EntryLine]:
+        company = self.config.company_currency.upper()
+        if rate is None:
+            amounts = [d.amount for d in drafts]
+        else:
+            # Convert every line but the collective one, which takes the sum, so the entry
+            # balances in the company currency whatever the conversion rounding.
+            amounts = [
+                ZERO if d.collective else quantize_money(d.amount * rate, company) for d in drafts
+            ]
+            absorbing = next((i for i, d in enumerate(drafts) if d.collective), 0)
+            amounts[absorbing] = ZERO
+            amounts[absorbing] = -sum(amounts, ZERO)
+        maturity = self.invoice.due_date or self.invoice.issue_date
+        lines = []
+        for draft, amount in zip(drafts, amounts, strict=True):
+            lines.append(
+                EntryLine(
+                    account=draft.account,
+                    debit=amount if amount > 0 else quantize_money(ZERO, company),
+                    credit=-amount if amount < 0 else quantize_money(ZERO, company),
+                    label=self._label(draft, partner_name),
+                    partner=partner_name if draft.collective else None,
+                    vat_code=draft.vat_code,
+                    tax_role=draft.tax_role,
+                    amount_currency=draft.amount if rate is not None else None,
+                    maturity_date=maturity if draft.collective else None,
+                )
+            )
+        return lines
+
+
+def _find_vat_rule(rules: tuple[VatRule, ...], line: InvoiceLine) -> VatRule | None:
+    """A rule naming the line's source tax wins; otherwise a rule for its rate (20 == 20.0)."""
+    if line.tax_id:
+        for rule in rules:
+            if rule.tax_id and rule.tax_id == line.tax_id:
+                return rule
+    if line.tax_rate is not None:
+        for rule in rules:
+            if not rule.tax_id and rule.rate is not None and rule.rate == line.tax_rate:
+                return rule
+    return None
