@@ -42,7 +42,7 @@ class SyncFlow(models.Model):
     name = models.CharField("name", max_length=200)
     invoicing_connection = models.ForeignKey(
         Connection,
-        on_delete=models.PROTECT,
+        on_delete=models.RESTRICT,
         related_name="flows_as_source",
         limit_choices_to={"kind": "invoicing"},
         verbose_name="invoicing connection",
@@ -50,7 +50,7 @@ class SyncFlow(models.Model):
     )
     accounting_connection = models.ForeignKey(
         Connection,
-        on_delete=models.PROTECT,
+        on_delete=models.RESTRICT,
         related_name="flows_as_target",
         limit_choices_to={"kind": "accounting"},
         verbose_name="accounting connection",
@@ -241,9 +241,17 @@ class VatMapping(models.Model):
     class Meta:
         ordering = ["direction", "source_rate", "source_tax_id"]
         constraints = [
+            # A rate is mapped once per direction, and so is a source tax id; NULLs being distinct
+            # in unique indexes, each rule gets its own conditional constraint.
             models.UniqueConstraint(
-                fields=["flow", "direction", "source_rate", "source_tax_id"],
-                name="vat_mapping_unique",
+                fields=["flow", "direction", "source_rate"],
+                condition=models.Q(source_tax_id=""),
+                name="vat_mapping_unique_rate",
+            ),
+            models.UniqueConstraint(
+                fields=["flow", "direction", "source_tax_id"],
+                condition=~models.Q(source_tax_id=""),
+                name="vat_mapping_unique_tax_id",
             ),
             models.CheckConstraint(
                 condition=models.Q(source_rate__isnull=False) | ~models.Q(source_tax_id=""),

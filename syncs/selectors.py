@@ -142,3 +142,18 @@ def flow_failures_by_code(flow: SyncFlow) -> QuerySet:
         .annotate(count=Count("id"))
         .order_by("-count")
     )
+
+
+def record_preview(record: SyncedRecord):
+    """What the engine makes of a record's snapshot under the flow's current configuration and the
+    target lookups last read: (INVOICE.json, CONFIG.json, result). Offline: no call to any tool."""
+    from syncs.engine import build_posting
+    from syncs.serialization import config_to_json, invoice_from_json
+
+    lookups = cached_target_lookups(record.flow) or TargetLookups()
+    config = flow_engine_config(record.flow, lookups)
+    invoice = invoice_from_json(record.snapshot)
+    result = build_posting(
+        invoice, config, external_id=record.external_id, overrides=record_overrides(record)
+    )
+    return record.snapshot, config_to_json(config), result

@@ -147,6 +147,31 @@ def flow_sync(
     return run
 
 
+def flow_lookups_refresh(
+    *, flow: SyncFlow, target: AccountingTarget | None = None
+) -> TargetLookups:
+    """Read the target's chart, VAT codes and journals for the flow's folder (three calls) and keep
+    them for forms, previews and downloads."""
+    own = target is None
+    target = target or connector_for(flow.accounting_connection)
+    try:
+        accounts = target.list_accounts(flow.folder)
+        vat_codes = target.list_vat_codes(flow.folder)
+        journals = target.list_journals(flow.folder)
+    finally:
+        if own:
+            target.close()
+    payload = selectors.lookups_to_payload(accounts, vat_codes, journals)
+    for name, rows in payload.items():
+        LookupCache.objects.update_or_create(
+            connection=flow.accounting_connection,
+            folder=flow.folder,
+            name=name,
+            defaults={"payload": rows},
+        )
+    return selectors.lookups_from_payload(payload)
+
+
 # -- Lease ---------------------------------------------------------------------------------------
 
 
@@ -275,20 +300,7 @@ class _Run:
         return self._config
 
     def _lookups(self) -> TargetLookups:
-        """Read the target's chart, VAT codes and journals once per run, and keep them for the
-        admin's previews and downloads."""
-        accounts = self.target.list_accounts(self.folder)
-        vat_codes = self.target.list_vat_codes(self.folder)
-        journals = self.target.list_journals(self.folder)
-        payload = selectors.lookups_to_payload(accounts, vat_codes, journals)
-        for name, rows in payload.items():
-            LookupCache.objects.update_or_create(
-                connection=self.flow.accounting_connection,
-                folder=self.folder,
-                name=name,
-                defaults={"payload": rows},
-            )
-        return selectors.lookups_from_payload(payload)
+        return flow_lookups_refresh(flow=self.flow, target=self.target)
 
     def _directions(self) -> list[Direction]:
         return [d for d in Direction if self.flow.scope in ("both", d.value)]

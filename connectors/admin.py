@@ -1,0 +1,366 @@
+"""Clients and connections in the admin. Credentials are write-only: the form has one empty
+password field per secret, the stored values are never rendered (form, list, read-only fields,
+history), and saving goes through connectors.services."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import Count
+from django.utils.html import format_html_join
+
+from connectors import registry
+from connectors.base import AUTH_FIELDS, AuthKind, ConnectionKind
+from connectors.models import Client, Connection
+from connectors.selectors import client_list_for_user
+from connectors.services import (
+    CONNECTION_EDITABLE_FIELDS,
+    client_delete,
+    connection_check,
+    connection_create,
+    connection_update,
+    credential_fields,
+)
+
+
+class CascadeLogsDeleteMixin:
+    """Runs and records are read-only logs nobody may delete one by one, yet they belong to their
+    flow: deleting a flow (or a client) takes them along without asking for that permission."""
+
+    def get_deleted_objects(self, objs, request):
+        from syncs.models import SyncedRecord, SyncRun  # syncs depends on connectors
+
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        logs = {str(SyncRun._meta.verbose_name), str(SyncedRecord._meta.verbose_name)}
+        return deleted, counts, {p for p in perms_needed if str(p) not in logs}, protected
+
+
+class ClientScopedAdminMixin:
+    """Staff users see only the rows of the clients they are members of (superusers see all),
+    and choose only among those clients' rows in foreign keys."""
+
+    # The path from the admin's model to its Client ("" for Client itself).
+    client_lookup = "client"
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        if request.user.is_superuser:
+            return queryset
+        members = f"{self.client_lookup}__members" if self.client_lookup else "members"
+        return queryset.filter(**{members: request.user})
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if not request.user.is_superuser:
+            model = db_field.related_model
+            clients = client_list_for_user(request.user)
+            field_names = {field.name for field in model._meta.get_fields()}
+            if model is Client:
+                kwargs["queryset"] = clients
+            elif "client" in field_names:
+                kwargs["queryset"] = model._default_manager.filter(client__in=clients)
+            elif "flow" in field_names:
+                kwargs["queryset"] = model._default_manager.filter(flow__client__in=clients)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+@admin.register(Client)
+class ClientAdmin(CascadeLogsDeleteMixin, ClientScopedAdminMixin, admin.ModelAdmin):
+    client_lookup = ""
+    list_display = ("name", "connection_count", "flow_count", "created_at")
+    search_fields = ("name",)
+    filter_horizontal = ("members",)
+    readonly_fields = ("created_at",)
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                connection_count=Count("connections", distinct=True),
+                flow_count=Count("flows", distinct=True),
+            )
+        )
+
+    @admin.display(description="connections", ordering="connection_count")
+    def connection_count(self, obj: Client) -> int:
+        return obj.connection_count
+
+    @admin.display(description="flows", ordering="flow_count")
+    def flow_count(self, obj: Client) -> int:
+        return obj.flow_count
+
+    def delete_model(self, request, obj):
+        client_delete(client=obj)
+
+    def delete_queryset(self, request, queryset):
+        for client in queryset:
+            client_delete(client=client)
+
+
+# Credentials: one write-only form field per secret name of any auth kind.
+
+SECRET_PREFIX = "credential_"
+SECRET_NAMES: tuple[str, ...] = tuple(
+    dict.fromkeys(name for names in AUTH_FIELDS.values() for name in names)
+)
+SECRET_LABELS = {
+    "api_key": "API key",
+    "username": "Login",
+    "password": "Password",
+    "client_id": "OAuth2 client id",
+    "client_secret": "OAuth2 client secret",
+    "access_token": "OAuth2 access token",
+    "refresh_token": "OAuth2 refresh token",
+}
+AUTH_KIND_LABELS = dict(Connection._meta.get_field("auth_kind").choices)
+KEEP_HELP = "Leave blank to keep the stored value."
+
+
+def secret_field_name(name: str) -> str:
+    return f"{SECRET_PREFIX}{name}"
+
+
+def _secret_form_field(name: str) -> forms.CharField:
+    used_by = [AUTH_KIND_LABELS[kind.value] for kind, names in AUTH_FIELDS.items() if name in names]
+    return forms.CharField(
+        label=SECRET_LABELS.get(name, name.replace("_", " ")),
+        required=False,
+        strip=False,
+        # Never rendered back, and "new-password" keeps browsers from filling in the admin's own.
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text=f"{KEEP_HELP} Used by: {', '.join(used_by)}.",
+    )
+
+
+def _provider_choices(current: str | None) -> list:
+    groups = [
+        (kind.value.title(), registry.choices(kind))
+        for kind in ConnectionKind
+        if registry.choices(kind)
+    ]
+    installed = {key for _, choices in groups for key, _ in choices}
+    if current and current not in installed:
+        # Keep an imported connection's provider visible, flagged, rather than silently changed.
+        groups.append(("Not installed", [(current, f"{current} (not installed)")]))
+    return [("", "---------"), *groups]
+
+
+def _settings_help() -> str:
+    lines = []
+    for cls in registry.providers():
+        fields = ", ".join(
+            f"{field.name}{'' if field.required else ' (optional)'}"
+            for field in cls.settings_fields
+        )
+        lines.append(f"{cls.name}: {fields or 'none'}.")
+    return (
+        "A JSON object of the provider's non-secret settings, e.g. "
+        '{"url": "https://…", "database": "…"}. ' + " ".join(lines)
+    )
+
+
+class _ConnectionAdminFormBase(forms.ModelForm):
+    provider = forms.ChoiceField(
+        label="Provider", help_text="The connector used for this tool (its kind must match)."
+    )
+
+    class Meta:
+        model = Connection
+        # The stored credentials are not a form field at all: only the write-only secret fields.
+        fields = CONNECTION_EDITABLE_FIELDS
+        widgets = {"settings": forms.Textarea(attrs={"rows": 4, "cols": 80})}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        stored = self.instance.credentials if self.instance.pk else {}
+        self.fields["provider"].choices = _provider_choices(self.instance.provider or None)
+        if "settings" in self.fields:
+            self.fields["settings"].help_text = _settings_help()
+        for name in SECRET_NAMES:
+            form_field = self.fields.get(secret_field_name(name))
+            if form_field is not None and name in (stored or {}):
+                form_field.help_text = f"A value is stored. {form_field.help_text}"
+
+    def clean(self):
+        cleaned = super().clean()
+        kind, provider = cleaned.get("kind"), cleaned.get("provider")
+        auth_kind = cleaned.get("auth_kind")
+        connector = None
+        if kind and provider:
+            try:
+                connector = registry.get(provider, ConnectionKind(kind))
+            except KeyError:
+                self.add_error("provider", f"{provider!r} is not an installed {kind} connector.")
+        if connector is not None and auth_kind and AuthKind(auth_kind) not in connector.auth_kinds:
+            accepted = ", ".join(AUTH_KIND_LABELS[k.value] for k in connector.auth_kinds)
+            self.add_error("auth_kind", f"{connector.name} accepts: {accepted}.")
+        if connector is not None and "settings" in cleaned:
+            self._clean_settings(cleaned["settings"], connector)
+        if auth_kind:
+            for name in SECRET_NAMES:
+                if cleaned.get(secret_field_name(name)) and name not in credential_fields(
+                    auth_kind
+                ):
+                    self.add_error(
+                        secret_field_name(name),
+                        f"Not used by the {AUTH_KIND_LABELS[auth_kind]} authentication: "
+                        "leave it blank.",
+                    )
+        if self.instance.pk:
+            in_use = (
+                self.instance.flows_as_source.exists() or self.instance.flows_as_target.exists()
+            )
+            stored = Connection.objects.get(pk=self.instance.pk)
+            if in_use and kind and kind != stored.kind:
+                self.add_error("kind", "Flows use this connection: its kind cannot change.")
+            client = cleaned.get("client")
+            if in_use and client and client.pk != stored.client_id:
+                self.add_error("client", "Flows use this connection: its client cannot change.")
+        return cleaned
+
+    def _clean_settings(self, settings, connector) -> None:
+        if not isinstance(settings, dict):
+            self.add_error("settings", 'Enter a JSON object, e.g. {"url": "https://…"}.')
+            return
+        declared = {field.name: field for field in connector.settings_fields}
+        unknown = sorted(set(settings) - set(declared))
+        if unknown:
+            self.add_error(
+                "settings",
+                f"Unknown setting(s) {', '.join(unknown)}; {connector.name} takes: "
+                f"{', '.join(declared) or 'none'}.",
+            )
+        missing = [
+            field.label or name
+            for name, field in declared.items()
+            if field.required and not field.default and settings.get(name) in (None, "")
+        ]
+        if missing:
+            self.add_error("settings", f"Missing required setting(s): {', '.join(missing)}.")
+        for name, value in settings.items():
+            if isinstance(value, dict | list):
+                self.add_error("settings", f"The setting {name!r} must be a plain value.")
+
+    def submitted_credentials(self) -> dict[str, str]:
+        """The secrets typed in for the chosen auth kind (blank ones left out: they keep the
+        stored value)."""
+        auth_kind = self.cleaned_data.get("auth_kind", "")
+        return {
+            name: self.cleaned_data[secret_field_name(name)]
+            for name in credential_fields(auth_kind)
+            if self.cleaned_data.get(secret_field_name(name))
+        }
+
+
+ConnectionAdminForm = type(_ConnectionAdminFormBase)(
+    "ConnectionAdminForm",
+    (_ConnectionAdminFormBase,),
+    {"__module__": __name__, **{secret_field_name(n): _secret_form_field(n) for n in SECRET_NAMES}},
+)
+
+
+@admin.register(Connection)
+class ConnectionAdmin(ClientScopedAdminMixin, admin.ModelAdmin):
+    form = ConnectionAdminForm
+    list_display = (
+        "name",
+        "client",
+        "kind",
+        "provider_display",
+        "auth_kind",
+        "last_check_ok",
+        "last_checked_at",
+    )
+    list_filter = (
+        "kind",
+        "provider",
+        "auth_kind",
+        "last_check_ok",
+        ("client", admin.RelatedOnlyFieldListFilter),
+    )
+    search_fields = ("name", "client__name", "provider")
+    list_select_related = ("client",)
+    readonly_fields = (
+        "credentials_status",
+        "last_checked_at",
+        "last_check_ok",
+        "last_check_message",
+        "created_at",
+        "updated_at",
+    )
+    fieldsets = (
+        (None, {"fields": ("client", "name", "kind", "provider", "auth_kind")}),
+        ("Settings", {"fields": ("settings",)}),
+        (
+            "Credentials (write-only)",
+            {
+                "description": "Stored encrypted and never shown again. Fill in the fields of the "
+                "chosen authentication; a blank field keeps its stored value.",
+                "fields": (*(secret_field_name(n) for n in SECRET_NAMES), "credentials_status"),
+            },
+        ),
+        ("Last check", {"fields": ("last_checked_at", "last_check_ok", "last_check_message")}),
+        ("Dates", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
+    )
+    actions = ("test_connection",)
+
+    @admin.display(description="provider", ordering="provider")
+    def provider_display(self, obj: Connection) -> str:
+        try:
+            return registry.get(obj.provider, ConnectionKind(obj.kind)).name
+        except (KeyError, ValueError):
+            return f"{obj.provider} (not installed)"
+
+    @admin.display(description="stored credentials")
+    def credentials_status(self, obj: Connection) -> str:
+        if obj.pk is None:
+            return "None yet."
+        stored = obj.credentials or {}
+        # Whether each secret is set, never what it is.
+        return (
+            format_html_join(
+                ", ",
+                "{}: {}",
+                (
+                    (SECRET_LABELS.get(name, name), "stored" if stored.get(name) else "not set")
+                    for name in obj.credential_fields
+                ),
+            )
+            or "None for this authentication."
+        )
+
+    def save_model(self, request, obj, form, change):
+        data = {name: form.cleaned_data[name] for name in CONNECTION_EDITABLE_FIELDS}
+        credentials = form.submitted_credentials()
+        if change:
+            connection_update(connection=obj, data=data, credentials=credentials)
+        else:
+            saved = connection_create(**data, credentials=credentials)
+            # The admin goes on with the instance it built (log entry, redirect).
+            obj.__dict__.update(saved.__dict__)
+
+    def construct_change_message(self, request, form, formsets, add=False):
+        # Django names changed fields by label, never by value; still, report the secrets as one
+        # "credentials" entry so the history does not even say which secret changed.
+        message = super().construct_change_message(request, form, formsets, add)
+        secret_labels = {
+            str(form.fields[name].label) for name in form.fields if name.startswith(SECRET_PREFIX)
+        }
+        for entry in message:
+            changed = entry.get("changed")
+            if changed and "fields" in changed:
+                fields = [label for label in changed["fields"] if label not in secret_labels]
+                if len(fields) != len(changed["fields"]):
+                    fields.append("credentials")
+                changed["fields"] = fields
+        return message
+
+    @admin.action(description="Test connection", permissions=["change"])
+    def test_connection(self, request, queryset):
+        for connection in queryset.select_related("client"):
+            result = connection_check(connection=connection)
+            self.message_user(
+                request,
+                f"{connection}: {'OK' if result.ok else 'failed'} — {result.message}",
+                messages.SUCCESS if result.ok else messages.ERROR,
+            )

@@ -1,0 +1,88 @@
+"""Reads about sync flows."""
+
+from __future__ import annotations
+
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+
+from mappings.models import SyncFlow
+
+# The flow's links to its client and connections: set through the services, exported by name.
+FLOW_RELATION_FIELDS = ("client", "invoicing_connection", "accounting_connection")
+
+
+def flow_configuration_fields() -> tuple[str, ...]:
+    """The names of the flow's own configuration fields (name included), in model order: every
+    editable field except the id and the relations. Bookkeeping fields (configuration version,
+    cursor, run lease, timestamps) are not editable and so never listed."""
+    return tuple(
+        field.name
+        for field in SyncFlow._meta.concrete_fields
+        if field.editable and not field.primary_key and field.name not in FLOW_RELATION_FIELDS
+    )
+
+
+def flow_schedule_name(flow_id: int) -> str:
+    """The name of the flow's django-q2 schedule."""
+    return f"invsync-flow-{flow_id}"
+
+
+def _describe(flows) -> str:
+    return ", ".join(f"{flow.client.name}/{flow.name} (id {flow.pk})" for flow in flows)
+
+
+def _by_name(value: str) -> list[SyncFlow]:
+    flows = list(SyncFlow.objects.select_related("client").filter(name=value))
+    if flows:
+        return flows
+    # "Client name/Flow name"; either name may itself hold a slash, so try every split.
+    for position, character in enumerate(value):
+        if character == "/":
+            client_name, flow_name = value[:position], value[position + 1 :]
+            flows = list(
+                SyncFlow.objects.select_related("client").filter(
+                    client__name=client_name, name=flow_name
+                )
+            )
+            if flows:
+                return flows
+    return []
+
+
+def flow_get_by_name_or_id(value: str) -> SyncFlow:
+    """The flow named by ``value``: its id, its name, or "Client name/Flow name".
+
+    Raises SyncFlow.DoesNotExist when nothing matches, and ValueError (listing the candidates with
+    their ids) when a bare name matches flows of several clients."""
+    value = str(value).strip()
+    if value.isdigit():
+        flow = SyncFlow.objects.select_related("client").filter(pk=int(value)).first()
+        if flow is not None:
+            return flow
+    flows = _by_name(value)
+    if not flows:
+        raise SyncFlow.DoesNotExist(
+            f"No flow has the id or name {value!r} "
+            "(a name may be given as 'Client name/Flow name')."
+        )
+    if len(flows) > 1:
+        raise ValueError(
+            f"Several flows are named {value!r}: {_describe(flows)}. "
+            "Give the id or 'Client name/Flow name'."
+        )
+    return flows[0]
+
+
+def flow_list_with_run_stats(queryset: QuerySet[SyncFlow] | None = None) -> QuerySet[SyncFlow]:
+    """Flows annotated with ``last_run_status``, ``last_run_started_at`` and
+    ``failed_record_count``."""
+    from syncs.models import RecordStatus, SyncRun  # syncs depends on mappings
+
+    queryset = SyncFlow.objects.all() if queryset is None else queryset
+    last_runs = SyncRun.objects.filter(flow=OuterRef("pk")).order_by("-started_at", "-id")
+    return queryset.select_related(
+        "client", "invoicing_connection", "accounting_connection"
+    ).annotate(
+        last_run_status=Subquery(last_runs.values("status")[:1]),
+        last_run_started_at=Subquery(last_runs.values("started_at")[:1]),
+        failed_record_count=Count("records", filter=Q(records__status=RecordStatus.FAILED)),
+    )

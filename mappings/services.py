@@ -1,0 +1,201 @@
+"""Writes on sync flows, their mappings and their django-q2 schedules."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import F
+from django_q.models import Schedule
+
+from connectors.base import ConnectionKind
+from connectors.models import Client, Connection
+from mappings.models import JournalMapping, SyncFlow, VatMapping
+from mappings.selectors import (
+    FLOW_RELATION_FIELDS,
+    flow_configuration_fields,
+    flow_schedule_name,
+)
+
+# The dotted path django-q2 stores in each schedule: keep it stable.
+RUN_FLOW_TASK = "syncs.tasks.run_flow"
+# django-q2 stores a schedule's minutes in a small integer.
+MAX_SCHEDULE_MINUTES = 32767
+
+
+def flow_validate_connections(
+    *, client: Client, invoicing_connection: Connection, accounting_connection: Connection
+) -> None:
+    """Raise ValidationError unless both connections belong to ``client`` and are of their kind."""
+    errors: dict[str, str] = {}
+    for field_name, connection, kind in (
+        ("invoicing_connection", invoicing_connection, ConnectionKind.INVOICING),
+        ("accounting_connection", accounting_connection, ConnectionKind.ACCOUNTING),
+    ):
+        if connection is None:
+            continue  # the model's own validation says it is required
+        if connection.client_id != client.pk:
+            errors[field_name] = (
+                f"The connection {connection.name!r} belongs to {connection.client}, "
+                f"not to {client}."
+            )
+        elif connection.kind != kind:
+            errors[field_name] = (
+                f"The connection {connection.name!r} is an {connection.kind} connection; "
+                f"choose an {kind} connection."
+            )
+    if errors:
+        raise ValidationError(errors)
+
+
+def _flow_validate(flow: SyncFlow) -> None:
+    if flow.client_id:
+        source = flow.invoicing_connection if flow.invoicing_connection_id else None
+        target = flow.accounting_connection if flow.accounting_connection_id else None
+        flow_validate_connections(
+            client=flow.client, invoicing_connection=source, accounting_connection=target
+        )
+    flow.full_clean()
+    if flow.schedule_minutes > MAX_SCHEDULE_MINUTES:
+        raise ValidationError(
+            {"schedule_minutes": f"Run at least every {MAX_SCHEDULE_MINUTES} minutes."}
+        )
+
+
+def _check_field_names(names: Iterable[str], allowed: Iterable[str]) -> None:
+    unknown = sorted(set(names) - set(allowed))
+    if unknown:
+        raise ValidationError(f"{', '.join(unknown)}: not a configuration field of a sync flow.")
+
+
+def flow_config_changed(*, flow: SyncFlow) -> None:
+    """Raise the flow's configuration version (in the database, race-free); its failed records
+    are then retried automatically."""
+    SyncFlow.objects.filter(pk=flow.pk).update(config_version=F("config_version") + 1)
+    flow.refresh_from_db(fields=["config_version"])
+
+
+def flow_schedule_sync(*, flow: SyncFlow) -> Schedule | None:
+    """Make the flow's django-q2 schedule match the flow: an enabled flow runs every
+    ``schedule_minutes``; a disabled one has no schedule. Safe to call any number of times."""
+    name = flow_schedule_name(flow.pk)
+    if not flow.enabled:
+        Schedule.objects.filter(name=name).delete()
+        return None
+    schedule, _ = Schedule.objects.update_or_create(
+        name=name,
+        defaults={
+            "func": RUN_FLOW_TASK,
+            # django-q2 literal_evals both: args "12" is the call run_flow(12, trigger="schedule").
+            "args": repr(flow.pk),
+            "kwargs": "trigger='schedule'",
+            "schedule_type": Schedule.MINUTES,
+            "minutes": flow.schedule_minutes,
+            "repeats": -1,
+        },
+    )
+    return schedule
+
+
+@transaction.atomic
+def flow_create(
+    *,
+    client: Client,
+    name: str,
+    invoicing_connection: Connection,
+    accounting_connection: Connection,
+    **settings: Any,
+) -> SyncFlow:
+    """Create a flow; ``settings`` are configuration fields of SyncFlow by name. Schedules it when
+    enabled. Raises ValidationError (wrong client or kind of connection, bad value, duplicate
+    name)."""
+    _check_field_names(settings, flow_configuration_fields())
+    flow = SyncFlow(
+        client=client,
+        name=name,
+        invoicing_connection=invoicing_connection,
+        accounting_connection=accounting_connection,
+        **settings,
+    )
+    _flow_validate(flow)
+    flow.save()
+    flow_config_changed(flow=flow)
+    flow_schedule_sync(flow=flow)
+    return flow
+
+
+@transaction.atomic
+def flow_update(*, flow: SyncFlow, data: Mapping[str, Any]) -> SyncFlow:
+    """Change configuration fields (and the client or connections) of a flow. When a value
+    changed, the configuration version rises; the schedule follows the flow either way. The
+    bookkeeping fields (cursor, run lease, version) are never written from ``flow``'s possibly
+    stale copy. Raises ValidationError."""
+    editable = (*FLOW_RELATION_FIELDS, *flow_configuration_fields())
+    _check_field_names(data, editable)
+    stored = SyncFlow.objects.get(pk=flow.pk)
+    for field_name, value in data.items():
+        setattr(flow, field_name, value)
+    _flow_validate(flow)
+    attnames = [SyncFlow._meta.get_field(name).attname for name in editable]
+    changed = any(getattr(flow, name) != getattr(stored, name) for name in attnames)
+    flow.save(update_fields=[*editable, "updated_at"])
+    if changed:
+        flow_config_changed(flow=flow)
+    flow_schedule_sync(flow=flow)
+    return flow
+
+
+def vat_mapping_key(row: Mapping[str, Any]) -> tuple:
+    """What identifies a VAT mapping within a flow: direction, rate and source tax id."""
+    rate = row.get("source_rate")
+    return (
+        row.get("direction"),
+        None if rate in (None, "") else Decimal(str(rate)).normalize(),
+        row.get("source_tax_id") or "",
+    )
+
+
+@transaction.atomic
+def flow_mappings_replace(
+    *,
+    flow: SyncFlow,
+    vat_mappings: Iterable[Mapping[str, Any]],
+    journal_mappings: Iterable[Mapping[str, Any]],
+) -> None:
+    """Replace all VAT and journal mappings of the flow with the given rows (model field names
+    as keys) and raise its configuration version. Raises ValidationError naming the bad row."""
+    vat_mappings, journal_mappings = list(vat_mappings), list(journal_mappings)
+    # The database's unique constraint lets rows with no rate repeat (NULLs are distinct), so
+    # the same source tax id could be mapped twice; refuse that here.
+    seen: set[tuple] = set()
+    for index, row in enumerate(vat_mappings):
+        key = vat_mapping_key(row)
+        if key in seen:
+            raise ValidationError(
+                {f"vat_mappings[{index}]": "This source rate or tax is mapped twice."}
+            )
+        seen.add(key)
+    flow.vat_mappings.all().delete()
+    flow.journal_mappings.all().delete()
+    for model, rows, label in (
+        (VatMapping, vat_mappings, "vat_mappings"),
+        (JournalMapping, journal_mappings, "journal_mappings"),
+    ):
+        for index, row in enumerate(rows):
+            mapping = model(flow=flow, **row)
+            try:
+                mapping.full_clean()
+            except ValidationError as exc:
+                raise ValidationError({f"{label}[{index}]": exc.messages}) from exc
+            mapping.save()
+    flow_config_changed(flow=flow)
+
+
+@transaction.atomic
+def flow_delete(*, flow: SyncFlow) -> None:
+    """Delete a flow with its mappings, runs and records, and its schedule."""
+    Schedule.objects.filter(name=flow_schedule_name(flow.pk)).delete()
+    flow.delete()
