@@ -7,12 +7,18 @@ from __future__ import annotations
 import json
 
 from django.contrib import admin, messages
+from django.http import Http404, HttpResponse, JsonResponse
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils.html import format_html
 
 from connectors.admin import ClientScopedAdminMixin
-from connectors.errors import CATALOGUE, ErrorCode
+from connectors.errors import CATALOGUE, ErrorCode, InvsyncError
+from syncs import selectors as sync_selectors
 from syncs import services as sync_services
 from syncs.models import PartnerLink, RecordStatus, SyncedRecord, SyncRun
+from syncs.serialization import InputError, result_to_json
 
 
 class ReadOnlyAdminMixin:
@@ -152,7 +158,7 @@ class SyncedRecordAdmin(ReadOnlyAdminMixin, ClientScopedAdminMixin, admin.ModelA
     list_select_related = ("flow", "flow__client")
     search_fields = ("number", "source_id", "partner_name")
     fieldsets = (
-        ("Failure", {"fields": ("error_panel", "skip_reason", "drift")}),
+        ("Failure", {"fields": ("error_panel", "skip_reason", "drift", "preview_links")}),
         (
             "Invoice",
             {
@@ -196,6 +202,7 @@ class SyncedRecordAdmin(ReadOnlyAdminMixin, ClientScopedAdminMixin, admin.ModelA
     )
     readonly_fields = (
         "error_panel",
+        "preview_links",
         "skip_reason",
         "drift",
         "flow",
@@ -244,6 +251,92 @@ class SyncedRecordAdmin(ReadOnlyAdminMixin, ClientScopedAdminMixin, admin.ModelA
 
     def has_retry_permission(self, request) -> bool:
         return request.user.has_perm("syncs.change_syncedrecord")
+
+    # -- Preview and downloads (the posting-preview contract, in the admin) -----------------------
+
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        return [
+            path("<int:pk>/preview/", wrap(self.preview_view), name="syncs_syncedrecord_preview"),
+            path(
+                "<int:pk>/invoice.json",
+                wrap(self.invoice_json_view),
+                name="syncs_syncedrecord_invoice_json",
+            ),
+            path(
+                "<int:pk>/config.json",
+                wrap(self.config_json_view),
+                name="syncs_syncedrecord_config_json",
+            ),
+            *super().get_urls(),
+        ]
+
+    def _record_for(self, request, pk: int) -> SyncedRecord:
+        # get_object goes through get_queryset: a user reaches only their clients' records.
+        record = self.get_object(request, str(pk))
+        if record is None or not self.has_view_permission(request, record):
+            raise Http404("No such record.")
+        return record
+
+    @admin.display(description="preview")
+    def preview_links(self, obj: SyncedRecord):
+        if not obj.pk or not obj.snapshot:
+            return "—"
+        return format_html(
+            '<a class="button" href="{}">Preview the entry</a> '
+            '<a href="{}">INVOICE.json</a> · <a href="{}">CONFIG.json</a>',
+            reverse("admin:syncs_syncedrecord_preview", args=[obj.pk]),
+            reverse("admin:syncs_syncedrecord_invoice_json", args=[obj.pk]),
+            reverse("admin:syncs_syncedrecord_config_json", args=[obj.pk]),
+        )
+
+    def preview_view(self, request, pk: int):
+        record = self._record_for(request, pk)
+        if request.method == "POST" and "refresh" in request.POST:
+            try:
+                sync_services.flow_lookups_refresh(flow=record.flow)
+                self.message_user(request, "Accounts, VAT codes and journals read again.")
+            except InvsyncError as error:
+                self.message_user(request, f"{error.code}: {error.message}", messages.ERROR)
+            return redirect(request.path)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "original": record,
+            "title": f"Preview of {record.number or record.source_id}",
+            "lookups_cached": sync_selectors.cached_target_lookups(record.flow) is not None,
+        }
+        try:
+            _, _, result = sync_selectors.record_preview(record)
+        except InputError as error:
+            context["input_error"] = str(error)
+        else:
+            context["result"] = result_to_json(result)
+            if result.status == "error":
+                context["error_panel"] = _error_panel(result.code, result.message, result.field)
+        return TemplateResponse(request, "admin/syncs/syncedrecord/preview.html", context)
+
+    def _download(self, data: dict, filename: str) -> HttpResponse:
+        response = JsonResponse(data, json_dumps_params={"indent": 2, "ensure_ascii": False})
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response
+
+    def invoice_json_view(self, request, pk: int):
+        record = self._record_for(request, pk)
+        return self._download(record.snapshot, f"INVOICE-{record.pk}.json")
+
+    def config_json_view(self, request, pk: int):
+        record = self._record_for(request, pk)
+        try:
+            _, config, _ = sync_selectors.record_preview(record)
+        except InputError:
+            # The snapshot is unreadable; the configuration alone still helps support.
+            from syncs.config import TargetLookups
+            from syncs.serialization import config_to_json
+
+            lookups = sync_selectors.cached_target_lookups(record.flow) or TargetLookups()
+            config = config_to_json(sync_selectors.flow_engine_config(record.flow, lookups))
+        return self._download(config, f"CONFIG-{record.pk}.json")
 
     @admin.action(description="Retry", permissions=["retry"])
     def retry(self, request, queryset):
