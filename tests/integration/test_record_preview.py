@@ -96,11 +96,7 @@ def test_refresh_reads_the_lookups_again(admin_client, failed_record, memory_con
 
 def test_a_user_cannot_preview_another_clients_record(client, failed_record):
     outsider = UserFactory(is_superuser=False)
-    outsider.user_permissions.add(
-        *__import__(
-            "django.contrib.auth.models", fromlist=["Permission"]
-        ).Permission.objects.filter(codename="view_syncedrecord")
-    )
+    outsider.user_permissions.add(Permission.objects.get(codename="view_syncedrecord"))
     client.force_login(outsider)
     for name in ("preview", "invoice_json", "config_json"):
         url = reverse(f"admin:syncs_syncedrecord_{name}", args=[failed_record.pk])
