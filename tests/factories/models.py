@@ -48,6 +48,7 @@ class SyncFlowFactory(factory.django.DjangoModelFactory):
 
     class Meta:
         model = SyncFlow
+        skip_postgeneration_save = True
 
     client = factory.SubFactory(ClientFactory)
     name = factory.Sequence(lambda n: f"Flow {n}")
