@@ -12,6 +12,7 @@ from django.db.models import F
 from django_q.models import Schedule
 
 from connectors.base import ConnectionKind
+from connectors.canonical import Direction
 from connectors.models import Client, Connection
 from mappings.models import JournalMapping, SyncFlow, VatMapping
 from mappings.selectors import (
@@ -19,6 +20,7 @@ from mappings.selectors import (
     flow_configuration_fields,
     flow_schedule_name,
 )
+from mappings.suggestions import Suggestions, suggest
 
 # The dotted path django-q2 stores in each schedule: keep it stable.
 RUN_FLOW_TASK = "syncs.tasks.run_flow"
@@ -199,3 +201,53 @@ def flow_delete(*, flow: SyncFlow) -> None:
     """Delete a flow with its mappings, runs and records, and its schedule."""
     Schedule.objects.filter(name=flow_schedule_name(flow.pk)).delete()
     flow.delete()
+
+
+def flow_mappings_suggest(*, flow: SyncFlow) -> Suggestions:
+    """Read both tools' lookups and fill what a person has not set yet: the folder when the
+    connection has only one, journals, default/collective/rounding/discount accounts, rounding VAT
+    codes and a VAT mapping for every source rate with one sensible target code. Never overwrites a
+    value already set. Raises InvsyncError when a tool cannot be reached."""
+    from connectors.selectors import connector_for
+
+    source = connector_for(flow.invoicing_connection)
+    target = connector_for(flow.accounting_connection)
+    try:
+        if not flow.folder:
+            folders = target.list_folders()
+            if len(folders) == 1:
+                flow.folder, flow.folder_name = folders[0].id, folders[0].name
+                flow.company_currency = folders[0].currency or flow.company_currency
+        if not flow.folder:
+            return Suggestions()
+        suggestions = suggest(
+            source_rates=source.list_tax_rates(),
+            vat_codes=target.list_vat_codes(flow.folder),
+            accounts=target.list_accounts(flow.folder),
+            journals=target.list_journals(flow.folder),
+        )
+    finally:
+        source.close()
+        target.close()
+    with transaction.atomic():
+        for name, number in suggestions.accounts.items():
+            if not getattr(flow, name):
+                setattr(flow, name, number)
+        if not flow.sales_journal:
+            flow.sales_journal = suggestions.journals.get(Direction.SALES, "")
+        if not flow.purchases_journal:
+            flow.purchases_journal = suggestions.journals.get(Direction.PURCHASES, "")
+        if not flow.sales_rounding_vat_code:
+            flow.sales_rounding_vat_code = suggestions.rounding_vat.get(Direction.SALES, "")
+        if not flow.purchases_rounding_vat_code:
+            flow.purchases_rounding_vat_code = suggestions.rounding_vat.get(Direction.PURCHASES, "")
+        flow.save()
+        mapped = {(m.direction, m.source_rate) for m in flow.vat_mappings.filter(source_tax_id="")}
+        for row in suggestions.vat:
+            if row.code and (row.direction.value, row.rate) not in mapped:
+                VatMapping.objects.create(
+                    flow=flow, direction=row.direction.value, source_rate=row.rate,
+                    target_code=row.code,
+                )  # fmt: skip
+        flow_config_changed(flow=flow)
+    return suggestions

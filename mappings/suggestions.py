@@ -1,0 +1,143 @@
+"""Suggested mappings: what an accountant would most likely pick, read from both tools' lookups.
+
+Pure functions over the canonical lookups (no ORM, no HTTP). The admin pre-selects these; the demo
+applies them. A suggestion is never a guess between equals that differ in meaning: when two target
+VAT codes share a rate and direction, the one whose name marks it as the standard domestic code is
+preferred, and otherwise the rate is left for a person to map.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from connectors.canonical import Account, Direction, Journal, SourceTaxRate, VatCode
+
+# Preferred numbers in the French chart (PCG), most specific first; prefixes are tried after exact
+# numbers, so 706 finds 706 or else 7061, 70611...
+ACCOUNT_PREFERENCES: dict[str, tuple[str, ...]] = {
+    "default_sales_account": ("706", "707", "70"),
+    "default_purchases_account": ("607", "606", "604", "60"),
+    "customer_collective_account": ("411",),
+    "supplier_collective_account": ("401",),
+    "rounding_credit_account": ("758",),
+    "rounding_debit_account": ("658",),
+    "sales_discount_account": ("709",),
+    "purchases_discount_account": ("609",),
+}
+JOURNAL_KINDS = {
+    Direction.SALES: ("revenue", "sales", "sale"),
+    Direction.PURCHASES: ("expense", "purchases", "purchase"),
+}
+JOURNAL_CODES = {Direction.SALES: ("REV", "VT", "VE"), Direction.PURCHASES: ("EXP", "HA", "AC")}
+# Words in a VAT code's name that mark a special case, not the everyday domestic code.
+_SPECIAL = re.compile(
+    r"intra|import|export|autoliq|reverse|immobilis|fixed asset|non d[eé]duct|"
+    r"d[eé]bit|encaissement|dom|corse|btp|sous-trait|exon",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class VatSuggestion:
+    direction: Direction
+    rate: Decimal | None
+    tax_id: str | None
+    code: str | None  # None: no unique sensible code; a person must choose
+    candidates: tuple[str, ...] = ()
+
+
+@dataclass
+class Suggestions:
+    accounts: dict[str, str] = field(default_factory=dict)
+    journals: dict[Direction, str] = field(default_factory=dict)
+    vat: list[VatSuggestion] = field(default_factory=list)
+    rounding_vat: dict[Direction, str] = field(default_factory=dict)
+
+
+def _fold(text: str) -> str:
+    return unicodedata.normalize("NFKD", text or "").encode("ascii", "ignore").decode().lower()
+
+
+def suggest_account(accounts: Sequence[Account], preferences: Sequence[str]) -> str | None:
+    active = [a for a in accounts if a.active]
+    numbers = {a.number for a in active}
+    for wanted in preferences:
+        if wanted in numbers:
+            return wanted
+    for wanted in preferences:
+        matches = sorted((a.number for a in active if a.number.startswith(wanted)), key=len)
+        if matches:
+            return matches[0]
+    return None
+
+
+def suggest_journal(journals: Sequence[Journal], direction: Direction) -> str | None:
+    for journal in journals:
+        if _fold(journal.kind) in JOURNAL_KINDS[direction]:
+            return journal.code
+    codes = {j.code for j in journals}
+    return next((c for c in JOURNAL_CODES[direction] if c in codes), None)
+
+
+def vat_candidates(vat_codes: Sequence[VatCode], direction: Direction, rate) -> list[VatCode]:
+    return [
+        v
+        for v in vat_codes
+        if v.rate is not None
+        and rate is not None
+        and v.rate == rate
+        and (v.direction is None or v.direction is direction)
+    ]
+
+
+def suggest_vat_code(vat_codes: Sequence[VatCode], direction: Direction, rate) -> str | None:
+    candidates = vat_candidates(vat_codes, direction, rate)
+    if len(candidates) <= 1:
+        return candidates[0].code if candidates else None
+    plain = [v for v in candidates if not _SPECIAL.search(_fold(v.name))]
+    directed = [v for v in plain if v.direction is direction] or plain
+    if len(directed) == 1:
+        return directed[0].code
+    return None
+
+
+def suggest(
+    *,
+    source_rates: Sequence[SourceTaxRate],
+    vat_codes: Sequence[VatCode],
+    accounts: Sequence[Account],
+    journals: Sequence[Journal],
+) -> Suggestions:
+    result = Suggestions()
+    for name, preferences in ACCOUNT_PREFERENCES.items():
+        number = suggest_account(accounts, preferences)
+        if number:
+            result.accounts[name] = number
+    for direction in Direction:
+        journal = suggest_journal(journals, direction)
+        if journal:
+            result.journals[direction] = journal
+        zero = suggest_vat_code(vat_codes, direction, Decimal(0))
+        if zero:
+            result.rounding_vat[direction] = zero
+    seen: set[tuple] = set()
+    for rate in source_rates:
+        key = (rate.direction, rate.rate)
+        if rate.rate is None or key in seen:
+            continue
+        seen.add(key)
+        candidates = tuple(v.code for v in vat_candidates(vat_codes, rate.direction, rate.rate))
+        result.vat.append(
+            VatSuggestion(
+                rate.direction,
+                rate.rate,
+                None,
+                suggest_vat_code(vat_codes, rate.direction, rate.rate),
+                candidates,
+            )
+        )
+    return result
