@@ -8,8 +8,10 @@ import inspect
 from collections.abc import Iterator, Sequence
 
 from connectors.base import AccountingTarget, ConnectionKind, Connector, InvoicingSource
+from connectors.providers.tryton.source import TrytonSource
+from connectors.providers.tryton.target import TrytonTarget
 
-SHIPPED: tuple[type[Connector], ...] = ()
+SHIPPED: tuple[type[Connector], ...] = (TrytonSource, TrytonTarget)
 
 _active: tuple[type[Connector], ...] = SHIPPED
 

@@ -1,0 +1,1 @@
+"""Tryton (JSON-RPC) as an invoicing source and an accounting target."""

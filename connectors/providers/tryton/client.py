@@ -1,0 +1,778 @@
+"""A JSON-RPC client for Tryton 8.2, on one ``requests`` session.
+
+Transport only: log in, keep the user context, encode and decode Tryton's typed values, and turn
+every HTTP status, transport failure and Tryton error into a :class:`ConnectorError` with a
+catalogue code through :data:`ERROR_TABLE`, the one place where that decision is made. Retries
+happen only where that table says so (503 lock conflicts with bounded backoff, 401 with one new
+login); ``requests`` itself never retries.
+
+Secrets: the password and the session token live in private attributes, are never logged (only
+method names, databases and outcomes are), never appear in ``repr`` and are scrubbed from every
+message built from a server answer.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import email.utils
+import itertools
+import json
+import logging
+import random
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+from urllib.parse import quote
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from connectors.base import ConnectionConfig
+from connectors.canonical import ConnectionCheck
+from connectors.errors import ConnectorError, ErrorCode, InvsyncError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 30.0  # seconds to wait for an answer (reports get REPORT_TIMEOUT)
+DEFAULT_CONNECT_TIMEOUT = 10.0
+REPORT_TIMEOUT = 120.0
+MESSAGE_LIMIT = 500  # characters of a server message kept in an error (tracebacks reach 30 KB)
+
+
+# -- Typed values ----------------------------------------------------------------------------
+
+
+def encode(value: Any) -> Any:
+    """``value`` as plain JSON data, Tryton's typed values spelled as its server reads them.
+
+    Aware datetimes are converted to UTC and sent naive: Tryton stores and compares UTC."""
+    if isinstance(value, Decimal):
+        return {"__class__": "Decimal", "decimal": str(value)}
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
+        return {
+            "__class__": "datetime",
+            "year": value.year,
+            "month": value.month,
+            "day": value.day,
+            "hour": value.hour,
+            "minute": value.minute,
+            "second": value.second,
+            "microsecond": value.microsecond,
+        }
+    if isinstance(value, dt.date):
+        return {"__class__": "date", "year": value.year, "month": value.month, "day": value.day}
+    if isinstance(value, dt.time):
+        return {
+            "__class__": "time",
+            "hour": value.hour,
+            "minute": value.minute,
+            "second": value.second,
+            "microsecond": value.microsecond,
+        }
+    if isinstance(value, dt.timedelta):
+        return {"__class__": "timedelta", "seconds": value.total_seconds()}
+    if isinstance(value, bytes | bytearray | memoryview):
+        return {"__class__": "bytes", "base64": base64.b64encode(bytes(value)).decode("ascii")}
+    if isinstance(value, Mapping):
+        return {str(key): encode(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [encode(item) for item in value]
+    return value
+
+
+def decode_value(obj: dict[str, Any]) -> Any:
+    kind = obj.get("__class__")
+    if kind is None:
+        return obj
+    if kind == "Decimal":
+        return Decimal(obj["decimal"])
+    if kind == "datetime":
+        return dt.datetime(
+            obj["year"], obj["month"], obj["day"], obj.get("hour", 0), obj.get("minute", 0),
+            obj.get("second", 0), obj.get("microsecond", 0),
+        )  # fmt: skip
+    if kind == "date":
+        return dt.date(obj["year"], obj["month"], obj["day"])
+    if kind == "time":
+        return dt.time(
+            obj.get("hour", 0), obj.get("minute", 0), obj.get("second", 0),
+            obj.get("microsecond", 0),
+        )  # fmt: skip
+    if kind == "timedelta":
+        return dt.timedelta(seconds=obj["seconds"])
+    if kind == "bytes":
+        return base64.b64decode(obj["base64"])
+    return obj
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(encode(value), separators=(",", ":"))
+
+
+def loads(text: str | bytes) -> Any:
+    """Parse a Tryton answer; typed values come back as Python values (datetimes naive UTC)."""
+    return json.loads(text, object_hook=decode_value)
+
+
+# -- The error table -------------------------------------------------------------------------
+
+
+class Action(StrEnum):
+    FAIL = "fail"
+    RETRY = "retry"  # a lock conflict: retried with bounded exponential backoff and jitter
+    RELOGIN = "relogin"  # an expired session: log in again once, then retry the call once
+
+
+@dataclass(frozen=True)
+class Rule:
+    code: ErrorCode
+    message: str  # formatted with url, database, method, status, detail, timeout
+    action: Action = Action.FAIL
+
+
+# Keys: HTTP statuses, Tryton error names (the first item of a JSON-RPC "error"), transport
+# failures ("connection", "timeout") and fallbacks ("4xx", "5xx", "unexpected", "protocol").
+ERROR_TABLE: dict[int | str, Rule] = {
+    401: Rule(
+        ErrorCode.AUTHENTICATION_FAILED,
+        "Tryton refused the login or password for database {database!r}.",
+        Action.RELOGIN,
+    ),
+    403: Rule(
+        ErrorCode.PERMISSION_DENIED,
+        "Tryton refused the call {method}: it is unknown or not allowed to this user.",
+    ),
+    404: Rule(
+        ErrorCode.CONFIGURATION_INCOMPLETE,
+        "Tryton at {url} has no database {database!r}: check the connection's database name.",
+    ),
+    413: Rule(ErrorCode.TARGET_REJECTED, "Tryton refused {method}: the request is too large."),
+    429: Rule(
+        ErrorCode.RATE_LIMITED,
+        "Tryton refuses logins for now (too many failed attempts); it will accept them again "
+        "after a while.",
+    ),
+    500: Rule(ErrorCode.UNAVAILABLE, "Tryton failed on {method} (HTTP 500): {detail}"),
+    502: Rule(ErrorCode.UNAVAILABLE, "Tryton at {url} is unreachable behind its proxy (HTTP 502)."),
+    503: Rule(
+        ErrorCode.UNAVAILABLE,
+        "Tryton's database stayed busy (lock conflict) on {method}; retried without success.",
+        Action.RETRY,
+    ),
+    504: Rule(ErrorCode.UNAVAILABLE, "Tryton timed out on {method} (HTTP 504)."),
+    "4xx": Rule(ErrorCode.UNEXPECTED, "Tryton answered HTTP {status} to {method}: {detail}"),
+    "5xx": Rule(ErrorCode.UNAVAILABLE, "Tryton answered HTTP {status} to {method}."),
+    "connection": Rule(ErrorCode.UNAVAILABLE, "Tryton at {url} cannot be reached: {detail}"),
+    "timeout": Rule(
+        ErrorCode.UNAVAILABLE, "Tryton at {url} did not answer {method} within {timeout} s."
+    ),
+    "protocol": Rule(
+        ErrorCode.UNEXPECTED, "Tryton's answer to {method} is not valid JSON-RPC: {detail}"
+    ),
+    "UserError": Rule(ErrorCode.TARGET_REJECTED, "Tryton refused {method}: {detail}"),
+    "UserWarning": Rule(ErrorCode.TARGET_REJECTED, "Tryton asks to confirm {method}: {detail}"),
+    "LoginException": Rule(
+        ErrorCode.AUTHENTICATION_FAILED, "Tryton asks for more login parameters: {detail}"
+    ),
+    "ConcurrencyException": Rule(
+        ErrorCode.UNAVAILABLE, "Tryton reports a concurrent change on {method}: {detail}"
+    ),
+    "unexpected": Rule(ErrorCode.UNEXPECTED, "Tryton failed on {method}: {detail}"),
+}
+
+# UserErrors whose message says more than "refused": (pattern on the message, code).
+USER_ERROR_CODES: tuple[tuple[re.Pattern[str], ErrorCode], ...] = (
+    (
+        re.compile(r"^You are not allowed to|^Calling button .* is not allowed"),
+        ErrorCode.PERMISSION_DENIED,
+    ),
+)
+
+
+class TrytonError(ConnectorError):
+    """A ConnectorError from Tryton, with what the server said (cut and scrubbed) so that callers
+    can refine the message: ``status`` (HTTP), ``tryton_error`` (Tryton's error name, e.g.
+    "UserError") and ``detail`` (the server's message)."""
+
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str,
+        *,
+        status: int | None = None,
+        tryton_error: str = "",
+        detail: str = "",
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(code, message, retry_after=retry_after)
+        self.status = status
+        self.tryton_error = tryton_error
+        self.detail = detail
+
+
+class TrytonWarning(TrytonError):
+    """A Tryton UserWarning: the server wants a person to confirm ``key`` before it goes on.
+    Acknowledge it with :meth:`TrytonClient.acknowledge_warning` and call again."""
+
+    def __init__(self, key: str, message: str, *, detail: str = "") -> None:
+        super().__init__(
+            ErrorCode.TARGET_REJECTED, message, tryton_error="UserWarning", detail=detail
+        )
+        self.key = key
+
+
+class _Failure(Exception):
+    """Internal: a mapped error and what the table says to do about it."""
+
+    def __init__(self, error: TrytonError, action: Action = Action.FAIL) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.action = action
+
+
+def cut(text: Any, limit: int = MESSAGE_LIMIT, *, first_line: bool = False) -> str:
+    """A server message made fit for people and logs: stripped, optionally its first line only,
+    whitespace runs collapsed, at most ``limit`` characters."""
+    value = str(text or "").strip()
+    if first_line:
+        value = value.splitlines()[0] if value else ""
+    value = re.sub(r"\s+", " ", value)
+    return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
+
+
+# -- The client ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Report:
+    """A rendered Tryton report."""
+
+    extension: str
+    content: bytes
+    name: str
+
+    @property
+    def filename(self) -> str:
+        name = re.sub(r"[\\/:*?\"<>|\r\n]+", "_", self.name or "report").strip() or "report"
+        return f"{name}.{self.extension}" if self.extension else name
+
+    @property
+    def content_type(self) -> str:
+        return {
+            "pdf": "application/pdf",
+            "odt": "application/vnd.oasis.opendocument.text",
+            "html": "text/html",
+            "txt": "text/plain",
+            "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        }.get(self.extension.lower(), "application/octet-stream")
+
+
+class TrytonClient:
+    """One user's session on one Tryton database. Logs in lazily on the first call.
+
+    ``timeout`` bounds the wait for each answer and ``connect_timeout`` each connection;
+    ``lock_retries`` is how many times a 503 (lock conflict) is retried, waiting
+    ``backoff_base * 2**attempt`` seconds (at most ``backoff_cap``, with jitter) in between.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        database: str,
+        username: str,
+        password: str,
+        *,
+        language: str = "en",
+        timeout: float = DEFAULT_TIMEOUT,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        lock_retries: int = 3,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 8.0,
+        http: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.url = (url or "").strip().rstrip("/") + "/"
+        # What messages and reprs show: the URL without any user:password@ part.
+        self.display_url = re.sub(r"(?<=://)[^/@]*@", "", self.url)
+        self.database = (database or "").strip()
+        self.language = language
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.lock_retries = max(0, lock_retries)
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self._username = username or ""
+        self._password = password or ""
+        self._sleep = sleep
+        self._ids = itertools.count(1)
+        self._uid: int | None = None
+        self._token: str | None = None
+        self._authorization: str | None = None
+        self._context: dict[str, Any] | None = None
+        self._http = http or requests.Session()
+        # No silent retries below our own table.
+        adapter = HTTPAdapter(max_retries=0)
+        self._http.mount("http://", adapter)
+        self._http.mount("https://", adapter)
+        self.endpoint = f"{self.url}{quote(self.database, safe='')}/rpc/"
+
+    def __repr__(self) -> str:
+        state = "logged in" if self._token else "not logged in"
+        return f"<TrytonClient {self.display_url} database={self.database!r} ({state})>"
+
+    # -- session -----------------------------------------------------------------------------
+
+    @property
+    def logged_in(self) -> bool:
+        return self._token is not None
+
+    @property
+    def user_id(self) -> int:
+        if self._uid is None:
+            self.login()
+        assert self._uid is not None
+        return self._uid
+
+    @property
+    def context(self) -> dict[str, Any]:
+        """The user's preferences (language, company, companies...), read once after login."""
+        if self._context is None:
+            if not self.logged_in:
+                self.login()
+            else:
+                self._context = self._rpc(
+                    "model.res.user.get_preferences", [True, {}], relogin=False
+                )
+        return dict(self._context or {})
+
+    def login(self) -> None:
+        """Open a session (and read the user context). Raises ConnectorError; a refused login is
+        AUTHENTICATION_FAILED, an unknown database CONFIGURATION_INCOMPLETE."""
+        self._drop_session()
+        result = self._rpc(
+            "common.db.login",
+            [self._username, {"password": self._password}, self.language],
+            authenticated=False,
+        )
+        if not isinstance(result, list | tuple) or len(result) < 2:
+            raise self._failure("protocol", "common.db.login", detail="no session").error
+        self._uid, self._token = int(result[0]), str(result[1])
+        raw = f"{self._username}:{self._uid}:{self._token}".encode()
+        self._authorization = "Session " + base64.b64encode(raw).decode("ascii")
+        logger.debug("tryton: logged in on %s as user id %s", self.database, self._uid)
+        preferences = self._rpc("model.res.user.get_preferences", [True, {}], relogin=False)
+        self._context = dict(preferences or {})
+
+    def close(self) -> None:
+        """Log out and release the HTTP session. Safe to call twice; never raises."""
+        if self._token is not None:
+            try:
+                self._rpc("common.db.logout", [], relogin=False)
+            except ConnectorError as error:
+                logger.debug("tryton: logout from %s failed: %s", self.database, error.code)
+        self._drop_session()
+        self._http.close()
+
+    def _drop_session(self) -> None:
+        self._uid = self._token = self._authorization = None
+        self._context = None
+
+    # -- calls -------------------------------------------------------------------------------
+
+    def call(self, method: str, *params: Any, timeout: float | None = None) -> Any:
+        """Call ``method`` with ``params`` as given (add the context yourself)."""
+        return self._rpc(method, list(params), timeout=timeout)
+
+    def model(
+        self,
+        model: str,
+        method: str,
+        *params: Any,
+        context: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """Call ``model.<model>.<method>`` with ``params`` and the user context (merged with
+        ``context``) as the last parameter."""
+        return self.call(f"model.{model}.{method}", *params, self._merged(context), timeout=timeout)
+
+    def search_read(
+        self,
+        model: str,
+        domain: Sequence[Any],
+        fields: Sequence[str],
+        *,
+        offset: int = 0,
+        limit: int | None = None,
+        order: Sequence[tuple[str, str]] | None = None,
+        context: Mapping[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        order_param = [list(item) for item in order] if order is not None else None
+        return self.model(
+            model, "search_read", list(domain), offset, limit, order_param, list(fields),
+            context=context,
+        )  # fmt: skip
+
+    def search(
+        self,
+        model: str,
+        domain: Sequence[Any],
+        *,
+        offset: int = 0,
+        limit: int | None = None,
+        order: Sequence[tuple[str, str]] | None = None,
+        context: Mapping[str, Any] | None = None,
+    ) -> list[int]:
+        order_param = [list(item) for item in order] if order is not None else None
+        return self.model(
+            model, "search", list(domain), offset, limit, order_param, context=context
+        )
+
+    def read(
+        self,
+        model: str,
+        ids: Iterable[int],
+        fields: Sequence[str],
+        *,
+        context: Mapping[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        return self.model(model, "read", list(ids), list(fields), context=context)
+
+    def create(
+        self,
+        model: str,
+        values: Sequence[Mapping[str, Any]],
+        *,
+        context: Mapping[str, Any] | None = None,
+    ) -> list[int]:
+        """Create the records in one call (one transaction: all or none)."""
+        return self.model(model, "create", [dict(v) for v in values], context=context)
+
+    def write(
+        self,
+        model: str,
+        ids: Iterable[int],
+        values: Mapping[str, Any],
+        *,
+        context: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.model(model, "write", list(ids), dict(values), context=context)
+
+    def delete(
+        self, model: str, ids: Iterable[int], *, context: Mapping[str, Any] | None = None
+    ) -> None:
+        self.model(model, "delete", list(ids), context=context)
+
+    def execute(
+        self,
+        model: str,
+        button: str,
+        ids: Iterable[int],
+        *,
+        context: Mapping[str, Any] | None = None,
+        acknowledge: bool = False,
+        max_warnings: int = 5,
+    ) -> Any:
+        """Click ``button`` on the records. With ``acknowledge``, UserWarnings are acknowledged
+        (as a person clicking "yes" would) and the call repeated, at most ``max_warnings``
+        times; without it they raise :class:`TrytonWarning`."""
+        ids = list(ids)
+        for _ in range(max_warnings + 1):
+            try:
+                return self.model(model, button, ids, context=context)
+            except TrytonWarning as warning:
+                if not acknowledge:
+                    raise
+                self.acknowledge_warning(warning.key)
+        raise TrytonError(
+            ErrorCode.TARGET_REJECTED,
+            f"Tryton kept asking for confirmations on {model}.{button}.",
+            tryton_error="UserWarning",
+        )
+
+    def acknowledge_warning(self, key: str) -> None:
+        """Confirm a UserWarning once for this user (Tryton's ``res.user.warning``)."""
+        self.create("res.user.warning", [{"user": self.user_id, "name": key, "always": False}])
+
+    def report(
+        self,
+        report: str,
+        ids: Iterable[int],
+        *,
+        data: Mapping[str, Any] | None = None,
+        context: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> Report:
+        """Render ``report`` (e.g. ``account.invoice``) for the records."""
+        result = self.call(
+            f"report.{report}.execute",
+            list(ids),
+            dict(data or {}),
+            self._merged(context),
+            timeout=timeout or max(self.timeout, REPORT_TIMEOUT),
+        )
+        if not isinstance(result, list | tuple) or len(result) < 2:
+            raise self._failure("protocol", f"report.{report}", detail="no report").error
+        extension, content = str(result[0] or ""), result[1]
+        name = str(result[3]) if len(result) > 3 and result[3] else report
+        if isinstance(content, str):
+            content = content.encode("utf-8")
+        return Report(extension, bytes(content or b""), name)
+
+    def _merged(self, context: Mapping[str, Any] | None) -> dict[str, Any]:
+        merged = self.context
+        if context:
+            merged.update(context)
+        return merged
+
+    # -- transport ---------------------------------------------------------------------------
+
+    def _rpc(
+        self,
+        method: str,
+        params: list[Any],
+        *,
+        authenticated: bool = True,
+        relogin: bool = True,
+        timeout: float | None = None,
+    ) -> Any:
+        attempts = 0
+        relogged = False
+        while True:
+            if authenticated and self._token is None:
+                self.login()
+            try:
+                return self._post(method, params, authenticated, timeout)
+            except _Failure as failure:
+                action = failure.action
+                if (
+                    action is Action.RELOGIN
+                    and authenticated
+                    and relogin
+                    and not relogged
+                    and method not in ("common.db.login", "common.db.logout")
+                ):
+                    relogged = True
+                    logger.info("tryton: session on %s expired; logging in again", self.database)
+                    self._drop_session()
+                    continue
+                if action is Action.RETRY and attempts < self.lock_retries:
+                    delay = self._backoff(attempts)
+                    attempts += 1
+                    logger.warning(
+                        "tryton: %s on %s: %s; retry %d/%d in %.1f s",
+                        method,
+                        self.database,
+                        failure.error.status or failure.error.tryton_error,
+                        attempts,
+                        self.lock_retries,
+                        delay,
+                    )
+                    self._sleep(delay)
+                    continue
+                raise failure.error from None
+
+    def _backoff(self, attempt: int) -> float:
+        ceiling = min(self.backoff_cap, self.backoff_base * 2**attempt)
+        return ceiling * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not crypto
+
+    def _post(self, method: str, params: list[Any], authenticated: bool, timeout: float | None):
+        body = dumps({"id": next(self._ids), "method": method, "params": params})
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if authenticated and self._authorization:
+            headers["Authorization"] = self._authorization
+        wait = timeout or self.timeout
+        started = time.monotonic()
+        try:
+            response = self._http.post(
+                self.endpoint,
+                data=body.encode("utf-8"),
+                headers=headers,
+                timeout=(self.connect_timeout, wait),
+            )
+        except requests.Timeout:
+            raise self._failure("timeout", method, timeout=wait) from None
+        except requests.RequestException as error:
+            raise self._failure("connection", method, detail=type(error).__name__) from None
+        elapsed = (time.monotonic() - started) * 1000
+        logger.debug(
+            "tryton: %s on %s: HTTP %s in %.0f ms", method, self.database, response.status_code,
+            elapsed,
+        )  # fmt: skip
+        if response.status_code != 200:
+            raise self._http_failure(method, response)
+        try:
+            answer = loads(response.content)
+        except (ValueError, KeyError, TypeError) as error:
+            raise self._failure("protocol", method, detail=type(error).__name__) from None
+        if not isinstance(answer, dict):
+            raise self._failure("protocol", method, detail="not an object")
+        if answer.get("error") is not None:
+            raise self._tryton_failure(method, answer["error"])
+        if "result" not in answer:
+            raise self._failure("protocol", method, detail="no result")
+        return answer["result"]
+
+    def _http_failure(self, method: str, response: requests.Response) -> _Failure:
+        status = response.status_code
+        key: int | str = status
+        if key not in ERROR_TABLE:
+            key = "5xx" if status >= 500 else "4xx"
+        detail = ""
+        if status >= 400 and status not in (401, 403, 404, 429):
+            detail = _http_detail(response)
+        retry_after = _retry_after(response.headers.get("Retry-After")) if status == 429 else None
+        failure = self._failure(key, method, status=status, detail=detail, retry_after=retry_after)
+        return failure
+
+    def _tryton_failure(self, method: str, error: Any) -> _Failure:
+        kind = error[0] if isinstance(error, list) and error and isinstance(error[0], str) else ""
+        args = error[1] if isinstance(error, list) and len(error) > 1 else None
+        if kind == "UserError":
+            parts = args if isinstance(args, list) else [args]
+            message = str(parts[0] or "") if parts else ""
+            description = str(parts[1] or "") if len(parts) > 1 else ""
+            detail = f"{message} {description}".strip()
+            code = next(
+                (code for pattern, code in USER_ERROR_CODES if pattern.search(message)), None
+            )
+            return self._failure("UserError", method, detail=detail, kind=kind, code=code)
+        if kind == "UserWarning":
+            parts = args if isinstance(args, list) else [args]
+            key = str(parts[0] or "") if parts else ""
+            text = " ".join(str(p) for p in parts[1:3] if p)
+            detail = self._scrub(cut(text))
+            rule = ERROR_TABLE["UserWarning"]
+            message = rule.message.format(**self._format_args(method, detail=detail))
+            return _Failure(TrytonWarning(key, message, detail=detail))
+        if kind in ("LoginException", "ConcurrencyException"):
+            parts = args if isinstance(args, list) else [args]
+            detail = " ".join(str(p) for p in parts[:2] if p)
+            return self._failure(kind, method, detail=detail, kind=kind)
+        # An unexpected server error: [message, traceback]. Keep the message's first line.
+        text = kind or (error[0] if isinstance(error, list) and error else error)
+        return self._failure(
+            "unexpected", method, detail=cut(text, first_line=True), kind="unexpected"
+        )
+
+    def _failure(
+        self,
+        key: int | str,
+        method: str,
+        *,
+        status: int | None = None,
+        detail: str = "",
+        kind: str = "",
+        timeout: float | None = None,
+        retry_after: float | None = None,
+        code: ErrorCode | None = None,
+    ) -> _Failure:
+        rule = ERROR_TABLE[key]
+        detail = self._scrub(cut(detail))
+        message = rule.message.format(
+            **self._format_args(method, status=status, detail=detail, timeout=timeout)
+        )
+        error = TrytonError(
+            code or rule.code,
+            self._scrub(message),
+            status=status,
+            tryton_error=kind,
+            detail=detail,
+            retry_after=retry_after,
+        )
+        return _Failure(error, rule.action)
+
+    def _format_args(self, method: str, **values: Any) -> dict[str, Any]:
+        return {
+            "url": self.display_url,
+            "database": self.database,
+            "method": method,
+            "status": values.get("status"),
+            "detail": values.get("detail") or "no details",
+            "timeout": values.get("timeout") or self.timeout,
+        }
+
+    def _scrub(self, text: str) -> str:
+        """Remove anything secret an echoing server (or proxy) could have put in a message."""
+        for secret in (self._password, self._token, self._authorization):
+            if secret and len(secret) >= 3:
+                text = text.replace(secret, "***")
+        return text
+
+
+def client_from_config(config: ConnectionConfig) -> TrytonClient:
+    """A client for a stored connection: settings ``url`` and ``database`` (optional ``timeout``
+    in seconds), credentials ``username`` and ``password``. Raises InvsyncError with
+    CONFIGURATION_INCOMPLETE when one is missing or malformed."""
+    settings, credentials = config.settings, config.credentials
+    url = (settings.get("url") or "").strip()
+    database = (settings.get("database") or "").strip()
+    label = f" {config.label!r}" if config.label else ""
+    if not url.lower().startswith(("http://", "https://")):
+        raise InvsyncError(
+            ErrorCode.CONFIGURATION_INCOMPLETE,
+            f"The Tryton connection{label} needs the server's URL (http://host:port/).",
+            field="url",
+        )
+    if not database:
+        raise InvsyncError(
+            ErrorCode.CONFIGURATION_INCOMPLETE,
+            f"The Tryton connection{label} needs a database name.",
+            field="database",
+        )
+    username, password = credentials.get("username") or "", credentials.get("password") or ""
+    if not username or not password:
+        raise InvsyncError(
+            ErrorCode.CONFIGURATION_INCOMPLETE,
+            f"The Tryton connection{label} needs a login and a password.",
+            field="credentials",
+        )
+    try:
+        timeout = float(settings.get("timeout") or DEFAULT_TIMEOUT)
+    except ValueError:
+        timeout = DEFAULT_TIMEOUT
+    return TrytonClient(url, database, username, password, timeout=timeout)
+
+
+def connection_check(client: TrytonClient, probe: Callable[[TrytonClient], str]) -> ConnectionCheck:
+    """Log in and run ``probe`` (one cheap read returning a sentence); never raises for a refused
+    login or an unreachable server."""
+    try:
+        client.login()
+        summary = probe(client)
+    except InvsyncError as error:
+        return ConnectionCheck(False, error.message)
+    return ConnectionCheck(True, f"Connected to Tryton database {client.database!r}: {summary}")
+
+
+def _http_detail(response: requests.Response) -> str:
+    """The first line of an error page's text, without its HTML."""
+    try:
+        text = response.text[:5000]
+    except (UnicodeDecodeError, LookupError):
+        return ""
+    text = re.sub(r"<title>.*?</title>", " ", text, flags=re.S | re.I)
+    text = re.sub(r"<[^>]+>", " ", text)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return cut(" ".join(lines[:3]))

@@ -1,0 +1,619 @@
+"""The Tryton JSON-RPC client against a scripted HTTP server on 127.0.0.1: the error table, the
+retries it allows, typed values, and that credentials never leak."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import datetime as dt
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from connectors.base import AuthKind, ConnectionConfig, EntryToWrite
+from connectors.canonical import Direction, EntryLine, EntryRef, InvoiceType, Posting, TaxRole
+from connectors.errors import ConnectorError, ErrorCode
+from connectors.providers.tryton import client as client_module
+from connectors.providers.tryton.client import (
+    ERROR_TABLE,
+    Action,
+    TrytonClient,
+    TrytonError,
+    TrytonWarning,
+    decode_value,
+    dumps,
+    encode,
+    loads,
+)
+from connectors.providers.tryton.source import TrytonSource
+from connectors.providers.tryton.target import (
+    TrytonTarget,
+    _AccountRow,
+    _PeriodRow,
+    external_id_of,
+)
+
+PASSWORD = "s3cr3t-Pa55word!"
+TOKEN = "tok-9f8e7d6c5b4a"
+CONTEXT = {"company": 1, "companies": [1], "language": "en"}
+
+Reply = tuple[int, dict[str, str], bytes]
+Handler = Callable[[dict[str, Any], dict[str, str]], Reply]
+
+
+def result(value: Any) -> Reply:
+    return 200, {}, dumps({"id": 1, "result": value}).encode()
+
+
+def error(value: Any) -> Reply:
+    return 200, {}, json.dumps({"id": 1, "error": value}).encode()
+
+
+def status(code: int, headers: dict[str, str] | None = None, body: bytes = b"") -> Reply:
+    return code, headers or {}, body
+
+
+class FakeTryton:
+    """A scripted server: ``script[method]`` is a list of replies (or callables) consumed in
+    order; login and preferences answer by default. Every request is recorded."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[dict[str, Any], dict[str, str]]] = []
+        self.script: dict[str, list[Reply | Handler]] = {}
+        self.tokens = iter([TOKEN, TOKEN + "-2", TOKEN + "-3"])
+        fake = self
+
+        class RequestHandler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length))
+                headers = {k: v for k, v in self.headers.items()}
+                fake.requests.append((body, headers))
+                code, extra, payload = fake.reply(body, headers)
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                for name, value in extra.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                # The client may have given up waiting (timeout tests).
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self.wfile.write(payload)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), RequestHandler)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/"
+
+    def reply(self, body: dict[str, Any], headers: dict[str, str]) -> Reply:
+        method = body["method"]
+        queue = self.script.get(method)
+        if queue:
+            item = queue.pop(0)
+            return item(body, headers) if callable(item) else item
+        if method == "common.db.login":
+            return result([7, next(self.tokens), None])
+        if method == "model.res.user.get_preferences":
+            return result(CONTEXT)
+        if method == "common.db.logout":
+            return result(None)
+        return result({"echo": body["params"]})
+
+    def calls(self, method: str) -> list[dict[str, Any]]:
+        return [body for body, _ in self.requests if body["method"] == method]
+
+    def headers_of(self, method: str) -> list[dict[str, str]]:
+        return [headers for body, headers in self.requests if body["method"] == method]
+
+
+@pytest.fixture
+def server():
+    fake = FakeTryton()
+    fake.thread.start()
+    yield fake
+    fake.server.shutdown()
+    fake.server.server_close()
+
+
+@pytest.fixture
+def sleeps():
+    return []
+
+
+@pytest.fixture
+def client(server, sleeps):
+    tryton = TrytonClient(
+        server.url, "demo", "alice", PASSWORD, timeout=2, connect_timeout=2, sleep=sleeps.append
+    )
+    yield tryton
+    tryton.close()
+
+
+# -- session ---------------------------------------------------------------------------------
+
+
+def test_login_sends_the_password_in_the_login_body_only_then_a_session_header(server, client):
+    assert client.call("model.party.party.search", [], {}) == {"echo": [[], {}]}
+
+    (login,) = server.calls("common.db.login")
+    assert login["params"] == ["alice", {"password": PASSWORD}, "en"]
+    assert "Authorization" not in server.headers_of("common.db.login")[0]
+    expected = "Session " + base64.b64encode(f"alice:7:{TOKEN}".encode()).decode()
+    assert server.headers_of("model.party.party.search")[0]["Authorization"] == expected
+    assert server.calls("model.res.user.get_preferences")[0]["params"] == [True, {}]
+
+
+def test_model_calls_pass_the_user_context_last_merged_with_the_callers(server, client):
+    client.search_read(
+        "account.move", [("id", ">", 1)], ["number"], limit=5, order=[("id", "ASC")],
+        context={"active_test": False},
+    )  # fmt: skip
+    (call,) = server.calls("model.account.move.search_read")
+    assert call["params"] == [
+        [["id", ">", 1]], 0, 5, [["id", "ASC"]], ["number"], {**CONTEXT, "active_test": False}
+    ]  # fmt: skip
+
+
+def test_create_sends_one_call_for_many_records(server, client):
+    server.script["model.account.move.create"] = [result([11, 12])]
+    assert client.create("account.move", [{"journal": 1}, {"journal": 1}]) == [11, 12]
+    (call,) = server.calls("model.account.move.create")
+    assert call["params"][0] == [{"journal": 1}, {"journal": 1}]
+
+
+def test_report_comes_back_as_bytes_with_filename_and_content_type(server, client):
+    server.script["report.account.invoice.execute"] = [
+        result(["odt", b"PK\x03\x04 odt", False, "Invoice-F1"])
+    ]
+    report = client.report("account.invoice", [3])
+    assert report.content == b"PK\x03\x04 odt"
+    assert report.filename == "Invoice-F1.odt"
+    assert report.content_type == "application/vnd.oasis.opendocument.text"
+    assert server.calls("report.account.invoice.execute")[0]["params"][:2] == [[3], {}]
+
+
+def test_close_logs_out_and_is_safe_twice(server, client):
+    client.call("model.x.y")
+    client.close()
+    client.close()
+    assert len(server.calls("common.db.logout")) == 1
+    assert not client.logged_in
+
+
+# -- typed values ----------------------------------------------------------------------------
+
+
+def test_typed_values_round_trip_through_the_wire_format():
+    values = {
+        "amount": Decimal("120.00"),
+        "tiny": Decimal("-0.0001"),
+        "date": dt.date(2026, 2, 28),
+        "when": dt.datetime(2026, 2, 28, 13, 45, 7, 123456),
+        "time": dt.time(8, 30, 15, 5),
+        "delay": dt.timedelta(hours=1, seconds=2),
+        "file": b"%PDF-1.4\x00\xff binary",
+        "nested": [{"lines": [["create", [{"debit": Decimal("1.10")}]]]}],
+        "plain": ["text", 3, 1.5, None, True],
+    }
+    assert loads(dumps(values)) == values
+
+
+def test_encoding_uses_trytons_class_markers():
+    assert encode(Decimal("20.00")) == {"__class__": "Decimal", "decimal": "20.00"}
+    assert encode(dt.date(2026, 1, 2)) == {"__class__": "date", "year": 2026, "month": 1, "day": 2}
+    assert encode(b"ab") == {"__class__": "bytes", "base64": "YWI="}
+    aware = dt.datetime(2026, 1, 2, 10, 0, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    assert encode(aware)["hour"] == 8  # Tryton compares naive UTC
+    assert decode_value({"__class__": "Decimal", "decimal": "0.2"}) == Decimal("0.2")
+
+
+def test_typed_values_survive_a_server_round_trip(server, client):
+    sent = [Decimal("99.99"), dt.date(2026, 3, 1), b"\x00\x01"]
+    assert client.call("model.echo.it", *sent) == {"echo": sent}
+
+
+# -- the error table -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("http_status", "code"),
+    [
+        (403, ErrorCode.PERMISSION_DENIED),
+        (404, ErrorCode.CONFIGURATION_INCOMPLETE),
+        (500, ErrorCode.UNAVAILABLE),
+        (502, ErrorCode.UNAVAILABLE),
+        (504, ErrorCode.UNAVAILABLE),
+        (400, ErrorCode.UNEXPECTED),
+        (507, ErrorCode.UNAVAILABLE),
+    ],
+)
+def test_http_statuses_map_to_catalogue_codes(server, client, http_status, code):
+    server.script["model.account.move.read"] = [status(http_status, body=b"<h1>Oops</h1>")]
+    with pytest.raises(ConnectorError) as caught:
+        client.read("account.move", [1], ["number"])
+    assert caught.value.code == code
+    assert caught.value.status == http_status
+    assert len(server.calls("model.account.move.read")) == 1  # no silent retry
+
+
+def test_unknown_database_on_login_is_a_configuration_error(server, client):
+    server.script["common.db.login"] = [status(404)]
+    with pytest.raises(ConnectorError) as caught:
+        client.login()
+    assert caught.value.code == ErrorCode.CONFIGURATION_INCOMPLETE
+    assert "'demo'" in caught.value.message
+
+
+def test_refused_login_is_authentication_failed_without_retry(server, client):
+    server.script["common.db.login"] = [status(401)]
+    with pytest.raises(ConnectorError) as caught:
+        client.call("model.x.y")
+    assert caught.value.code == ErrorCode.AUTHENTICATION_FAILED
+    assert len(server.calls("common.db.login")) == 1
+
+
+def test_too_many_logins_is_rate_limited_with_retry_after(server, client):
+    server.script["common.db.login"] = [status(429, {"Retry-After": "7"})]
+    with pytest.raises(ConnectorError) as caught:
+        client.login()
+    assert caught.value.code == ErrorCode.RATE_LIMITED
+    assert caught.value.retry_after == 7.0
+    assert caught.value.is_transient
+
+
+def test_rate_limited_without_retry_after_has_none(server, client):
+    server.script["model.a.b"] = [status(429)]
+    with pytest.raises(ConnectorError) as caught:
+        client.call("model.a.b")
+    assert (caught.value.code, caught.value.retry_after) == (ErrorCode.RATE_LIMITED, None)
+
+
+def test_expired_session_logs_in_again_once_and_retries(server, client):
+    client.login()
+    server.script["model.account.move.search"] = [status(401)]
+    assert client.search("account.move", []) == {"echo": [[], 0, None, None, CONTEXT]}
+    assert len(server.calls("common.db.login")) == 2
+    second = "Session " + base64.b64encode(f"alice:7:{TOKEN}-2".encode()).decode()
+    assert server.headers_of("model.account.move.search")[-1]["Authorization"] == second
+
+
+def test_session_refused_twice_gives_up_with_authentication_failed(server, client):
+    client.login()
+    server.script["model.account.move.search"] = [status(401), status(401)]
+    with pytest.raises(ConnectorError) as caught:
+        client.search("account.move", [])
+    assert caught.value.code == ErrorCode.AUTHENTICATION_FAILED
+    assert len(server.calls("common.db.login")) == 2
+    assert len(server.calls("model.account.move.search")) == 2
+
+
+def test_lock_conflict_is_retried_with_bounded_backoff_then_succeeds(server, client, sleeps):
+    server.script["model.account.move.post"] = [status(503), status(503), result(None)]
+    assert client.execute("account.move", "post", [5]) is None
+    assert len(server.calls("model.account.move.post")) == 3
+    assert len(sleeps) == 2
+    # Exponential with jitter: attempt n waits within [base*2^n/2, base*2^n], capped.
+    assert 0.25 <= sleeps[0] <= 0.5
+    assert 0.5 <= sleeps[1] <= 1.0
+
+
+def test_lock_conflict_that_persists_becomes_unavailable(server, client, sleeps):
+    server.script["model.account.move.post"] = [status(503)] * 10
+    with pytest.raises(ConnectorError) as caught:
+        client.execute("account.move", "post", [5])
+    assert caught.value.code == ErrorCode.UNAVAILABLE
+    assert len(server.calls("model.account.move.post")) == client.lock_retries + 1
+    assert all(delay <= client.backoff_cap for delay in sleeps)
+
+
+def test_backoff_never_exceeds_its_cap():
+    tryton = TrytonClient("http://127.0.0.1:9/", "db", "u", "p", backoff_base=1, backoff_cap=4)
+    assert max(tryton._backoff(attempt) for attempt in range(12)) <= 4
+
+
+def test_unreachable_server_is_unavailable():
+    tryton = TrytonClient("http://127.0.0.1:9/", "demo", "alice", PASSWORD, connect_timeout=1)
+    with pytest.raises(ConnectorError) as caught:
+        tryton.login()
+    assert caught.value.code == ErrorCode.UNAVAILABLE
+    assert "127.0.0.1:9" in caught.value.message
+
+
+def test_slow_answer_times_out_as_unavailable(server):
+    def slow(body, headers):
+        time.sleep(0.6)
+        return result(None)
+
+    server.script["model.slow.call"] = [slow]
+    tryton = TrytonClient(server.url, "demo", "alice", PASSWORD, timeout=0.2)
+    with pytest.raises(ConnectorError) as caught:
+        tryton.call("model.slow.call")
+    assert caught.value.code == ErrorCode.UNAVAILABLE
+    assert "did not answer" in caught.value.message
+
+
+def test_user_error_is_target_rejected_with_its_message(server, client):
+    server.script["model.account.move.post"] = [
+        error(["UserError", ['To post move "12", you must balance all its lines.', "", None]])
+    ]
+    with pytest.raises(TrytonError) as caught:
+        client.execute("account.move", "post", [12])
+    assert caught.value.code == ErrorCode.TARGET_REJECTED
+    assert caught.value.tryton_error == "UserError"
+    assert "you must balance all its lines" in caught.value.message
+    assert caught.value.detail.startswith('To post move "12"')
+
+
+def test_access_error_is_permission_denied(server, client):
+    server.script["model.account.move.create"] = [
+        error(["UserError", ['You are not allowed to create records of "Account Move".', "", None]])
+    ]
+    with pytest.raises(ConnectorError) as caught:
+        client.create("account.move", [{}])
+    assert caught.value.code == ErrorCode.PERMISSION_DENIED
+
+
+def test_user_warning_is_a_typed_warning_that_can_be_acknowledged(server, client):
+    warning = error(["UserWarning", ["invoice_date_12", "The payment date is past.", ""]])
+    server.script["model.account.invoice.post"] = [warning]
+    with pytest.raises(TrytonWarning) as caught:
+        client.execute("account.invoice", "post", [12])
+    assert caught.value.key == "invoice_date_12"
+    assert "The payment date is past." in caught.value.message
+
+    server.script["model.account.invoice.post"] = [warning, result(None)]
+    server.script["model.res.user.warning.create"] = [result([1])]
+    client.execute("account.invoice", "post", [12], acknowledge=True)
+    (ack,) = server.calls("model.res.user.warning.create")
+    assert ack["params"][0] == [{"user": 7, "name": "invoice_date_12", "always": False}]
+
+
+def test_huge_traceback_is_cut_to_the_first_line_of_its_message(server, client):
+    message = "KeyError: 'account'\n" + "x" * 30_000
+    traceback = "Traceback (most recent call last):\n" + "  File ...\n" * 3000
+    server.script["model.account.move.create"] = [error([message, traceback])]
+    with pytest.raises(ConnectorError) as caught:
+        client.create("account.move", [{}])
+    assert caught.value.code == ErrorCode.UNEXPECTED
+    assert caught.value.message.endswith("KeyError: 'account'")
+    assert len(caught.value.message) <= 600
+    assert "Traceback" not in caught.value.message
+
+
+def test_huge_user_error_is_capped(server, client):
+    server.script["model.a.b"] = [error(["UserError", ["Refused " + "y" * 40_000, "", None]])]
+    with pytest.raises(ConnectorError) as caught:
+        client.call("model.a.b")
+    assert len(caught.value.message) <= client_module.MESSAGE_LIMIT + 100
+
+
+def test_answer_that_is_not_json_rpc_is_unexpected(server, client):
+    server.script["model.a.b"] = [status(200, body=b"<html>proxy login page</html>")]
+    with pytest.raises(ConnectorError) as caught:
+        client.call("model.a.b")
+    assert caught.value.code == ErrorCode.UNEXPECTED
+
+
+def test_every_documented_status_has_a_rule():
+    for key in (401, 403, 404, 429, 500, 502, 503, 504, "connection", "timeout", "UserError"):
+        assert key in ERROR_TABLE
+    assert ERROR_TABLE[503].action is Action.RETRY
+    assert ERROR_TABLE[401].action is Action.RELOGIN
+
+
+def test_requests_never_retries_on_its_own(client):
+    adapter = client._http.get_adapter(client.endpoint)
+    assert adapter.max_retries.total == 0
+
+
+# -- secrets ---------------------------------------------------------------------------------
+
+
+def test_password_and_token_never_appear_in_logs_messages_or_reprs(server, sleeps, caplog):
+    caplog.set_level(logging.DEBUG)
+    echo = f"Login failed for alice with password {PASSWORD} and session {TOKEN}"
+    server.script["model.a.b"] = [
+        status(503),
+        error(["UserError", [echo, PASSWORD, None]]),
+    ]
+    server.script["model.c.d"] = [error([f"ValueError: {PASSWORD}", f"tb {PASSWORD}"])]
+    tryton = TrytonClient(server.url, "demo", "alice", PASSWORD, sleep=sleeps.append)
+    errors = []
+    for method in ("model.a.b", "model.c.d"):
+        with pytest.raises(ConnectorError) as caught:
+            tryton.call(method)
+        errors.append(caught.value)
+    server.script["common.db.login"] = [status(401)]
+    tryton._drop_session()
+    with pytest.raises(ConnectorError) as caught:
+        tryton.login()
+    errors.append(caught.value)
+    tryton.close()
+
+    texts = [caplog.text, repr(tryton), str(tryton), repr(tryton.__dict__.get("_http"))]
+    for found in errors:
+        texts += [str(found), repr(found), found.message, found.detail, repr(found.args)]
+    for text in texts:
+        assert PASSWORD not in text
+        assert TOKEN not in text
+    assert "***" in errors[0].message
+
+
+def test_repr_shows_neither_login_nor_password():
+    tryton = TrytonClient("http://127.0.0.1:9/", "demo", "alice", PASSWORD)
+    assert PASSWORD not in repr(tryton)
+    assert "alice" not in repr(tryton)
+
+
+# -- the connectors on top of the client -------------------------------------------------------
+
+TARGET_CONFIG = ConnectionConfig(
+    AuthKind.CREDENTIALS,
+    {"url": "http://127.0.0.1:9/", "database": "demo"},
+    {"username": "alice", "password": PASSWORD},
+)
+
+
+def _row(id_, code, *, party=False, has_type=True):
+    return _AccountRow(id_, code, code, has_type, False, True, party)
+
+
+def _target(client: TrytonClient) -> TrytonTarget:
+    target = TrytonTarget(TARGET_CONFIG, client=client)
+    target._journals = {"REV": 1}
+    target._periods[1] = [
+        _PeriodRow(9, "2026-03", dt.date(2026, 3, 1), dt.date(2026, 3, 31), "open")
+    ]
+    target._accounts[1] = {
+        "4111": _row(10, "4111", party=True),
+        "706": _row(20, "706"),
+        "44571": _row(30, "44571"),
+        "70": _row(40, "70", has_type=False),
+    }
+    target._taxes[1] = {44: {"id": 44, "type": "percentage", "rate": Decimal("0.2"), "childs": []}}
+    return target
+
+
+def _posting(key: str, invoice_type=InvoiceType.CUSTOMER_INVOICE, draft=False) -> Posting:
+    refund = invoice_type.is_refund
+    amounts = [(Decimal("120.00"), Decimal(0)), (Decimal(0), Decimal("100.00")),
+               (Decimal(0), Decimal("20.00"))]  # fmt: skip
+    if refund:
+        amounts = [(credit, debit) for debit, credit in amounts]
+    (d1, c1), (d2, c2), (d3, c3) = amounts
+    return Posting(
+        journal="REV", date=dt.date(2026, 3, 10), reference=f"F-{key}",
+        external_id=f"invsync:1:invoice:{key}", currency="EUR", company_currency="EUR",
+        draft=draft, partner_ref="5", invoice_type=invoice_type,
+        lines=(
+            EntryLine("4111", d1, c1, "Acme", partner="Acme", maturity_date=dt.date(2026, 4, 9)),
+            EntryLine("706", d2, c2, "Service", vat_code="44", tax_role=TaxRole.BASE),
+            EntryLine("44571", d3, c3, "VAT 20 %", vat_code="44", tax_role=TaxRole.TAX),
+        ),
+    )  # fmt: skip
+
+
+def test_move_keeps_the_external_id_in_its_description_and_party_on_the_collective_only(client):
+    values = _target(client)._move_values(1, _posting("42"))
+    assert values["description"] == "F-42 [invsync:1:invoice:42]"
+    assert external_id_of(values["description"]) == "invsync:1:invoice:42"
+    (_, lines), = values["lines"]  # fmt: skip
+    assert [line.get("party") for line in lines] == [5, None, None]
+    assert lines[0]["maturity_date"] == dt.date(2026, 4, 9)
+    assert lines[1]["tax_lines"] == [
+        ["create", [{"tax": 44, "amount": Decimal("100.00"), "type": "base"}]]
+    ]
+
+
+def test_refund_tax_lines_are_negative_as_tryton_signs_credit_notes(client):
+    values = _target(client)._move_values(1, _posting("7", InvoiceType.CUSTOMER_REFUND))
+    (_, lines), = values["lines"]  # fmt: skip
+    assert lines[1]["debit"] == Decimal("100.00")
+    assert lines[1]["tax_lines"][0][1][0]["amount"] == Decimal("-100.00")
+    assert lines[2]["tax_lines"][0][1][0] == {"tax": 44, "amount": Decimal("-20.00"), "type": "tax"}
+
+
+def test_view_account_refuses_the_entry_alone_without_calling_tryton(server, client):
+    posting = _posting("9")
+    bad = replace(posting, lines=(posting.lines[0], replace(posting.lines[1], account="70"),
+                                  posting.lines[2]))  # fmt: skip
+    server.script["model.account.move.search_read"] = [result([])]
+    (only,) = _target(client).create_entries("1", [EntryToWrite(bad)])
+    assert only.error.code == ErrorCode.TARGET_REJECTED
+    assert "view account" in only.error.message
+    assert not server.calls("model.account.move.create")
+
+
+def test_batch_is_created_in_one_call_and_a_move_refused_at_posting_is_discarded(server, client):
+    refused = error(["UserError", ['To post move "12", you must balance all its lines.', "", None]])
+    server.script.update({
+        "model.account.move.search_read": [result([])],
+        "model.account.move.create": [result([11, 12])],
+        "model.account.move.post": [refused, result(None), refused],
+        "model.account.move.delete": [result(None)],
+        "model.account.move.read": [result([{"id": 11, "number": "2026-000007"}])],
+    })  # fmt: skip
+    results = _target(client).create_entries(
+        "1", [EntryToWrite(_posting("1")), EntryToWrite(_posting("2"))]
+    )
+    assert len(server.calls("model.account.move.create")) == 1
+    assert [c["params"][0] for c in server.calls("model.account.move.post")] == [
+        [11, 12], [11], [12]
+    ]  # fmt: skip
+    assert server.calls("model.account.move.delete")[0]["params"][0] == [12]
+    assert results[0].ref == EntryRef("11", "2026-000007", False)
+    assert results[1].ref is None
+    assert results[1].error.code == ErrorCode.TARGET_REJECTED
+    assert "F-2" in results[1].error.message and "balance" in results[1].error.message
+
+
+def test_entries_already_in_tryton_are_never_written_again(server, client):
+    server.script.update({
+        "model.account.move.search_read": [result([
+            {"id": 3, "number": "9", "state": "posted", "origin": None,
+             "description": "F-1 [invsync:1:invoice:1]"},
+            # Near misses that the widened LIKE pattern also returns.
+            {"id": 4, "number": "10", "state": "posted", "origin": None,
+             "description": "F-1x [invsync:1:invoice:1x]"},
+            {"id": 5, "number": "11", "state": "posted", "origin": "account.move,3",
+             "description": "F-1 [invsync:1:invoice:1]"},
+        ])],
+        "model.ir.attachment.search_read": [result([{"id": 1, "resource": "account.move,3"}])],
+    })  # fmt: skip
+    (only,) = _target(client).create_entries("1", [EntryToWrite(_posting("1"))])
+    assert only.ref == EntryRef("3", "9", True)
+    assert not server.calls("model.account.move.create")
+    domain = server.calls("model.account.move.search_read")[0]["params"][0]
+    assert domain[1] == ["OR", ["description", "like", "%[invsync:1:invoice:1]"]]
+
+
+class _StubClient:
+    def __init__(self, taxes):
+        self.taxes = taxes
+
+    def search_read(self, model, domain, fields, **kwargs):
+        assert model == "account.tax"
+        return self.taxes
+
+
+def test_source_line_tax_uses_the_child_valid_on_the_tax_date_and_half_even_rounding():
+    taxes = [
+        {"id": 1, "type": "none", "childs": [42, 43], "parent": None, "group.": {"kind": "sale"}},
+        {"id": 42, "type": "percentage", "rate": Decimal("0.20"), "childs": [], "parent": 1,
+         "start_date": dt.date(2014, 1, 1), "end_date": None},
+        {"id": 43, "type": "percentage", "rate": Decimal("0.196"), "childs": [], "parent": 1,
+         "start_date": None, "end_date": dt.date(2013, 12, 31)},
+    ]  # fmt: skip
+    source = TrytonSource(TARGET_CONFIG, client=_StubClient(taxes))
+    cent = Decimal("0.01")
+    assert source._line_tax([1], dt.date(2026, 1, 1), Decimal("0.125"), Decimal(1), cent) == (
+        Decimal(20),
+        Decimal("0.02"),  # 0.025 rounds half even
+    )
+    rate, tax = source._line_tax([1], dt.date(2012, 6, 1), Decimal("100.00"), Decimal(1), cent)
+    assert (rate, tax) == (Decimal("19.6"), Decimal("19.60"))
+    (sales,) = source.list_tax_rates()
+    assert (sales.tax_id, sales.rate, sales.direction) == ("1", Decimal(20), Direction.SALES)
+
+
+def test_credentials_in_the_url_are_not_shown():
+    tryton = TrytonClient("http://bob:hunter22@127.0.0.1:9/", "demo", "alice", PASSWORD)
+    assert "hunter22" not in repr(tryton)
+    with pytest.raises(ConnectorError) as caught:
+        tryton.login()
+    assert "hunter22" not in caught.value.message
