@@ -203,11 +203,12 @@ def flow_delete(*, flow: SyncFlow) -> None:
     flow.delete()
 
 
-def flow_mappings_suggest(*, flow: SyncFlow) -> Suggestions:
+def flow_mappings_suggest(*, flow: SyncFlow, rates: Iterable[Decimal] | None = None) -> Suggestions:
     """Read both tools' lookups and fill what a person has not set yet: the folder when the
     connection has only one, journals, default/collective/rounding/discount accounts, rounding VAT
     codes and a VAT mapping for every source rate with one sensible target code. Never overwrites a
-    value already set. Raises InvsyncError when a tool cannot be reached."""
+    value already set. ``rates`` limits the VAT mappings to those source rates. Raises InvsyncError
+    when a tool cannot be reached."""
     from connectors.selectors import connector_for
 
     source = connector_for(flow.invoicing_connection)
@@ -242,12 +243,18 @@ def flow_mappings_suggest(*, flow: SyncFlow) -> Suggestions:
         if not flow.purchases_rounding_vat_code:
             flow.purchases_rounding_vat_code = suggestions.rounding_vat.get(Direction.PURCHASES, "")
         flow.save()
-        mapped = {(m.direction, m.source_rate) for m in flow.vat_mappings.filter(source_tax_id="")}
+        wanted = None if rates is None else {Decimal(r) for r in rates}
+        mapped = {(m.direction, m.source_tax_id or m.source_rate) for m in flow.vat_mappings.all()}
         for row in suggestions.vat:
-            if row.code and (row.direction.value, row.rate) not in mapped:
-                VatMapping.objects.create(
-                    flow=flow, direction=row.direction.value, source_rate=row.rate,
-                    target_code=row.code,
-                )  # fmt: skip
+            key = (row.direction.value, row.tax_id or row.rate)
+            if not row.code or key in mapped or (wanted is not None and row.rate not in wanted):
+                continue
+            VatMapping.objects.create(
+                flow=flow,
+                direction=row.direction.value,
+                source_rate=None if row.tax_id else row.rate,
+                source_tax_id=row.tax_id or "",
+                target_code=row.code,
+            )
         flow_config_changed(flow=flow)
     return suggestions

@@ -94,7 +94,51 @@ def vat_candidates(vat_codes: Sequence[VatCode], direction: Direction, rate) -> 
     ]
 
 
-def suggest_vat_code(vat_codes: Sequence[VatCode], direction: Direction, rate) -> str | None:
+_STOPWORDS = frozenset(
+    [
+        "t",
+        "v",
+        "a",
+        "tva",
+        "vat",
+        "tax",
+        "taxe",
+        "de",
+        "du",
+        "des",
+        "la",
+        "le",
+        "les",
+        "l",
+        "d",
+        "sur",
+        "et",
+        "en",
+        "au",
+        "aux",
+        "from",
+        "until",
+        "to",
+        "of",
+        "on",
+        "the",
+        "taux",
+        "rate",
+        "normal",
+    ]
+)
+
+
+def _words(text: str) -> set[str]:
+    return {w for w in re.findall(r"[a-z]+", _fold(text)) if w not in _STOPWORDS}
+
+
+def suggest_vat_code(
+    vat_codes: Sequence[VatCode], direction: Direction, rate, hint: str = ""
+) -> str | None:
+    """The target code for a source rate: the only candidate; else the only plain (not special)
+    one; else the plain one whose name shares the most words with the source tax's name ``hint``
+    ("Vente de services" picks the services code over the goods one). None when still tied."""
     candidates = vat_candidates(vat_codes, direction, rate)
     if len(candidates) <= 1:
         return candidates[0].code if candidates else None
@@ -102,6 +146,11 @@ def suggest_vat_code(vat_codes: Sequence[VatCode], direction: Direction, rate) -
     directed = [v for v in plain if v.direction is direction] or plain
     if len(directed) == 1:
         return directed[0].code
+    wanted = _words(hint)
+    if wanted and directed:
+        scored = sorted(((len(wanted & _words(v.name)), v.code) for v in directed), reverse=True)
+        if scored[0][0] and (len(scored) == 1 or scored[0][0] > scored[1][0]):
+            return scored[0][1]
     return None
 
 
@@ -124,20 +173,20 @@ def suggest(
         zero = suggest_vat_code(vat_codes, direction, Decimal(0))
         if zero:
             result.rounding_vat[direction] = zero
-    seen: set[tuple] = set()
+    groups: dict[tuple, list[SourceTaxRate]] = {}
     for rate in source_rates:
-        key = (rate.direction, rate.rate)
-        if rate.rate is None or key in seen:
+        if rate.rate is not None:
+            groups.setdefault((rate.direction, rate.rate), []).append(rate)
+    for (direction, rate), taxes in groups.items():
+        candidates = tuple(v.code for v in vat_candidates(vat_codes, direction, rate))
+        picks = {t.tax_id: suggest_vat_code(vat_codes, direction, rate, t.name) for t in taxes}
+        codes = set(picks.values())
+        if len(codes) == 1:
+            # Every source tax of this rate goes to the same code (or none): map the rate.
+            result.vat.append(VatSuggestion(direction, rate, None, codes.pop(), candidates))
             continue
-        seen.add(key)
-        candidates = tuple(v.code for v in vat_candidates(vat_codes, rate.direction, rate.rate))
-        result.vat.append(
-            VatSuggestion(
-                rate.direction,
-                rate.rate,
-                None,
-                suggest_vat_code(vat_codes, rate.direction, rate.rate),
-                candidates,
-            )
-        )
+        # Source taxes of one rate that mean different things (goods, services...): map each
+        # by its source tax id.
+        for tax_id, code in picks.items():
+            result.vat.append(VatSuggestion(direction, rate, tax_id, code, candidates))
     return result

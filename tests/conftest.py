@@ -3,6 +3,9 @@ import pytest
 from connectors import registry
 from tests.doubles import MemorySource, MemoryTarget
 
+# The live Tryton fixtures (installed and started only when a test asks for them).
+pytest_plugins = ["tests.tryton_fixtures"]
+
 
 @pytest.fixture
 def memory_connectors():

@@ -61,3 +61,24 @@ def test_suggest_maps_every_source_rate_once_per_direction_and_reports_candidate
     assert result.accounts["default_purchases_account"] == "6071"
     assert result.journals == {S: "REV", P: "EXP"}
     assert result.rounding_vat == {S: "V0", P: "A0"}
+
+
+def test_source_tax_name_breaks_a_tie_between_plain_codes_of_one_rate():
+    codes = [
+        VatCode("41", D("20"), "T.V.A. Vente de biens 20% (from 2014-01-01)", direction=S),
+        VatCode("44", D("20"), "T.V.A. Vente de services 20% (from 2014-01-01)", direction=S),
+    ]
+    assert suggest_vat_code(codes, S, D("20"), "T.V.A. Vente de services Taux Normal") == "44"
+    assert suggest_vat_code(codes, S, D("20"), "T.V.A. Vente de biens Taux Normal") == "41"
+    assert suggest_vat_code(codes, S, D("20"), "Something else") is None
+
+
+def test_source_taxes_of_one_rate_meaning_different_things_are_mapped_by_tax_id():
+    codes = [
+        VatCode("41", D("20"), "T.V.A. Vente de biens 20%", direction=S),
+        VatCode("44", D("20"), "T.V.A. Vente de services 20%", direction=S),
+    ]
+    rates = [SourceTaxRate(S, D("20"), "1", "T.V.A. Vente de biens Taux Normal"),
+             SourceTaxRate(S, D("20"), "2", "T.V.A. Vente de services Taux Normal")]  # fmt: skip
+    result = suggest(source_rates=rates, vat_codes=codes, accounts=[], journals=[])
+    assert [(v.tax_id, v.code) for v in result.vat] == [("1", "41"), ("2", "44")]

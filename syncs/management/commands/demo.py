@@ -1,0 +1,181 @@
+"""The one-command local demo: a Tryton with sample invoices, a configured flow, a first sync, and
+the admin and the background workers running. Everything invsync stores is in SQLite under var/ and
+the django-q2 ORM broker; Tryton runs on its own PostgreSQL cluster under var/tryton."""
+
+from __future__ import annotations
+
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+
+from connectors.models import Client, Connection
+from connectors.providers.tryton.sandbox import TrytonSandbox
+from connectors.services import client_create, connection_create, connection_update
+from mappings.models import SyncFlow
+from mappings.services import flow_create, flow_mappings_suggest
+from syncs.models import RunTrigger
+from syncs.services import flow_sync
+
+CLIENT_NAME = "Demo company"
+FLOW_NAME = "Tryton invoicing to Tryton accounting"
+ADMIN_USER = "admin"
+# The demo maps France's everyday rates and leaves the rest (2.1 % press, old rates) to a person,
+# so the first sync shows one failed invoice and how to fix it.
+DEMO_RATES = ("20", "10", "5.5", "0")
+
+
+class Command(BaseCommand):
+    help = (
+        "Set up a local demo (Tryton with sample invoices, a configured flow), run a first sync, "
+        "then serve the admin and run the background workers until interrupted."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--port", type=int, default=8000, help="The admin's port (8000).")
+        parser.add_argument("--no-serve", action="store_true", help="Set up and sync, then exit.")
+        parser.add_argument(
+            "--tryton-root",
+            default=str(settings.VAR_DIR / "tryton"),
+            help="Where the local Tryton lives (var/tryton).",
+        )
+
+    def handle(self, *args, port: int, no_serve: bool, tryton_root: str, **options):
+        self.step("Migrating the database")
+        call_command("migrate", interactive=False, verbosity=0)
+
+        self.step("Provisioning the local Tryton (first time: a few minutes)")
+        sandbox = TrytonSandbox(root=Path(tryton_root))
+        state = sandbox.demo_up()
+        tryton_password = Path(state["password_file"]).read_text().strip()
+        self.stdout.write(f"  Tryton at {state['url']} (databases {state['databases']})")
+
+        self.step("Creating the demo client, connections and flow")
+        flow = self.ensure_flow(state, tryton_password)
+        login, password = self.ensure_admin_user()
+
+        self.step("First sync")
+        run = flow_sync(flow=flow, trigger=RunTrigger.COMMAND)
+        if run is None:
+            self.stdout.write("  Another run of the flow is in progress; skipped.")
+        else:
+            self.stdout.write(
+                f"  {run.get_status_display()}: synced {run.synced_count}, waiting "
+                f"{run.waiting_count}, failed {run.failed_count}, skipped {run.skipped_count}, "
+                f"unchanged {run.unchanged_count}."
+            )
+            if run.error_code:
+                self.stdout.write(f"  {run.error_code}: {run.error_message}")
+
+        url = f"http://127.0.0.1:{port}/admin/"
+        banner = (
+            f"\ninvsync admin: {url}\nlogin: {login}   password: {password}\n"
+            f"Tryton (JSON-RPC): {state['url']}  login {state['login']} / {tryton_password}\n"
+        )
+        if no_serve:
+            self.stdout.write(banner)
+            return
+        self.serve(port, banner)
+
+    def step(self, text: str) -> None:
+        self.stdout.write(self.style.MIGRATE_HEADING(f"== {text}"))
+
+    def ensure_flow(self, state: dict, tryton_password: str) -> SyncFlow:
+        client = Client.objects.filter(name=CLIENT_NAME).first() or client_create(name=CLIENT_NAME)
+        connections = {}
+        for kind, role, label in (
+            ("invoicing", "invoicing", "Tryton invoicing"),
+            ("accounting", "accounting", "Tryton accounting"),
+        ):
+            values = {"url": state["url"], "database": state["databases"][role]}
+            credentials = {"username": state["login"], "password": tryton_password}
+            connection = Connection.objects.filter(client=client, name=label).first()
+            if connection is None:
+                connection = connection_create(
+                    client=client, name=label, kind=kind, provider="tryton",
+                    auth_kind="credentials", settings=values, credentials=credentials,
+                )  # fmt: skip
+            elif connection.settings != values:
+                # The local Tryton may come back on another port.
+                connection_update(connection=connection, data={"settings": values})
+            connections[kind] = connection
+        flow = SyncFlow.objects.filter(client=client, name=FLOW_NAME).first()
+        if flow is None:
+            flow = flow_create(
+                client=client,
+                name=FLOW_NAME,
+                invoicing_connection=connections["invoicing"],
+                accounting_connection=connections["accounting"],
+                enabled=True,
+            )
+            suggestions = flow_mappings_suggest(flow=flow, rates=DEMO_RATES)
+            demo_rates = {Decimal(r) for r in DEMO_RATES}
+            left = sorted(
+                {
+                    f"{v.direction.value} {v.rate} %"
+                    for v in suggestions.vat
+                    if v.code is None or v.rate not in demo_rates
+                }
+            )
+            if left:
+                self.stdout.write(f"  Left for you to map in the admin: {', '.join(left)}.")
+            flow.refresh_from_db()
+        return flow
+
+    def ensure_admin_user(self) -> tuple[str, str]:
+        """A superuser for the demo, its password kept in var/ so the banner can show it again."""
+        password_file = settings.VAR_DIR / "demo-admin-password"
+        User = get_user_model()
+        user = User.objects.filter(username=ADMIN_USER).first()
+        if user is None or not password_file.exists():
+            password = secrets.token_urlsafe(12)
+            if user is None:
+                User.objects.create_superuser(ADMIN_USER, "admin@example.com", password)
+            else:
+                user.set_password(password)
+                user.save()
+            password_file.write_text(password + "\n")
+            password_file.chmod(0o600)
+        return ADMIN_USER, password_file.read_text().strip()
+
+    def serve(self, port: int, banner: str) -> None:
+        manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
+        processes = [
+            subprocess.Popen([*manage, "runserver", f"127.0.0.1:{port}", "--noreload"]),  # noqa: S603
+            subprocess.Popen([*manage, "qcluster"]),  # noqa: S603
+        ]
+        self.stdout.write(banner + "Press Ctrl-C to stop.\n")
+        stop = {"now": False}
+
+        def request_stop(signum, frame):
+            stop["now"] = True
+
+        signal.signal(signal.SIGTERM, request_stop)
+        try:
+            while not stop["now"]:
+                if any(p.poll() is not None for p in processes):
+                    raise CommandError("The web server or the workers stopped; see above.")
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            for process in processes:
+                if process.poll() is None:
+                    process.terminate()
+            for process in processes:
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+            self.stdout.write(
+                "Stopped. Tryton keeps running in the background: "
+                "python -m connectors.providers.tryton.sandbox down --root var/tryton"
+            )
