@@ -1,0 +1,367 @@
+"""Syncs into a live Tryton, asserted in Tryton itself.
+
+The invoicing database holds the sample invoices described by its manifest (what each should
+become); the accounting database is a fresh copy of the French-chart template for every test.
+Precise partner and account cases use the in-memory source against the live Tryton target.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from decimal import Decimal as D
+
+import pytest
+
+from connectors import registry
+from connectors.canonical import InvoiceType, Partner
+from connectors.errors import ErrorCode
+from connectors.models import Connection
+from connectors.providers.tryton.source import TrytonSource
+from connectors.providers.tryton.target import TrytonTarget
+from mappings.models import SyncFlow
+from mappings.services import flow_config_changed, flow_mappings_suggest
+from syncs.models import PartnerLink, RecordStatus, RunStatus, SyncedRecord
+from syncs.services import flow_sync
+from tests.doubles import MemorySource, MemoryTarget
+from tests.factories import ClientFactory, InvoiceFactory, InvoiceLineFactory
+
+pytestmark = [pytest.mark.django_db, pytest.mark.tryton]
+
+STANDARD_RATES = ("20", "10", "5.5", "0")
+
+
+@pytest.fixture(autouse=True)
+def connectors_registered():
+    MemorySource.reset()
+    with registry.override([TrytonSource, TrytonTarget, MemorySource, MemoryTarget]):
+        yield
+
+
+def _decode(value):
+    if isinstance(value, dict) and value.get("__class__") == "Decimal":
+        return D(value["decimal"])
+    if isinstance(value, dict) and value.get("__class__") == "date":
+        return dt.date(value["year"], value["month"], value["day"])
+    return value
+
+
+def _rows(db, model, domain, fields):
+    """search_read, with dotted fields flattened ("account." {"code"} -> "account.code")."""
+    rows = db.call(f"model.{model}.search_read", [domain, 0, None, None, fields], context=True)
+    flat = []
+    for row in rows:
+        out = {}
+        for key, value in row.items():
+            if key.endswith(".") and isinstance(value, dict):
+                out.update({key + k: _decode(v) for k, v in value.items()})
+            else:
+                out[key] = _decode(value)
+        flat.append(out)
+    return flat
+
+
+def tryton_moves(db) -> dict[str, dict]:
+    """The moves invsync wrote, by the source invoice number, with their lines and attachments."""
+    moves = _rows(db, "account.move", [("description", "like", "%[invsync:%")],
+                  ["description", "state", "journal.code"])  # fmt: skip
+    by_id = {m["id"]: {**m, "lines": [], "attachments": 0} for m in moves}
+    for line in _rows(
+        db, "account.move.line", [("move", "in", list(by_id))],
+        ["move", "account.code", "debit", "credit", "party", "party.name", "description",
+         "amount_second_currency", "second_currency"],
+    ):  # fmt: skip
+        by_id[line["move"]]["lines"].append(line)
+    for attachment in _rows(
+        db, "ir.attachment", [("resource", "in", [f"account.move,{i}" for i in by_id])],
+        ["resource"],
+    ):  # fmt: skip
+        by_id[int(attachment["resource"].split(",")[1])]["attachments"] += 1
+    return {m["description"].split(" [")[0]: m for m in by_id.values()}
+
+
+def account_totals(move) -> dict[str, tuple[D, D]]:
+    totals: dict[str, list[D]] = defaultdict(lambda: [D(0), D(0)])
+    for line in move["lines"]:
+        totals[line["account.code"]][0] += line["debit"]
+        totals[line["account.code"]][1] += line["credit"]
+    return {k: (v[0], v[1]) for k, v in totals.items()}
+
+
+def make_flow(invoicing, accounting, *, source="tryton", **settings) -> SyncFlow:
+    client = ClientFactory()
+    source_connection = Connection.objects.create(
+        client=client, name="Invoicing", kind="invoicing", provider=source,
+        auth_kind="credentials" if source == "tryton" else "api_key",
+        settings=invoicing.settings if invoicing else {},
+        credentials=invoicing.credentials if invoicing else {"api_key": "k"},
+    )  # fmt: skip
+    target_connection = Connection.objects.create(
+        client=client, name="Accounting", kind="accounting", provider="tryton",
+        auth_kind="credentials", settings=accounting.settings, credentials=accounting.credentials,
+    )  # fmt: skip
+    flow = SyncFlow.objects.create(
+        client=client, name="Tryton flow", invoicing_connection=source_connection,
+        accounting_connection=target_connection, enabled=True, **settings,
+    )  # fmt: skip
+    flow_mappings_suggest(flow=flow, rates=STANDARD_RATES if source == "tryton" else None)
+    return SyncFlow.objects.get(pk=flow.pk)
+
+
+def run(flow):
+    result = flow_sync(flow=SyncFlow.objects.get(pk=flow.pk), trigger="manual")
+    assert result is not None and result.status != RunStatus.FAILED, (
+        result.error_code, result.error_message,
+    )  # fmt: skip
+    return result
+
+
+# -- The sample invoices, end to end ---------------------------------------------------------
+
+
+@pytest.fixture
+def synced(tryton_invoicing, tryton_accounting):
+    flow = make_flow(tryton_invoicing, tryton_accounting)
+    first = run(flow)
+    return flow, first, tryton_moves(tryton_accounting), tryton_invoicing.manifest
+
+
+def test_every_sample_invoice_ends_as_its_manifest_says(synced):
+    flow, first, moves, manifest = synced
+    records = {r.number: r for r in SyncedRecord.objects.filter(flow=flow)}
+    for invoice in manifest["invoices"]:
+        number, expect = invoice["number"], invoice["expect"]
+        if not number:  # drafts have no number and are never listed
+            continue
+        record = records[number]
+        if expect == "sync":
+            assert record.status == RecordStatus.SYNCED, (number, record.error_message)
+            assert number in moves
+        elif expect == "fail":
+            assert (
+                record.status == RecordStatus.FAILED
+                and record.error_code == invoice["expected_error"]
+            )
+            assert number not in moves
+        else:
+            assert record.status == RecordStatus.SKIPPED and number not in moves
+    assert first.synced_count == manifest["counts"]["by_expect"]["sync"]
+    assert first.failed_count == 1 and len(moves) == first.synced_count
+
+
+def test_every_written_move_is_balanced_posted_with_its_pdf(synced):
+    _, _, moves, _ = synced
+    for number, move in moves.items():
+        assert sum(x["debit"] for x in move["lines"]) == sum(x["credit"] for x in move["lines"])
+        assert move["state"] == "posted", number
+        assert move["attachments"] == 1, number
+
+
+def test_moves_use_the_right_accounts_partner_and_vat_amounts(synced):
+    flow, _, moves, manifest = synced
+    for invoice in manifest["invoices"]:
+        move = moves.get(invoice["number"])
+        if move is None or invoice["currency"] != "EUR" or "rounding" in invoice["key"]:
+            continue
+        sales = invoice["type"] == "out"
+        collective, vat = (
+            (flow.customer_collective_account, "44571")
+            if sales
+            else (flow.supplier_collective_account, "44566")
+        )
+        totals = account_totals(move)
+        total, tax = abs(D(invoice["total"])), abs(D(invoice["tax_amount"]))
+        # The side of the collective line says the direction and whether it is a credit note.
+        debit_side = sales != invoice["credit_note"]
+        assert totals[collective] == ((total, D(0)) if debit_side else (D(0), total)), invoice[
+            "key"
+        ]
+        if tax:
+            vat_amount = (
+                totals[vat][1] - totals[vat][0] if sales else totals[vat][0] - totals[vat][1]
+            )
+            assert abs(vat_amount) == tax, invoice["key"]
+        line_accounts = {x["account"] for x in invoice["lines"]}
+        assert line_accounts <= set(totals), invoice["key"]
+        collective_lines = [x for x in move["lines"] if x["account.code"] == collective]
+        assert all(x["party"] for x in collective_lines)
+        others = [x for x in move["lines"] if x["account.code"] != collective]
+        assert not any(x["party"] for x in others)
+
+
+def test_credit_note_posts_reversed(synced):
+    _, _, moves, manifest = synced
+    note = next(i for i in manifest["invoices"] if i["key"] == "out_credit_note")
+    totals = account_totals(moves[note["number"]])
+    assert totals["4111"] == (D(0), D("110.16"))
+    assert totals["44571"] == (D("18.36"), D(0))
+
+
+@pytest.mark.parametrize(
+    "key, account, side",
+    [("out_rounding", "658", "debit"), ("out_rounding_short", "758", "credit")],
+)
+def test_invoice_with_a_rounding_difference_gets_its_rounding_line(synced, key, account, side):
+    _, _, moves, manifest = synced
+    invoice = next(i for i in manifest["invoices"] if i["key"] == key)
+    totals = account_totals(moves[invoice["number"]])
+    assert totals[account] == ((D("0.01"), D(0)) if side == "debit" else (D(0), D("0.01")))
+    assert totals["4111"][0] == D(invoice["total"])
+
+
+def test_foreign_currency_invoice_is_converted_and_keeps_its_usd_amounts(synced):
+    _, _, moves, manifest = synced
+    invoice = next(i for i in manifest["invoices"] if i["currency"] == "USD")
+    move = moves[invoice["number"]]
+    collective = next(x for x in move["lines"] if x["account.code"] == "4111")
+    assert collective["debit"] == D(invoice["total_company_currency"])
+    assert collective["amount_second_currency"] == D(invoice["total"])
+
+
+def test_unmapped_vat_rate_fails_only_that_invoice_with_its_code(synced):
+    flow, _, _, manifest = synced
+    failed = SyncedRecord.objects.get(flow=flow, status=RecordStatus.FAILED)
+    expected = next(i for i in manifest["invoices"] if i["expect"] == "fail")
+    assert failed.number == expected["number"]
+    assert failed.error_code == ErrorCode.MAPPING_TAX_RATE_NOT_FOUND
+    assert "2.1 %" in failed.error_message
+
+
+def test_a_second_run_writes_nothing(synced, tryton_accounting):
+    flow, first, moves, _ = synced
+    second = run(flow)
+    # Only invoices changed since the last read are listed again, and they are unchanged.
+    assert second.synced_count == second.failed_count == 0
+    assert second.unchanged_count + second.skipped_count == second.processed
+    assert len(tryton_moves(tryton_accounting)) == len(moves)
+    flow.refresh_from_db()
+    # A full re-read (cursor reset) still writes nothing: fingerprints say nothing changed.
+    SyncFlow.objects.filter(pk=flow.pk).update(source_cursor=None)
+    third = run(flow)
+    assert third.synced_count == 0 and third.unchanged_count >= first.synced_count
+    assert len(tryton_moves(tryton_accounting)) == len(moves)
+
+
+def test_fixing_the_mapping_then_retrying_syncs_the_failed_invoice(synced, tryton_accounting):
+    flow, _, moves, _ = synced
+    suggestions = flow_mappings_suggest(flow=flow)  # now every rate, 2.1 % included
+    assert any(v.rate == D("2.1") and v.code for v in suggestions.vat)
+    flow_config_changed(flow=flow)
+    third = run(flow)
+    assert third.synced_count == 1 and third.failed_count == 0
+    assert len(tryton_moves(tryton_accounting)) == len(moves) + 1
+
+
+def test_existing_partners_are_matched_new_ones_created_with_identifiers(synced, tryton_accounting):
+    flow, _, moves, manifest = synced
+    links = {link.source_partner_name: link for link in PartnerLink.objects.filter(flow=flow)}
+    existing = {p["matches"]: p for p in tryton_accounting.manifest["existing_parties"]}
+    parties = {p["key"]: p for p in manifest["parties"]}
+    for key, party in existing.items():
+        link = links[parties[key]["name"]]
+        assert link.target_partner_id == str(party["id"])
+        assert link.matched_by in ("vat_number", "company_number")
+    created = [link for link in links.values() if link.matched_by == "created"]
+    assert created
+    identifiers = _rows(
+        tryton_accounting, "party.identifier",
+        [("party", "in", [int(link.target_partner_id) for link in created])],
+        ["party", "type", "code_compact"],
+    )  # fmt: skip
+    by_party = defaultdict(set)
+    for row in identifiers:
+        by_party[row["party"]].add(row["code_compact"])
+    for link in created:
+        source = next(p for p in parties.values() if p["name"] == link.source_partner_name)
+        wanted = {v for k, v in source["identifiers"].items() if k in ("eu_vat", "fr_siren")}
+        assert wanted <= by_party[int(link.target_partner_id)], link.source_partner_name
+
+
+def test_draft_entries_stay_draft(tryton_invoicing, tryton_accounting):
+    flow = make_flow(tryton_invoicing, tryton_accounting, draft_entries=True, scope="purchases")
+    run(flow)
+    moves = tryton_moves(tryton_accounting)
+    assert moves and {m["state"] for m in moves.values()} == {"draft"}
+    assert all(m["journal.code"] == "EXP" for m in moves.values())
+
+
+# -- Precise cases with the in-memory source into the live Tryton ------------------------------
+
+
+def memory_flow(accounting, **settings):
+    """A flow from the in-memory source, its 20 % rates mapped to Tryton's services codes."""
+    flow = make_flow(None, accounting, source="memory", **settings)
+    taxes = accounting.manifest["taxes"]
+    for direction, prefix in (("sales", "T.V.A. Vente de services 20%"),
+                              ("purchases", "T.V.A. Achat de services 20%")):  # fmt: skip
+        tax = next(t for t in taxes if t["name"].startswith(prefix) and t["rate"] == "20")
+        flow.vat_mappings.update_or_create(
+            direction=direction, source_rate=D("20"), source_tax_id="",
+            defaults={"target_code": str(tax["id"])},
+        )  # fmt: skip
+    flow_config_changed(flow=flow)
+    return SyncFlow.objects.get(pk=flow.pk)
+
+
+def test_partner_matched_by_company_number_siret_to_siren(tryton_accounting):
+    party = tryton_accounting.manifest["existing_parties"][0]  # holds a SIREN only
+    flow = memory_flow(tryton_accounting)
+    partner = Partner(
+        "c-1", "Another name", company_number=party["identifiers"]["fr_siren"] + "00126"
+    )
+    MemorySource.put(InvoiceFactory(partner=partner, issue_date=dt.date.today()))
+    run(flow)
+    link = PartnerLink.objects.get(flow=flow)
+    assert (link.target_partner_id, link.matched_by) == (str(party["id"]), "company_number")
+
+
+def test_partner_matched_by_vat_number(tryton_accounting):
+    party = next(
+        p for p in tryton_accounting.manifest["existing_parties"] if "eu_vat" in p["identifiers"]
+    )
+    flow = memory_flow(tryton_accounting)
+    partner = Partner("c-2", "Someone", vat_number=party["identifiers"]["eu_vat"].lower())
+    MemorySource.put(InvoiceFactory(partner=partner, issue_date=dt.date.today()))
+    run(flow)
+    assert PartnerLink.objects.get(flow=flow).matched_by == "vat_number"
+
+
+def test_partner_matched_by_name(tryton_accounting):
+    flow = memory_flow(tryton_accounting)
+    MemorySource.put(
+        InvoiceFactory(partner=Partner("c-3", "boulangerie martin"), issue_date=dt.date.today())
+    )
+    run(flow)
+    link = PartnerLink.objects.get(flow=flow)
+    assert link.matched_by == "name" and link.target_partner_name == "BOULANGERIE MARTIN"
+
+
+def test_partner_matched_by_auxiliary_account(tryton_accounting):
+    # Party codes are typed by people only where no party sequence is configured.
+    tryton_accounting.call(
+        "model.party.configuration.write", [[1], {"party_sequence": None}], context=True
+    )
+    [party_id] = tryton_accounting.call(
+        "model.party.party.create", [[{"name": "Garage du Centre", "code": "CLI042"}]], context=True
+    )
+    flow = memory_flow(tryton_accounting)
+    partner = Partner("c-4", "Garage Centre SARL", auxiliary_account="CLI042")
+    MemorySource.put(InvoiceFactory(partner=partner, issue_date=dt.date.today()))
+    run(flow)
+    link = PartnerLink.objects.get(flow=flow)
+    assert (link.target_partner_id, link.matched_by) == (str(party_id), "auxiliary_account")
+
+
+def test_closed_line_account_falls_back_to_the_default_account(tryton_accounting):
+    flow = memory_flow(tryton_accounting)
+    assert flow.default_purchases_account
+    invoice = InvoiceFactory(
+        type=InvoiceType.SUPPLIER_INVOICE, partner=Partner("s-1", "Fournisseur Test"),
+        issue_date=dt.date.today(),
+        lines=(InvoiceLineFactory(account_number="607", untaxed_amount=D("50.00")),),
+    )  # fmt: skip
+    MemorySource.put(invoice)
+    run(flow)
+    totals = account_totals(tryton_moves(tryton_accounting)[invoice.number])
+    assert "607" not in totals
+    assert totals[flow.default_purchases_account] == (D("50.00"), D(0))
