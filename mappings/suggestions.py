@@ -36,7 +36,7 @@ JOURNAL_CODES = {Direction.SALES: ("REV", "VT", "VE"), Direction.PURCHASES: ("EX
 # Words in a VAT code's name that mark a special case, not the everyday domestic code.
 _SPECIAL = re.compile(
     r"intra|import|export|autoliq|reverse|immobilis|fixed asset|non d[eé]duct|"
-    r"d[eé]bit|encaissement|dom|corse|btp|sous-trait|exon",
+    r"d[eé]bit|encaissement|dom|corse|btp|sous-trait",
     re.IGNORECASE,
 )
 
@@ -136,22 +136,28 @@ def _words(text: str) -> set[str]:
 def suggest_vat_code(
     vat_codes: Sequence[VatCode], direction: Direction, rate, hint: str = ""
 ) -> str | None:
-    """The target code for a source rate: the only candidate; else the only plain (not special)
-    one; else the plain one whose name shares the most words with the source tax's name ``hint``
-    ("Vente de services" picks the services code over the goods one). None when still tied."""
+    """The target code for a source rate: the only candidate; else the one whose name is closest
+    to the source tax's name ``hint`` (word overlap over union: "Achat de biens" picks the plain
+    goods code over "Achat intracommunautaire de biens"); else the only plain (not special) one.
+    None when still tied: a person chooses."""
     candidates = vat_candidates(vat_codes, direction, rate)
     if len(candidates) <= 1:
         return candidates[0].code if candidates else None
+    wanted = _words(hint)
+    if wanted:
+        scored = sorted(
+            (
+                (len(wanted & words) / len(wanted | words), v.code)
+                for v in candidates
+                if (words := _words(v.name))
+            ),
+            reverse=True,
+        )
+        if scored and scored[0][0] >= 0.5 and (len(scored) == 1 or scored[0][0] > scored[1][0]):
+            return scored[0][1]
     plain = [v for v in candidates if not _SPECIAL.search(_fold(v.name))]
     directed = [v for v in plain if v.direction is direction] or plain
-    if len(directed) == 1:
-        return directed[0].code
-    wanted = _words(hint)
-    if wanted and directed:
-        scored = sorted(((len(wanted & _words(v.name)), v.code) for v in directed), reverse=True)
-        if scored[0][0] and (len(scored) == 1 or scored[0][0] > scored[1][0]):
-            return scored[0][1]
-    return None
+    return directed[0].code if len(directed) == 1 else None
 
 
 def suggest(

@@ -253,7 +253,7 @@ def test_fixing_the_mapping_then_retrying_syncs_the_failed_invoice(synced, tryto
 
 
 def test_existing_partners_are_matched_new_ones_created_with_identifiers(synced, tryton_accounting):
-    flow, _, moves, manifest = synced
+    flow, _, _, manifest = synced
     links = {link.source_partner_name: link for link in PartnerLink.objects.filter(flow=flow)}
     existing = {p["matches"]: p for p in tryton_accounting.manifest["existing_parties"]}
     parties = {p["key"]: p for p in manifest["parties"]}
