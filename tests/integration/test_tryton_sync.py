@@ -365,3 +365,58 @@ def test_closed_line_account_falls_back_to_the_default_account(tryton_accounting
     totals = account_totals(tryton_moves(tryton_accounting)[invoice.number])
     assert "607" not in totals
     assert totals[flow.default_purchases_account] == (D("50.00"), D(0))
+
+
+# -- The source on its own, and "Test connection" ---------------------------------------------
+
+
+def test_source_reads_incrementally_by_write_date(tryton_invoicing):
+    from connectors.base import ConnectionConfig
+    from connectors.canonical import Direction
+
+    source = TrytonSource(
+        ConnectionConfig("credentials", tryton_invoicing.settings, tryton_invoicing.credentials)
+    )
+    everything = list(source.iter_invoices(since=None, directions=list(Direction)))
+    listed = {i.number for i in everything if getattr(i, "number", None)}
+    expected = {
+        i["number"] for i in tryton_invoicing.manifest["invoices"]
+        if i["number"] and i["state"] in ("posted", "paid", "cancelled")
+    }  # fmt: skip
+    assert expected <= listed
+    stamps = sorted(i.updated_at for i in everything)
+    middle = stamps[len(stamps) // 2]
+    later = list(source.iter_invoices(since=middle, directions=list(Direction)))
+    assert 0 < len(later) < len(everything)
+    assert all(i.updated_at >= middle for i in later)
+    sales_only = list(source.iter_invoices(since=None, directions=[Direction.SALES]))
+    assert sales_only and all(i.direction is Direction.SALES for i in sales_only)
+    cancelled = [i for i in everything if i.status.value == "cancelled"]
+    assert len(cancelled) == tryton_invoicing.manifest["counts"]["by_state"]["cancelled"]
+    pdf = source.fetch_attachment(next(i for i in everything if i.status.value == "final"))
+    assert pdf.content and pdf.filename
+    source.close()
+
+
+@pytest.mark.parametrize("kind", ["invoicing", "accounting"])
+def test_test_connection_works_for_both_kinds_and_never_shows_the_password(
+    kind, tryton_invoicing, tryton_accounting
+):
+    from connectors.services import connection_check
+
+    db = tryton_invoicing if kind == "invoicing" else tryton_accounting
+    client = ClientFactory()
+    good = Connection.objects.create(
+        client=client, name="ok", kind=kind, provider="tryton", auth_kind="credentials",
+        settings=db.settings, credentials=db.credentials,
+    )  # fmt: skip
+    assert connection_check(connection=good).ok
+    wrong = "Wr0ng-pa55word-xyz"
+    bad = Connection.objects.create(
+        client=client, name="bad", kind=kind, provider="tryton", auth_kind="credentials",
+        settings=db.settings, credentials={"username": "admin", "password": wrong},
+    )  # fmt: skip
+    check = connection_check(connection=bad)
+    assert not check.ok and check.message and wrong not in check.message
+    bad.refresh_from_db()
+    assert bad.last_check_ok is False and wrong not in bad.last_check_message
