@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "allauth",
     "allauth.account",
+    "allauth.mfa",
     "social_django",
     "django_q",
     "connectors",
@@ -54,6 +55,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    "invsync.middleware.RequireStaffTOTPMiddleware",
 ]
 
 ROOT_URLCONF = "invsync.urls"
@@ -85,6 +87,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {"timeout": 30, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
     )
+# allauth's sign-in rate limits and used TOTP codes live in the cache: one process on a laptop;
+# production with several web processes sets a shared one (e.g. redis://127.0.0.1:6379/1).
+CACHES = {"default": env.cache("DJANGO_CACHE_URL", default="locmemcache://")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTHENTICATION_BACKENDS = [
@@ -99,10 +104,22 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
-ACCOUNT_LOGIN_METHODS = {"email", "username"}
+# Sign-in (django-allauth): email and password, then a TOTP code for users who activated one.
+# The admin's own login page sends to allauth's, so there is one sign-in. No open sign-up: the firm
+# adds its staff in the admin (invsync.adapters.AccountAdapter).
+ACCOUNT_ADAPTER = "invsync.adapters.AccountAdapter"
+ACCOUNT_LOGIN_METHODS = {"email"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "username*", "password1*", "password2*"]
 ACCOUNT_EMAIL_VERIFICATION = "none"
+# Failed sign-ins: 10 a minute per IP address, 5 per 5 minutes per email (allauth counts them in
+# the cache, so several web processes need a shared DJANGO_CACHE_URL).
+ACCOUNT_RATE_LIMITS = {"login_failed": "10/m/ip,5/5m/key"}
+LOGIN_URL = "account_login"
 LOGIN_REDIRECT_URL = "/admin/"
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+MFA_TOTP_ISSUER = "invsync"
+# When true, staff users must activate a TOTP authenticator before they reach the admin.
+INVSYNC_REQUIRE_2FA_FOR_STAFF = env.bool("INVSYNC_REQUIRE_2FA_FOR_STAFF", default=False)
 EMAIL_BACKEND = env.str(
     "DJANGO_EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend"
 )

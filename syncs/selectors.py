@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
+from collections.abc import Iterable
+from dataclasses import dataclass
 from decimal import Decimal
 
 from django.db.models import Count, QuerySet
+from django.db.models.functions import TruncDate
+from django.utils import timezone
 
-from connectors.canonical import Account, Direction, Invoice, Journal, VatCode
+from connectors.canonical import Account, Direction, Invoice, InvoiceType, Journal, VatCode
+from connectors.errors import CATALOGUE, ErrorCode, ErrorInfo
 from connectors.models import LookupCache
+from connectors.selectors import client_list_for_user
 from mappings.models import SyncFlow
+from mappings.selectors import flow_schedule_name
 from syncs.config import FlowConfig, TargetLookups, VatRule
 from syncs.engine import LineOverride
-from syncs.models import RecordStatus, SyncedRecord
+from syncs.models import RecordStatus, RunStatus, SyncedRecord, SyncRun
 from syncs.serialization import invoice_to_json
 
 
@@ -157,3 +165,198 @@ def record_preview(record: SyncedRecord):
         invoice, config, external_id=record.external_id, overrides=record_overrides(record)
     )
     return record.snapshot, config_to_json(config), result
+
+
+# -- Failure review, progress and dashboards ------------------------------------------------------
+
+
+def flow_list_for_user(user) -> QuerySet[SyncFlow]:
+    """The flows of the clients ``user`` may see (every flow for a superuser): the same rule as the
+    admin's ClientScopedAdminMixin."""
+    return SyncFlow.objects.filter(client__in=client_list_for_user(user)).select_related("client")
+
+
+def error_info_or_none(code: str) -> ErrorInfo | None:
+    """The catalogue's entry for ``code``; None for a blank code or one no longer catalogued."""
+    try:
+        return CATALOGUE[ErrorCode(code)]
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class FlowFailures:
+    flow: SyncFlow
+    count: int
+
+
+@dataclass(frozen=True)
+class FailureGroup:
+    """The failed records of one error code, in total and flow by flow (largest first)."""
+
+    code: str
+    count: int
+    info: ErrorInfo | None
+    flows: tuple[FlowFailures, ...]
+
+
+def failures_by_code(records: QuerySet[SyncedRecord]) -> list[FailureGroup]:
+    """The failed records among ``records`` (already scoped to what the reader may see) grouped by
+    error code, largest group first, each split by flow. One query for the counts, one for the
+    flows."""
+    rows = list(
+        records.filter(status=RecordStatus.FAILED)
+        .order_by()
+        .values_list("error_code", "flow_id")
+        .annotate(n=Count("id"))
+    )
+    flows = SyncFlow.objects.select_related("client").in_bulk({flow_id for _, flow_id, _ in rows})
+    by_code: dict[str, list[FlowFailures]] = {}
+    for code, flow_id, count in rows:
+        by_code.setdefault(code, []).append(FlowFailures(flows[flow_id], count))
+    groups = [
+        FailureGroup(
+            code=code,
+            count=sum(f.count for f in per_flow),
+            info=error_info_or_none(code),
+            flows=tuple(sorted(per_flow, key=lambda f: (-f.count, str(f.flow)))),
+        )
+        for code, per_flow in by_code.items()
+    ]
+    return sorted(groups, key=lambda g: (-g.count, g.code))
+
+
+def flows_record_counts(flows: Iterable[SyncFlow]) -> dict[int, dict[str, int]]:
+    """flow_record_counts for many flows in one query: {flow id: {status: count}}."""
+    ids = [flow.pk for flow in flows]
+    counts: dict[int, dict[str, int]] = {pk: dict.fromkeys(RecordStatus.values, 0) for pk in ids}
+    rows = (
+        SyncedRecord.objects.filter(flow_id__in=ids)
+        .order_by()
+        .values_list("flow_id", "status")
+        .annotate(n=Count("id"))
+    )
+    for flow_id, status, n in rows:
+        counts[flow_id][status] = n
+    return counts
+
+
+def flow_last_run(flow: SyncFlow) -> SyncRun | None:
+    return flow.runs.order_by("-started_at", "-id").first()
+
+
+def flow_running_run(flow: SyncFlow) -> SyncRun | None:
+    return flow.runs.filter(status=RunStatus.RUNNING).order_by("-started_at", "-id").first()
+
+
+def flows_next_runs(flows: Iterable[SyncFlow]) -> dict[int, dt.datetime | None]:
+    """When each flow's django-q2 schedule runs it next; None when it is not scheduled (disabled
+    flow, no schedule, or a schedule with no repeats left)."""
+    from django_q.models import Schedule
+
+    flows = list(flows)
+    names = {flow_schedule_name(flow.pk): flow for flow in flows}
+    result: dict[int, dt.datetime | None] = dict.fromkeys((flow.pk for flow in flows), None)
+    for schedule in Schedule.objects.filter(name__in=list(names)):
+        flow = names[schedule.name]
+        if flow.enabled and schedule.repeats != 0:
+            result[flow.pk] = schedule.next_run
+    return result
+
+
+def flow_next_run(flow: SyncFlow) -> dt.datetime | None:
+    return flows_next_runs([flow])[flow.pk]
+
+
+def run_progress(run: SyncRun) -> dict:
+    """A run's progress as the run page polls it. ``total`` is what the run has found to examine
+    so far (it grows while the source is read), so the percentage is of that."""
+    percent = min(100, run.processed * 100 // run.total) if run.total else 0
+    return {
+        "id": run.pk,
+        "status": run.status,
+        "running": run.status == RunStatus.RUNNING,
+        "processed": run.processed,
+        "total": run.total,
+        "percent": percent,
+        "counts": run.counts(),
+    }
+
+
+@dataclass(frozen=True)
+class DayOutcome:
+    day: dt.date
+    synced: int
+    failed: int
+
+
+def flow_daily_outcomes(
+    flow: SyncFlow, *, days: int = 30, today: dt.date | None = None
+) -> list[DayOutcome]:
+    """Invoices synced and failed per day over the last ``days`` days (today included), oldest
+    first, one bucket per day even when empty; days are in the current time zone.
+
+    Counted from the records, not the runs, so that each invoice counts once: a synced invoice on
+    the day its entry was written (``synced_at``); a failed one only while it is still failed, on
+    the day of its last attempt (``updated_at``). An invoice that failed on Monday and was synced
+    on Wednesday therefore shows as synced on Wednesday only. (Runs' counts would count every
+    attempt of the same invoice again.)"""
+    tz = timezone.get_current_timezone()
+    today = today or timezone.localdate()
+    first = today - dt.timedelta(days=days - 1)
+    start = timezone.make_aware(dt.datetime.combine(first, dt.time.min), tz)
+    end = timezone.make_aware(dt.datetime.combine(today + dt.timedelta(days=1), dt.time.min), tz)
+
+    def per_day(queryset: QuerySet, field: str) -> dict[dt.date, int]:
+        return dict(
+            queryset.filter(**{f"{field}__gte": start, f"{field}__lt": end})
+            .order_by()
+            .annotate(day=TruncDate(field, tzinfo=tz))
+            .values_list("day")
+            .annotate(n=Count("id"))
+            .values_list("day", "n")
+        )
+
+    synced = per_day(flow.records.all(), "synced_at")
+    failed = per_day(flow.records.filter(status=RecordStatus.FAILED), "updated_at")
+    return [
+        DayOutcome(day, synced.get(day, 0), failed.get(day, 0))
+        for day in (first + dt.timedelta(days=n) for n in range(days))
+    ]
+
+
+@dataclass(frozen=True)
+class SnapshotLine:
+    """One line of a record's snapshot as the override form lists it."""
+
+    index: int
+    description: str
+    untaxed_amount: str
+    tax_rate: str | None
+    tax_id: str | None
+    account_number: str | None
+
+
+def record_lines(record: SyncedRecord) -> list[SnapshotLine]:
+    lines = (record.snapshot or {}).get("lines") or []
+    return [
+        SnapshotLine(
+            index=index,
+            description=line.get("description") or line.get("product_code") or "",
+            untaxed_amount=line.get("untaxed_amount") or "",
+            tax_rate=line.get("tax_rate"),
+            tax_id=line.get("tax_id"),
+            account_number=line.get("account_number"),
+        )
+        for index, line in enumerate(lines)
+        if isinstance(line, dict)
+    ]
+
+
+def record_direction(record: SyncedRecord) -> Direction | None:
+    """Sales or purchases, from the snapshot (or the record's invoice type); None if unknown."""
+    value = (record.snapshot or {}).get("type") or record.invoice_type
+    try:
+        return InvoiceType(value).direction
+    except ValueError:
+        return None

@@ -21,12 +21,13 @@ from __future__ import annotations
 import logging
 import random
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from itertools import islice
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -104,6 +105,88 @@ def records_retry_enqueue(*, records: Iterable[SyncedRecord]) -> int:
     for flow in SyncFlow.objects.filter(pk__in=flow_ids):
         flow_sync_enqueue(flow=flow, trigger=RunTrigger.RETRY)
     return count
+
+
+OVERRIDE_KEYS = ("account", "vat_code")
+
+
+def record_overrides_set(
+    *, record: SyncedRecord, lines: Mapping[int, Mapping[str, str | None]]
+) -> SyncedRecord:
+    """Replace ``record``'s per-line overrides (line index → optional ``account`` and
+    ``vat_code``); blank values and lines left out carry no override. The engine applies them on
+    the record's next attempt.
+
+    Checked against the flow's cached target lookups (as last read, no call to the tool): an
+    account must exist and be active, a VAT code must exist and, where the tool says, be of the
+    invoice's direction. Before any lookup was read they are kept as typed, and the engine checks
+    them on the next attempt. Raises ValidationError keyed ``lines[<index>].<key>`` (or with no key
+    when the record is already written).
+
+    Writes the overrides only: no status change, no configuration version bump, and ``updated_at``
+    untouched (it dates the record's last attempt)."""
+    if record.status in (RecordStatus.SYNCED, RecordStatus.PUSHING):
+        raise ValidationError(
+            "This invoice's entry is already written in the accounting tool: overrides would never "
+            "be used."
+        )
+    line_count = len((record.snapshot or {}).get("lines") or [])
+    lookups = selectors.cached_target_lookups(record.flow)
+    direction = selectors.record_direction(record)
+    errors: dict[str, str] = {}
+    cleaned: dict[str, dict[str, str]] = {}
+    for index, values in sorted(lines.items(), key=lambda item: int(item[0])):
+        index = int(index)
+        where = f"lines[{index}]"
+        unknown = sorted(set(values) - set(OVERRIDE_KEYS))
+        if unknown:
+            errors[where] = f"Unknown override(s): {', '.join(unknown)}."
+            continue
+        line = {key: (values.get(key) or "").strip() for key in OVERRIDE_KEYS}
+        line = {key: value for key, value in line.items() if value}
+        if not line:
+            continue
+        if not 0 <= index < line_count:
+            errors[where] = f"The invoice has no line {index + 1}."
+            continue
+        if lookups is not None:
+            for key, message in _override_problems(line, lookups, direction).items():
+                errors[f"{where}.{key}"] = f"Line {index + 1}: {message}"
+        cleaned[str(index)] = line
+    if errors:
+        raise ValidationError(errors)
+    overrides = {key: value for key, value in (record.overrides or {}).items() if key != "lines"}
+    if cleaned:
+        overrides["lines"] = cleaned
+    # An UPDATE of the one column: a save() would move updated_at (the failure's date).
+    SyncedRecord.objects.filter(pk=record.pk).update(overrides=overrides)
+    record.overrides = overrides
+    return record
+
+
+def _override_problems(
+    line: Mapping[str, str], lookups: TargetLookups, direction: Direction | None
+) -> dict[str, str]:
+    problems: dict[str, str] = {}
+    number = line.get("account")
+    if number:
+        account = next((a for a in lookups.accounts if a.number == number), None)
+        if account is None:
+            problems["account"] = f"the account {number} does not exist in the accounting tool."
+        elif not account.active:
+            problems["account"] = f"the account {number} is not active in the accounting tool."
+    code = line.get("vat_code")
+    # As the engine: VAT codes are only checked when the tool listed some.
+    if code and lookups.vat_codes:
+        vat_code = next((v for v in lookups.vat_codes if v.code == code), None)
+        if vat_code is None:
+            problems["vat_code"] = f"the VAT code {code} does not exist in the accounting tool."
+        elif direction and vat_code.direction and vat_code.direction is not direction:
+            problems["vat_code"] = (
+                f"the VAT code {code} is a {vat_code.direction.value} code; this is a "
+                f"{direction.value} invoice."
+            )
+    return problems
 
 
 def flow_sync(
@@ -273,7 +356,6 @@ class _Run:
         self._config: FlowConfig | None = None
         self.links: dict[str, PartnerLink] = {}
         self.verified_partners: set[str] = set()
-        self.seen: set[str] = set()  # source ids the source listed in this run
         self.now = timezone.now()
 
     # -- orchestration ---------------------------------------------------------------------------
@@ -312,7 +394,6 @@ class _Run:
         for chunk in _chunks(items, self.batch_size):
             self._process_chunk(chunk)
             for item in chunk:
-                self.seen.add(item.source_id)
                 if item.updated_at and (newest is None or item.updated_at > newest):
                     newest = item.updated_at
             # Every record of the chunk is committed: the cursor may move past them.
@@ -338,7 +419,8 @@ class _Run:
                     config_version__lt=self.flow.config_version,
                 )
             )
-            .exclude(source_id__in=self.seen)
+            # Records this run already looked at carry it as their last run.
+            .exclude(last_run=self.run)
             .values_list("source_id", flat=True)
             .order_by("id")
         )

@@ -28,6 +28,8 @@ from syncs.services import flow_sync
 CLIENT_NAME = "Demo company"
 FLOW_NAME = "Tryton invoicing to Tryton accounting"
 ADMIN_USER = "admin"
+# Sign-in is by email (allauth), so the banner shows this.
+ADMIN_EMAIL = "admin@example.com"
 # The demo maps France's everyday rates and leaves the rest (2.1 % press, old rates) to a person,
 # so the first sync shows one failed invoice and how to fix it.
 DEMO_RATES = ("20", "10", "5.5", "0")
@@ -135,16 +137,17 @@ class Command(BaseCommand):
         password_file = settings.VAR_DIR / "demo-admin-password"
         User = get_user_model()
         user = User.objects.filter(username=ADMIN_USER).first()
-        if user is None or not password_file.exists():
+        if user is None or not password_file.exists() or user.email != ADMIN_EMAIL:
             password = secrets.token_urlsafe(12)
             if user is None:
-                User.objects.create_superuser(ADMIN_USER, "admin@example.com", password)
+                User.objects.create_superuser(ADMIN_USER, ADMIN_EMAIL, password)
             else:
+                user.email = ADMIN_EMAIL
                 user.set_password(password)
                 user.save()
             password_file.write_text(password + "\n")
             password_file.chmod(0o600)
-        return ADMIN_USER, password_file.read_text().strip()
+        return ADMIN_EMAIL, password_file.read_text().strip()
 
     def serve(self, port: int, banner: str) -> None:
         manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
