@@ -51,7 +51,7 @@ VAT_CODES = tuple(
     for prefix, account, direction in (
         ("V", "44571", Direction.SALES),
         ("A", "44566", Direction.PURCHASES),
-    )  # fmt: skip
+    )
     for rate in (Decimal("20"), Decimal("10"), Decimal("5.5"), Decimal("0"))
 )
 JOURNALS = (Journal("REV", "Revenue", "revenue"), Journal("EXP", "Expense", "expense"))
@@ -75,7 +75,7 @@ def generated_invoice(
                 tax_amount=tax,
                 total=untaxed + tax,
                 tax_rate=rate,
-            )  # fmt: skip
+            )
         )
     untaxed = sum((x.untaxed_amount for x in items), Decimal(0))
     tax = sum((x.tax_amount for x in items), Decimal(0))

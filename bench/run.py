@@ -79,7 +79,7 @@ def _flow(name: str):
 def bench_calls_and_queries(quick: bool) -> None:
     """First runs of 100 and 1,000 invoices (no attachments): queries, target and source calls per
     invoice; then a second run over the same, already synced invoices."""
-    from bench.connectors import GeneratedSource, CountingTarget, registered
+    from bench.connectors import CountingTarget, GeneratedSource, registered
     from syncs.services import flow_sync
 
     with registered():

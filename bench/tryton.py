@@ -194,9 +194,12 @@ def _bare_write(url: str, database: str, password: str, postings) -> int:
                     values["maturity_date"] = _date(posting.due_date or posting.date)
                 if line.vat_code and line.tax_role:
                     amount = line.credit - line.debit if sales else line.debit - line.credit
-                    values["tax_lines"] = [["create", [
-                        {"tax": int(line.vat_code), "amount": _dec(amount), "type": line.tax_role.value}
-                    ]]]  # fmt: skip
+                    tax_line = {
+                        "tax": int(line.vat_code),
+                        "amount": _dec(amount),
+                        "type": line.tax_role.value,
+                    }
+                    values["tax_lines"] = [["create", [tax_line]]]
                 lines.append(values)
             moves.append({
                 "journal": journals[posting.journal], "period": period_for(posting.date),
