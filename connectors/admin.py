@@ -37,7 +37,13 @@ class CascadeLogsDeleteMixin:
 
 class ClientScopedAdminMixin:
     """Staff users see only the rows of the clients they are members of (superusers see all),
-    and choose only among those clients' rows in foreign keys."""
+    and choose only among those clients' rows in foreign keys.
+
+    Every admin view that takes an object id (change, delete, history, the custom views that call
+    ``get_object``) finds it through ``get_queryset``, so another client's object answers as if it
+    did not exist; the changelist, its filters, actions and the autocomplete view go through
+    ``get_queryset`` too. The object-level permission checks below say the same for any view that
+    loads an object some other way."""
 
     # The path from the admin's model to its Client ("" for Client itself).
     client_lookup = "client"
@@ -48,6 +54,34 @@ class ClientScopedAdminMixin:
             return queryset
         members = f"{self.client_lookup}__members" if self.client_lookup else "members"
         return queryset.filter(**{members: request.user})
+
+    def has_view_permission(self, request, obj=None):
+        return super().has_view_permission(request, obj) and self.is_in_scope(request, obj)
+
+    def has_change_permission(self, request, obj=None):
+        return super().has_change_permission(request, obj) and self.is_in_scope(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return super().has_delete_permission(request, obj) and self.is_in_scope(request, obj)
+
+    def is_in_scope(self, request, obj) -> bool:
+        """Whether ``obj`` (None: the model as a whole) belongs to one of the user's clients."""
+        if obj is None or request.user.is_superuser:
+            return True
+        if not isinstance(obj, self.model):
+            # An inline is asked about its parent object, which the parent's admin has checked.
+            return True
+        return self._client_id_of(obj) in _user_client_ids(request)
+
+    def _client_id_of(self, obj) -> int | None:
+        if not self.client_lookup:
+            return obj.pk
+        *path, last = self.client_lookup.split("__")
+        for name in path:
+            obj = getattr(obj, name, None)
+            if obj is None:
+                return None
+        return getattr(obj, f"{last}_id", None)
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if not request.user.is_superuser:
@@ -63,9 +97,20 @@ class ClientScopedAdminMixin:
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
+def _user_client_ids(request) -> frozenset[int]:
+    # Asked several times per page (each permission check): read once per request.
+    cached = getattr(request, "_invsync_client_ids", None)
+    if cached is None:
+        cached = frozenset(client_list_for_user(request.user).values_list("pk", flat=True))
+        request._invsync_client_ids = cached
+    return cached
+
+
 @admin.register(Client)
 class ClientAdmin(CascadeLogsDeleteMixin, ClientScopedAdminMixin, admin.ModelAdmin):
     client_lookup = ""
+    # Explicit: Meta.ordering does not apply to the annotated (grouped) query below.
+    ordering = ("name",)
     list_display = ("name", "connection_count", "flow_count", "created_at")
     search_fields = ("name",)
     filter_horizontal = ("members",)

@@ -118,6 +118,9 @@ LOGIN_URL = "account_login"
 LOGIN_REDIRECT_URL = "/admin/"
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = "invsync"
+# allauth refuses two-factor to an account with an unverified email, against someone signing up
+# with another's address; sign-up is closed here and the firm enters its staff's addresses.
+MFA_ALLOW_UNVERIFIED_EMAIL = True
 # When true, staff users must activate a TOTP authenticator before they reach the admin.
 INVSYNC_REQUIRE_2FA_FOR_STAFF = env.bool("INVSYNC_REQUIRE_2FA_FOR_STAFF", default=False)
 EMAIL_BACKEND = env.str(

@@ -1,5 +1,11 @@
+from allauth.account.decorators import secure_admin_login
 from django.contrib import admin
 from django.urls import include, path
+
+# One sign-in: the admin's login page sends to allauth's (email, password, then the TOTP code of
+# users who have one), which comes back to the admin.
+admin.autodiscover()
+admin.site.login = secure_admin_login(admin.site.login)
 
 urlpatterns = [
     path("accounts/", include("allauth.urls")),

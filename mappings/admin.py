@@ -1,99 +1,166 @@
-"""Sync flows in the admin: the configuration form, the mapping inlines, and the actions that start
-runs and retries. Every write goes through mappings.services or syncs.services."""
+"""Sync flows in the admin: the configuration form (every mapping choice a select filled from the
+flow's accounting tool), the mapping inlines, the setup checklist, the preview of the next
+invoices, and the actions that start runs and retries. Every write goes through mappings.services
+or syncs.services."""
 
 from __future__ import annotations
 
 import json
 
-from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
-from django.http import HttpResponse
-from django.urls import reverse
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import NoReverseMatch, path, reverse
 from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.text import slugify
 from django.utils.timezone import localtime
 
 from connectors.admin import CascadeLogsDeleteMixin, ClientScopedAdminMixin
-from connectors.errors import InvsyncError
+from connectors.errors import InvsyncError, error_info
+from mappings.forms import (
+    JournalMappingForm,
+    JournalMappingFormSet,
+    SyncFlowAdminForm,
+    VatMappingForm,
+    VatMappingFormSet,
+)
 from mappings.models import JournalMapping, SyncFlow, VatMapping
 from mappings.portable import flow_export
 from mappings.selectors import (
-    FLOW_RELATION_FIELDS,
-    flow_configuration_fields,
+    FlowLookups,
     flow_list_with_run_stats,
+    flow_preview,
+    flow_setup_checklist,
+    flow_vat_proposals,
 )
 from mappings.services import (
-    MAX_SCHEDULE_MINUTES,
     flow_config_changed,
     flow_create,
     flow_delete,
+    flow_lookups_load,
     flow_schedule_sync,
     flow_update,
-    flow_validate_connections,
-    vat_mapping_key,
 )
 from syncs import services as sync_services
 from syncs.models import RecordStatus, RunStatus, SyncedRecord
 
+__all__ = ["SyncFlowAdmin", "SyncFlowAdminForm", "VatMappingFormSet"]
 
-class VatMappingFormSet(forms.BaseInlineFormSet):
-    def clean(self):
-        super().clean()
-        # The database lets rows without a rate repeat (NULLs are distinct): check here.
-        seen = set()
-        for form in self.forms:
-            if not hasattr(form, "cleaned_data") or not form.cleaned_data:
-                continue
-            if form.cleaned_data.get("DELETE"):
-                continue
-            key = vat_mapping_key(form.cleaned_data)
-            if key in seen:
-                raise ValidationError("A source rate or tax is mapped twice.")
-            seen.add(key)
+PROPOSE_VAT = "propose_vat"
+TOOLS = {"accounting": "accounting tool", "invoicing": "invoicing tool"}
 
 
-class VatMappingInline(admin.TabularInline):
+# -- Lookups, read once per request ---------------------------------------------------------------
+
+
+def _when(moment) -> str:
+    return date_format(localtime(moment), "SHORT_DATETIME_FORMAT")
+
+
+def _report_lookup_problems(request, lookups: FlowLookups) -> None:
+    """One admin message per tool that could not be read: its error code, what it means for
+    this page, and what to do."""
+    for problem in lookups.problems:
+        if problem.tool == "accounting":
+            if lookups.target_fetched_at is not None:
+                consequence = (
+                    f"The lists below are those read on {_when(lookups.target_fetched_at)}."
+                )
+            elif lookups.folders is not None:
+                consequence = "The folders below are those read before."
+            else:
+                consequence = (
+                    "Its lists are not available: type the values in; they are checked against "
+                    "the tool when it answers again."
+                )
+        else:
+            consequence = (
+                "VAT proposals and the check that every rate is mapped use the rates read "
+                f"on {_when(lookups.source_fetched_at)}."
+                if lookups.source_fetched_at
+                else "VAT proposals and the check that every rate is mapped are not available."
+            )
+        messages.warning(
+            request,
+            f"The {TOOLS[problem.tool]} could not be read ({problem.code}): {problem.message} "
+            f"{consequence} What to do: {problem.resolution} Then use “Refresh from the "
+            "accounting tool”.",
+        )
+
+
+def _lookups_for(request, flow: SyncFlow) -> FlowLookups:
+    """The flow's lookups (cache first, else read from the tools once), memoised on the request
+    so that the form, both inlines and the checklist share one read."""
+    memo = request.__dict__.setdefault("_invsync_flow_lookups", {})
+    key = (flow.accounting_connection_id, flow.invoicing_connection_id, flow.folder)
+    if key not in memo:
+        lookups = flow_lookups_load(flow=flow)
+        _report_lookup_problems(request, lookups)
+        memo[key] = lookups
+    return memo[key]
+
+
+def _stored_flow_lookups(request, flow: SyncFlow | None) -> FlowLookups | None:
+    if flow is None or flow.pk is None:
+        return None  # the add page: no connection chosen yet
+    return _lookups_for(request, flow)
+
+
+def _proposing(request) -> bool:
+    return request.method == "GET" and PROPOSE_VAT in request.GET
+
+
+def _vat_proposals(request, flow: SyncFlow | None) -> list:
+    if flow is None or flow.pk is None or not _proposing(request):
+        return []
+    memo = request.__dict__.setdefault("_invsync_vat_proposals", {})
+    if flow.pk not in memo:
+        memo[flow.pk] = flow_vat_proposals(flow, _lookups_for(request, flow))
+    return memo[flow.pk]
+
+
+def _dashboard_url(flow: SyncFlow) -> str:
+    # The dashboard belongs to the syncs admin; a flow page works without it.
+    try:
+        return reverse("admin:syncs_flow_dashboard", args=[flow.pk])
+    except NoReverseMatch:
+        return ""
+
+
+# -- Inlines ------------------------------------------------------------------------------------
+
+
+class LookupInlineMixin:
+    def get_formset(self, request, obj=None, **kwargs):
+        lookups = _stored_flow_lookups(request, obj)
+        if lookups is not None:
+            kwargs["form"] = type(self.form.__name__, (self.form,), {"lookups": lookups})
+        return super().get_formset(request, obj, **kwargs)
+
+
+class VatMappingInline(LookupInlineMixin, admin.TabularInline):
     model = VatMapping
+    form = VatMappingForm
     formset = VatMappingFormSet
-    fields = ("direction", "source_rate", "source_tax_id", "target_code")
+    fields = ("direction", "source_rate", "source_tax_id", "source_name", "target_code")
     extra = 1
     verbose_name_plural = "VAT mappings (source rate or tax → accounting VAT code)"
 
+    def get_extra(self, request, obj=None, **kwargs):
+        proposals = _vat_proposals(request, obj)
+        return len(proposals) if proposals else self.extra
 
-class JournalMappingInline(admin.TabularInline):
+
+class JournalMappingInline(LookupInlineMixin, admin.TabularInline):
     model = JournalMapping
+    form = JournalMappingForm
+    formset = JournalMappingFormSet
     fields = ("source_journal", "target_journal")
     extra = 1
     verbose_name_plural = "journal mappings (used when journals are mapped one by one)"
-
-
-class SyncFlowAdminForm(forms.ModelForm):
-    class Meta:
-        model = SyncFlow
-        fields = (*FLOW_RELATION_FIELDS, *flow_configuration_fields())
-
-    def clean(self):
-        cleaned = super().clean()
-        client = cleaned.get("client")
-        if client is not None:
-            try:
-                flow_validate_connections(
-                    client=client,
-                    invoicing_connection=cleaned.get("invoicing_connection"),
-                    accounting_connection=cleaned.get("accounting_connection"),
-                )
-            except ValidationError as exc:
-                for field_name, errors in exc.message_dict.items():
-                    if field_name in self.cleaned_data:
-                        self.add_error(field_name, errors)
-        minutes = cleaned.get("schedule_minutes")
-        if minutes and minutes > MAX_SCHEDULE_MINUTES:
-            self.add_error(
-                "schedule_minutes", f"Run at least every {MAX_SCHEDULE_MINUTES} minutes."
-            )
-        return cleaned
 
 
 BOOKKEEPING_FIELDS = (
@@ -116,6 +183,7 @@ class SyncFlowAdmin(CascadeLogsDeleteMixin, ClientScopedAdminMixin, admin.ModelA
         "invoicing_connection",
         "accounting_connection",
         "enabled",
+        "setup_progress",
         "last_run",
         "failed_records",
     )
@@ -183,7 +251,20 @@ class SyncFlowAdmin(CascadeLogsDeleteMixin, ClientScopedAdminMixin, admin.ModelA
     actions = ("sync_now", "retry_failed_records", "export_configuration")
 
     def get_queryset(self, request):
-        return flow_list_with_run_stats(super().get_queryset(request))
+        queryset = flow_list_with_run_stats(super().get_queryset(request))
+        # The checklist reads the mappings of every flow listed.
+        return queryset.prefetch_related("vat_mappings", "journal_mappings")
+
+    @admin.display(description="setup")
+    def setup_progress(self, obj: SyncFlow):
+        steps = flow_setup_checklist(obj)
+        missing = [step.name for step in steps if not step.done]
+        return format_html(
+            '<span title="{}">{}/{}</span>',
+            f"Missing: {', '.join(missing)}" if missing else "Setup complete",
+            len(steps) - len(missing),
+            len(steps),
+        )
 
     @admin.display(description="last run", ordering="last_run_started_at")
     def last_run(self, obj: SyncFlow) -> str:
@@ -206,14 +287,103 @@ class SyncFlowAdmin(CascadeLogsDeleteMixin, ClientScopedAdminMixin, admin.ModelA
             obj.failed_record_count,
         )
 
+    # The form and inlines get the flow's lookups: selects, and values checked against them.
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        return type(
+            form.__name__,
+            (form,),
+            {
+                "lookups": _stored_flow_lookups(request, obj),
+                "load_lookups": staticmethod(lambda flow: _lookups_for(request, flow)),
+            },
+        )
+
+    def get_formset_kwargs(self, request, obj, inline, prefix):
+        kwargs = super().get_formset_kwargs(request, obj, inline, prefix)
+        if isinstance(inline, VatMappingInline):
+            proposals = _vat_proposals(request, obj)
+            if proposals:
+                kwargs["initial"] = [
+                    {**proposal.as_initial(), "source_name": proposal.source_name}
+                    for proposal in proposals
+                ]
+        return kwargs
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None and obj.pk is not None:
+            context.update(self._flow_page_context(request, obj))
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def _flow_page_context(self, request, obj: SyncFlow) -> dict:
+        # The stored flow: after a refused save ``obj`` holds the values typed in.
+        flow = SyncFlow.objects.select_related(
+            "client", "invoicing_connection", "accounting_connection"
+        ).get(pk=obj.pk)
+        lookups = _lookups_for(request, flow)
+        steps = flow_setup_checklist(flow, lookups=lookups)
+        if _proposing(request):
+            self._report_proposals(request, flow, lookups)
+        return {
+            "flow_setup": {
+                "steps": steps,
+                "done": sum(step.done for step in steps),
+                "total": len(steps),
+                "complete": all(step.done for step in steps),
+                "lookups": lookups,
+                "folder_first": not flow.folder,
+                "target_fetched_at": lookups.target_fetched_at,
+                "source_fetched_at": lookups.source_fetched_at,
+                "invoicing_connection_url": reverse(
+                    "admin:connectors_connection_change", args=[flow.invoicing_connection_id]
+                ),
+                "accounting_connection_url": reverse(
+                    "admin:connectors_connection_change", args=[flow.accounting_connection_id]
+                ),
+            },
+            "flow_tools": {
+                "preview_url": reverse("admin:mappings_syncflow_preview", args=[flow.pk]),
+                "refresh_url": reverse("admin:mappings_syncflow_refresh_lookups", args=[flow.pk]),
+                "propose_url": "?" + PROPOSE_VAT + "=1#vat_mappings-group",
+                "dashboard_url": _dashboard_url(flow),
+                "can_change": self.has_change_permission(request, flow),
+            },
+        }
+
+    def _report_proposals(self, request, flow: SyncFlow, lookups: FlowLookups) -> None:
+        proposals = _vat_proposals(request, flow)
+        if lookups.source_rates is None:
+            messages.warning(
+                request, "The invoicing tool's VAT rates are unknown: there is nothing to propose."
+            )
+        elif not proposals:
+            messages.info(request, "Every VAT rate the invoicing tool uses is mapped already.")
+        else:
+            open_rows = sum(1 for p in proposals if not p.target_code)
+            messages.info(
+                request,
+                f"{len(proposals)} VAT mapping{'s' if len(proposals) != 1 else ''} proposed "
+                "below, pre-filled and not saved yet: check each VAT code"
+                + (
+                    f" and choose one for the {open_rows} rate{'s' if open_rows != 1 else ''} "
+                    "without an obvious code"
+                    if open_rows
+                    else ""
+                )
+                + ", remove the rows you do not want, then save.",
+            )
+
     # Saving: the flow through its services, then the inlines, then the version and schedule.
 
     def save_model(self, request, obj, form, change):
         data = {name: form.cleaned_data[name] for name in form.cleaned_data}
+        # The rows the inlines save next: the services' completeness check counts them.
+        rows = getattr(form, "prospective_mappings", {})
         if change:
-            flow_update(flow=obj, data=data)
+            flow_update(flow=obj, data=data, **rows)
         else:
-            saved = flow_create(**data)
+            saved = flow_create(**data, **rows)
             # The admin goes on with the instance it built (inlines, log entry, redirect).
             obj.__dict__.update(saved.__dict__)
 
@@ -231,6 +401,84 @@ class SyncFlowAdmin(CascadeLogsDeleteMixin, ClientScopedAdminMixin, admin.ModelA
     def delete_queryset(self, request, queryset):
         for flow in queryset:
             flow_delete(flow=flow)
+
+    # Refresh and preview pages.
+
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        return [
+            path(
+                "<path:object_id>/refresh-lookups/",
+                wrap(self.refresh_lookups_view),
+                name="mappings_syncflow_refresh_lookups",
+            ),
+            path(
+                "<path:object_id>/preview/",
+                wrap(self.preview_view),
+                name="mappings_syncflow_preview",
+            ),
+            *super().get_urls(),
+        ]
+
+    def _flow_or_404(self, request, object_id: str) -> SyncFlow:
+        flow = self.get_object(request, unquote(object_id))
+        if flow is None:
+            raise Http404("No such flow.")
+        return flow
+
+    def refresh_lookups_view(self, request, object_id: str):
+        """Read the flow's lists from both tools again (POST), then back to the flow."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        flow = self._flow_or_404(request, object_id)
+        if not self.has_change_permission(request, flow):
+            raise PermissionDenied
+        lookups = flow_lookups_load(flow=flow, refresh=True)
+        _report_lookup_problems(request, lookups)
+        read = []
+        if lookups.folders is not None and not any(
+            p.tool == "accounting" for p in lookups.problems
+        ):
+            read.append(f"{len(lookups.folders)} folder{'s' if len(lookups.folders) != 1 else ''}")
+            if flow.folder and lookups.has_folder_lists:
+                read.append(
+                    f"{len(lookups.accounts)} accounts, {len(lookups.vat_codes)} VAT codes and "
+                    f"{len(lookups.journals)} journals from the accounting tool"
+                )
+        if lookups.source_rates is not None and not any(
+            p.tool == "invoicing" for p in lookups.problems
+        ):
+            read.append(f"{len(lookups.source_rates)} tax rates from the invoicing tool")
+        if read:
+            messages.success(request, f"Read {'; '.join(read)}.")
+        return HttpResponseRedirect(reverse("admin:mappings_syncflow_change", args=[flow.pk]))
+
+    def preview_view(self, request, object_id: str):
+        """What the next run would write for the next invoices of the source. Writes nothing."""
+        flow = self._flow_or_404(request, object_id)
+        if not self.has_view_or_change_permission(request, flow):
+            raise PermissionDenied
+        lookups = _lookups_for(request, flow)
+        preview, error = None, None
+        try:
+            preview = flow_preview(flow, lookups=lookups)
+        except InvsyncError as exc:
+            info = error_info(exc.code)
+            error = {"code": exc.code.value, "message": exc.message, "resolution": info.resolution}
+        steps = flow_setup_checklist(flow, lookups=lookups)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "original": flow,
+            "title": f"Preview of {flow}",
+            "preview": preview,
+            "error": error,
+            "missing_steps": [step for step in steps if not step.done],
+            "flow_url": reverse("admin:mappings_syncflow_change", args=[flow.pk]),
+            "dashboard_url": _dashboard_url(flow),
+            "lookups": lookups,
+        }
+        return TemplateResponse(request, "admin/mappings/syncflow/preview.html", context)
 
     # Actions. Starting a run needs the right to add runs; retrying, the right to change records
     # (the admin itself never edits either).

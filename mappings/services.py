@@ -9,16 +9,25 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F
+from django.utils import timezone
 from django_q.models import Schedule
 
 from connectors.base import ConnectionKind
 from connectors.canonical import Direction
-from connectors.models import Client, Connection
+from connectors.errors import InvsyncError
+from connectors.models import Client, Connection, LookupCache
 from mappings.models import JournalMapping, SyncFlow, VatMapping
 from mappings.selectors import (
     FLOW_RELATION_FIELDS,
+    TARGET_FOLDER_LOOKUPS,
+    FlowLookups,
+    LookupProblem,
+    flow_cached_lookups,
     flow_configuration_fields,
     flow_schedule_name,
+    flow_setup_checklist,
+    lookup_rows_encode,
+    setup_missing,
 )
 from mappings.suggestions import Suggestions, suggest
 
@@ -109,11 +118,16 @@ def flow_create(
     name: str,
     invoicing_connection: Connection,
     accounting_connection: Connection,
+    vat_mappings: Iterable[Mapping[str, Any]] | None = None,
+    journal_mappings: Iterable[Mapping[str, Any]] | None = None,
     **settings: Any,
 ) -> SyncFlow:
     """Create a flow; ``settings`` are configuration fields of SyncFlow by name. Schedules it when
     enabled. Raises ValidationError (wrong client or kind of connection, bad value, duplicate
-    name)."""
+    name, or enabled before its setup is complete: see :func:`flow_enabling_check`).
+
+    ``vat_mappings``/``journal_mappings``: the mapping rows the caller saves right after (as the
+    admin does with its inlines), which the completeness check counts; they are not saved here."""
     _check_field_names(settings, flow_configuration_fields())
     flow = SyncFlow(
         client=client,
@@ -123,6 +137,9 @@ def flow_create(
         **settings,
     )
     _flow_validate(flow)
+    flow_enabling_check(
+        flow=flow, before=None, vat_mappings=vat_mappings or (), journal_mappings=journal_mappings
+    )
     flow.save()
     flow_config_changed(flow=flow)
     flow_schedule_sync(flow=flow)
@@ -130,17 +147,31 @@ def flow_create(
 
 
 @transaction.atomic
-def flow_update(*, flow: SyncFlow, data: Mapping[str, Any]) -> SyncFlow:
+def flow_update(
+    *,
+    flow: SyncFlow,
+    data: Mapping[str, Any],
+    vat_mappings: Iterable[Mapping[str, Any]] | None = None,
+    journal_mappings: Iterable[Mapping[str, Any]] | None = None,
+) -> SyncFlow:
     """Change configuration fields (and the client or connections) of a flow. When a value
     changed, the configuration version rises; the schedule follows the flow either way. The
     bookkeeping fields (cursor, run lease, version) are never written from ``flow``'s possibly
-    stale copy. Raises ValidationError."""
+    stale copy. Raises ValidationError, also when the flow would be enabled without its setup
+    complete (see :func:`flow_enabling_check`).
+
+    ``vat_mappings``/``journal_mappings``: the mapping rows the caller saves right after (as the
+    admin does with its inlines), which the completeness check counts instead of the stored ones;
+    they are not saved here."""
     editable = (*FLOW_RELATION_FIELDS, *flow_configuration_fields())
     _check_field_names(data, editable)
     stored = SyncFlow.objects.get(pk=flow.pk)
     for field_name, value in data.items():
         setattr(flow, field_name, value)
     _flow_validate(flow)
+    flow_enabling_check(
+        flow=flow, before=stored, vat_mappings=vat_mappings, journal_mappings=journal_mappings
+    )
     attnames = [SyncFlow._meta.get_field(name).attname for name in editable]
     changed = any(getattr(flow, name) != getattr(stored, name) for name in attnames)
     flow.save(update_fields=[*editable, "updated_at"])
@@ -258,3 +289,147 @@ def flow_mappings_suggest(*, flow: SyncFlow, rates: Iterable[Decimal] | None = N
             )
         flow_config_changed(flow=flow)
     return suggestions
+
+
+# -- Setup completeness ----------------------------------------------------------------------
+
+
+def _steps_text(steps) -> str:
+    return "; ".join(f"{step.name} ({step.detail.rstrip('.')})" for step in steps)
+
+
+def flow_enabling_check(
+    *,
+    flow: SyncFlow,
+    before: SyncFlow | None,
+    vat_mappings: Iterable[Any] | None = None,
+    journal_mappings: Iterable[Any] | None = None,
+) -> None:
+    """Raise ValidationError on ``enabled`` when ``flow`` (with its new values, not saved yet) is
+    to be saved enabled while its setup checklist has steps missing.
+
+    Turning a flow on (``before``, the stored flow, is None or disabled) needs every step done.
+    An enabled flow stays editable while a step is missing that was missing already (a connection
+    whose last check failed must not lock the flow's page), but a change that takes away a step
+    that was done is refused. ``vat_mappings``/``journal_mappings``: the rows the flow will have
+    (None: the stored ones). Used by flow_create, flow_update and the admin's form alike."""
+    if not flow.enabled:
+        return
+    missing = setup_missing(
+        flow_setup_checklist(flow, vat_mappings=vat_mappings, journal_mappings=journal_mappings)
+    )
+    if not missing:
+        return
+    if before is not None and before.enabled:
+        done_before = {step.key for step in flow_setup_checklist(before) if step.done}
+        lost = [step for step in missing if step.key in done_before]
+        if lost:
+            raise ValidationError(
+                {
+                    "enabled": "This change would leave the enabled flow incomplete: "
+                    f"{_steps_text(lost)}. Complete these steps, or disable the flow."
+                }
+            )
+        return
+    raise ValidationError(
+        {
+            "enabled": "A flow can be enabled only once its setup is complete. Missing: "
+            f"{_steps_text(missing)}."
+        }
+    )
+
+
+# -- Lookups for the mapping forms -----------------------------------------------------------
+
+
+def _lookups_fetch(
+    *,
+    connection: Connection,
+    role: str,
+    lookups: FlowLookups,
+    reads: list[tuple[str, str, str]],
+) -> None:
+    """Open ``connection``'s connector once and read each (list, folder, attribute) in
+    ``reads``, caching each list as it comes. A failure is added to ``lookups.problems``; the
+    lists read before it are kept."""
+    from connectors.selectors import connector_for  # the registry imports connector modules
+
+    try:
+        connector = connector_for(connection)
+    except InvsyncError as error:
+        lookups.problems.append(LookupProblem(role, error.code, error.message))
+        return
+    try:
+        for name, folder, attribute in reads:
+            if name == "folders":
+                rows = connector.list_folders()
+            elif name == "accounts":
+                rows = connector.list_accounts(folder)
+            elif name == "vat_codes":
+                rows = connector.list_vat_codes(folder)
+            elif name == "tax_rates":
+                rows = connector.list_tax_rates()
+            elif role == "accounting":
+                rows = connector.list_journals(folder)
+            else:
+                rows = connector.list_journals()
+            LookupCache.objects.update_or_create(
+                connection=connection,
+                folder=folder,
+                name=name,
+                defaults={"payload": lookup_rows_encode(name, role, rows)},
+            )
+            setattr(lookups, attribute, tuple(rows))
+            if name != "folders":
+                stamp = "target_fetched_at" if role == "accounting" else "source_fetched_at"
+                setattr(lookups, stamp, timezone.now())
+    except InvsyncError as error:
+        lookups.problems.append(LookupProblem(role, error.code, error.message))
+    finally:
+        connector.close()
+
+
+def flow_lookups_load(
+    *, flow: SyncFlow, folder: str | None = None, refresh: bool = False
+) -> FlowLookups:
+    """Both tools' lists for the flow's folder (or ``folder``), as the mapping forms need them:
+    the accounting tool's folders, accounts (the whole chart: forms filter it by class), VAT codes
+    and journals, and the invoicing tool's tax rates (and journals, where it has them).
+
+    What the cache (connectors.models.LookupCache) holds is used as is; what it lacks, or
+    everything when ``refresh``, is read from the tools, one connector per tool and one call per
+    list, and cached. A tool that cannot be reached never raises here: its error goes to
+    ``problems`` and its cached lists, if any, stay. ``flow`` may be unsaved: only its
+    connections and folder are used."""
+    folder = flow.folder if folder is None else folder
+    lookups = flow_cached_lookups(flow, folder=folder)
+    if flow.accounting_connection_id:
+        reads = []
+        if refresh or lookups.folders is None:
+            reads.append(("folders", "", "folders"))
+        if folder and (refresh or not lookups.has_folder_lists):
+            reads += [(name, folder, name) for name in TARGET_FOLDER_LOOKUPS]
+        if reads:
+            _lookups_fetch(
+                connection=flow.accounting_connection,
+                role="accounting",
+                lookups=lookups,
+                reads=reads,
+            )
+    if flow.invoicing_connection_id and (refresh or lookups.source_rates is None):
+        from connectors.selectors import connector_class_for
+
+        reads = [("tax_rates", "", "source_rates")]
+        try:
+            with_journals = connector_class_for(flow.invoicing_connection).supports_journals
+        except InvsyncError:
+            with_journals = False  # _lookups_fetch reports the missing provider
+        if with_journals:
+            reads.append(("journals", "", "source_journals"))
+        _lookups_fetch(
+            connection=flow.invoicing_connection,
+            role="invoicing",
+            lookups=lookups,
+            reads=reads,
+        )
+    return lookups

@@ -4,21 +4,39 @@ from decimal import Decimal
 
 import factory
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 
 from connectors.models import Client, Connection
 from mappings.models import JournalMapping, SyncFlow, VatMapping
 from syncs.models import PartnerLink, SyncedRecord, SyncRun
 
+# Every factory-made user's password.
+PASSWORD = "correct horse battery staple"
+
 
 class UserFactory(factory.django.DjangoModelFactory):
+    """A staff user. ``roles=[...]`` puts them in those role groups (created by the roles
+    migration), ``clients=[...]`` makes them a member of those clients."""
+
     class Meta:
         model = get_user_model()
         django_get_or_create = ("username",)
+        skip_postgeneration_save = True
 
     username = factory.Sequence(lambda n: f"user{n}")
     email = factory.LazyAttribute(lambda o: f"{o.username}@example.com")
     is_staff = True
-    password = factory.django.Password("correct horse battery staple")
+    password = factory.django.Password(PASSWORD)
+
+    @factory.post_generation
+    def roles(self, create, extracted, **kwargs):
+        if create and extracted:
+            self.groups.add(*(Group.objects.get(name=name) for name in extracted))
+
+    @factory.post_generation
+    def clients(self, create, extracted, **kwargs):
+        if create and extracted:
+            self.invsync_clients.add(*extracted)
 
 
 class ClientFactory(factory.django.DjangoModelFactory):
