@@ -669,7 +669,7 @@ class _Run:
             return
         with transaction.atomic():
             for record in records:
-                record.save()
+                _save_record(record)
 
     def _push(self, batch: list[_Ready]) -> None:
         """Mark the batch pushing (committed), write it, then record each outcome."""
@@ -746,7 +746,7 @@ class _Run:
             self._count("synced")
         else:
             self._fail(record, result.error)
-        record.save()
+        _save_record(record)
 
     # -- crash recovery ------------------------------------------------------------------------
 
@@ -769,7 +769,7 @@ class _Run:
                 record.target_number = (ref.number or "")[:100]
                 record.synced_at = timezone.now()
                 self._clear_error(record)
-                record.save()
+                _save_record(record)
                 logger.info(
                     "flow %s: record %s was written before a crash", self.flow.pk, record.pk
                 )
@@ -795,6 +795,22 @@ class _Run:
             return method(*args)
         except ConnectorError as error:
             raise _StopRun(error) from error
+
+
+# What a run writes on a record: everything but what people set on it (overrides), so a run that
+# loaded a record before someone saved overrides never writes the old ones back.
+_RUN_FIELDS = [
+    f.name
+    for f in SyncedRecord._meta.concrete_fields
+    if f.name not in {"id", "overrides", "created_at", "flow", "object_type", "source_id"}
+]
+
+
+def _save_record(record: SyncedRecord) -> None:
+    if record.pk is None:
+        record.save()
+    else:
+        record.save(update_fields=_RUN_FIELDS)
 
 
 def record_external_id(flow_id: int, source_id: str) -> str:
