@@ -50,6 +50,10 @@ class ClientScopedAdminMixin:
 
     def get_queryset(self, request):
         queryset = super().get_queryset(request)
+        if not queryset.query.order_by and self.model._meta.ordering:
+            # Explicit, so that admins adding aggregates (which drop Meta.ordering) still page
+            # their changelists and autocomplete results in a stable order.
+            queryset = queryset.order_by(*self.model._meta.ordering)
         if request.user.is_superuser:
             return queryset
         members = f"{self.client_lookup}__members" if self.client_lookup else "members"
@@ -109,8 +113,6 @@ def _user_client_ids(request) -> frozenset[int]:
 @admin.register(Client)
 class ClientAdmin(CascadeLogsDeleteMixin, ClientScopedAdminMixin, admin.ModelAdmin):
     client_lookup = ""
-    # Explicit: Meta.ordering does not apply to the annotated (grouped) query below.
-    ordering = ("name",)
     list_display = ("name", "connection_count", "flow_count", "created_at")
     search_fields = ("name",)
     filter_horizontal = ("members",)

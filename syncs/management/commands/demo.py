@@ -21,6 +21,7 @@ from connectors.models import Client, Connection
 from connectors.providers.tryton.sandbox import TrytonSandbox
 from connectors.services import client_create, connection_create, connection_update
 from mappings.models import SyncFlow
+from mappings.selectors import flow_setup_checklist
 from mappings.services import flow_create, flow_mappings_suggest
 from syncs.models import RunTrigger
 from syncs.services import flow_sync
@@ -116,7 +117,6 @@ class Command(BaseCommand):
                 name=FLOW_NAME,
                 invoicing_connection=connections["invoicing"],
                 accounting_connection=connections["accounting"],
-                enabled=True,
             )
             suggestions = flow_mappings_suggest(flow=flow, rates=DEMO_RATES)
             demo_rates = {Decimal(r) for r in DEMO_RATES}
@@ -130,6 +130,15 @@ class Command(BaseCommand):
             if left:
                 self.stdout.write(f"  Left for you to map in the admin: {', '.join(left)}.")
             flow.refresh_from_db()
+            # A flow is enabled only once its setup checklist is complete: the demo leaves the
+            # last steps (the start date at least) to be done in the admin.
+            missing = [s.name for s in flow_setup_checklist(flow) if not s.done]
+            self.stdout.write(
+                "  The flow is disabled until its setup is complete in the admin "
+                f"(missing: {', '.join(missing)})."
+                if missing
+                else "  The flow's setup is complete: enable it in the admin."
+            )
         return flow
 
     def ensure_admin_user(self) -> tuple[str, str]:
