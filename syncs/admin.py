@@ -12,6 +12,7 @@ record of another client is a 404) and needs the view permission (retrying: chan
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 from django.contrib import admin, messages
@@ -20,6 +21,7 @@ from django.http import Http404, HttpResponse, HttpResponseNotAllowed, JsonRespo
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
@@ -31,6 +33,7 @@ from syncs import selectors as sync_selectors
 from syncs import services as sync_services
 from syncs.forms import RecordOverridesForm
 from syncs.models import PartnerLink, RecordStatus, RunStatus, SyncedRecord, SyncRun
+from syncs.reconciliation import BUCKETS, flow_reconcile
 from syncs.serialization import InputError, result_to_json
 
 
@@ -305,8 +308,42 @@ class SyncRunAdmin(ReadOnlyAdminMixin, ClientScopedAdminMixin, admin.ModelAdmin)
                 wrap(self.progress_view),
                 name="syncs_syncrun_progress",
             ),
+            path(
+                "reconciliation/<int:flow_pk>/",
+                wrap(self.reconciliation_view),
+                name="syncs_flow_reconciliation",
+            ),
             *super().get_urls(),
         ]
+
+    def reconciliation_view(self, request, flow_pk: int):
+        """Source against what was written, for a period (default: this year so far)."""
+        self._check_dashboard_permission(request)
+        flow = get_object_or_404(sync_selectors.flow_list_for_user(request.user), pk=flow_pk)
+        today = timezone.localdate()
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": f"Reconciliation of {flow}",
+            "flow": flow,
+            "start": request.GET.get("from") or today.replace(month=1, day=1).isoformat(),
+            "end": request.GET.get("to") or today.isoformat(),
+        }
+        try:
+            start = dt.date.fromisoformat(context["start"])
+            end = dt.date.fromisoformat(context["end"])
+        except ValueError:
+            context["input_error"] = "Dates are written YYYY-MM-DD."
+        else:
+            if "run" in request.GET:
+                try:
+                    report = flow_reconcile(flow=flow, start=start, end=end)
+                except InvsyncError as error:
+                    context["tool_error"] = _error_panel(error.code, error.message, error.field)
+                else:
+                    context["report"] = report.as_dict()
+                    context["buckets"] = BUCKETS
+        return TemplateResponse(request, "admin/syncs/reconciliation.html", context)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         run = self.get_object(request, object_id)
