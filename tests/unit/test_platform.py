@@ -130,3 +130,39 @@ def test_without_environment_the_project_uses_sqlite_and_the_orm_broker():
         capture_output=True, text=True, check=True, cwd=settings.BASE_DIR,
     ).stdout  # fmt: skip
     assert out.split() == ["django.db.backends.sqlite3", "default", "None"]
+
+
+def _deploy_check(**extra):
+    import os
+    import subprocess
+    import sys
+
+    from cryptography.fernet import Fernet
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "INVSYNC_"))}
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "invsync.settings",
+            "DJANGO_DEBUG": "false",
+            "DJANGO_SECRET_KEY": "x" * 20 + Fernet.generate_key().decode(),
+            "DJANGO_ALLOWED_HOSTS": "invsync.example.com",
+            "INVSYNC_CREDENTIALS_KEYS": Fernet.generate_key().decode(),
+            **extra,
+        }
+    )
+    env = {k: v for k, v in env.items() if v is not None}
+    return subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        env=env, capture_output=True, text=True, check=False, cwd=settings.BASE_DIR,
+    )  # fmt: skip
+
+
+def test_production_settings_pass_the_deploy_check_without_warnings():
+    done = _deploy_check()
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert "no issues" in done.stdout
+
+
+def test_deploy_check_warns_when_credentials_use_the_derived_key():
+    done = _deploy_check(INVSYNC_CREDENTIALS_KEYS=None)
+    assert done.returncode != 0 and "invsync.W001" in done.stderr + done.stdout
