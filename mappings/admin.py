@@ -31,6 +31,7 @@ from mappings.models import JournalMapping, SyncFlow, VatMapping
 from mappings.portable import flow_export
 from mappings.selectors import (
     FlowLookups,
+    flow_cached_lookups,
     flow_list_with_run_stats,
     flow_preview,
     flow_setup_checklist,
@@ -57,7 +58,7 @@ TOOLS = {"accounting": "accounting tool", "invoicing": "invoicing tool"}
 
 
 def _when(moment) -> str:
-    return date_format(localtime(moment), "SHORT_DATETIME_FORMAT")
+    return date_format(localtime(moment), "Y-m-d H:i")
 
 
 def _report_lookup_problems(request, lookups: FlowLookups) -> None:
@@ -91,14 +92,23 @@ def _report_lookup_problems(request, lookups: FlowLookups) -> None:
         )
 
 
+def _may_read_tools(request) -> bool:
+    # Calling the tools (and caching their answers) is for those who configure flows; the
+    # others see the lists last read.
+    return request.user.has_perm("mappings.change_syncflow")
+
+
 def _lookups_for(request, flow: SyncFlow) -> FlowLookups:
     """The flow's lookups (cache first, else read from the tools once), memoised on the request
     so that the form, both inlines and the checklist share one read."""
     memo = request.__dict__.setdefault("_invsync_flow_lookups", {})
     key = (flow.accounting_connection_id, flow.invoicing_connection_id, flow.folder)
     if key not in memo:
-        lookups = flow_lookups_load(flow=flow)
-        _report_lookup_problems(request, lookups)
+        if _may_read_tools(request):
+            lookups = flow_lookups_load(flow=flow)
+            _report_lookup_problems(request, lookups)
+        else:
+            lookups = flow_cached_lookups(flow)
         memo[key] = lookups
     return memo[key]
 

@@ -323,11 +323,28 @@ def flow_import(
             )
 
         existing = SyncFlow.objects.filter(client=client, name=name).first()
-        try:
+        # The mappings are replaced right after: the completeness check counts them.
+        rows = {"vat_mappings": read.vat_mappings, "journal_mappings": read.journal_mappings}
+
+        def save() -> SyncFlow:
             if existing is None:
-                flow = flow_create(client=client, name=name, **connections, **values)
-            else:
-                flow = flow_update(flow=existing, data={"name": name, **connections, **values})
+                return flow_create(client=client, name=name, **connections, **values, **rows)
+            data = {"name": name, **connections, **values}
+            return flow_update(flow=existing, data=data, **rows)
+
+        try:
+            try:
+                flow = save()
+            except ValidationError as exc:
+                refusal = getattr(exc, "error_dict", {})
+                if not (values["enabled"] and set(refusal) == {"enabled"}):
+                    raise
+                # An enabled flow whose setup is not complete here (its connections never
+                # checked, say) is imported disabled, as one without credentials is.
+                values["enabled"] = False
+                why = " ".join(ValidationError(refusal["enabled"]).messages)
+                warnings.append(f"The flow stays disabled: {why}")
+                flow = save()
         except ValidationError as exc:
             raise _validation_to_portable(exc, "flow") from None
         try:

@@ -472,14 +472,18 @@ def _connection_step(
         ),
         default=None,
     )
-    checked_at = connection.last_checked_at if connection.last_check_ok is not None else None
-    if checked_at is not None and (lookups_at is None or checked_at >= lookups_at):
+    checked_at = connection.last_checked_at
+    # The newer of the last check and the last successful read tells.
+    if connection.last_check_ok is not None and (
+        lookups_at is None or checked_at is None or checked_at >= lookups_at
+    ):
+        when = f" ({_when(checked_at)})" if checked_at else ""
         if connection.last_check_ok:
-            return Step(name, True, f"Last check succeeded ({_when(checked_at)}).", anchor, key)
+            return Step(name, True, f"Last check succeeded{when}.", anchor, key)
         return Step(
             name,
             False,
-            f"Last check failed ({_when(checked_at)}): {connection.last_check_message} "
+            f"Last check failed{when}: {connection.last_check_message} "
             f"Fix the connection {connection.name!r}, then test it again.",
             anchor,
             key,
@@ -601,7 +605,7 @@ def flow_setup_checklist(
     elif problem := folder_problem(flow.folder, lookups.folders):
         steps.append(Step("Accounting folder chosen", False, problem, "#id_folder", "folder"))
     else:
-        shown = flow.folder_name or flow.folder
+        shown = f"{flow.folder_name} ({flow.folder})" if flow.folder_name else flow.folder
         steps.append(Step("Accounting folder chosen", True, shown, "#id_folder", "folder"))
 
     rows = _vat_rows(flow, vat_mappings)

@@ -276,8 +276,9 @@ def _schedule(flow) -> Schedule | None:
 
 def test_adding_an_enabled_flow_creates_its_schedule(admin_client, memory_connectors):
     client = ClientFactory()
-    source = ConnectionFactory(client=client, kind="invoicing")
-    target = ConnectionFactory(client=client, kind="accounting")
+    # A flow is enabled only with its setup complete, connections checked included.
+    source = ConnectionFactory(client=client, kind="invoicing", last_check_ok=True)
+    target = ConnectionFactory(client=client, kind="accounting", last_check_ok=True)
     add_url = _url(SyncFlow, "add")
     form = _form_data(admin_client.get(add_url))
     form.update(
@@ -288,15 +289,31 @@ def test_adding_an_enabled_flow_creates_its_schedule(admin_client, memory_connec
             "accounting_connection": str(target.pk),
             "enabled": "on",
             "schedule_minutes": "30",
+            "folder": "1",
+            "start_date": "2026-01-01",
+            "sales_journal": "REV",
+            "purchases_journal": "EXP",
+            "default_sales_account": "706",
+            "default_purchases_account": "6071",
+            "customer_collective_account": "4111",
+            "supplier_collective_account": "4011",
+            "rounding_credit_account": "758",
+            "rounding_debit_account": "658",
+            "sales_rounding_vat_code": "V0",
+            "purchases_rounding_vat_code": "A0",
+            "vat_mappings-TOTAL_FORMS": "2",
             "vat_mappings-0-direction": "sales",
             "vat_mappings-0-source_rate": "20",
             "vat_mappings-0-target_code": "V20",
+            "vat_mappings-1-direction": "purchases",
+            "vat_mappings-1-source_rate": "20",
+            "vat_mappings-1-target_code": "A20",
         }
     )
     response = admin_client.post(add_url, form)
     assert response.status_code == 302, response.context["adminform"].form.errors
     flow = SyncFlow.objects.get(name="Main")
-    assert flow.vat_mappings.get().target_code == "V20"
+    assert flow.vat_mappings.get(direction="sales").target_code == "V20"
     schedule = _schedule(flow)
     assert schedule.func == "syncs.tasks.run_flow"
     assert schedule.minutes == 30

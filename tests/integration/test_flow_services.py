@@ -42,10 +42,33 @@ pytestmark = pytest.mark.django_db
 SECRET = "s3cr3t-api-key-XYZ"
 
 
-def _connections(client):
-    source = ConnectionFactory(client=client, kind="invoicing", name="Invoicing")
-    target = ConnectionFactory(client=client, kind="accounting", name="Accounting")
+def _connections(client, *, checked=False):
+    # ``checked``: both passed Test connection, as a flow needs before it can be enabled.
+    check = {"last_check_ok": True, "last_checked_at": timezone.now()} if checked else {}
+    source = ConnectionFactory(client=client, kind="invoicing", name="Invoicing", **check)
+    target = ConnectionFactory(client=client, kind="accounting", name="Accounting", **check)
     return source, target
+
+
+# Everything a flow's setup checklist asks for, so that the flow may be enabled.
+COMPLETE_SETUP = {
+    "folder": "1",
+    "start_date": dt.date(2026, 1, 1),
+    "sales_journal": "REV",
+    "purchases_journal": "EXP",
+    "default_sales_account": "706",
+    "default_purchases_account": "6071",
+    "customer_collective_account": "4111",
+    "supplier_collective_account": "4011",
+    "rounding_credit_account": "758",
+    "rounding_debit_account": "658",
+    "sales_rounding_vat_code": "V0",
+    "purchases_rounding_vat_code": "A0",
+}
+COMPLETE_VAT = [
+    {"direction": "sales", "source_rate": "20", "target_code": "V20"},
+    {"direction": "purchases", "source_rate": "20", "target_code": "A20"},
+]
 
 
 def _schedule(flow) -> Schedule | None:
@@ -95,7 +118,7 @@ def test_flow_create_rejects_unknown_settings():
 
 def test_enabled_flow_gets_a_django_q_schedule_running_its_task_every_schedule_minutes():
     client = ClientFactory()
-    source, target = _connections(client)
+    source, target = _connections(client, checked=True)
     flow = flow_create(
         client=client,
         name="Flow",
@@ -103,7 +126,8 @@ def test_enabled_flow_gets_a_django_q_schedule_running_its_task_every_schedule_m
         accounting_connection=target,
         enabled=True,
         schedule_minutes=15,
-        default_sales_account="706",
+        **COMPLETE_SETUP,
+        vat_mappings=COMPLETE_VAT,
     )
     schedule = _schedule(flow)
     assert schedule is not None
@@ -128,7 +152,12 @@ def test_disabled_flow_has_no_schedule():
 
 
 def test_flow_schedule_follows_enabling_disabling_and_minutes_and_is_idempotent():
-    flow = SyncFlowFactory(enabled=False)
+    flow = SyncFlowFactory(
+        enabled=False,
+        start_date=dt.date(2026, 1, 1),
+        invoicing_connection__last_check_ok=True,
+        accounting_connection__last_check_ok=True,
+    )
     flow_update(flow=flow, data={"enabled": True})
     assert _schedule(flow).minutes == 60
     flow_schedule_sync(flow=flow)

@@ -186,8 +186,9 @@ def test_import_into_a_fresh_client_round_trips_every_field_and_mapping(flow, tm
 def test_import_with_existing_connections_round_trips_enabled_too(flow, tmp_path):
     _, original = _export(str(flow.pk))
     fresh = ClientFactory(name="Fresh client")
-    source = ConnectionFactory(client=fresh, name="Shop", kind="invoicing")
-    target = ConnectionFactory(client=fresh, name="Books", kind="accounting")
+    # Checked connections: the imported flow's setup is complete, so it may stay enabled.
+    source = ConnectionFactory(client=fresh, name="Shop", kind="invoicing", last_check_ok=True)
+    target = ConnectionFactory(client=fresh, name="Books", kind="accounting", last_check_ok=True)
     _import(
         _write(tmp_path, original),
         "--client",

@@ -1,0 +1,437 @@
+"""The flow's admin forms: every mapping choice is a select filled from the flow's accounting tool
+(its lists come from mappings.services.flow_lookups_load, read once per page and cached), and
+saving refuses a value the tool does not have. Without lists (a tool that cannot be reached and
+was never read, a flow without folder yet) the fields stay plain text inputs.
+
+The forms present and check; the rules live in mappings.selectors (what a value's problem is,
+the setup checklist) and mappings.services (whether the flow may be enabled)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import ClassVar
+
+from django import forms
+from django.core.exceptions import ValidationError
+
+from connectors.canonical import Direction
+from mappings.models import JournalMapping, SyncFlow, VatMapping
+from mappings.selectors import (
+    ACCOUNT_FIELD_CLASSES,
+    FLOW_RELATION_FIELDS,
+    JOURNAL_FIELDS,
+    VAT_CODE_FIELD_DIRECTIONS,
+    FlowLookups,
+    account_label,
+    account_problem,
+    flow_configuration_fields,
+    folder_problem,
+    journal_label,
+    journal_problem,
+    vat_code_label,
+    vat_code_problem,
+)
+from mappings.services import (
+    MAX_SCHEDULE_MINUTES,
+    flow_enabling_check,
+    flow_validate_connections,
+    vat_mapping_key,
+)
+
+BLANK = ("", "---------")
+FOLDER_FIRST_HELP = (
+    "Choose the accounting folder above and save: this list then comes from the accounting tool."
+)
+
+
+NOT_IN_TOOL = "not in the accounting tool"
+
+
+def _class_text(classes: tuple[str, ...]) -> str:
+    return " or ".join(classes)
+
+
+def _choice_values(choices: list) -> set[str]:
+    values = set()
+    for value, label in choices:
+        if isinstance(label, list | tuple):
+            values.update(v for v, _ in label)
+        else:
+            values.add(value)
+    return values
+
+
+def _use_select(
+    field: forms.Field,
+    choices: list,
+    current: Iterable[str],
+    note: Callable[[str], str],
+    help_text: str = "",
+) -> None:
+    """Turn a text field into a select of ``choices`` that still shows the ``current`` values the
+    tool does not offer, flagged with ``note(value)``: nothing is lost silently, and saving says
+    what is wrong with them."""
+    offered = _choice_values(choices)
+    extra = []
+    for value in current:
+        if value not in offered:
+            offered.add(value)
+            extra.append((value, f"{value} ({note(value)})"))
+    field.widget = forms.Select(choices=[BLANK, *extra, *choices])
+    if help_text:
+        field.help_text = f"{field.help_text} {help_text}".strip()
+
+
+def _account_note(value: str, accounts, classes: tuple[str, ...]) -> str:
+    found = next((a for a in accounts if a.number == value), None)
+    if found is None:
+        return NOT_IN_TOOL
+    if not found.active:
+        return f"{account_label(found)}, inactive"
+    return f"{account_label(found)}, not class {_class_text(classes)}"
+
+
+def _vat_note(value: str, direction: str | None, vat_codes) -> str:
+    found = next((v for v in vat_codes if v.code == value), None)
+    if found is None:
+        return NOT_IN_TOOL
+    if direction and found.direction is not None and found.direction != Direction(direction):
+        return f"{vat_code_label(found)}, a {found.direction.value} code"
+    return vat_code_label(found)
+
+
+class LookupFormMixin:
+    """A form whose selects come from the flow's lookups (``lookups`` is set per request)."""
+
+    lookups: ClassVar[FlowLookups | None] = None
+
+    def _current(self, name: str) -> list[str]:
+        values = [self.initial.get(name)]
+        if self.is_bound:
+            values.append(self.data.get(self.add_prefix(name)))
+        return [str(v) for v in values if v not in (None, "")]
+
+
+class SyncFlowAdminForm(LookupFormMixin, forms.ModelForm):
+    # How to read the lookups for another folder or connection than the stored flow's (the admin
+    # sets it with ``lookups``), so that a value is checked against the folder it is saved with.
+    load_lookups: ClassVar[Callable[[SyncFlow], FlowLookups] | None] = None
+
+    class Meta:
+        model = SyncFlow
+        fields = (*FLOW_RELATION_FIELDS, *flow_configuration_fields())
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The mapping rows saved with this form (set when the enabling check ran), for the
+        # services' own check.
+        self.prospective_mappings: dict[str, list[dict]] = {}
+        if self.lookups is not None:
+            self._use_lookups(self.lookups)
+
+    def _use_lookups(self, lookups: FlowLookups) -> None:
+        fields = self.fields
+        if lookups.folders is not None and "folder" in fields:
+            _use_select(
+                fields["folder"],
+                [(f.id, f"{f.id} – {f.name}") for f in lookups.folders],
+                self._current("folder"),
+                lambda value: NOT_IN_TOOL,
+                "The folders the accounting connection can write to.",
+            )
+            if not self.initial.get("folder") and len(lookups.folders) == 1:
+                self.initial["folder"] = lookups.folders[0].id
+        folder_first = not lookups.folder
+        if lookups.accounts is not None:
+            for name, classes in ACCOUNT_FIELD_CLASSES.items():
+                if name not in fields:
+                    continue
+                _use_select(
+                    fields[name],
+                    [
+                        (a.number, account_label(a))
+                        for a in lookups.accounts
+                        if a.active and a.number.startswith(classes)
+                    ],
+                    self._current(name),
+                    lambda value, c=classes: _account_note(value, lookups.accounts, c),
+                    f"Active class {_class_text(classes)} accounts of the accounting tool.",
+                )
+        if lookups.vat_codes is not None:
+            for name, direction in VAT_CODE_FIELD_DIRECTIONS.items():
+                if name not in fields:
+                    continue
+                _use_select(
+                    fields[name],
+                    [
+                        (v.code, vat_code_label(v))
+                        for v in lookups.vat_codes
+                        if v.direction in (None, direction)
+                    ],
+                    self._current(name),
+                    lambda value, d=direction: _vat_note(value, d, lookups.vat_codes),
+                )
+        if lookups.journals is not None:
+            for name in JOURNAL_FIELDS:
+                if name in fields:
+                    _use_select(
+                        fields[name],
+                        [(j.code, journal_label(j)) for j in lookups.journals],
+                        self._current(name),
+                        lambda value: NOT_IN_TOOL,
+                    )
+        if folder_first:
+            for name in (*ACCOUNT_FIELD_CLASSES, *VAT_CODE_FIELD_DIRECTIONS, *JOURNAL_FIELDS):
+                if name in fields:
+                    fields[name].help_text = f"{fields[name].help_text} {FOLDER_FIRST_HELP}".strip()
+
+    # -- validation ------------------------------------------------------------------------------
+
+    def clean(self):
+        cleaned = super().clean()
+        client = cleaned.get("client")
+        if client is not None:
+            try:
+                flow_validate_connections(
+                    client=client,
+                    invoicing_connection=cleaned.get("invoicing_connection"),
+                    accounting_connection=cleaned.get("accounting_connection"),
+                )
+            except ValidationError as exc:
+                for field_name, errors in exc.message_dict.items():
+                    if field_name in self.cleaned_data:
+                        self.add_error(field_name, errors)
+        minutes = cleaned.get("schedule_minutes")
+        if minutes and minutes > MAX_SCHEDULE_MINUTES:
+            self.add_error(
+                "schedule_minutes", f"Run at least every {MAX_SCHEDULE_MINUTES} minutes."
+            )
+        lookups = self._lookups_for(cleaned)
+        if lookups is not None:
+            self._check_against(lookups, cleaned)
+        if cleaned.get("enabled") and not self.errors:
+            self._check_enabling(cleaned)
+        return cleaned
+
+    def _lookups_for(self, cleaned: dict) -> FlowLookups | None:
+        """The lookups of the connection and folder being saved: those the form was built with,
+        or else read (cache first) for the new ones."""
+        target = cleaned.get("accounting_connection")
+        if target is None or "accounting_connection" in self.errors:
+            return None
+        folder = cleaned.get("folder") or ""
+        if (
+            self.lookups is not None
+            and self.instance.pk
+            and self.instance.accounting_connection_id == target.pk
+            and self.lookups.folder == folder
+        ):
+            return self.lookups
+        if self.load_lookups is None:
+            return None
+        return type(self).load_lookups(
+            SyncFlow(
+                accounting_connection=target,
+                invoicing_connection=cleaned.get("invoicing_connection"),
+                folder=folder,
+            )
+        )
+
+    def _check_against(self, lookups: FlowLookups, cleaned: dict) -> None:
+        folder = cleaned.get("folder") or ""
+        if problem := folder_problem(folder, lookups.folders):
+            self.add_error("folder", problem)
+        elif folder and lookups.folders is not None:
+            chosen = next(f for f in lookups.folders if f.id == folder)
+            if folder != self.instance.folder or not cleaned.get("folder_name"):
+                cleaned["folder_name"] = chosen.name
+            if folder != self.instance.folder and chosen.currency:
+                cleaned["company_currency"] = chosen.currency
+        for name in ACCOUNT_FIELD_CLASSES:
+            if problem := account_problem(cleaned.get(name) or "", lookups.accounts):
+                self.add_error(name, problem)
+        for name, direction in VAT_CODE_FIELD_DIRECTIONS.items():
+            if problem := vat_code_problem(cleaned.get(name) or "", direction, lookups.vat_codes):
+                self.add_error(name, problem)
+        for name in JOURNAL_FIELDS:
+            if problem := journal_problem(cleaned.get(name) or "", lookups.journals):
+                self.add_error(name, problem)
+
+    def _mapping_rows(self) -> dict[str, list[dict]] | None:
+        """The mapping rows the admin's inlines are about to save (None: an inline is invalid,
+        its own errors say why)."""
+        rows: dict[str, list[dict]] = {}
+        for key, formset in getattr(self.instance, "_mapping_formsets", {}).items():
+            if not formset.is_valid():
+                return None
+            rows[key] = [
+                form.cleaned_data
+                for form in formset.forms
+                if form.cleaned_data and not form.cleaned_data.get("DELETE")
+            ]
+        return rows
+
+    def _check_enabling(self, cleaned: dict) -> None:
+        rows = self._mapping_rows()
+        if rows is None:
+            return
+        flow = SyncFlow(
+            **{f.attname: getattr(self.instance, f.attname) for f in SyncFlow._meta.concrete_fields}
+        )
+        for name, value in cleaned.items():
+            setattr(flow, name, value)
+        before = SyncFlow.objects.filter(pk=self.instance.pk).first() if self.instance.pk else None
+        try:
+            flow_enabling_check(flow=flow, before=before, **rows)
+        except ValidationError as exc:
+            self.add_error("enabled", exc.message_dict["enabled"])
+        else:
+            self.prospective_mappings = rows
+
+
+# -- Inlines ---------------------------------------------------------------------------------
+
+
+class MappingFormSet(forms.BaseInlineFormSet):
+    """Registers itself on the flow being edited, so that the flow's form can check the setup
+    with the rows about to be saved (the admin builds the inlines before it validates the
+    flow's form, on the same flow instance)."""
+
+    mapping_key: ClassVar[str] = ""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.mapping_key:
+            self.instance.__dict__.setdefault("_mapping_formsets", {})[self.mapping_key] = self
+
+
+class VatMappingFormSet(MappingFormSet):
+    mapping_key = "vat_mappings"
+
+    def clean(self):
+        super().clean()
+        # The database lets rows without a rate repeat (NULLs are distinct): check here.
+        seen = set()
+        for form in self.forms:
+            if not hasattr(form, "cleaned_data") or not form.cleaned_data:
+                continue
+            if form.cleaned_data.get("DELETE"):
+                continue
+            key = vat_mapping_key(form.cleaned_data)
+            if key in seen:
+                raise ValidationError("A source rate or tax is mapped twice.")
+            seen.add(key)
+
+
+class JournalMappingFormSet(MappingFormSet):
+    mapping_key = "journal_mappings"
+
+
+class VatMappingForm(LookupFormMixin, forms.ModelForm):
+    source_name = forms.CharField(
+        label="source tax",
+        required=False,
+        disabled=True,
+        help_text="The invoicing tool's name for this rate or tax, where it was read.",
+    )
+
+    class Meta:
+        model = VatMapping
+        fields = ("direction", "source_rate", "source_tax_id", "target_code")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        lookups = self.lookups
+        if lookups is None:
+            return
+        direction = self._direction()
+        if lookups.source_rates is not None and not self.initial.get("source_name"):
+            self.initial["source_name"] = self._source_name(lookups, direction)
+        if lookups.vat_codes is None or "target_code" not in self.fields:
+            return
+        if direction:
+            choices = [
+                (v.code, vat_code_label(v))
+                for v in lookups.vat_codes
+                if v.direction in (None, Direction(direction))
+            ]
+        else:
+            choices = [
+                (
+                    label,
+                    [(v.code, vat_code_label(v)) for v in lookups.vat_codes if v.direction == d],
+                )
+                for label, d in (
+                    ("Sales", Direction.SALES),
+                    ("Purchases", Direction.PURCHASES),
+                    ("Both", None),
+                )
+            ]
+            choices = [group for group in choices if group[1]]
+        _use_select(
+            self.fields["target_code"],
+            choices,
+            self._current("target_code"),
+            lambda value: _vat_note(value, direction, lookups.vat_codes),
+        )
+
+    def _direction(self) -> str:
+        if self.is_bound:
+            value = self.data.get(self.add_prefix("direction"))
+        else:
+            value = self.initial.get("direction") or self.instance.direction
+        return value if value in {d.value for d in Direction} else ""
+
+    def _source_name(self, lookups: FlowLookups, direction: str) -> str:
+        tax_id = self.initial.get("source_tax_id") or self.instance.source_tax_id
+        rate = self.initial.get("source_rate", self.instance.source_rate)
+        names = [
+            s.name
+            for s in lookups.source_rates or ()
+            if s.name
+            and s.direction.value == direction
+            and (s.tax_id == tax_id if tax_id else rate is not None and s.rate == rate)
+        ]
+        return ", ".join(dict.fromkeys(names))
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.lookups is not None:
+            code, direction = cleaned.get("target_code") or "", cleaned.get("direction")
+            if problem := vat_code_problem(code, direction, self.lookups.vat_codes):
+                self.add_error("target_code", problem)
+        return cleaned
+
+
+class JournalMappingForm(LookupFormMixin, forms.ModelForm):
+    class Meta:
+        model = JournalMapping
+        fields = ("source_journal", "target_journal")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        lookups = self.lookups
+        if lookups is None:
+            return
+        if lookups.source_journals is not None and "source_journal" in self.fields:
+            _use_select(
+                self.fields["source_journal"],
+                [(j.code, journal_label(j)) for j in lookups.source_journals],
+                self._current("source_journal"),
+                lambda value: "not a journal of the invoicing tool",
+            )
+        if lookups.journals is not None and "target_journal" in self.fields:
+            _use_select(
+                self.fields["target_journal"],
+                [(j.code, journal_label(j)) for j in lookups.journals],
+                self._current("target_journal"),
+                lambda value: NOT_IN_TOOL,
+            )
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.lookups is not None:
+            code = cleaned.get("target_journal") or ""
+            if problem := journal_problem(code, self.lookups.journals):
+                self.add_error("target_journal", problem)
+        return cleaned
