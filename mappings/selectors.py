@@ -25,7 +25,7 @@ from connectors.canonical import (
 from connectors.errors import error_info
 from connectors.models import LookupCache
 from mappings.models import SyncFlow
-from mappings.suggestions import suggest
+from mappings.suggestions import suggest, suggest_vat_code
 from syncs.config import TargetLookups
 
 # The flow's links to its client and connections: set through the services, exported by name.
@@ -517,20 +517,24 @@ def _vat_step(
     ]
     if bad_codes:
         problems.append(f"not {label} codes of the accounting tool: {_listed(bad_codes)}")
+    if problems:
+        return Step(name, False, "; ".join(problems).capitalize() + ".", anchor, key)
+    detail = f"{len(mine)} mapping{'s' if len(mine) != 1 else ''}."
     if lookups.source_rates is not None:
+        # Sources list every tax they have, not only those invoices use (Tryton's chart holds
+        # overseas and press rates most firms never bill): an unmapped one is a warning, and an
+        # invoice that does use it fails alone with MAPPING_TAX_RATE_NOT_FOUND.
         unmapped = [
             _source_tax_text(s)
             for s in lookups.source_rates
             if s.direction is direction and not vat_rate_covered(s, mine)
         ]
-        if unmapped:
-            problems.append(f"not mapped: {_listed(unmapped)}")
-    if problems:
-        return Step(name, False, "; ".join(problems).capitalize() + ".", anchor, key)
-    every = " (every rate of the invoicing tool)" if lookups.source_rates is not None else ""
-    return Step(
-        name, True, f"{len(mine)} mapping{'s' if len(mine) != 1 else ''}{every}.", anchor, key
-    )
+        detail += (
+            f" Not mapped (invoices using them will fail until they are): {_listed(unmapped)}."
+            if unmapped
+            else " Every rate of the invoicing tool is mapped."
+        )
+    return Step(name, True, detail, anchor, key)
 
 
 def _fields_step(
@@ -612,13 +616,25 @@ def flow_setup_checklist(
     steps.append(_vat_step(Direction.SALES, flow, rows, lookups))
     steps.append(_vat_step(Direction.PURCHASES, flow, rows, lookups))
 
+    # Rounding lines are outside VAT. Where the accounting tool has no single plain 0 % code for
+    # a direction (Tryton's French chart: none for purchases, only intra-EU and export exemptions
+    # for sales), they are posted without a VAT code and there is nothing to set.
+    without_zero_code = {
+        d
+        for d in Direction
+        if lookups.vat_codes is not None
+        and suggest_vat_code(list(lookups.vat_codes), d, Decimal(0)) is None
+    }
     steps.append(
         _fields_step(
             flow,
             key="rounding_vat",
             name="Rounding VAT codes set",
             required=[
-                f for f, direction in VAT_CODE_FIELD_DIRECTIONS.items() if direction in directions
+                f
+                for f, direction in VAT_CODE_FIELD_DIRECTIONS.items()
+                if direction in directions
+                and (direction not in without_zero_code or getattr(flow, f))
             ],
             problem_of=lambda f, value: vat_code_problem(
                 value, VAT_CODE_FIELD_DIRECTIONS[f], lookups.vat_codes

@@ -487,11 +487,12 @@ def test_checklist_follows_the_scope_the_connections_and_the_source_rates(memory
     assert steps["purchases_vat"] == (True, "Not needed: purchases are out of scope.")
     assert all(done for done, _ in steps.values())
 
-    # Once the source's rates are read, every one of them must be mapped.
+    # Once the source's rates are read, those not mapped are named (a warning, not a blocker:
+    # sources list taxes nobody bills, and an invoice using one fails alone with its code).
     MemorySource.put(InvoiceFactory(lines=(InvoiceLineFactory(tax_rate=Decimal("5.5")),)))
     flow_lookups_load(flow=flow)
     done, detail = _steps(flow)["sales_vat"]
-    assert not done and "Not mapped: 5.5 %" in detail
+    assert done and "Not mapped (invoices using them will fail until they are): 5.5 %" in detail
 
     # A failed check of a connection is a missing step, until the tool is read again.
     flow.accounting_connection.last_check_ok = False
@@ -757,3 +758,28 @@ def test_a_viewer_sees_the_lists_last_read_and_never_calls_the_tools(client, mem
     refresh = reverse("admin:mappings_syncflow_refresh_lookups", args=[flow.pk])
     assert client.post(refresh).status_code == 403
     assert not LookupCache.objects.exists()
+
+
+def test_rounding_vat_is_required_only_where_the_target_has_one_plain_zero_rate_code(
+    memory_connectors,
+):
+    _, target = memory_connectors
+    target.vat_codes = tuple(v for v in target.vat_codes if v.code != "A0")
+    flow = complete_flow(purchases_rounding_vat_code="")
+    flow_lookups_load(flow=flow, refresh=True)
+    assert _steps(flow)["rounding_vat"][0]
+    flow.sales_rounding_vat_code = ""
+    flow.save()
+    assert not _steps(flow)["rounding_vat"][0]  # sales do have a 0 % code: choose it
+    # Several 0 % codes that mean different things (exports of goods, of services): blank is
+    # accepted, rounding lines then carry no VAT code.
+    from connectors.canonical import Direction, VatCode
+
+    exempt = "Exonération ventes de {} hors communauté"
+    target.vat_codes = (
+        *(v for v in target.vat_codes if v.code != "V0"),
+        VatCode("EXO-B", Decimal(0), exempt.format("biens"), None, Direction.SALES),
+        VatCode("EXO-S", Decimal(0), exempt.format("services"), None, Direction.SALES),
+    )
+    flow_lookups_load(flow=flow, refresh=True)
+    assert _steps(flow)["rounding_vat"][0]

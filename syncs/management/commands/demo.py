@@ -4,6 +4,7 @@ the django-q2 ORM broker; Tryton runs on its own PostgreSQL cluster under var/tr
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 import signal
 import subprocess
@@ -19,10 +20,20 @@ from django.core.management.base import BaseCommand, CommandError
 
 from connectors.models import Client, Connection
 from connectors.providers.tryton.sandbox import TrytonSandbox
-from connectors.services import client_create, connection_create, connection_update
+from connectors.services import (
+    client_create,
+    connection_check,
+    connection_create,
+    connection_update,
+)
 from mappings.models import SyncFlow
 from mappings.selectors import flow_setup_checklist
-from mappings.services import flow_create, flow_mappings_suggest
+from mappings.services import (
+    flow_create,
+    flow_lookups_load,
+    flow_mappings_suggest,
+    flow_update,
+)
 from syncs.models import RunTrigger
 from syncs.services import flow_sync
 
@@ -129,16 +140,26 @@ class Command(BaseCommand):
             )
             if left:
                 self.stdout.write(f"  Left for you to map in the admin: {', '.join(left)}.")
-            flow.refresh_from_db()
-            # A flow is enabled only once its setup checklist is complete: the demo leaves the
-            # last steps (the start date at least) to be done in the admin.
-            missing = [s.name for s in flow_setup_checklist(flow) if not s.done]
-            self.stdout.write(
-                "  The flow is disabled until its setup is complete in the admin "
-                f"(missing: {', '.join(missing)})."
-                if missing
-                else "  The flow's setup is complete: enable it in the admin."
+            # The sample goes back to last year: start there, check both connections (two steps
+            # of the checklist), then enable the flow so its schedule runs.
+            flow_update(
+                flow=SyncFlow.objects.get(pk=flow.pk),
+                data={"start_date": dt.date(dt.date.today().year - 1, 1, 1)},
             )
+            for connection in connections.values():
+                check = connection_check(connection=connection)
+                self.stdout.write(f"  Test connection {connection.name}: {check.message}")
+            flow = SyncFlow.objects.get(pk=flow.pk)
+            flow_lookups_load(flow=flow)  # the checklist checks values against the tool's lists
+            missing = [s.name for s in flow_setup_checklist(flow) if not s.done]
+            if missing:
+                self.stdout.write(
+                    f"  The flow stays disabled until its setup is complete: {', '.join(missing)}."
+                )
+            else:
+                flow_update(flow=flow, data={"enabled": True})
+                self.stdout.write("  Setup complete: the flow is enabled and scheduled hourly.")
+            flow.refresh_from_db()
         return flow
 
     def ensure_admin_user(self) -> tuple[str, str]:
