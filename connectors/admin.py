@@ -24,14 +24,17 @@ from connectors.services import (
 
 
 class CascadeLogsDeleteMixin:
-    """Runs and records are read-only logs nobody may delete one by one, yet they belong to their
-    flow: deleting a flow (or a client) takes them along without asking for that permission."""
+    """Runs, records and configuration changes are read-only logs nobody may delete one by one,
+    yet they belong to their flow or client: deleting a flow (or a client) takes them along
+    without asking for that permission. (A flow's configuration changes outlive the flow; a
+    client's go with the client.)"""
 
     def get_deleted_objects(self, objs, request):
-        from syncs.models import SyncedRecord, SyncRun  # syncs depends on connectors
+        from mappings.models import ConfigChange  # mappings and syncs depend on connectors
+        from syncs.models import SyncedRecord, SyncRun
 
         deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
-        logs = {str(SyncRun._meta.verbose_name), str(SyncedRecord._meta.verbose_name)}
+        logs = {str(model._meta.verbose_name) for model in (SyncRun, SyncedRecord, ConfigChange)}
         return deleted, counts, {p for p in perms_needed if str(p) not in logs}, protected
 
 

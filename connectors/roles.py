@@ -1,7 +1,7 @@
 """The staff roles, as Django groups, and the permissions each one holds.
 
 A role says what a user may do; Client.members says on which clients' objects. The groups are
-created by the data migration connectors/0002_roles, which holds a copy of these lists (migrations
+created by the data migrations connectors/0002_roles and later ones, the latest holding a copy of these lists (migrations
 never import app code that may change later): a change here needs a new migration, and
 tests/integration/test_access.py fails until it has one.
 """
@@ -40,6 +40,7 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "syncs.view_syncedrecord",
         "syncs.view_partnerlink",
         "syncs.delete_partnerlink",
+        "mappings.view_configchange",
     ),
     # Reviews runs and records: starts runs ("Sync now" adds a run), retries records and sets their
     # overrides (changing a record); reads the configuration.
@@ -53,6 +54,7 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "syncs.add_syncrun",
         "syncs.view_syncedrecord",
         "syncs.change_syncedrecord",
+        "mappings.view_configchange",
     ),
     # Reads everything, changes nothing.
     VIEWER: (
@@ -64,5 +66,6 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "syncs.view_syncrun",
         "syncs.view_syncedrecord",
         "syncs.view_partnerlink",
+        "mappings.view_configchange",
     ),
 }

@@ -69,6 +69,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "invsync.middleware.RequireStaffTOTPMiddleware",
+    "mappings.audit.AuditActorMiddleware",
 ]
 
 ROOT_URLCONF = "invsync.urls"

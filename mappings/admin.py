@@ -15,6 +15,7 @@ from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, path, reverse
 from django.utils.formats import date_format
 from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 from django.utils.text import slugify
 from django.utils.timezone import localtime
 
@@ -27,7 +28,7 @@ from mappings.forms import (
     VatMappingForm,
     VatMappingFormSet,
 )
-from mappings.models import JournalMapping, SyncFlow, VatMapping
+from mappings.models import ConfigChange, JournalMapping, SyncFlow, VatMapping
 from mappings.portable import flow_export
 from mappings.selectors import (
     FlowLookups,
@@ -540,3 +541,53 @@ class SyncFlowAdmin(CascadeLogsDeleteMixin, ClientScopedAdminMixin, admin.ModelA
         filename = f"flow-{slugify(flow.client.name)}-{slugify(flow.name)}.json"
         response["Content-Disposition"] = f'attachment; filename="{filename}"'
         return response
+
+
+@admin.register(ConfigChange)
+class ConfigChangeAdmin(ClientScopedAdminMixin, admin.ModelAdmin):
+    """The audit of flow configuration: read-only, as a log should be."""
+
+    client_lookup = "client"
+    list_display = ("at", "flow_label", "action", "actor_label", "changed_settings")
+    list_filter = ("action", ("flow", admin.RelatedOnlyFieldListFilter), "client")
+    search_fields = ("flow_label", "actor_label")
+    date_hierarchy = "at"
+    readonly_fields = (
+        "at", "client", "flow", "flow_label", "action", "actor", "actor_label",
+        "changes_display", "snapshot_display",
+    )  # fmt: skip
+    fields = readonly_fields
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="settings changed")
+    def changed_settings(self, obj: ConfigChange) -> str:
+        names = list(obj.changes)
+        return ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+
+    @admin.display(description="what changed")
+    def changes_display(self, obj: ConfigChange):
+        rows = []
+        for name, change in obj.changes.items():
+            if "added" in change:
+                text = "; ".join(
+                    [f"+ {x}" for x in change["added"]] + [f"− {x}" for x in change["removed"]]
+                )
+            else:
+                text = f"{change['from']!r} → {change['to']!r}"
+            rows.append(format_html("<tr><th>{}</th><td>{}</td></tr>", name, text))
+        return format_html("<table>{}</table>", mark_safe("".join(rows)))  # noqa: S308 - escaped rows
+
+    @admin.display(description="configuration after")
+    def snapshot_display(self, obj: ConfigChange):
+        return format_html(
+            "<pre style='white-space:pre-wrap'>{}</pre>",
+            json.dumps(obj.snapshot, indent=2, ensure_ascii=False),
+        )

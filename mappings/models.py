@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
 
@@ -285,3 +286,58 @@ class JournalMapping(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source_journal} → {self.target_journal}"
+
+
+class ConfigChange(models.Model):
+    """One change of a flow's configuration or mappings: who, when, what (read-only audit)."""
+
+    class Action(models.TextChoices):
+        CREATED = "created", "Created"
+        CHANGED = "changed", "Changed"
+        DELETED = "deleted", "Deleted"
+
+    client = models.ForeignKey(
+        Client, on_delete=models.CASCADE, related_name="config_changes", verbose_name="client"
+    )
+    flow = models.ForeignKey(
+        SyncFlow,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="config_changes",
+        verbose_name="flow",
+    )
+    flow_label = models.CharField(
+        "flow name", max_length=300, help_text="The flow's name then (kept after a deletion)."
+    )
+    at = models.DateTimeField("when", auto_now_add=True, db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name="who",
+    )
+    actor_label = models.CharField(
+        "who (as recorded)",
+        max_length=200,
+        help_text="The user's email or name, or the command or process that made the change.",
+    )
+    action = models.CharField("action", max_length=20, choices=Action.choices)
+    changes = models.JSONField(
+        "what changed",
+        default=dict,
+        help_text="Each changed setting with its value before and after; mappings added and "
+        "removed.",
+    )
+    snapshot = models.JSONField(
+        "configuration after", default=dict, help_text="The whole configuration after the change."
+    )
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        verbose_name = "configuration change"
+
+    def __str__(self) -> str:
+        return f"{self.flow_label}: {self.get_action_display()} by {self.actor_label}"

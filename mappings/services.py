@@ -87,6 +87,9 @@ def flow_config_changed(*, flow: SyncFlow) -> None:
     are then retried automatically."""
     SyncFlow.objects.filter(pk=flow.pk).update(config_version=F("config_version") + 1)
     flow.refresh_from_db(fields=["config_version"])
+    from mappings.audit import config_change_record
+
+    config_change_record(flow=flow)
 
 
 def flow_schedule_sync(*, flow: SyncFlow) -> Schedule | None:
@@ -230,7 +233,10 @@ def flow_mappings_replace(
 @transaction.atomic
 def flow_delete(*, flow: SyncFlow) -> None:
     """Delete a flow with its mappings, runs and records, and its schedule."""
+    from mappings.audit import config_change_record
+
     Schedule.objects.filter(name=flow_schedule_name(flow.pk)).delete()
+    config_change_record(flow=flow, deleted=True)
     flow.delete()
 
 

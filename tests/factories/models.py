@@ -108,6 +108,14 @@ class SyncFlowFactory(factory.django.DjangoModelFactory):
                 flow=self, direction=direction, source_rate=Decimal(rate), target_code=code
             )
 
+    @factory.post_generation
+    def audit_baseline(self, create, extracted, **kwargs):
+        """The first audit record, as flow_create makes it (factories bypass the services)."""
+        if create:
+            from mappings.audit import config_change_record
+
+            config_change_record(flow=self)
+
 
 class VatMappingFactory(factory.django.DjangoModelFactory):
     class Meta:

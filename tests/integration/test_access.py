@@ -227,7 +227,7 @@ def _as_sets(role_permissions: dict) -> dict[str, set[str]]:
 
 
 def test_the_roles_migration_makes_the_groups_of_connectors_roles():
-    migration = importlib.import_module("connectors.migrations.0002_roles")
+    migration = importlib.import_module("connectors.migrations.0003_roles_config_changes")
     assert _as_sets(migration.ROLE_PERMISSIONS) == _as_sets(roles.ROLE_PERMISSIONS)
     in_database = {
         group.name: {

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from mappings.audit import acting_as
 from mappings.portable import PortableError, flow_import
 
 
@@ -29,6 +30,10 @@ class Command(BaseCommand):
         parser.add_argument("--name", metavar="NEW_NAME", help="Give the flow this name.")
 
     def handle(self, *args, **options):
+        with acting_as("command import_flow"):
+            return self._handle(**options)
+
+    def _handle(self, **options):
         try:
             if options["file"] == "-":
                 text = sys.stdin.read()

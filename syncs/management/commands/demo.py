@@ -26,6 +26,7 @@ from connectors.services import (
     connection_create,
     connection_update,
 )
+from mappings.audit import acting_as
 from mappings.models import SyncFlow
 from mappings.selectors import flow_setup_checklist
 from mappings.services import (
@@ -73,7 +74,8 @@ class Command(BaseCommand):
         self.stdout.write(f"  Tryton at {state['url']} (databases {state['databases']})")
 
         self.step("Creating the demo client, connections and flow")
-        flow = self.ensure_flow(state, tryton_password)
+        with acting_as("command demo"):
+            flow = self.ensure_flow(state, tryton_password)
         login, password = self.ensure_admin_user()
 
         self.step("First sync")

@@ -1,0 +1,117 @@
+"""The audit of flow configuration: who changed what, when.
+
+Every change of a flow's settings or mappings ends in ``flow_config_changed`` (and a deletion in
+``flow_delete``); both record a :class:`ConfigChange` holding the difference between the flow's
+configuration snapshot now and the one last recorded. The actor comes from the request (see
+:class:`AuditActorMiddleware`) or from :func:`acting_as` in commands; anything else is "system".
+"""
+
+from __future__ import annotations
+
+import contextlib
+from contextvars import ContextVar
+from decimal import Decimal
+from typing import Any
+
+from mappings.models import ConfigChange, SyncFlow
+from mappings.selectors import flow_configuration_fields
+
+_actor: ContextVar[Any] = ContextVar("invsync_audit_actor", default=None)
+
+
+@contextlib.contextmanager
+def acting_as(actor):
+    """Attribute the configuration changes made inside the block to ``actor`` (a user, or a
+    label such as "command import_flow")."""
+    token = _actor.set(actor)
+    try:
+        yield
+    finally:
+        _actor.reset(token)
+
+
+class AuditActorMiddleware:
+    """Attributes the configuration changes a request makes to its signed-in user."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated:
+            with acting_as(user):
+                return self.get_response(request)
+        return self.get_response(request)
+
+
+def _text(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f")
+    return str(value)
+
+
+def flow_config_snapshot(flow: SyncFlow) -> dict[str, Any]:
+    """The flow's whole configuration as plain values: settings, connections and mappings."""
+    data = {name: _text(getattr(flow, name)) for name in flow_configuration_fields()}
+    data["invoicing_connection"] = str(flow.invoicing_connection)
+    data["accounting_connection"] = str(flow.accounting_connection)
+    data["vat_mappings"] = sorted(
+        f"{m.direction} {m.source_tax_id or _text(m.source_rate) + ' %'} → {m.target_code}"
+        for m in flow.vat_mappings.all()
+    )
+    data["journal_mappings"] = sorted(
+        f"{m.source_journal} → {m.target_journal}" for m in flow.journal_mappings.all()
+    )
+    return data
+
+
+def _diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    changes: dict[str, Any] = {}
+    for key in sorted(set(before) | set(after)):
+        old, new = before.get(key), after.get(key)
+        if old == new:
+            continue
+        if isinstance(old, list) or isinstance(new, list):
+            old_set, new_set = set(old or []), set(new or [])
+            changes[key] = {
+                "added": sorted(new_set - old_set),
+                "removed": sorted(old_set - new_set),
+            }
+        else:
+            changes[key] = {"from": old, "to": new}
+    return changes
+
+
+def _actor_fields() -> dict[str, Any]:
+    actor = _actor.get()
+    if actor is None:
+        return {"actor": None, "actor_label": "system"}
+    if isinstance(actor, str):
+        return {"actor": None, "actor_label": actor[:200]}
+    label = getattr(actor, "email", "") or actor.get_username()
+    return {"actor": actor, "actor_label": label[:200]}
+
+
+def config_change_record(*, flow: SyncFlow, deleted: bool = False) -> ConfigChange | None:
+    """Record what changed in the flow's configuration since the last record (nothing when
+    nothing did)."""
+    last = ConfigChange.objects.filter(flow=flow).order_by("-at", "-id").first()
+    if deleted:
+        return ConfigChange.objects.create(
+            client_id=flow.client_id, flow=None, flow_label=str(flow)[:300],
+            action=ConfigChange.Action.DELETED, changes={},
+            snapshot=last.snapshot if last else {}, **_actor_fields(),
+        )  # fmt: skip
+    snapshot = flow_config_snapshot(flow)
+    if last is None:
+        action, changes = ConfigChange.Action.CREATED, _diff({}, snapshot)
+    else:
+        action, changes = ConfigChange.Action.CHANGED, _diff(last.snapshot, snapshot)
+        if not changes:
+            return None
+    return ConfigChange.objects.create(
+        client_id=flow.client_id, flow=flow, flow_label=str(flow)[:300], action=action,
+        changes=changes, snapshot=snapshot, **_actor_fields(),
+    )  # fmt: skip
