@@ -1,9 +1,9 @@
 """The staff roles, as Django groups, and the permissions each one holds.
 
 A role says what a user may do; Client.members says on which clients' objects. The groups are
-created by the data migrations connectors/0002_roles and later ones, the latest holding a copy of these lists (migrations
-never import app code that may change later): a change here needs a new migration, and
-tests/integration/test_access.py fails until it has one.
+created by the data migrations connectors/0002_roles and later ones, the latest holding a copy of
+these lists (migrations never import app code that may change later): a change here needs a new
+migration, and tests/integration/test_access.py fails until it has one.
 """
 
 from __future__ import annotations
