@@ -1,11 +1,25 @@
-"""Benchmark connectors: a source that generates invoices on demand (nothing held in memory) and a
-target that writes nothing but counts every call. Registered only inside :func:`registered`."""
+"""Benchmark connectors.
+
+- In one process: :class:`GeneratedSource` generates invoices on demand (nothing held in memory)
+  and :class:`CountingTarget` writes nothing but counts every call (class attributes: their state
+  is per process). Registered only inside :func:`registered`.
+- Across processes (bench/scale.py, tests/integration/test_scale_out.py): :class:`SharedSource`
+  generates a flow's invoices from its connection's settings alone (seed and count, so every
+  worker process sees the same invoices) and :class:`SharedTarget` records every entry written in
+  Redis (a hash per ledger: external id → times written), so "each invoice written exactly once"
+  can be checked across processes and hosts. Provider key ``shared``; registered in worker
+  processes by the ``bench`` app of ``bench/scale_settings.py`` (:func:`register_shared`), never
+  in the shipped registry.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import itertools
+import os
+import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from decimal import Decimal
@@ -14,9 +28,11 @@ from connectors import registry
 from connectors.base import (
     AccountingTarget,
     AuthKind,
+    ConnectionConfig,
     EntryResult,
     EntryToWrite,
     InvoicingSource,
+    SettingField,
     SourceRecordError,
 )
 from connectors.canonical import (
@@ -212,18 +228,24 @@ def engine_config() -> FlowConfig:
     )  # fmt: skip
 
 
-def make_flow(name: str):
+def make_flow(
+    name: str,
+    *,
+    provider: str = "bench",
+    source_settings: dict | None = None,
+    target_settings: dict | None = None,
+):
     from connectors.models import Client, Connection
     from mappings.models import SyncFlow, VatMapping
 
     client = Client.objects.create(name=f"Bench {name}")
     source = Connection.objects.create(
-        client=client, name="source", kind="invoicing", provider="bench", auth_kind="api_key",
-        credentials={"api_key": "bench"},
+        client=client, name="source", kind="invoicing", provider=provider, auth_kind="api_key",
+        credentials={"api_key": "bench"}, settings=source_settings or {},
     )  # fmt: skip
     target = Connection.objects.create(
-        client=client, name="target", kind="accounting", provider="bench", auth_kind="api_key",
-        credentials={"api_key": "bench"},
+        client=client, name="target", kind="accounting", provider=provider, auth_kind="api_key",
+        credentials={"api_key": "bench"}, settings=target_settings or {},
     )  # fmt: skip
     flow = SyncFlow.objects.create(
         client=client, name=name, invoicing_connection=source, accounting_connection=target,
@@ -237,3 +259,249 @@ def make_flow(name: str):
             flow=flow, direction=vat.direction.value, source_rate=vat.rate, target_code=vat.code
         )
     return flow
+
+
+# -- Shared connectors: state in Redis, for several worker processes ---------------------------
+
+SHARED_PREFIX = "invsync-bench"
+_SHARED_COMMON = (
+    SettingField("redis_url", "Redis URL", "Where the shared ledger lives."),
+    SettingField("ledger", "Ledger", "The flow's own namespace in Redis."),
+    SettingField("latency_ms", "Latency (ms)", "Added to every call.", required=False),
+)
+
+
+def _shared_key(*parts: object) -> str:
+    return ":".join((SHARED_PREFIX, *map(str, parts)))
+
+
+# Counts the connectors open now (all flows) and keeps the highest count seen, in one step.
+_OPEN_SCRIPT = """
+local n = redis.call('INCR', KEYS[1])
+if n > tonumber(redis.call('GET', KEYS[2]) or '0') then redis.call('SET', KEYS[2], n) end
+return redis.call('INCR', KEYS[3])
+"""
+
+
+class _SharedConnector:
+    """What both shared connectors hold: a Redis client, the flow's ledger, a simulated latency."""
+
+    config: ConnectionConfig
+
+    def _open_shared(self) -> None:
+        import redis
+
+        settings = self.config.settings
+        self.redis = redis.Redis.from_url(settings["redis_url"])
+        self.ledger = settings["ledger"]
+        self.latency = int(settings.get("latency_ms") or 0) / 1000
+
+    def _wait(self) -> None:
+        if self.latency:
+            time.sleep(self.latency)
+
+
+class SharedSource(_SharedConnector, InvoicingSource):
+    """A flow's invoices generated from its settings (``seed``, ``count``): the same in every
+    process. While an instance is open (a run holds it from after its lease is taken to before it
+    is released) it counts itself in Redis, so two runs of one flow at a time are seen as an
+    overlap (``overlaps``), and it notes which cluster (``INVSYNC_SCALE_CLUSTER``) ran it."""
+
+    key = "shared"
+    name = "Generated invoices (shared, scale-out benchmarks)"
+    auth_kinds = (AuthKind.API_KEY,)
+    settings_fields = (
+        *_SHARED_COMMON,
+        SettingField("seed", "Seed", "Varies the amounts from flow to flow."),
+        SettingField("count", "Invoices", "How many invoices the source holds."),
+    )
+
+    def __init__(self, config: ConnectionConfig) -> None:
+        super().__init__(config)
+        self._open_shared()
+        self.seed = int(config.settings["seed"])
+        self.count = int(config.settings["count"])
+        self._closed = False
+        busy = self.redis.eval(
+            _OPEN_SCRIPT, 3, _shared_key("active"), _shared_key("max_active"),
+            _shared_key("busy", self.ledger),
+        )  # fmt: skip
+        where = os.environ.get("INVSYNC_SCALE_CLUSTER", "?")
+        with self.redis.pipeline() as pipe:
+            pipe.hincrby(_shared_key("runs_by_cluster"), where, 1)
+            if int(busy) > 1:
+                pipe.rpush(
+                    _shared_key("overlaps"), f"{self.ledger} cluster {where} pid {os.getpid()}"
+                )
+            pipe.execute()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with self.redis.pipeline() as pipe:
+            pipe.decr(_shared_key("busy", self.ledger))
+            pipe.decr(_shared_key("active"))
+            pipe.execute()
+        self.redis.close()
+
+    def _invoice(self, index: int) -> Invoice:
+        invoice = generated_invoice(index + self.seed)
+        return dataclasses.replace(
+            invoice,
+            source_id=f"s{self.seed}-{index}",
+            number=f"S{self.seed:03d}-{index:05d}",
+            updated_at=BASE_TIME + dt.timedelta(seconds=index),
+        )
+
+    def check_connection(self) -> ConnectionCheck:
+        return ConnectionCheck(True, "generated")
+
+    def iter_invoices(self, *, since, directions) -> Iterator[Invoice | SourceRecordError]:
+        start = 0 if since is None else max(0, int((since - BASE_TIME).total_seconds()))
+        for index in range(start, self.count):
+            if (index - start) % PAGE == 0:
+                self._wait()
+            yield self._invoice(index)
+
+    def get_invoice(self, source_id: str) -> Invoice:
+        self._wait()
+        return self._invoice(int(source_id.rsplit("-", 1)[1]))
+
+    def fetch_attachment(self, invoice: Invoice) -> Attachment:
+        self._wait()
+        return Attachment(f"{invoice.number}.pdf", "application/pdf", b"%PDF-1.4 bench")
+
+    def list_tax_rates(self) -> list[SourceTaxRate]:
+        return [SourceTaxRate(d, r) for d in Direction for r in set(RATES)]
+
+
+class SharedTarget(_SharedConnector, AccountingTarget):
+    """A ledger in Redis: partners (a hash id → name) and entries written (a hash external id →
+    times written, which must end at 1 each). Writing an entry twice is recorded, not refused, so
+    that the check at the end sees it."""
+
+    key = "shared"
+    name = "Shared ledger (scale-out benchmarks)"
+    auth_kinds = (AuthKind.API_KEY,)
+    settings_fields = _SHARED_COMMON
+    supports_draft_entries = supports_attachments = True
+    supports_partner_creation = supports_batch_writes = True
+
+    def __init__(self, config: ConnectionConfig) -> None:
+        super().__init__(config)
+        self._open_shared()
+        self.written = _shared_key("written", self.ledger)
+        self.partners = _shared_key("partners", self.ledger)
+
+    def close(self) -> None:
+        self.redis.close()
+
+    def check_connection(self) -> ConnectionCheck:
+        return ConnectionCheck(True, "shared")
+
+    def list_folders(self) -> list[Folder]:
+        self._wait()
+        return [Folder("1", "Bench company")]
+
+    def list_vat_codes(self, folder: str) -> list[VatCode]:
+        self._wait()
+        return list(VAT_CODES)
+
+    def list_journals(self, folder: str) -> list[Journal]:
+        self._wait()
+        return list(JOURNALS)
+
+    def list_accounts(self, folder: str, classes: Sequence[str] = ()) -> list[Account]:
+        self._wait()
+        return list(ACCOUNTS)
+
+    def find_partner_candidates(self, folder: str, partner: Partner) -> list[TargetPartner]:
+        self._wait()
+        return [
+            TargetPartner(key.decode(), name.decode())
+            for key, name in self.redis.hgetall(self.partners).items()
+            if name.decode() == partner.name
+        ]
+
+    def existing_partner_ids(self, folder: str, ids: Sequence[str]) -> set[str]:
+        self._wait()
+        if not ids:
+            return set()
+        found = self.redis.hmget(self.partners, list(ids))
+        return {i for i, name in zip(ids, found, strict=True) if name is not None}
+
+    def create_partner(self, folder: str, partner: Partner, direction: Direction) -> TargetPartner:
+        self._wait()
+        created = TargetPartner(f"t{self.redis.incr(_shared_key('ids'))}", partner.name)
+        self.redis.hset(self.partners, created.id, created.name)
+        return created
+
+    def create_entries(self, folder: str, entries: Sequence[EntryToWrite]) -> list[EntryResult]:
+        self._wait()
+        keys = [entry.posting.external_id for entry in entries]
+        with self.redis.pipeline() as pipe:
+            for key in keys:
+                pipe.hincrby(self.written, key, 1)
+            pipe.execute()
+        return [EntryResult(key, ref=EntryRef(key)) for key in keys]
+
+    def find_entries(self, folder: str, external_ids: Sequence[str]) -> dict[str, EntryRef]:
+        self._wait()
+        if not external_ids:
+            return {}
+        found = self.redis.hmget(self.written, list(external_ids))
+        return {
+            i: EntryRef(i)
+            for i, count in zip(external_ids, found, strict=True)
+            if count is not None
+        }
+
+
+_shared_registration = contextlib.ExitStack()
+
+
+def register_shared() -> None:
+    """Add the shared connectors to this process's registry for good (worker processes)."""
+    _shared_registration.close()
+    _shared_registration.enter_context(
+        registry.override([*registry.SHIPPED, SharedSource, SharedTarget])
+    )
+
+
+def shared_reset(redis_url: str) -> None:
+    """Forget every ledger and witness (before a measurement)."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=_shared_key("*"), count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+def shared_report(redis_url: str, ledgers: Sequence[str]) -> dict:
+    """What the shared connectors recorded: per ledger, how many times each entry was written;
+    the overlaps seen; the most connectors open at once; runs per cluster."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        return {
+            "written": {
+                ledger: {
+                    k: int(v) for k, v in client.hgetall(_shared_key("written", ledger)).items()
+                }
+                for ledger in ledgers
+            },
+            "overlaps": client.lrange(_shared_key("overlaps"), 0, -1),
+            "max_active": int(client.get(_shared_key("max_active")) or 0),
+            "open_now": int(client.get(_shared_key("active")) or 0),
+            "runs_by_cluster": {
+                k: int(v) for k, v in client.hgetall(_shared_key("runs_by_cluster")).items()
+            },
+        }
+    finally:
+        client.close()

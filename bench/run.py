@@ -6,7 +6,10 @@
 
 Each figure runs on a throw-away SQLite database under a temporary directory, with the connectors
 in bench/connectors.py (a source that generates invoices on demand and a target that only counts)
-except ``tryton_ratio``, which writes into a live Tryton started by the sandbox.
+except ``tryton_ratio``, which writes into a live Tryton started by the sandbox, and ``scale``
+(bench/scale.py), which runs one then two ``manage.py qcluster`` processes on a private PostgreSQL
+and a private Redis (skipped, with a note on stderr, where PostgreSQL 15 or redis-server is
+missing).
 """
 
 from __future__ import annotations
@@ -155,11 +158,22 @@ def bench_tryton(quick: bool) -> None:
     tryton_ratio(entries=50 if quick else 200, emit=emit)
 
 
+def bench_scale(quick: bool) -> None:
+    """Throughput with one and with two django-q2 clusters sharing PostgreSQL and Redis."""
+    from bench import scale
+
+    try:
+        scale.measure(quick, emit)
+    except scale.Unavailable as missing:
+        print(f"scale: skipped ({missing})", file=sys.stderr, flush=True)
+
+
 FIGURES = {
     "engine": bench_engine,
     "queries": bench_calls_and_queries,
     "backlog": bench_backlog,
     "tryton": bench_tryton,
+    "scale": bench_scale,
 }
 
 

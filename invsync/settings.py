@@ -101,6 +101,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {"timeout": 30, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
     )
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Each web process and each django-q2 worker keeps its connection for a while instead of
+    # opening one per request or task, and checks it before reuse, so that a restarted server or a
+    # dropped connection costs a reconnect, not an error. `?conn_max_age=` in the URL wins;
+    # `?conn_health_checks=false` turns the checks off (django-environ hands it over as a string).
+    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = str(
+        DATABASES["default"].get("CONN_HEALTH_CHECKS", True)
+    ).lower() not in ("false", "0", "off")
 # allauth's sign-in rate limits and used TOTP codes live in the cache: one process on a laptop;
 # production with several web processes sets a shared one (e.g. redis://127.0.0.1:6379/1).
 CACHES = {"default": env.cache("DJANGO_CACHE_URL", default="locmemcache://")}
