@@ -6,6 +6,7 @@ or syncs.services."""
 from __future__ import annotations
 
 import json
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
@@ -52,6 +53,19 @@ from syncs.models import RecordStatus, RunStatus, SyncedRecord
 __all__ = ["SyncFlowAdmin", "SyncFlowAdminForm", "VatMappingFormSet"]
 
 PROPOSE_VAT = "propose_vat"
+
+
+def _without_query_key(response, key: str):
+    """A redirect response whose target URL no longer carries ``key`` in its query string."""
+    location = response.get("Location") if hasattr(response, "get") else None
+    if not location or key not in location:
+        return response
+    parts = urlsplit(location)
+    query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k != key])
+    response["Location"] = urlunsplit(parts._replace(query=query))
+    return response
+
+
 TOOLS = {"accounting": "accounting tool", "invoicing": "invoicing tool"}
 
 
@@ -386,6 +400,16 @@ class SyncFlowAdmin(CascadeLogsDeleteMixin, ClientScopedAdminMixin, admin.ModelA
             )
 
     # Saving: the flow through its services, then the inlines, then the version and schedule.
+
+    def response_change(self, request, obj):
+        # Django keeps the query string on "Save and continue editing"; proposals must not come
+        # back once saved (rows the accountant removed would be proposed, and saved, again).
+        response = super().response_change(request, obj)
+        return _without_query_key(response, PROPOSE_VAT)
+
+    def response_add(self, request, obj, post_url_continue=None):
+        response = super().response_add(request, obj, post_url_continue)
+        return _without_query_key(response, PROPOSE_VAT)
 
     def save_model(self, request, obj, form, change):
         data = {name: form.cleaned_data[name] for name in form.cleaned_data}
