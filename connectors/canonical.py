@@ -224,11 +224,14 @@ class SourceJournal:
 
 @dataclass(frozen=True)
 class EntryRef:
-    """Where a written entry lives in the target."""
+    """Where a written entry lives in the target. ``posted`` is False for a draft (targets that
+    tell; a write interrupted between creating and posting leaves one, which writing the entry
+    again through ``create_entries`` finishes)."""
 
     id: str
     number: str = ""
     has_attachment: bool = False
+    posted: bool = True
 
 
 @dataclass(frozen=True)

@@ -270,7 +270,18 @@ def _lease_acquire(flow_id: int) -> str | None:
         .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
         .update(lease_owner=token, lease_until=now + timedelta(seconds=_lease_seconds()))
     )
-    return token if taken else None
+    if not taken:
+        return None
+    # Holding the lease, no other run of the flow is alive: one still marked running belongs to
+    # a worker that died (its lease lapsed). Close it, so it is not shown running forever.
+    SyncRun.objects.filter(flow_id=flow_id, status=RunStatus.RUNNING).update(
+        status=RunStatus.FAILED,
+        finished_at=now,
+        error_code=ErrorCode.UNEXPECTED,
+        error_message="The worker running this stopped before the run finished (its lease "
+        "lapsed); the next run resumed where it stopped.",
+    )
+    return token
 
 
 def _lease_renew(flow_id: int, token: str) -> None:
@@ -758,7 +769,10 @@ class _Run:
             found = self._call(self.target.find_entries, self.folder, list(by_external_id))
             for external_id, record in by_external_id.items():
                 ref = found.get(external_id)
-                if ref is None:
+                if ref is None or (not ref.posted and not self.flow.draft_entries):
+                    # Absent: push it again. A draft where the flow posts: the write died between
+                    # creating and posting; pushing it again finishes it (create_entries never
+                    # writes an external id twice).
                     record.status = RecordStatus.PENDING
                     record.save(update_fields=["status", "updated_at"])
                     continue

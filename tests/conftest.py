@@ -26,3 +26,42 @@ def q_sync(settings):
     Conf.SYNC = True
     yield
     Conf.SYNC = previous
+
+
+@pytest.fixture
+def file_db(transactional_db, django_db_blocker, tmp_path):
+    """Opt-in: this test's database is a SQLite file, so that another process sees what the test
+    commits (and the test what it commits). Yields the file's path; give it to the other process
+    as ``DATABASE_URL=sqlite:///<path>``.
+
+    pytest-django creates the test database once per session, in memory for SQLite (its
+    ``django_db_modify_db_settings`` hooks are session-wide), so this copies the migrated, empty
+    in-memory database into a file (SQLite's backup, as Django's own parallel runner does) and
+    points the default connection at it for the test. The in-memory connection is kept open
+    aside (closing it would destroy that database) and restored afterwards. Rows are committed
+    (``transactional_db``), so the file is simply deleted with ``tmp_path``."""
+    import sqlite3
+
+    from django.db import connections
+
+    connection = connections["default"]
+    if connection.vendor != "sqlite":
+        pytest.skip("file_db is for SQLite test databases")
+    path = tmp_path / "db.sqlite3"
+    with django_db_blocker.unblock():
+        connection.ensure_connection()
+        in_memory = connection.connection
+        name = connection.settings_dict["NAME"]
+        disk = sqlite3.connect(path)
+        try:
+            in_memory.backup(disk)
+        finally:
+            disk.close()
+        connection.connection = None  # set aside, open: the next query connects to the file
+        connection.settings_dict["NAME"] = str(path)
+        try:
+            yield path
+        finally:
+            connection.close()
+            connection.settings_dict["NAME"] = name
+            connection.connection = in_memory

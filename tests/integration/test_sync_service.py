@@ -561,3 +561,14 @@ def test_a_run_never_writes_back_overrides_it_loaded_before_a_person_saved_new_o
     fresh = SyncedRecord.objects.get(pk=stale.pk)
     assert fresh.overrides == {"lines": {"0": {"vat_code": "V20"}}}
     assert fresh.error_message == "changed by the run"
+
+
+def test_a_dead_workers_run_is_closed_when_its_lapsed_lease_is_taken_over(world, flow):
+    dead = SyncRun.objects.create(flow=flow, trigger="schedule")  # status running, never finished
+    SyncFlow.objects.filter(pk=flow.pk).update(
+        lease_owner="dead", lease_until=timezone.now() - dt.timedelta(seconds=1)
+    )
+    run(flow)
+    dead.refresh_from_db()
+    assert dead.status == RunStatus.FAILED and dead.finished_at is not None
+    assert "lease" in dead.error_message

@@ -1,11 +1,13 @@
 """The Tryton JSON-RPC client against a scripted HTTP server on 127.0.0.1: the error table, the
-retries it allows, typed values, and that credentials never leak."""
+retries it allows (reads after any passing failure, writes only when they certainly did not reach
+the server), the rate limiter, typed values, and that credentials never leak."""
 
 from __future__ import annotations
 
 import base64
 import contextlib
 import datetime as dt
+import email.utils
 import json
 import logging
 import threading
@@ -20,17 +22,18 @@ import pytest
 
 from connectors.base import AuthKind, ConnectionConfig, EntryToWrite
 from connectors.canonical import Direction, EntryLine, EntryRef, InvoiceType, Posting, TaxRole
-from connectors.errors import ConnectorError, ErrorCode
+from connectors.errors import ConnectorError, ErrorCode, InvsyncError
 from connectors.providers.tryton import client as client_module
 from connectors.providers.tryton.client import (
     ERROR_TABLE,
-    Action,
     TrytonClient,
     TrytonError,
     TrytonWarning,
+    client_from_config,
     decode_value,
     dumps,
     encode,
+    is_idempotent,
     loads,
 )
 from connectors.providers.tryton.source import TrytonSource
@@ -40,6 +43,8 @@ from connectors.providers.tryton.target import (
     _PeriodRow,
     external_id_of,
 )
+from connectors.ratelimit import RateLimiter, forget_shared_limiters
+from connectors.retry import NO_RETRY, Delivery, RetryPolicy
 
 PASSWORD = "s3cr3t-Pa55word!"
 TOKEN = "tok-9f8e7d6c5b4a"
@@ -61,6 +66,10 @@ def status(code: int, headers: dict[str, str] | None = None, body: bytes = b"") 
     return code, headers or {}, body
 
 
+# Read the request, then close the connection without answering.
+DROP: Reply = (0, {}, b"")
+
+
 class FakeTryton:
     """A scripted server: ``script[method]`` is a list of replies (or callables) consumed in
     order; login and preferences answer by default. Every request is recorded."""
@@ -78,6 +87,9 @@ class FakeTryton:
                 headers = {k: v for k, v in self.headers.items()}
                 fake.requests.append((body, headers))
                 code, extra, payload = fake.reply(body, headers)
+                if code == 0:  # DROP
+                    self.close_connection = True
+                    return
                 self.send_response(code)
                 self.send_header("Content-Type", "application/json")
                 for name, value in extra.items():
@@ -231,24 +243,53 @@ def test_typed_values_survive_a_server_round_trip(server, client):
 
 
 @pytest.mark.parametrize(
-    ("http_status", "code"),
+    ("http_status", "code", "tries"),
     [
-        (403, ErrorCode.PERMISSION_DENIED),
-        (404, ErrorCode.CONFIGURATION_INCOMPLETE),
-        (500, ErrorCode.UNAVAILABLE),
-        (502, ErrorCode.UNAVAILABLE),
-        (504, ErrorCode.UNAVAILABLE),
-        (400, ErrorCode.UNEXPECTED),
-        (507, ErrorCode.UNAVAILABLE),
+        (403, ErrorCode.PERMISSION_DENIED, 1),
+        (404, ErrorCode.CONFIGURATION_INCOMPLETE, 1),
+        (500, ErrorCode.UNAVAILABLE, 4),
+        (502, ErrorCode.UNAVAILABLE, 4),
+        (504, ErrorCode.UNAVAILABLE, 4),
+        (400, ErrorCode.UNEXPECTED, 1),
+        (507, ErrorCode.UNAVAILABLE, 4),
     ],
 )
-def test_http_statuses_map_to_catalogue_codes(server, client, http_status, code):
-    server.script["model.account.move.read"] = [status(http_status, body=b"<h1>Oops</h1>")]
+def test_http_statuses_map_to_catalogue_codes(server, client, http_status, code, tries):
+    """Permanent errors are never retried; a read is retried after a passing server error."""
+    server.script["model.account.move.read"] = [status(http_status, body=b"<h1>Oops</h1>")] * 9
     with pytest.raises(ConnectorError) as caught:
         client.read("account.move", [1], ["number"])
     assert caught.value.code == code
     assert caught.value.status == http_status
-    assert len(server.calls("model.account.move.read")) == 1  # no silent retry
+    assert len(server.calls("model.account.move.read")) == tries
+    assert tries == 1 or tries == client.retry_policy.max_attempts
+
+
+@pytest.mark.parametrize("http_status", [500, 502, 504])
+def test_write_of_unknown_outcome_is_never_sent_twice(server, client, sleeps, http_status):
+    server.script["model.account.move.create"] = [status(http_status)] * 3
+    with pytest.raises(TrytonError) as caught:
+        client.create("account.move", [{"journal": 1}])
+    assert len(server.calls("model.account.move.create")) == 1 and not sleeps
+    assert caught.value.code == ErrorCode.UNAVAILABLE and caught.value.is_transient
+    assert caught.value.delivery is Delivery.UNKNOWN and caught.value.unknown_outcome
+
+
+def test_read_after_a_passing_error_is_retried_and_succeeds(server, client, sleeps):
+    server.script["model.account.move.search_read"] = [status(502), status(500), result([])]
+    assert client.search_read("account.move", [], ["id"]) == []
+    assert len(server.calls("model.account.move.search_read")) == 3 and len(sleeps) == 2
+
+
+def test_methods_that_are_reads():
+    for method in ("model.account.move.search_read", "model.a.read", "model.a.search_count",
+                   "model.res.user.get_preferences", "common.db.login",
+                   "report.account.invoice.execute"):  # fmt: skip
+        assert is_idempotent(method), method
+    for method in ("model.account.move.create", "model.account.move.write", "model.a.delete",
+                   "model.account.move.post", "model.a.copy", "wizard.a.execute",
+                   "model.slow.call"):  # fmt: skip
+        assert not is_idempotent(method), method
 
 
 def test_unknown_database_on_login_is_a_configuration_error(server, client):
@@ -267,20 +308,34 @@ def test_refused_login_is_authentication_failed_without_retry(server, client):
     assert len(server.calls("common.db.login")) == 1
 
 
-def test_too_many_logins_is_rate_limited_with_retry_after(server, client):
+def test_retry_after_is_obeyed_then_the_call_is_sent_again(server, client, sleeps):
     server.script["common.db.login"] = [status(429, {"Retry-After": "7"})]
+    client.login()
+    assert sleeps == [7.0]
+    assert len(server.calls("common.db.login")) == 2
+
+
+def test_retry_after_beyond_the_cap_gives_up_at_once_keeping_it(server, sleeps):
+    server.script["common.db.login"] = [status(429, {"Retry-After": "120"})]
+    tryton = TrytonClient(server.url, "demo", "alice", PASSWORD, sleep=sleeps.append,
+                          retry=RetryPolicy(max_retry_after=60))  # fmt: skip
     with pytest.raises(ConnectorError) as caught:
-        client.login()
+        tryton.login()
     assert caught.value.code == ErrorCode.RATE_LIMITED
-    assert caught.value.retry_after == 7.0
+    assert caught.value.retry_after == 120.0
     assert caught.value.is_transient
+    assert not sleeps and len(server.calls("common.db.login")) == 1
 
 
-def test_rate_limited_without_retry_after_has_none(server, client):
-    server.script["model.a.b"] = [status(429)]
+def test_rate_limited_write_is_retried_as_it_was_not_processed(server, client, sleeps):
+    """A 429 refuses the request unprocessed: even a write is sent again (with backoff when
+    there is no Retry-After); when it persists the error has no retry_after."""
+    server.script["model.a.b"] = [status(429)] * 9
     with pytest.raises(ConnectorError) as caught:
         client.call("model.a.b")
     assert (caught.value.code, caught.value.retry_after) == (ErrorCode.RATE_LIMITED, None)
+    assert len(server.calls("model.a.b")) == client.retry_policy.max_attempts
+    assert len(sleeps) == client.retry_policy.max_attempts - 1
 
 
 def test_expired_session_logs_in_again_once_and_retries(server, client):
@@ -317,34 +372,82 @@ def test_lock_conflict_that_persists_becomes_unavailable(server, client, sleeps)
     with pytest.raises(ConnectorError) as caught:
         client.execute("account.move", "post", [5])
     assert caught.value.code == ErrorCode.UNAVAILABLE
-    assert len(server.calls("model.account.move.post")) == client.lock_retries + 1
-    assert all(delay <= client.backoff_cap for delay in sleeps)
+    assert len(server.calls("model.account.move.post")) == client.retry_policy.max_attempts
+    assert all(delay <= client.retry_policy.max_delay for delay in sleeps)
+    assert not caught.value.unknown_outcome  # rolled back: nothing to look up
+
+
+def test_503_retry_after_is_obeyed(server, client, sleeps):
+    server.script["model.account.move.post"] = [status(503, {"Retry-After": "2"}), result(None)]
+    client.execute("account.move", "post", [5])
+    assert sleeps == [2.0]
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"), [("3", 3.0), ("1.5", 1.5), ("soon", None), ("", None)]
+)
+def test_retry_after_header_values(header, seconds):
+    assert client_module._retry_after(header) == seconds
+    date = email.utils.format_datetime(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=30))
+    assert 25 <= client_module._retry_after(date) <= 30
 
 
 def test_backoff_never_exceeds_its_cap():
-    tryton = TrytonClient("http://127.0.0.1:9/", "db", "u", "p", backoff_base=1, backoff_cap=4)
-    assert max(tryton._backoff(attempt) for attempt in range(12)) <= 4
+    policy = RetryPolicy(base_delay=1, max_delay=4)
+    assert max(policy.backoff(attempt) for attempt in range(12)) <= 4
 
 
-def test_unreachable_server_is_unavailable():
-    tryton = TrytonClient("http://127.0.0.1:9/", "demo", "alice", PASSWORD, connect_timeout=1)
-    with pytest.raises(ConnectorError) as caught:
+def test_unreachable_server_is_unavailable_after_bounded_retries(sleeps):
+    """Nothing was sent: every call is retried, the login included."""
+    tryton = TrytonClient("http://127.0.0.1:9/", "demo", "alice", PASSWORD, connect_timeout=1,
+                          sleep=sleeps.append)  # fmt: skip
+    with pytest.raises(TrytonError) as caught:
         tryton.login()
     assert caught.value.code == ErrorCode.UNAVAILABLE
     assert "127.0.0.1:9" in caught.value.message
+    assert caught.value.delivery is Delivery.NOT_APPLIED
+    assert len(sleeps) == tryton.retry_policy.max_attempts - 1
+    assert sum(sleeps) <= tryton.retry_policy.max_total_delay
 
 
-def test_slow_answer_times_out_as_unavailable(server):
-    def slow(body, headers):
-        time.sleep(0.6)
-        return result(None)
+def test_connection_dropped_after_sending_retries_a_read_never_a_write(server, client, sleeps):
+    server.script["model.account.move.read"] = [DROP, result([{"id": 1}])]
+    assert client.read("account.move", [1], ["id"]) == [{"id": 1}]
+    assert len(server.calls("model.account.move.read")) == 2
+    server.script["model.account.move.write"] = [DROP, result(None)]
+    with pytest.raises(TrytonError) as caught:
+        client.write("account.move", [1], {"description": "x"})
+    assert len(server.calls("model.account.move.write")) == 1
+    assert caught.value.code == ErrorCode.UNAVAILABLE and caught.value.unknown_outcome
+    assert "closed the connection" in caught.value.message
 
-    server.script["model.slow.call"] = [slow]
-    tryton = TrytonClient(server.url, "demo", "alice", PASSWORD, timeout=0.2)
-    with pytest.raises(ConnectorError) as caught:
+
+def slow(seconds: float, reply: Reply | None = None) -> Handler:
+    def handler(body, headers):
+        time.sleep(seconds)
+        return reply or result(None)
+
+    return handler
+
+
+def test_slow_answer_times_out_as_unavailable(server, sleeps):
+    server.script["model.slow.call"] = [slow(0.6)]
+    tryton = TrytonClient(server.url, "demo", "alice", PASSWORD, timeout=0.2, sleep=sleeps.append)
+    with pytest.raises(TrytonError) as caught:
         tryton.call("model.slow.call")
     assert caught.value.code == ErrorCode.UNAVAILABLE
     assert "did not answer" in caught.value.message
+    # A write that timed out is not sent again; its caller waits at least as long before
+    # looking its outcome up.
+    assert len(server.calls("model.slow.call")) == 1
+    assert caught.value.unknown_outcome and caught.value.settle == 0.2
+
+
+def test_read_that_timed_out_is_sent_again(server, sleeps):
+    server.script["model.a.search"] = [slow(0.6, result([1])), result([2])]
+    tryton = TrytonClient(server.url, "demo", "alice", PASSWORD, timeout=0.2, sleep=sleeps.append)
+    assert tryton.search("a", []) == [2]
+    assert len(server.calls("model.a.search")) == 2
 
 
 def test_user_error_is_target_rejected_with_its_message(server, client):
@@ -410,10 +513,14 @@ def test_answer_that_is_not_json_rpc_is_unexpected(server, client):
 
 
 def test_every_documented_status_has_a_rule():
-    for key in (401, 403, 404, 429, 500, 502, 503, 504, "connection", "timeout", "UserError"):
+    keys = (401, 403, 404, 429, 500, 502, 503, 504, "connection", "dropped", "timeout", "UserError")
+    for key in keys:
         assert key in ERROR_TABLE
-    assert ERROR_TABLE[503].action is Action.RETRY
-    assert ERROR_TABLE[401].action is Action.RELOGIN
+    not_applied = {k for k, rule in ERROR_TABLE.items() if rule.delivery is Delivery.NOT_APPLIED}
+    assert not_applied == {429, 503, "connection"}
+    unknown = {k for k, rule in ERROR_TABLE.items() if rule.delivery is Delivery.UNKNOWN}
+    assert unknown == {500, 502, 504, "5xx", "dropped", "timeout"}
+    assert ERROR_TABLE[401].relogin and ERROR_TABLE[401].delivery is Delivery.FINAL
 
 
 def test_requests_never_retries_on_its_own(client):
@@ -612,8 +719,163 @@ def test_source_line_tax_uses_the_child_valid_on_the_tax_date_and_half_even_roun
 
 
 def test_credentials_in_the_url_are_not_shown():
-    tryton = TrytonClient("http://bob:hunter22@127.0.0.1:9/", "demo", "alice", PASSWORD)
+    tryton = TrytonClient(
+        "http://bob:hunter22@127.0.0.1:9/", "demo", "alice", PASSWORD, retry=NO_RETRY
+    )
     assert "hunter22" not in repr(tryton)
     with pytest.raises(ConnectorError) as caught:
         tryton.login()
     assert "hunter22" not in caught.value.message
+
+
+# -- rate limit and settings -------------------------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def test_every_request_retries_included_waits_for_the_rate_limiter(server, sleeps):
+    clock = FakeClock()
+    limiter = RateLimiter(3, 10, clock=clock, sleep=clock.sleep)
+    tryton = TrytonClient(server.url, "demo", "alice", PASSWORD, rate_limiter=limiter,
+                          sleep=sleeps.append)  # fmt: skip
+    server.script["model.a.search"] = [status(502), result([1])]
+    # login + preferences + 502 + retry: the 4th request waits for the window to roll.
+    assert tryton.search("a", []) == [1]
+    assert len(server.requests) == 4
+    assert clock.slept == [10.0]
+    assert len(sleeps) == 1  # the retry's own backoff
+
+
+def test_connection_settings_set_timeout_rate_limit_and_retries():
+    forget_shared_limiters()
+    settings = {"url": "http://127.0.0.1:9/", "database": "demo", "timeout": "2.5",
+                "rate_limit": "25/5s", "retry_attempts": "2", "retry_base_delay": "0.1",
+                "retry_max_total_delay": "3", "retry_after_max": "9"}  # fmt: skip
+    config = ConnectionConfig(AuthKind.CREDENTIALS, settings, {"username": "a", "password": "p"})
+    tryton = client_from_config(config)
+    assert tryton.timeout == 2.5
+    assert tryton.retry_policy == RetryPolicy(
+        max_attempts=2, base_delay=0.1, max_total_delay=3, max_retry_after=9
+    )
+    assert (tryton.rate_limiter.requests, tryton.rate_limiter.window) == (25, 5.0)
+    # One limiter per connection in the process: a second client of it shares the window.
+    assert client_from_config(config).rate_limiter is tryton.rate_limiter
+    other = ConnectionConfig(AuthKind.CREDENTIALS, {**settings, "database": "other"},
+                             {"username": "a", "password": "p"})  # fmt: skip
+    assert client_from_config(other).rate_limiter is not tryton.rate_limiter
+    # The connector's default applies without a setting; "none" turns it off.
+    plain = ConnectionConfig(AuthKind.CREDENTIALS, {"url": "http://127.0.0.1:9/", "database": "d"},
+                             {"username": "a", "password": "p"})  # fmt: skip
+    assert client_from_config(plain).rate_limiter is None
+    assert client_from_config(plain, rate_limit=(60, 60.0)).rate_limiter.requests == 60
+    off = replace(plain, settings={**plain.settings, "rate_limit": "none"})
+    assert client_from_config(off, rate_limit=(60, 60.0)).rate_limiter is None
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [("rate_limit", "fast"), ("rate_limit", "10/"), ("retry_attempts", "-1")]
+)
+def test_malformed_transport_settings_are_configuration_errors(name, value):
+    settings = {"url": "http://127.0.0.1:9/", "database": "demo", name: value}
+    config = ConnectionConfig(AuthKind.CREDENTIALS, settings, {"username": "a", "password": "p"})
+    with pytest.raises(InvsyncError) as caught:
+        client_from_config(config)
+    assert caught.value.code == ErrorCode.CONFIGURATION_INCOMPLETE
+
+
+def test_tryton_connections_declare_their_transport_settings():
+    for cls in (TrytonSource, TrytonTarget):
+        names = {field.name for field in cls.settings_fields}
+        assert {"timeout", "rate_limit", "retry_attempts", "retry_max_total_delay"} <= names
+        assert cls.rate_limit is None  # self-hosted: no published limit
+
+
+# -- a write of unknown outcome, retried as a whole by the target ------------------------------
+
+
+def _move_row(move_id: int, key: str, state: str) -> dict[str, Any]:
+    return {"id": move_id, "number": "" if state == "draft" else f"N{move_id}", "state": state,
+            "origin": None, "description": f"F-{key} [invsync:1:invoice:{key}]"}  # fmt: skip
+
+
+def test_create_dropped_after_it_was_applied_is_completed_not_written_again(server, client):
+    """The connection dropped after Tryton created the move: the target looks again, finds the
+    draft, posts it and attaches its file; one create call in all."""
+    from connectors.canonical import Attachment
+
+    server.script.update({
+        "model.account.move.search_read": [result([]), result([_move_row(11, "1", "draft")])],
+        "model.account.move.create": [DROP],
+        "model.account.move.post": [result(None)],
+        "model.ir.attachment.search_read": [result([])],
+        "model.ir.attachment.create": [result([1])],
+        "model.account.move.read": [result([{"id": 11, "number": "N11"}])],
+    })  # fmt: skip
+    pdf = Attachment("F-1.pdf", "application/pdf", b"%PDF")
+    (only,) = _target(client).create_entries("1", [EntryToWrite(_posting("1"), pdf)])
+    assert only.ref == EntryRef("11", "N11", True)
+    assert len(server.calls("model.account.move.create")) == 1
+    assert [c["params"][0] for c in server.calls("model.account.move.post")] == [[11]]
+    assert len(server.calls("model.ir.attachment.create")) == 1
+
+
+def test_create_dropped_before_it_was_applied_is_written_once_on_the_next_try(server, client):
+    server.script.update({
+        "model.account.move.search_read": [result([]), result([])],
+        "model.account.move.create": [DROP, result([12])],
+        "model.account.move.post": [result(None)],
+        "model.account.move.read": [result([{"id": 12, "number": "N12"}])],
+    })  # fmt: skip
+    (only,) = _target(client).create_entries("1", [EntryToWrite(_posting("2"))])
+    assert only.ref == EntryRef("12", "N12", False)
+    assert len(server.calls("model.account.move.create")) == 2
+    assert len(server.calls("model.account.move.search_read")) == 2
+
+
+def test_timed_out_create_waits_at_least_the_timeout_before_looking_again(server, sleeps):
+    tryton = TrytonClient(server.url, "demo", "alice", PASSWORD, timeout=0.3, sleep=sleeps.append)
+    server.script.update({
+        "model.account.move.search_read": [result([]), result([_move_row(13, "3", "posted")])],
+        "model.account.move.create": [slow(0.6, result([13]))],
+        "model.ir.attachment.search_read": [result([])],
+    })  # fmt: skip
+    (only,) = _target(tryton).create_entries("1", [EntryToWrite(_posting("3"))])
+    assert only.ref == EntryRef("13", "N13", False)
+    assert len(server.calls("model.account.move.create")) == 1
+    assert sleeps and sleeps[0] >= 0.3
+    tryton.close()
+
+
+def test_target_gives_up_when_writes_keep_failing_and_the_error_stays_transient(server, client):
+    server.script.update({
+        "model.account.move.search_read": [result([])] * 9,
+        "model.account.move.create": [DROP] * 9,
+    })  # fmt: skip
+    with pytest.raises(TrytonError) as caught:
+        _target(client).create_entries("1", [EntryToWrite(_posting("4"))])
+    assert caught.value.code == ErrorCode.UNAVAILABLE and caught.value.unknown_outcome
+    assert len(server.calls("model.account.move.create")) == client.retry_policy.max_attempts
+
+
+def test_permanent_refusal_of_a_create_is_not_retried(server, client):
+    server.script.update({
+        "model.account.move.search_read": [result([])] * 3,
+        "model.account.move.create": [
+            error(["UserError", ['You are not allowed to create records of "Move".', "", None]])
+        ],
+    })  # fmt: skip
+    with pytest.raises(ConnectorError) as caught:
+        _target(client).create_entries("1", [EntryToWrite(_posting("5"))])
+    assert caught.value.code == ErrorCode.PERMISSION_DENIED
+    assert len(server.calls("model.account.move.create")) == 1

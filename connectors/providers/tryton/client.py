@@ -2,9 +2,19 @@
 
 Transport only: log in, keep the user context, encode and decode Tryton's typed values, and turn
 every HTTP status, transport failure and Tryton error into a :class:`ConnectorError` with a
-catalogue code through :data:`ERROR_TABLE`, the one place where that decision is made. Retries
-happen only where that table says so (503 lock conflicts with bounded backoff, 401 with one new
-login); ``requests`` itself never retries.
+catalogue code through :data:`ERROR_TABLE`, the one place where that decision is made.
+
+Retries (:mod:`connectors.retry`, one policy for every connector): the table also says what each
+failure tells about the request (its :class:`~connectors.retry.Delivery`). A request that certainly
+did not take effect (connection refused, 503 lock conflict rolled back, 429) is sent again whatever
+it does; one whose outcome is unknown (timeout, connection dropped after sending, 500/502/504) is
+sent again only when it is a read (:func:`is_idempotent`); a write is then left to its caller,
+which looks the outcome up (the error says ``unknown_outcome``; see the target's
+``create_entries``).
+Final answers are never retried; 401 gets one new login. ``requests`` itself never retries.
+
+Rate limit (:mod:`connectors.ratelimit`): every request, retries included, waits for a slot of
+the connection's limiter when it has one (setting ``rate_limit``, e.g. ``"60/60"``).
 
 Secrets: the password and the session token live in private attributes, are never logged (only
 method names, databases and outcomes are), never appear in ``repr`` and are scrubbed from every
@@ -14,6 +24,7 @@ message built from a server answer.
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import email.utils
 import itertools
@@ -25,16 +36,19 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from enum import StrEnum
 from typing import Any
 from urllib.parse import quote
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import ConnectTimeoutError
 
-from connectors.base import ConnectionConfig
+from connectors.base import ConnectionConfig, SettingField
 from connectors.canonical import ConnectionCheck
 from connectors.errors import ConnectorError, ErrorCode, InvsyncError
+from connectors.ratelimit import RateLimiter, effective_rate_limit, shared_limiter
+from connectors.retry import SETTINGS as RETRY_SETTINGS
+from connectors.retry import Delivery, Retrier, RetryPolicy, Verdict
 
 logger = logging.getLogger(__name__)
 
@@ -124,26 +138,27 @@ def loads(text: str | bytes) -> Any:
 # -- The error table -------------------------------------------------------------------------
 
 
-class Action(StrEnum):
-    FAIL = "fail"
-    RETRY = "retry"  # a lock conflict: retried with bounded exponential backoff and jitter
-    RELOGIN = "relogin"  # an expired session: log in again once, then retry the call once
+_NOT_APPLIED, _UNKNOWN = Delivery.NOT_APPLIED, Delivery.UNKNOWN
 
 
 @dataclass(frozen=True)
 class Rule:
     code: ErrorCode
     message: str  # formatted with url, database, method, status, detail, timeout
-    action: Action = Action.FAIL
+    # What the failure tells about the request: retried for any call (NOT_APPLIED), for reads
+    # only (UNKNOWN), never (FINAL).
+    delivery: Delivery = Delivery.FINAL
+    relogin: bool = False  # an expired session: log in again once, then send the call again
 
 
 # Keys: HTTP statuses, Tryton error names (the first item of a JSON-RPC "error"), transport
-# failures ("connection", "timeout") and fallbacks ("4xx", "5xx", "unexpected", "protocol").
+# failures ("connection": none made, nothing sent; "dropped": closed after sending, no answer;
+# "timeout": no answer in time) and fallbacks ("4xx", "5xx", "unexpected", "protocol").
 ERROR_TABLE: dict[int | str, Rule] = {
     401: Rule(
         ErrorCode.AUTHENTICATION_FAILED,
         "Tryton refused the login or password for database {database!r}.",
-        Action.RELOGIN,
+        relogin=True,
     ),
     403: Rule(
         ErrorCode.PERMISSION_DENIED,
@@ -154,24 +169,42 @@ ERROR_TABLE: dict[int | str, Rule] = {
         "Tryton at {url} has no database {database!r}: check the connection's database name.",
     ),
     413: Rule(ErrorCode.TARGET_REJECTED, "Tryton refused {method}: the request is too large."),
+    # Tryton answers 429 to logins after too many failures; a proxy or gateway may rate-limit
+    # any call. Refused unprocessed, with Retry-After.
     429: Rule(
         ErrorCode.RATE_LIMITED,
-        "Tryton refuses logins for now (too many failed attempts); it will accept them again "
-        "after a while.",
+        "Tryton (or its proxy) refuses requests for now (rate limit or too many failed logins) "
+        "on {method}; it will accept them again after a while.",
+        _NOT_APPLIED,
     ),
-    500: Rule(ErrorCode.UNAVAILABLE, "Tryton failed on {method} (HTTP 500): {detail}"),
-    502: Rule(ErrorCode.UNAVAILABLE, "Tryton at {url} is unreachable behind its proxy (HTTP 502)."),
+    500: Rule(ErrorCode.UNAVAILABLE, "Tryton failed on {method} (HTTP 500): {detail}", _UNKNOWN),
+    502: Rule(
+        ErrorCode.UNAVAILABLE,
+        "Tryton at {url} is unreachable behind its proxy (HTTP 502).",
+        _UNKNOWN,
+    ),
+    # Tryton's 503 is a lock conflict it gave up on: the transaction was rolled back.
     503: Rule(
         ErrorCode.UNAVAILABLE,
-        "Tryton's database stayed busy (lock conflict) on {method}; retried without success.",
-        Action.RETRY,
+        "Tryton's database stayed busy (lock conflict) or the server was unavailable on "
+        "{method}; retried without success.",
+        _NOT_APPLIED,
     ),
-    504: Rule(ErrorCode.UNAVAILABLE, "Tryton timed out on {method} (HTTP 504)."),
+    504: Rule(ErrorCode.UNAVAILABLE, "Tryton timed out on {method} (HTTP 504).", _UNKNOWN),
     "4xx": Rule(ErrorCode.UNEXPECTED, "Tryton answered HTTP {status} to {method}: {detail}"),
-    "5xx": Rule(ErrorCode.UNAVAILABLE, "Tryton answered HTTP {status} to {method}."),
-    "connection": Rule(ErrorCode.UNAVAILABLE, "Tryton at {url} cannot be reached: {detail}"),
+    "5xx": Rule(ErrorCode.UNAVAILABLE, "Tryton answered HTTP {status} to {method}.", _UNKNOWN),
+    "connection": Rule(
+        ErrorCode.UNAVAILABLE, "Tryton at {url} cannot be reached: {detail}", _NOT_APPLIED
+    ),
+    "dropped": Rule(
+        ErrorCode.UNAVAILABLE,
+        "Tryton at {url} closed the connection without answering {method}: {detail}",
+        _UNKNOWN,
+    ),
     "timeout": Rule(
-        ErrorCode.UNAVAILABLE, "Tryton at {url} did not answer {method} within {timeout} s."
+        ErrorCode.UNAVAILABLE,
+        "Tryton at {url} did not answer {method} within {timeout} s.",
+        _UNKNOWN,
     ),
     "protocol": Rule(
         ErrorCode.UNEXPECTED, "Tryton's answer to {method} is not valid JSON-RPC: {detail}"
@@ -186,6 +219,30 @@ ERROR_TABLE: dict[int | str, Rule] = {
     ),
     "unexpected": Rule(ErrorCode.UNEXPECTED, "Tryton failed on {method}: {detail}"),
 }
+
+# Calls that change nothing (or nothing that matters when repeated): sent again after a failure
+# whose outcome is unknown. Every other call (create, write, delete, copy, buttons such as post,
+# wizards) is a write.
+READ_METHODS = frozenset({
+    "read", "search", "search_read", "search_count", "fields_get", "default_get",
+    "get_preferences", "fields_view_get", "view_toolbar_get", "view_get",
+})  # fmt: skip
+READ_CALLS = frozenset({
+    "common.db.login", "common.db.logout", "common.server.version", "common.db.list",
+    "common.version",
+})  # fmt: skip
+
+
+def is_idempotent(method: str) -> bool:
+    """Whether sending ``method`` twice is harmless: reads, logins, and reports (rendering one
+    may fill Tryton's report cache, which is the same every time)."""
+    if method in READ_CALLS:
+        return True
+    parts = method.split(".")
+    if parts[0] == "model" and len(parts) > 2:
+        return parts[-1] in READ_METHODS
+    return parts[0] == "report" and parts[-1] == "execute"
+
 
 # UserErrors whose message says more than "refused": (pattern on the message, code).
 USER_ERROR_CODES: tuple[tuple[re.Pattern[str], ErrorCode], ...] = (
@@ -210,11 +267,19 @@ class TrytonError(ConnectorError):
         tryton_error: str = "",
         detail: str = "",
         retry_after: float | None = None,
+        delivery: Delivery = Delivery.FINAL,
+        settle: float = 0.0,
     ) -> None:
         super().__init__(code, message, retry_after=retry_after)
         self.status = status
         self.tryton_error = tryton_error
         self.detail = detail
+        self.delivery = delivery
+        # Set by the client when a write failed this way: it may or may not have been applied,
+        # and it was not sent again. Its caller looks the outcome up before writing again, after
+        # ``settle`` seconds (a timed-out request may still be running on the server).
+        self.unknown_outcome = False
+        self.settle = settle
 
 
 class TrytonWarning(TrytonError):
@@ -229,12 +294,17 @@ class TrytonWarning(TrytonError):
 
 
 class _Failure(Exception):
-    """Internal: a mapped error and what the table says to do about it."""
+    """Internal: a mapped error and whether the table says to log in again."""
 
-    def __init__(self, error: TrytonError, action: Action = Action.FAIL) -> None:
+    def __init__(self, error: TrytonError, relogin: bool = False) -> None:
         super().__init__(error.message)
         self.error = error
-        self.action = action
+        self.relogin = relogin
+
+
+def _verdict(failure: BaseException) -> Verdict:
+    assert isinstance(failure, _Failure)
+    return Verdict(failure.error.delivery, failure.error.retry_after)
 
 
 def cut(text: Any, limit: int = MESSAGE_LIMIT, *, first_line: bool = False) -> str:
@@ -248,10 +318,11 @@ def cut(text: Any, limit: int = MESSAGE_LIMIT, *, first_line: bool = False) -> s
 
 
 def _retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header: delay-seconds (decimals tolerated) or an HTTP date."""
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if re.fullmatch(r"\d+(\.\d+)?", value):
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
@@ -293,8 +364,10 @@ class TrytonClient:
     """One user's session on one Tryton database. Logs in lazily on the first call.
 
     ``timeout`` bounds the wait for each answer and ``connect_timeout`` each connection;
-    ``lock_retries`` is how many times a 503 (lock conflict) is retried, waiting
-    ``backoff_base * 2**attempt`` seconds (at most ``backoff_cap``, with jitter) in between.
+    ``retry`` bounds the retries of each call (:class:`~connectors.retry.RetryPolicy`; attempts,
+    backoff, total wait, Retry-After cap); ``rate_limiter`` (shared by every client of the same
+    connection, see :func:`client_from_config`) spaces the requests. ``sleep`` and ``rng`` are
+    injectable for tests.
     """
 
     def __init__(
@@ -307,11 +380,11 @@ class TrytonClient:
         language: str = "en",
         timeout: float = DEFAULT_TIMEOUT,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-        lock_retries: int = 3,
-        backoff_base: float = 0.5,
-        backoff_cap: float = 8.0,
+        retry: RetryPolicy | None = None,
+        rate_limiter: RateLimiter | None = None,
         http: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
     ) -> None:
         self.url = (url or "").strip().rstrip("/") + "/"
         # What messages and reprs show: the URL without any user:password@ part.
@@ -320,9 +393,10 @@ class TrytonClient:
         self.language = language
         self.timeout = timeout
         self.connect_timeout = connect_timeout
-        self.lock_retries = max(0, lock_retries)
-        self.backoff_base = backoff_base
-        self.backoff_cap = backoff_cap
+        self.retry_policy = retry or RetryPolicy()
+        self.rate_limiter = rate_limiter
+        # Public so that callers retry their own operations under the same policy.
+        self.retrier = Retrier(self.retry_policy, sleep=sleep, rng=rng)
         self._username = username or ""
         self._password = password or ""
         self._sleep = sleep
@@ -389,7 +463,8 @@ class TrytonClient:
         """Log out and release the HTTP session. Safe to call twice; never raises."""
         if self._token is not None:
             try:
-                self._rpc("common.db.logout", [], relogin=False)
+                # Best effort, once: a server that is gone keeps the session until it expires.
+                self._rpc("common.db.logout", [], relogin=False, retry=False)
             except ConnectorError as error:
                 logger.debug("tryton: logout from %s failed: %s", self.database, error.code)
         self._drop_session()
@@ -401,9 +476,16 @@ class TrytonClient:
 
     # -- calls -------------------------------------------------------------------------------
 
-    def call(self, method: str, *params: Any, timeout: float | None = None) -> Any:
-        """Call ``method`` with ``params`` as given (add the context yourself)."""
-        return self._rpc(method, list(params), timeout=timeout)
+    def call(
+        self,
+        method: str,
+        *params: Any,
+        timeout: float | None = None,
+        idempotent: bool | None = None,
+    ) -> Any:
+        """Call ``method`` with ``params`` as given (add the context yourself). ``idempotent``
+        overrides :func:`is_idempotent` (whether a failure of unknown outcome is retried)."""
+        return self._rpc(method, list(params), timeout=timeout, idempotent=idempotent)
 
     def model(
         self,
@@ -412,10 +494,14 @@ class TrytonClient:
         *params: Any,
         context: Mapping[str, Any] | None = None,
         timeout: float | None = None,
+        idempotent: bool | None = None,
     ) -> Any:
         """Call ``model.<model>.<method>`` with ``params`` and the user context (merged with
         ``context``) as the last parameter."""
-        return self.call(f"model.{model}.{method}", *params, self._merged(context), timeout=timeout)
+        return self.call(
+            f"model.{model}.{method}", *params, self._merged(context), timeout=timeout,
+            idempotent=idempotent,
+        )  # fmt: skip
 
     def search_read(
         self,
@@ -556,46 +642,50 @@ class TrytonClient:
         authenticated: bool = True,
         relogin: bool = True,
         timeout: float | None = None,
+        idempotent: bool | None = None,
+        retry: bool = True,
     ) -> Any:
-        attempts = 0
+        read = is_idempotent(method) if idempotent is None else idempotent
         relogged = False
-        while True:
-            if authenticated and self._token is None:
-                self.login()
-            try:
-                return self._post(method, params, authenticated, timeout)
-            except _Failure as failure:
-                action = failure.action
-                if (
-                    action is Action.RELOGIN
-                    and authenticated
-                    and relogin
-                    and not relogged
-                    and method not in ("common.db.login", "common.db.logout")
-                ):
-                    relogged = True
-                    logger.info("tryton: session on %s expired; logging in again", self.database)
-                    self._drop_session()
-                    continue
-                if action is Action.RETRY and attempts < self.lock_retries:
-                    delay = self._backoff(attempts)
-                    attempts += 1
-                    logger.warning(
-                        "tryton: %s on %s: %s; retry %d/%d in %.1f s",
-                        method,
-                        self.database,
-                        failure.error.status or failure.error.tryton_error,
-                        attempts,
-                        self.lock_retries,
-                        delay,
-                    )
-                    self._sleep(delay)
-                    continue
-                raise failure.error from None
 
-    def _backoff(self, attempt: int) -> float:
-        ceiling = min(self.backoff_cap, self.backoff_base * 2**attempt)
-        return ceiling * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not crypto
+        def attempt() -> Any:
+            nonlocal relogged
+            while True:
+                if authenticated and self._token is None:
+                    self.login()  # retried on its own; its errors are final here
+                try:
+                    return self._post(method, params, authenticated, timeout)
+                except _Failure as failure:
+                    if (
+                        failure.relogin
+                        and authenticated
+                        and relogin
+                        and not relogged
+                        and method not in ("common.db.login", "common.db.logout")
+                    ):
+                        relogged = True
+                        logger.info(
+                            "tryton: session on %s expired; logging in again", self.database
+                        )
+                        self._drop_session()
+                        continue
+                    raise
+
+        try:
+            if not retry:
+                return attempt()
+            return self.retrier.call(
+                attempt,
+                retry_on=_Failure,
+                classify=_verdict,
+                idempotent=read,
+                what=f"tryton: {method} on {self.database}",
+            )
+        except _Failure as failure:
+            error = failure.error
+            if error.delivery is Delivery.UNKNOWN and not read:
+                error.unknown_outcome = True
+            raise error from None
 
     def _post(self, method: str, params: list[Any], authenticated: bool, timeout: float | None):
         body = dumps({"id": next(self._ids), "method": method, "params": params})
@@ -603,25 +693,30 @@ class TrytonClient:
         if authenticated and self._authorization:
             headers["Authorization"] = self._authorization
         wait = timeout or self.timeout
-        started = time.monotonic()
-        try:
-            response = self._http.post(
-                self.endpoint,
-                data=body.encode("utf-8"),
-                headers=headers,
-                timeout=(self.connect_timeout, wait),
-            )
-        except requests.Timeout:
-            raise self._failure("timeout", method, timeout=wait) from None
-        except requests.RequestException as error:
-            raise self._failure("connection", method, detail=type(error).__name__) from None
+        slot = self.rate_limiter.slot() if self.rate_limiter else contextlib.nullcontext()
+        with slot:
+            started = time.monotonic()
+            try:
+                response = self._http.post(
+                    self.endpoint,
+                    data=body.encode("utf-8"),
+                    headers=headers,
+                    timeout=(self.connect_timeout, wait),
+                )
+            except requests.ConnectTimeout:
+                raise self._failure("connection", method, detail="connection timed out") from None
+            except requests.Timeout:
+                raise self._failure("timeout", method, timeout=wait, settle=wait) from None
+            except requests.RequestException as error:
+                key = "connection" if _not_connected(error) else "dropped"
+                raise self._failure(key, method, detail=_transport_detail(error)) from None
         elapsed = (time.monotonic() - started) * 1000
         logger.debug(
             "tryton: %s on %s: HTTP %s in %.0f ms", method, self.database, response.status_code,
             elapsed,
         )  # fmt: skip
         if response.status_code != 200:
-            raise self._http_failure(method, response)
+            raise self._http_failure(method, response, wait)
         try:
             answer = loads(response.content)
         except (ValueError, KeyError, TypeError) as error:
@@ -634,7 +729,7 @@ class TrytonClient:
             raise self._failure("protocol", method, detail="no result")
         return answer["result"]
 
-    def _http_failure(self, method: str, response: requests.Response) -> _Failure:
+    def _http_failure(self, method: str, response: requests.Response, wait: float) -> _Failure:
         status = response.status_code
         key: int | str = status
         if key not in ERROR_TABLE:
@@ -642,9 +737,13 @@ class TrytonClient:
         detail = ""
         if status >= 400 and status not in (401, 403, 404, 429):
             detail = _http_detail(response)
-        retry_after = _retry_after(response.headers.get("Retry-After")) if status == 429 else None
-        failure = self._failure(key, method, status=status, detail=detail, retry_after=retry_after)
-        return failure
+        retry_after = None
+        if status in (429, 503):
+            retry_after = _retry_after(response.headers.get("Retry-After"))
+        return self._failure(
+            key, method, status=status, detail=detail, retry_after=retry_after,
+            settle=wait if status == 504 else 0.0,
+        )  # fmt: skip
 
     def _tryton_failure(self, method: str, error: Any) -> _Failure:
         kind = error[0] if isinstance(error, list) and error and isinstance(error[0], str) else ""
@@ -687,6 +786,7 @@ class TrytonClient:
         timeout: float | None = None,
         retry_after: float | None = None,
         code: ErrorCode | None = None,
+        settle: float = 0.0,
     ) -> _Failure:
         rule = ERROR_TABLE[key]
         detail = self._scrub(cut(detail))
@@ -700,8 +800,10 @@ class TrytonClient:
             tryton_error=kind,
             detail=detail,
             retry_after=retry_after,
+            delivery=rule.delivery,
+            settle=settle,
         )
-        return _Failure(error, rule.action)
+        return _Failure(error, rule.relogin)
 
     def _format_args(self, method: str, **values: Any) -> dict[str, Any]:
         return {
@@ -721,10 +823,51 @@ class TrytonClient:
         return text
 
 
-def client_from_config(config: ConnectionConfig) -> TrytonClient:
+# Optional settings every Tryton connection takes (sources and targets declare them).
+TRANSPORT_SETTINGS_FIELDS = (
+    SettingField(
+        "timeout", "Timeout (s)",
+        f"Seconds to wait for each answer (default {DEFAULT_TIMEOUT:g}).", required=False,
+    ),
+    SettingField(
+        "rate_limit", "Rate limit",
+        "At most this many requests per window of seconds, e.g. 60/60; empty: none.",
+        required=False,
+    ),
+    SettingField(
+        "retry_attempts", "Tries per call",
+        f"Tries in all for a call that fails on a passing error (default "
+        f"{RetryPolicy.max_attempts}; 1: never retry).", required=False,
+    ),
+    SettingField(
+        "retry_base_delay", "First retry wait (s)",
+        f"The first wait, doubled for each retry (default {RetryPolicy.base_delay:g}).",
+        required=False,
+    ),
+    SettingField(
+        "retry_max_total_delay", "Retry waits per call (s)",
+        f"The most a call waits in all between its tries (default "
+        f"{RetryPolicy.max_total_delay:g}).", required=False,
+    ),
+    SettingField(
+        "retry_after_max", "Longest Retry-After obeyed (s)",
+        f"A server asking to wait longer makes the run stop and resume later (default "
+        f"{RetryPolicy.max_retry_after:g}).", required=False,
+    ),
+)  # fmt: skip
+assert {f.name for f in TRANSPORT_SETTINGS_FIELDS} >= set(RETRY_SETTINGS)
+
+
+def client_from_config(
+    config: ConnectionConfig, *, rate_limit: tuple[int, float] | None = None
+) -> TrytonClient:
     """A client for a stored connection: settings ``url`` and ``database`` (optional ``timeout``
-    in seconds), credentials ``username`` and ``password``. Raises InvsyncError with
-    CONFIGURATION_INCOMPLETE when one is missing or malformed."""
+    in seconds, ``rate_limit`` overriding the connector's ``rate_limit`` given here, and the retry
+    settings of :data:`TRANSPORT_SETTINGS_FIELDS`), credentials ``username`` and ``password``.
+    Raises InvsyncError with CONFIGURATION_INCOMPLETE when one is missing or malformed.
+
+    Every client of the same server, database and login in this process shares one rate
+    limiter."""
     settings, credentials = config.settings, config.credentials
     url = (settings.get("url") or "").strip()
     database = (settings.get("database") or "").strip()
@@ -752,7 +895,25 @@ def client_from_config(config: ConnectionConfig) -> TrytonClient:
         timeout = float(settings.get("timeout") or DEFAULT_TIMEOUT)
     except ValueError:
         timeout = DEFAULT_TIMEOUT
-    return TrytonClient(url, database, username, password, timeout=timeout)
+    if not 0 < timeout < float("inf"):
+        timeout = DEFAULT_TIMEOUT
+    try:
+        policy = RetryPolicy.from_settings(settings)
+    except ValueError as error:
+        raise InvsyncError(
+            ErrorCode.CONFIGURATION_INCOMPLETE, f"Tryton connection{label}: {error}", field="retry"
+        ) from None
+    try:
+        limit = effective_rate_limit(settings.get("rate_limit"), rate_limit)
+    except ValueError as error:
+        raise InvsyncError(
+            ErrorCode.CONFIGURATION_INCOMPLETE,
+            f"Tryton connection{label}: {error}.",
+            field="rate_limit",
+        ) from None
+    client = TrytonClient(url, database, username, password, timeout=timeout, retry=policy)
+    client.rate_limiter = shared_limiter(f"tryton\n{client.url}\n{database}\n{username}", limit)
+    return client
 
 
 def connection_check(client: TrytonClient, probe: Callable[[TrytonClient], str]) -> ConnectionCheck:
@@ -776,3 +937,26 @@ def _http_detail(response: requests.Response) -> str:
     text = re.sub(r"<[^>]+>", " ", text)
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return cut(" ".join(lines[:3]))
+
+
+def _not_connected(error: requests.RequestException) -> bool:
+    """Whether the connection was never made (refused, unresolvable, connect timeout): then
+    nothing was sent. Otherwise it broke after the request may have gone out."""
+    if isinstance(error, requests.ConnectTimeout):
+        return True
+    reason = error.args[0] if error.args else None
+    reason = getattr(reason, "reason", reason)  # urllib3's MaxRetryError wraps the cause
+    # urllib3's NewConnectionError (refused, unresolvable) is a ConnectTimeoutError.
+    return isinstance(reason, ConnectTimeoutError)
+
+
+def _transport_detail(error: requests.RequestException) -> str:
+    """The kind of transport failure, without the URL (it may hold credentials)."""
+    reason = error.args[0] if error.args else None
+    reason = getattr(reason, "reason", reason)
+    cause = reason.args[-1] if isinstance(reason, Exception) and reason.args else None
+    names = [type(error).__name__]
+    for item in (reason, cause):
+        if isinstance(item, BaseException) and type(item).__name__ not in names:
+            names.append(type(item).__name__)
+    return " / ".join(names)

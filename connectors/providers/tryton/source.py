@@ -53,6 +53,7 @@ from connectors.canonical import (
 )
 from connectors.errors import ConnectorError, ErrorCode, InvsyncError
 from connectors.providers.tryton.client import (
+    TRANSPORT_SETTINGS_FIELDS,
     TrytonClient,
     TrytonError,
     client_from_config,
@@ -103,6 +104,7 @@ SETTINGS_FIELDS = (
         "Only read this company's invoices (its id in Tryton); empty: every company the user sees.",
         required=False,
     ),
+    *TRANSPORT_SETTINGS_FIELDS,
 )
 
 
@@ -133,7 +135,7 @@ class TrytonSource(InvoicingSource):
     @property
     def client(self) -> TrytonClient:
         if self._client is None:
-            self._client = client_from_config(self.config)
+            self._client = client_from_config(self.config, rate_limit=self.rate_limit)
         return self._client
 
     def close(self) -> None:

@@ -67,6 +67,7 @@ from connectors.canonical import (
 )
 from connectors.errors import ConnectorError, ErrorCode, InvsyncError
 from connectors.providers.tryton.client import (
+    TRANSPORT_SETTINGS_FIELDS,
     TrytonClient,
     TrytonError,
     TrytonWarning,
@@ -74,12 +75,14 @@ from connectors.providers.tryton.client import (
     connection_check,
     cut,
 )
+from connectors.retry import Delivery, Verdict
 
 logger = logging.getLogger(__name__)
 
 SETTINGS_FIELDS = (
     SettingField("url", "Server URL", "The Tryton server's address, e.g. http://127.0.0.1:8000/"),
     SettingField("database", "Database", "The Tryton database name."),
+    *TRANSPORT_SETTINGS_FIELDS,
 )
 JOURNAL_KINDS = {"revenue": "sales", "expense": "purchases"}
 TAX_GROUP_DIRECTIONS = {"sale": Direction.SALES, "purchase": Direction.PURCHASES}
@@ -157,7 +160,7 @@ class TrytonTarget(AccountingTarget):
     @property
     def client(self) -> TrytonClient:
         if self._client is None:
-            self._client = client_from_config(self.config)
+            self._client = client_from_config(self.config, rate_limit=self.rate_limit)
         return self._client
 
     def close(self) -> None:
@@ -473,11 +476,36 @@ class TrytonTarget(AccountingTarget):
     # -- entries -----------------------------------------------------------------------------
 
     def create_entries(self, folder: str, entries: Sequence[EntryToWrite]) -> list[EntryResult]:
+        """Write the entries, never one whose external id is already in the folder.
+
+        Safe to call again for the same entries, and called again here when a write's outcome
+        is unknown (a timeout, or a connection dropped after the request went out: the client
+        does not send writes again): each attempt first looks up the moves already written by
+        their external ids and completes them (posts a draft that should be posted, attaches a
+        missing file) instead of writing them again. The attempts, their waits (at least the
+        timed-out wait again, so that a request still running on the server ends before the
+        lookup) and their total are bounded by the connection's retry policy; when they run
+        out, the error propagates and the caller resolves the entries with find_entries."""
         company = self._company(folder)
+        return self.client.retrier.call(
+            lambda: self._create_entries_once(company, entries),
+            retry_on=TrytonError,
+            classify=_write_verdict,
+            idempotent=True,  # as a whole: it looks up before it writes
+            what=f"tryton: writing {len(entries)} entries",
+        )
+
+    def _create_entries_once(
+        self, company: int, entries: Sequence[EntryToWrite]
+    ) -> list[EntryResult]:
         context = self._context(company)
         results: dict[int, EntryResult] = {}
-        existing = self.find_entries(folder, [e.posting.external_id for e in entries])
+        existing = self._existing_moves(company, [e.posting.external_id for e in entries])
+        existing_states = {row["id"]: row.get("state") for row, _ in existing.values()}
         to_write: list[tuple[int, EntryToWrite, dict[str, Any]]] = []
+        # Moves an earlier attempt wrote but did not finish: (index, entry, move id).
+        unposted: list[tuple[int, EntryToWrite, int]] = []
+        unattached: list[tuple[int, EntryToWrite, int]] = []
         for index, entry in enumerate(entries):
             external_id = entry.posting.external_id
             if not external_id:
@@ -486,14 +514,21 @@ class TrytonTarget(AccountingTarget):
                     error=InvsyncError(ErrorCode.UNEXPECTED, "The entry has no external id."),
                 )
             elif external_id in existing:
-                # Written by an earlier attempt: never write it twice.
-                results[index] = EntryResult(external_id, ref=existing[external_id])
+                # Written by an earlier attempt: never write it twice; finish it if needed.
+                row, attached = existing[external_id]
+                if row.get("state") == "draft" and not entry.posting.draft:
+                    unposted.append((index, entry, row["id"]))
+                elif entry.attachment is not None and not attached:
+                    unattached.append((index, entry, row["id"]))
+                else:
+                    results[index] = EntryResult(external_id, ref=_ref(row, attached))
             else:
                 try:
                     to_write.append((index, entry, self._move_values(company, entry.posting)))
                 except _EntryRefused as refused:
                     results[index] = EntryResult(external_id, error=refused.error)
 
+        written: list[tuple[int, EntryToWrite, int]] = []
         if to_write:
             try:
                 move_ids = self.client.create(
@@ -510,20 +545,32 @@ class TrytonTarget(AccountingTarget):
                 (index, entry, move_id)
                 for (index, entry, _), move_id in zip(to_write, move_ids, strict=True)
             ]
-            refused = self._post(written, context)
-            for index, error in refused.items():
-                results[index] = EntryResult(entries[index].posting.external_id, error=error)
-            written = [w for w in written if w[0] not in refused]
-            attached = self._attach_all(
-                [(move_id, entry.attachment) for _, entry, move_id in written if entry.attachment],
-                context,
+        if unposted:
+            logger.info("tryton: posting %d moves an interrupted write left draft", len(unposted))
+        written += unposted
+        refused = self._post(written, context)
+        for index, error in refused.items():
+            results[index] = EntryResult(entries[index].posting.external_id, error=error)
+        written = [w for w in written if w[0] not in refused]
+        posted = {move_id for _, entry, move_id in written if not entry.posting.draft}
+        posted |= {move_id for _, _, move_id in unattached
+                   if existing_states.get(move_id) == "posted"}  # fmt: skip
+        written += unattached
+        had_file = {row["id"] for row, attached in existing.values() if attached}
+        files = [
+            (move_id, entry.attachment)
+            for _, entry, move_id in written
+            if entry.attachment is not None and move_id not in had_file
+        ]
+        attached = self._attach_all(files, context) | had_file
+        numbers = self._numbers([move_id for _, _, move_id in written], context)
+        for index, entry, move_id in written:
+            results[index] = EntryResult(
+                entry.posting.external_id,
+                ref=EntryRef(
+                    str(move_id), numbers.get(move_id, ""), move_id in attached, move_id in posted
+                ),
             )
-            numbers = self._numbers([move_id for _, _, move_id in written], context)
-            for index, entry, move_id in written:
-                results[index] = EntryResult(
-                    entry.posting.external_id,
-                    ref=EntryRef(str(move_id), numbers.get(move_id, ""), move_id in attached),
-                )
         return [results[index] for index in range(len(entries))]
 
     def _post(
@@ -605,7 +652,14 @@ class TrytonTarget(AccountingTarget):
         return {row["id"]: row.get("number") or "" for row in rows}
 
     def find_entries(self, folder: str, external_ids: Sequence[str]) -> dict[str, EntryRef]:
-        company = self._company(folder)
+        found = self._existing_moves(self._company(folder), external_ids)
+        return {key: _ref(row, attached) for key, (row, attached) in found.items()}
+
+    def _existing_moves(
+        self, company: int, external_ids: Sequence[str]
+    ) -> dict[str, tuple[dict[str, Any], bool]]:
+        """The moves written for these external ids: their row (id, number, state) and whether
+        they have a file."""
         context = self._context(company)
         wanted = list(dict.fromkeys(i for i in external_ids if i))
         found: dict[str, dict[str, Any]] = {}
@@ -631,10 +685,7 @@ class TrytonTarget(AccountingTarget):
         if not found:
             return {}
         attached = self._attached_moves([row["id"] for row in found.values()], context)
-        return {
-            key: EntryRef(str(row["id"]), row.get("number") or "", row["id"] in attached)
-            for key, row in found.items()
-        }
+        return {key: (row, row["id"] in attached) for key, row in found.items()}
 
     def _attached_moves(self, move_ids: Iterable[int], context: dict[str, Any]) -> set[int]:
         resources = [f"account.move,{i}" for i in move_ids]
@@ -806,6 +857,20 @@ class TrytonTarget(AccountingTarget):
 
 def _refuse(code: ErrorCode, message: str, field: str) -> _EntryRefused:
     return _EntryRefused(InvsyncError(code, message, field=field))
+
+
+def _ref(row: dict[str, Any], attached: bool) -> EntryRef:
+    return EntryRef(
+        str(row["id"]), row.get("number") or "", attached, posted=row.get("state") == "posted"
+    )
+
+
+def _write_verdict(error: BaseException) -> Verdict:
+    """A write of unknown outcome is tried again as a whole (after the timed-out wait again);
+    every other failure propagates (reads were already retried by the client)."""
+    if isinstance(error, TrytonError) and error.unknown_outcome:
+        return Verdict(Delivery.UNKNOWN, min_delay=error.settle)
+    return Verdict(Delivery.FINAL)
 
 
 def _is_refusal(error: TrytonError) -> bool:
