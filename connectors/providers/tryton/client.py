@@ -960,3 +960,33 @@ def _transport_detail(error: requests.RequestException) -> str:
         if isinstance(item, BaseException) and type(item).__name__ not in names:
             names.append(type(item).__name__)
     return " / ".join(names)
+
+
+class TrytonConnection:
+    """What both Tryton connectors share: one client per connector instance, opened on first use
+    and closed by ``close``, and a connection check that logs in and runs the connector's probe
+    (``_probe``: one cheap read that says what the connection sees)."""
+
+    _client: TrytonClient | None = None
+    config: ConnectionConfig
+
+    @property
+    def client(self) -> TrytonClient:
+        if self._client is None:
+            self._client = client_from_config(self.config, rate_limit=self.rate_limit)
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def check_connection(self) -> ConnectionCheck:
+        try:
+            client = self.client
+        except InvsyncError as error:
+            return ConnectionCheck(False, error.message)
+        return connection_check(client, self._probe)
+
+    def _probe(self, client: TrytonClient) -> str:
+        raise NotImplementedError

@@ -41,7 +41,6 @@ from connectors.base import (
 )
 from connectors.canonical import (
     Attachment,
-    ConnectionCheck,
     Direction,
     Invoice,
     InvoiceLine,
@@ -55,9 +54,8 @@ from connectors.errors import ConnectorError, ErrorCode, InvsyncError
 from connectors.providers.tryton.client import (
     TRANSPORT_SETTINGS_FIELDS,
     TrytonClient,
+    TrytonConnection,
     TrytonError,
-    client_from_config,
-    connection_check,
     cut,
 )
 
@@ -115,7 +113,7 @@ class _Unmappable(Exception):
         self.message = message
 
 
-class TrytonSource(InvoicingSource):
+class TrytonSource(TrytonConnection, InvoicingSource):
     key = "tryton"
     name = "Tryton"
     auth_kinds = (AuthKind.CREDENTIALS,)
@@ -132,30 +130,9 @@ class TrytonSource(InvoicingSource):
 
     # -- plumbing ----------------------------------------------------------------------------
 
-    @property
-    def client(self) -> TrytonClient:
-        if self._client is None:
-            self._client = client_from_config(self.config, rate_limit=self.rate_limit)
-        return self._client
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-
-    def check_connection(self) -> ConnectionCheck:
-        try:
-            client = self.client
-        except InvsyncError as error:
-            return ConnectionCheck(False, error.message)
-
-        def probe(client: TrytonClient) -> str:
-            count = client.model(
-                "account.invoice", "search_count", self._base_domain(["out", "in"])
-            )
-            return f"{count} final or cancelled invoices visible."
-
-        return connection_check(client, probe)
+    def _probe(self, client: TrytonClient) -> str:
+        count = client.model("account.invoice", "search_count", self._base_domain(["out", "in"]))
+        return f"{count} final or cancelled invoices visible."
 
     def _company_filter(self) -> list[Any]:
         company = (self.config.settings.get("company") or "").strip()

@@ -53,7 +53,6 @@ from connectors.base import (
 from connectors.canonical import (
     Account,
     Attachment,
-    ConnectionCheck,
     Direction,
     EntryLine,
     EntryRef,
@@ -69,10 +68,9 @@ from connectors.errors import ConnectorError, ErrorCode, InvsyncError
 from connectors.providers.tryton.client import (
     TRANSPORT_SETTINGS_FIELDS,
     TrytonClient,
+    TrytonConnection,
     TrytonError,
     TrytonWarning,
-    client_from_config,
-    connection_check,
     cut,
 )
 from connectors.retry import Delivery, Verdict
@@ -134,7 +132,7 @@ class _EntryRefused(Exception):
         self.error = error
 
 
-class TrytonTarget(AccountingTarget):
+class TrytonTarget(TrytonConnection, AccountingTarget):
     key = "tryton"
     name = "Tryton"
     auth_kinds = (AuthKind.CREDENTIALS,)
@@ -157,29 +155,10 @@ class TrytonTarget(AccountingTarget):
 
     # -- plumbing ----------------------------------------------------------------------------
 
-    @property
-    def client(self) -> TrytonClient:
-        if self._client is None:
-            self._client = client_from_config(self.config, rate_limit=self.rate_limit)
-        return self._client
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-
-    def check_connection(self) -> ConnectionCheck:
-        try:
-            client = self.client
-        except InvsyncError as error:
-            return ConnectionCheck(False, error.message)
-
-        def probe(client: TrytonClient) -> str:
-            companies = client.search_read("company.company", [], ["rec_name"], limit=10)
-            names = ", ".join(c["rec_name"] for c in companies) or "none visible"
-            return f"companies: {names}."
-
-        return connection_check(client, probe)
+    def _probe(self, client: TrytonClient) -> str:
+        companies = client.search_read("company.company", [], ["rec_name"], limit=10)
+        names = ", ".join(c["rec_name"] for c in companies) or "none visible"
+        return f"companies: {names}."
 
     @staticmethod
     def _company(folder: str) -> int:
