@@ -11,3 +11,7 @@ urlpatterns = [
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),
 ]
+
+admin.site.site_header = "invsync"
+admin.site.site_title = "invsync"
+admin.site.index_title = "Clients, flows and records"

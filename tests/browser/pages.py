@@ -15,7 +15,7 @@ def sign_in(page: Page, server: str, email: str, password: str = PASSWORD) -> No
     page.locator('input[name="login"]').fill(email)
     page.locator('input[name="password"]').fill(password)
     follow(page, page.locator('form button[type="submit"]'))
-    expect(page.locator("#site-name")).to_contain_text("Django administration")
+    expect(page.locator("#site-name")).to_contain_text("invsync")
 
 
 def follow(page: Page, locator: Locator, timeout: float | None = None) -> None:
