@@ -256,7 +256,8 @@ class TrytonSource(TrytonConnection, InvoicingSource):
         )
 
     def _parties(self, rows: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
-        ids = sorted({row["party"] for row in rows if row.get("party")})
+        # Only well-formed ids: a malformed one fails its own record later, not the whole page.
+        ids = sorted({row["party"] for row in rows if type(row.get("party")) is int})
         if not ids:
             return {}
         found = self.client.search_read(
