@@ -27,3 +27,38 @@ def check_credentials_keys(app_configs=None, **kwargs):
             id="invsync.W001",
         )
     ]
+
+
+@checks.register()
+def check_rate_limit_store(app_configs=None, **kwargs):
+    from django.db import connections
+
+    from connectors.ratelimit import DATABASE_VENDORS, STORES
+
+    store = getattr(settings, "INVSYNC_RATE_LIMIT_STORE", "auto")
+    if store not in STORES:
+        return [
+            checks.Error(
+                f"INVSYNC_RATE_LIMIT_STORE is {store!r}.",
+                hint="Set it to one of: " + ", ".join(STORES) + ".",
+                id="invsync.E002",
+            )
+        ]
+    vendor = connections["default"].vendor
+    if vendor in DATABASE_VENDORS:
+        return []
+    if store == "database":
+        return [
+            checks.Error(
+                f"Rate-limit windows cannot be kept in a {vendor} database.",
+                hint="Use SQLite or PostgreSQL, or INVSYNC_RATE_LIMIT_STORE=process.",
+                id="invsync.E003",
+            )
+        ]
+    return [
+        checks.Warning(
+            f"Rate-limit windows are counted per process: a {vendor} database cannot keep them.",
+            hint="Several workers on one connection may together exceed a vendor's limit.",
+            id="invsync.W002",
+        )
+    ]

@@ -118,3 +118,23 @@ class LookupCache(models.Model):
 
     def __str__(self) -> str:
         return f"{self.connection} {self.folder} {self.name}"
+
+
+class RateLimitSlot(models.Model):
+    """One request's place in a connection's shared rate-limit window (connectors.ratelimit):
+    taken before the request is sent, it frees at ``until``. Written and read only by
+    :class:`connectors.ratelimit.DatabaseRateLimiter`, in SQL of its own."""
+
+    id = models.CharField(primary_key=True, max_length=32)
+    key = models.CharField(max_length=64, help_text="SHA-256 of the account at the vendor")
+    until = models.FloatField(help_text="Unix time at which the slot frees")
+    in_flight = models.BooleanField(default=True)
+
+    class Meta:
+        db_table = "connectors_ratelimitslot"  # connectors.ratelimit.TABLE: its SQL names it
+        indexes = [models.Index(fields=["key", "until"], name="ratelimit_key_until")]
+        verbose_name = "rate limit slot"
+        default_permissions = ()
+
+    def __str__(self) -> str:
+        return f"{self.key[:12]} until {self.until:.3f}"

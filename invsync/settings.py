@@ -183,6 +183,10 @@ else:
 INVSYNC_RUN_LEASE_SECONDS = env.int("INVSYNC_RUN_LEASE_SECONDS", default=300)
 # Invoices written per target call where the target takes batches.
 INVSYNC_BATCH_SIZE = env.int("INVSYNC_BATCH_SIZE", default=50)
+# Where connections' rate-limit windows live (connectors/ratelimit.py): "auto" (the database,
+# shared by every worker and host; one window per process for an in-memory SQLite database),
+# "database" or "process".
+INVSYNC_RATE_LIMIT_STORE = env.str("INVSYNC_RATE_LIMIT_STORE", default="auto")
 
 LOGGING = {
     "version": 1,

@@ -65,3 +65,22 @@ def file_db(transactional_db, django_db_blocker, tmp_path):
             connection.close()
             connection.settings_dict["NAME"] = name
             connection.connection = in_memory
+
+
+@pytest.fixture(scope="session")
+def scale_services():
+    """A private PostgreSQL cluster (with a migrated template database: ``fresh_database()``)
+    and a private ``redis-server`` (bench/scale.py), started once for the session's tests that
+    need them. Fails when the binaries are missing, unless ``INVSYNC_SCALE_UNAVAILABLE=skip``."""
+    import os
+
+    from bench import scale
+
+    lacking = scale.missing()
+    if lacking:
+        message = "this test needs: " + "; ".join(lacking)
+        if os.environ.get("INVSYNC_SCALE_UNAVAILABLE") == "skip":
+            pytest.skip(message)
+        pytest.fail(message + " (or set INVSYNC_SCALE_UNAVAILABLE=skip)")
+    with scale.Services() as running:
+        yield running

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-import os
 from collections import Counter, defaultdict
 
 import pytest
@@ -36,25 +35,11 @@ CLUSTERS = 2
 
 
 @pytest.fixture(scope="module")
-def services():
-    from bench import scale
-
-    lacking = scale.missing()
-    if lacking:
-        message = "scale-out test needs: " + "; ".join(lacking)
-        if os.environ.get("INVSYNC_SCALE_UNAVAILABLE") == "skip":
-            pytest.skip(message)
-        pytest.fail(message + " (or set INVSYNC_SCALE_UNAVAILABLE=skip)")
-    with scale.Services() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def report(services):
+def report(scale_services):
     from bench.scale import run_scale
 
     return run_scale(
-        services, clusters=CLUSTERS, flows=FLOWS, invoices=INVOICES, repeat=REPEAT, workers=2,
+        scale_services, clusters=CLUSTERS, flows=FLOWS, invoices=INVOICES, repeat=REPEAT, workers=2,
         latency_ms=5, timeout=150,
     )  # fmt: skip
 

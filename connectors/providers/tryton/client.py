@@ -46,7 +46,12 @@ from urllib3.exceptions import ConnectTimeoutError
 from connectors.base import ConnectionConfig, SettingField
 from connectors.canonical import ConnectionCheck
 from connectors.errors import ConnectorError, ErrorCode, InvsyncError
-from connectors.ratelimit import RateLimiter, effective_rate_limit, shared_limiter
+from connectors.ratelimit import (
+    DatabaseRateLimiter,
+    RateLimiter,
+    effective_rate_limit,
+    shared_limiter,
+)
 from connectors.retry import SETTINGS as RETRY_SETTINGS
 from connectors.retry import Delivery, Retrier, RetryPolicy, Verdict
 
@@ -381,7 +386,7 @@ class TrytonClient:
         timeout: float = DEFAULT_TIMEOUT,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         retry: RetryPolicy | None = None,
-        rate_limiter: RateLimiter | None = None,
+        rate_limiter: RateLimiter | DatabaseRateLimiter | None = None,
         http: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
@@ -912,7 +917,11 @@ def client_from_config(
             field="rate_limit",
         ) from None
     client = TrytonClient(url, database, username, password, timeout=timeout, retry=policy)
-    client.rate_limiter = shared_limiter(f"tryton\n{client.url}\n{database}\n{username}", limit)
+    # A request in flight keeps its slot at most twice as long as the client lets it last.
+    hold = 2 * (DEFAULT_CONNECT_TIMEOUT + max(timeout, REPORT_TIMEOUT))
+    client.rate_limiter = shared_limiter(
+        f"tryton\n{client.url}\n{database}\n{username}", limit, hold=hold
+    )
     return client
 
 
