@@ -19,8 +19,9 @@ and the row frees ``window`` seconds after the answer. Each take is one short tr
 private database connection, so it never joins (or waits for) the caller's own transaction:
 SQLite serialises them with ``BEGIN IMMEDIATE``, PostgreSQL with a transaction-level advisory
 lock per connection. (On SQLite, a caller inside a transaction, such as an admin form, already
-holds the only write lock: its slot is taken in its own transaction.) A worker killed mid-request keeps its row ``hold`` seconds (longer than any
-request of its client can last), then the row lapses. The setting ``INVSYNC_RATE_LIMIT_STORE``
+holds the only write lock: its slot is taken in its own transaction.) A worker killed
+mid-request keeps its row ``hold`` seconds (longer than any request of its client can last),
+then the row lapses. The setting ``INVSYNC_RATE_LIMIT_STORE``
 picks the store: ``auto`` (the database, except an in-memory SQLite database, which no other
 process can share: then one limiter per process, :class:`RateLimiter`, is exact), ``database`` or
 ``process``.
@@ -268,9 +269,7 @@ class DatabaseRateLimiter:
         return local.connection
 
     def _transaction(self, work, token: str):
-        from django.db import DatabaseError
-
-        from django.db import connections
+        from django.db import DatabaseError, connections
 
         caller = connections[self.using]
         if caller.vendor == "sqlite" and caller.in_atomic_block:
