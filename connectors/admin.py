@@ -209,6 +209,12 @@ def _settings_help() -> str:
     )
 
 
+def _shown(value: object, limit: int = 60) -> str:
+    """A typed value quoted for a message: control characters escaped, long text cut."""
+    text = repr(str(value))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 class _ConnectionAdminFormBase(forms.ModelForm):
     provider = forms.ChoiceField(
         label="Provider", help_text="The connector used for this tool (its kind must match)."
@@ -290,6 +296,9 @@ class _ConnectionAdminFormBase(forms.ModelForm):
         for name, value in settings.items():
             if isinstance(value, dict | list):
                 self.add_error("settings", f"The setting {name!r} must be a plain value.")
+            elif name in declared and (problem := declared[name].problem(value)):
+                label = declared[name].label or name
+                self.add_error("settings", f"{label} ({name}) {problem}, not {_shown(value)}.")
 
     def submitted_credentials(self) -> dict[str, str]:
         """The secrets typed in for the chosen auth kind (blank ones left out: they keep the

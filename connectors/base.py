@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import abc
 import datetime as dt
-from collections.abc import Iterator, Mapping, Sequence
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import ClassVar
@@ -58,13 +59,85 @@ AUTH_FIELDS: dict[AuthKind, tuple[str, ...]] = {
 
 @dataclass(frozen=True)
 class SettingField:
-    """A non-secret setting a provider needs (shown and editable in the admin)."""
+    """A non-secret setting a provider needs (shown and editable in the admin).
+
+    ``check``: given a non-empty value (as text), returns what is wrong with it, or None; the
+    connection form and service refuse a value it finds fault with."""
 
     name: str
     label: str
     help_text: str = ""
     required: bool = True
     default: str = ""
+    check: Callable[[str], str | None] | None = None
+
+    def problem(self, value: object) -> str | None:
+        """What is wrong with ``value`` for this setting (None: nothing, or no value)."""
+        if value is None or value == "":
+            return None
+        if isinstance(value, dict | list):
+            return "must be a plain value"
+        text = str(value)
+        if "\x00" in text or len(text) > SETTING_MAX_LENGTH:
+            return f"must be text of at most {SETTING_MAX_LENGTH} characters"
+        return self.check(text.strip()) if self.check else None
+
+
+SETTING_MAX_LENGTH = 2000
+
+
+def http_url(value: str) -> str | None:
+    """A setting check: an http(s) address with a host."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        return "is not a valid address"
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return "must be an address starting with http:// or https://, e.g. https://erp.example.com/"
+    if any(c.isspace() for c in value):
+        return "must not contain spaces"
+    return None
+
+
+def positive_number(value: str) -> str | None:
+    """A setting check: a number of seconds above zero."""
+    number = _number(value)
+    return None if number is not None and number > 0 else "must be a number above 0"
+
+
+def non_negative_number(value: str) -> str | None:
+    """A setting check: a number ≥ 0."""
+    number = _number(value)
+    return None if number is not None and number >= 0 else "must be a number ≥ 0"
+
+
+def whole_number(value: str) -> str | None:
+    """A setting check: a whole number from 1 to 1,000,000 (a count, an id)."""
+    if value.isascii() and value.isdigit() and 1 <= int(value) <= 1_000_000:
+        return None
+    return "must be a whole number ≥ 1"
+
+
+def rate_limit(value: str) -> str | None:
+    """A setting check: requests per window, as connectors.ratelimit.parse_rate_limit reads it."""
+    from connectors.ratelimit import parse_rate_limit
+
+    try:
+        parse_rate_limit(value)
+    except ValueError:
+        return "must be requests/seconds, e.g. 60/60 (or none)"
+    return None
+
+
+def _number(value: str) -> float | None:
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 @dataclass(frozen=True)

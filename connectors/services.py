@@ -56,9 +56,17 @@ def _check_settings(connection: Connection) -> None:
             raise ValidationError({"settings": f"The setting {name!r} must be a plain value."})
     # A provider that is not installed here (an imported connection) is not checked: its settings
     # are kept as given and the connection cannot run until the provider is installed.
+    declared = provider_settings_fields(connection.provider, connection.kind)
+    problems = [
+        f"{field.name} {problem}"
+        for field in declared
+        if (problem := field.problem(connection.settings.get(field.name)))
+    ]
+    if problems:
+        raise ValidationError({"settings": f"The setting {'; '.join(problems)}."})
     missing = [
         field.name
-        for field in provider_settings_fields(connection.provider, connection.kind)
+        for field in declared
         if field.required
         and not field.default
         and connection.settings.get(field.name) in (None, "")

@@ -24,6 +24,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
+from django.utils.safestring import mark_safe
 
 from connectors.admin import ClientScopedAdminMixin
 from connectors.errors import CATALOGUE, ErrorCode, ErrorInfo, InvsyncError
@@ -74,6 +75,10 @@ def _error_panel(code: str, message: str, field: str = ""):
     )
 
 
+# An indeterminate bar: a run that has found nothing yet.
+_BUSY_BAR = mark_safe('<progress style="width:8em"></progress>')
+
+
 def _progress(run: SyncRun):
     """The run's progress as "n of m" with a bar. ``total`` grows while the source is read: the bar
     is of what the run has found so far."""
@@ -89,7 +94,7 @@ def _progress(run: SyncRun):
         text = format_html("{} of {} ({} %)", processed, total, progress["percent"])
     else:
         # Nothing found yet: an indeterminate bar while running, none after.
-        bar = format_html('<progress style="width:8em"></progress>') if progress["running"] else ""
+        bar = _BUSY_BAR if progress["running"] else ""
         text = format_html("{} of {}", processed, total)
     return format_html(
         '<span class="run-progress" data-run="{}">{} <span class="run-progress-text">{}</span>'
@@ -335,7 +340,9 @@ class SyncRunAdmin(ReadOnlyAdminMixin, ClientScopedAdminMixin, admin.ModelAdmin)
         except ValueError:
             context["input_error"] = "Dates are written YYYY-MM-DD."
         else:
-            if "run" in request.GET:
+            if end < start:
+                context["input_error"] = "The period ends before it starts."
+            elif "run" in request.GET:
                 try:
                     report = flow_reconcile(flow=flow, start=start, end=end)
                 except InvsyncError as error:

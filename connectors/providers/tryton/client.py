@@ -43,7 +43,14 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError
 
-from connectors.base import ConnectionConfig, SettingField
+from connectors.base import (
+    ConnectionConfig,
+    SettingField,
+    non_negative_number,
+    positive_number,
+    rate_limit,
+    whole_number,
+)
 from connectors.canonical import ConnectionCheck
 from connectors.errors import ConnectorError, ErrorCode, InvsyncError
 from connectors.ratelimit import (
@@ -833,31 +840,32 @@ TRANSPORT_SETTINGS_FIELDS = (
     SettingField(
         "timeout", "Timeout (s)",
         f"Seconds to wait for each answer (default {DEFAULT_TIMEOUT:g}).", required=False,
+        check=positive_number,
     ),
     SettingField(
         "rate_limit", "Rate limit",
         "At most this many requests per window of seconds, e.g. 60/60; empty: none.",
-        required=False,
+        required=False, check=rate_limit,
     ),
     SettingField(
         "retry_attempts", "Tries per call",
         f"Tries in all for a call that fails on a passing error (default "
-        f"{RetryPolicy.max_attempts}; 1: never retry).", required=False,
+        f"{RetryPolicy.max_attempts}; 1: never retry).", required=False, check=whole_number,
     ),
     SettingField(
         "retry_base_delay", "First retry wait (s)",
         f"The first wait, doubled for each retry (default {RetryPolicy.base_delay:g}).",
-        required=False,
+        required=False, check=non_negative_number,
     ),
     SettingField(
         "retry_max_total_delay", "Retry waits per call (s)",
         f"The most a call waits in all between its tries (default "
-        f"{RetryPolicy.max_total_delay:g}).", required=False,
+        f"{RetryPolicy.max_total_delay:g}).", required=False, check=non_negative_number,
     ),
     SettingField(
         "retry_after_max", "Longest Retry-After obeyed (s)",
         f"A server asking to wait longer makes the run stop and resume later (default "
-        f"{RetryPolicy.max_retry_after:g}).", required=False,
+        f"{RetryPolicy.max_retry_after:g}).", required=False, check=non_negative_number,
     ),
 )  # fmt: skip
 assert {f.name for f in TRANSPORT_SETTINGS_FIELDS} >= set(RETRY_SETTINGS)

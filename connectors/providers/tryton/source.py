@@ -38,6 +38,8 @@ from connectors.base import (
     InvoicingSource,
     SettingField,
     SourceRecordError,
+    http_url,
+    whole_number,
 )
 from connectors.canonical import (
     Attachment,
@@ -94,13 +96,19 @@ LINE_FIELDS = [
     "account.code", "product.code", "sequence",
 ]  # fmt: skip
 SETTINGS_FIELDS = (
-    SettingField("url", "Server URL", "The Tryton server's address, e.g. http://127.0.0.1:8000/"),
+    SettingField(
+        "url",
+        "Server URL",
+        "The Tryton server's address, e.g. http://127.0.0.1:8000/",
+        check=http_url,
+    ),
     SettingField("database", "Database", "The Tryton database name."),
     SettingField(
         "company",
         "Company id",
         "Only read this company's invoices (its id in Tryton); empty: every company the user sees.",
         required=False,
+        check=whole_number,
     ),
     *TRANSPORT_SETTINGS_FIELDS,
 )

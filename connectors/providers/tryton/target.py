@@ -49,6 +49,7 @@ from connectors.base import (
     EntryResult,
     EntryToWrite,
     SettingField,
+    http_url,
 )
 from connectors.canonical import (
     Account,
@@ -78,7 +79,12 @@ from connectors.retry import Delivery, Verdict
 logger = logging.getLogger(__name__)
 
 SETTINGS_FIELDS = (
-    SettingField("url", "Server URL", "The Tryton server's address, e.g. http://127.0.0.1:8000/"),
+    SettingField(
+        "url",
+        "Server URL",
+        "The Tryton server's address, e.g. http://127.0.0.1:8000/",
+        check=http_url,
+    ),
     SettingField("database", "Database", "The Tryton database name."),
     *TRANSPORT_SETTINGS_FIELDS,
 )

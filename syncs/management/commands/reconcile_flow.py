@@ -22,6 +22,8 @@ class Command(BaseCommand):
         parser.add_argument("--format", choices=["table", "json"], default="table")
 
     def handle(self, *args, flow, start, end, format, **options):
+        if end < start:
+            raise CommandError(f"The period ends ({end}) before it starts ({start}).")
         try:
             sync_flow = flow_get_by_name_or_id(flow)
         except SyncFlow.DoesNotExist:

@@ -1,0 +1,314 @@
+"""Bad input from a person: every admin form refuses it with a message on the field, and changes
+nothing.
+
+For each editable admin page (client, connection, flow with its VAT and journal mapping rows),
+the change form is posted as the browser would send it, with one field at a time replaced by a
+value that field can never accept: NUL characters, text past the column's length, numbers that
+are not numbers or do not fit, impossible dates, choices that were never offered, malformed
+JSON, a blank required field. Each post must come back as the form again (not a crash, not a
+save) with an error on that field, and the database must be as before. Free text typed into
+the name fields (hypothesis) is either saved exactly or refused with a message. The connection
+settings are checked one by one (a URL that is not http(s), a timeout of -1, a rate limit of
+"fast"...). Query strings of the admin's lists and reports with nonsense get a page, never a
+crash.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django import forms
+from django.urls import reverse
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from connectors.models import Client, Connection
+from mappings.models import ConfigChange, JournalMapping, SyncFlow, VatMapping
+from syncs.models import PartnerLink, SyncedRecord, SyncRun
+from tests.factories import (
+    ConnectionFactory,
+    JournalMappingFactory,
+    SyncedRecordFactory,
+    SyncFlowFactory,
+    SyncRunFactory,
+    UserFactory,
+)
+from tests.integration.test_admin import _form_data
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def admin_client(client):
+    client.force_login(UserFactory(username="root", is_superuser=True))
+    return client
+
+
+@pytest.fixture
+def flow(memory_connectors):
+    flow = SyncFlowFactory(
+        start_date=dt.date(2026, 1, 1),
+        invoicing_connection__last_check_ok=True,
+        accounting_connection__last_check_ok=True,
+    )
+    JournalMappingFactory(flow=flow)
+    return flow
+
+
+def change_url(obj) -> str:
+    meta = obj._meta
+    return reverse(f"admin:{meta.app_label}_{meta.model_name}_change", args=[obj.pk])
+
+
+def snapshot(obj) -> str:
+    """Everything a save of ``obj``'s page could change, serialised."""
+    rows = [type(obj).objects.get(pk=obj.pk)]
+    if isinstance(obj, SyncFlow):
+        rows += [*VatMapping.objects.filter(flow=obj), *JournalMapping.objects.filter(flow=obj)]
+    counts = {
+        model.__name__: model.objects.count()
+        for model in (Client, Connection, SyncFlow, VatMapping, JournalMapping, ConfigChange)
+    }
+    # Field values, decrypted (an encrypted column's text changes with each serialisation).
+    values = [
+        {f.attname: getattr(row, f.attname) for f in row._meta.concrete_fields} for row in rows
+    ]
+    return repr(values) + repr(counts)
+
+
+def never_valid(field: forms.Field) -> list[str]:
+    """Values ``field`` can never accept, whatever the other fields say."""
+    if isinstance(field, forms.BooleanField):
+        return []  # any value is a yes or a no
+    values = ["a\x00b"]  # NUL: refused by every text and choice field
+    if field.required:
+        values.append("")
+    if isinstance(field, forms.CharField) and field.max_length:
+        values.append("x" * (field.max_length + 1))
+    if isinstance(field, forms.DecimalField):
+        values += ["abc", "NaN", "-Infinity", "1e999", "9" * 40, "0.0000000001"]
+    elif isinstance(field, forms.FloatField):
+        values += ["abc", "NaN", "1e999"]
+    elif isinstance(field, forms.IntegerField):
+        values += ["abc", "1.5", "9" * 40]
+        if field.min_value is not None:
+            values.append(str(field.min_value - 1))
+        if field.max_value is not None:
+            values.append(str(field.max_value + 1))
+    if isinstance(field, forms.DateField | forms.DateTimeField):
+        values += ["2026-02-30", "31/12/2026x", "99999-01-01"]
+    if isinstance(field, forms.JSONField):
+        values += ["{", '{"a": }', "[1,"]
+    if isinstance(field, forms.ModelChoiceField | forms.ChoiceField):
+        values += ["no such choice", "987654321"]
+    if isinstance(field, forms.EmailField):
+        values.append("not an address")
+    return values
+
+
+def forms_of(response):
+    """(form, prefix-less label) of the page's main form and of each inline form."""
+    yield response.context["adminform"].form, "form"
+    for inline in response.context["inline_admin_formsets"]:
+        for index, form in enumerate(inline.formset.forms):
+            if form.instance.pk:  # existing rows (extra blank rows ignore blank input)
+                yield form, f"{inline.formset.prefix}[{index}]"
+
+
+def cases(admin_client, obj):
+    """(form label, field name, POST key, value) for every field of every form of the page."""
+    page = admin_client.get(change_url(obj))
+    assert page.status_code == 200
+    found = []
+    for form, label in forms_of(page):
+        for name, field in form.fields.items():
+            if field.disabled or isinstance(field.widget, forms.HiddenInput):
+                continue
+            for value in never_valid(field):
+                found.append((label, name, form.add_prefix(name), value))
+    return page, found
+
+
+def field_errors(response, label: str, name: str) -> list[str]:
+    for form, found in forms_of(response):
+        if found == label:
+            return list(form.errors.get(name, []))
+    raise AssertionError(f"no form {label} on the page")
+
+
+def assert_every_bad_value_is_refused_on_its_field(admin_client, obj):
+    page, bad = cases(admin_client, obj)
+    data = _form_data(page)
+    # The page as sent back unchanged saves: the refusals below come from the one bad value.
+    assert admin_client.post(change_url(obj), data).status_code == 302
+    before = snapshot(obj)
+    assert len(bad) >= 5
+    accepted = []
+    for label, name, key, value in bad:
+        response = admin_client.post(change_url(obj), {**data, key: value})
+        if response.status_code != 200:
+            accepted.append((label, name, value, response.status_code))
+            continue
+        assert "errornote" in response.content.decode(), (label, name, value)
+        assert field_errors(response, label, name), (label, name, value)
+        assert snapshot(obj) == before, (label, name, value)
+    assert not accepted, accepted
+
+
+def test_the_client_form_refuses_bad_values(admin_client, flow):
+    assert_every_bad_value_is_refused_on_its_field(admin_client, flow.client)
+
+
+def test_the_connection_form_refuses_bad_values(admin_client, flow):
+    assert_every_bad_value_is_refused_on_its_field(admin_client, flow.accounting_connection)
+
+
+def test_the_flow_form_and_its_mapping_rows_refuse_bad_values(admin_client, flow):
+    assert_every_bad_value_is_refused_on_its_field(admin_client, flow)
+
+
+# -- Free text ---------------------------------------------------------------------------------
+
+TEXT = st.text(
+    alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=0, max_size=300
+)
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(name=TEXT)
+def test_a_typed_name_is_saved_as_typed_or_refused_with_a_message(admin_client, flow, name):
+    for obj in (flow.client, flow.accounting_connection, flow):
+        page = admin_client.get(change_url(obj))
+        data = {**_form_data(page), "name": name}
+        response = admin_client.post(change_url(obj), data)
+        stored = type(obj).objects.get(pk=obj.pk).name
+        if response.status_code == 302:
+            assert stored == name.strip(), (obj, name)
+        else:
+            assert response.status_code == 200, (obj, name, response.status_code)
+            assert response.context["adminform"].form.errors.get("name"), (obj, name)
+            assert stored != name.strip() or stored == obj.name
+
+
+# -- Connection settings -----------------------------------------------------------------------
+
+TRYTON_SETTINGS = {"url": "https://erp.example.com/", "database": "acme"}
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "says"),
+    [
+        ("url", "erp.example.com", "http"),
+        ("url", "ftp://erp.example.com/", "http"),
+        ("url", "http://", "http"),
+        ("url", "http://erp.example.com:port/", "valid address"),
+        ("url", "http://erp example.com/", "spaces"),
+        ("timeout", "-1", "above 0"),
+        ("timeout", "0", "above 0"),
+        ("timeout", "abc", "above 0"),
+        ("timeout", "inf", "above 0"),
+        ("timeout", 1e400, "above 0"),
+        ("rate_limit", "fast", "requests/seconds"),
+        ("rate_limit", "60/0", "requests/seconds"),
+        ("retry_attempts", "2.5", "whole number"),
+        ("retry_attempts", "0", "whole number"),
+        ("retry_attempts", "١٢", "whole number"),
+        ("retry_base_delay", "-0.1", "≥ 0"),
+        ("retry_max_total_delay", "NaN", "≥ 0"),
+        ("retry_after_max", "soon", "≥ 0"),
+        ("database", "x" * 2001, "at most"),
+        ("database", "a\x00b", "at most"),
+    ],
+)
+def test_a_tryton_connection_refuses_a_bad_setting_naming_it(admin_client, setting, value, says):
+    import json
+
+    connection = ConnectionFactory(
+        provider="tryton", kind="accounting", auth_kind="credentials",
+        settings=TRYTON_SETTINGS, credentials={"username": "u", "password": "p"},
+    )  # fmt: skip
+    page = admin_client.get(change_url(connection))
+    data = _form_data(page)
+    assert admin_client.post(change_url(connection), data).status_code == 302
+    before = snapshot(connection)
+    data["settings"] = json.dumps({**TRYTON_SETTINGS, setting: value})
+    response = admin_client.post(change_url(connection), data)
+    assert response.status_code == 200
+    errors = " ".join(response.context["adminform"].form.errors.get("settings", []))
+    assert setting in errors and says in errors, errors
+    assert snapshot(connection) == before
+
+
+def test_good_tryton_settings_are_saved(admin_client):
+    import json
+
+    connection = ConnectionFactory(
+        provider="tryton", kind="accounting", auth_kind="credentials",
+        settings=TRYTON_SETTINGS, credentials={"username": "u", "password": "p"},
+    )  # fmt: skip
+    data = _form_data(admin_client.get(change_url(connection)))
+    good = {
+        **TRYTON_SETTINGS, "url": "http://127.0.0.1:8000/", "timeout": "12.5",
+        "rate_limit": "60/60", "retry_attempts": 3, "retry_base_delay": "0",
+        "retry_max_total_delay": "30", "retry_after_max": "60",
+    }  # fmt: skip
+    data["settings"] = json.dumps(good)
+    assert admin_client.post(change_url(connection), data).status_code == 302
+    connection.refresh_from_db()
+    assert connection.settings == good
+
+
+def test_the_service_refuses_a_bad_setting_too():
+    from django.core.exceptions import ValidationError
+
+    from connectors.services import connection_update
+
+    connection = ConnectionFactory(
+        provider="tryton", kind="accounting", auth_kind="credentials",
+        settings=TRYTON_SETTINGS, credentials={"username": "u", "password": "p"},
+    )  # fmt: skip
+    with pytest.raises(ValidationError, match="rate_limit"):
+        connection_update(
+            connection=connection, data={"settings": {**TRYTON_SETTINGS, "rate_limit": "fast"}}
+        )
+
+
+# -- Query strings -------------------------------------------------------------------------------
+
+NONSENSE = ["", "zzz", "-1", "9" * 40, "a\x00b", "%", "' OR 1=1 --", "2026-13-45", "../../etc"]
+
+
+@pytest.mark.parametrize(
+    "model", [Client, Connection, SyncFlow, SyncRun, SyncedRecord, PartnerLink, ConfigChange]
+)
+def test_admin_lists_survive_nonsense_in_their_query_string(admin_client, flow, model):
+    SyncedRecordFactory(flow=flow, last_run=SyncRunFactory(flow=flow))
+    meta = model._meta
+    url = reverse(f"admin:{meta.app_label}_{meta.model_name}_changelist")
+    params = ["q", "o", "p", "e", "status", "status__exact", "flow__id__exact", "created_at__gte"]
+    for param in params:
+        for value in NONSENSE:
+            response = admin_client.get(url, {param: value})
+            assert response.status_code in (200, 302), (param, value, response.status_code)
+
+
+def test_reports_survive_nonsense_in_their_query_string(admin_client, flow):
+    urls = [
+        reverse("admin:syncs_flow_reconciliation", args=[flow.pk]),
+        reverse("admin:syncs_flow_dashboard", args=[flow.pk]),
+        reverse("admin:syncs_dashboards"),
+        reverse("admin:syncs_failures"),
+    ]
+    for url in urls:
+        for param in ("from", "to", "run", "flow", "code", "days"):
+            for value in NONSENSE:
+                response = admin_client.get(url, {param: value, "run": "1"})
+                assert response.status_code in (200, 302, 400), (url, param, value)
+    response = admin_client.get(urls[0], {"from": "2026-12-31", "to": "2026-01-01", "run": "1"})
+    assert response.status_code == 200
+    assert "report" not in response.context or response.context.get("input_error")
