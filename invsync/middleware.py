@@ -1,11 +1,12 @@
-"""Two-factor authentication for staff when the firm requires it (INVSYNC_REQUIRE_2FA_FOR_STAFF)."""
+"""Two-factor authentication for staff when the firm requires it (INVSYNC_REQUIRE_2FA_FOR_STAFF),
+and query strings with NUL characters refused before they reach a query."""
 
 from __future__ import annotations
 
 from allauth.mfa.adapter import get_adapter as get_mfa_adapter
 from allauth.mfa.models import Authenticator
 from django.conf import settings
-from django.http import HttpRequest, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponseBadRequest, HttpResponseRedirect
 from django.urls import Resolver404, resolve, reverse
 
 
@@ -42,3 +43,24 @@ def _always_allowed(path: str) -> bool:
     if match.func.__module__.startswith("allauth."):
         return True
     return match.view_name == "admin:logout"
+
+
+class RejectNulInQueryMiddleware:
+    """Answers 400 to a URL whose query string holds a NUL character (``%00``). Admin searches
+    and list filters put query-string values straight into SQL, and PostgreSQL refuses NUL in
+    text (psycopg raises, the page would crash). Forms need no such guard: their text and choice
+    fields refuse NUL with a message on the field."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest):
+        if any(
+            "\x00" in key or any("\x00" in value for value in values)
+            for key, values in request.GET.lists()
+        ):
+            return HttpResponseBadRequest(
+                "The address holds a NUL character (%00), which no search or filter accepts.",
+                content_type="text/plain; charset=utf-8",
+            )
+        return self.get_response(request)

@@ -854,7 +854,10 @@ class SyncedRecordAdmin(ReadOnlyAdminMixin, ClientScopedAdminMixin, admin.ModelA
         failed = records.filter(status=RecordStatus.FAILED)
         action = request.POST.get("action")
         if action == "retry_code":
-            failed = failed.filter(error_code=request.POST.get("code", ""))
+            code = request.POST.get("code", "")
+            if code not in ErrorCode.values:
+                return HttpResponse("Unknown error code.", status=400)
+            failed = failed.filter(error_code=code)
         elif action != "retry_all":
             return HttpResponse("Unknown action.", status=400)
         flow_id = request.POST.get("flow", "")

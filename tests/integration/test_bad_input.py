@@ -9,8 +9,9 @@ JSON, a blank required field. Each post must come back as the form again (not a 
 save) with an error on that field, and the database must be as before. Free text typed into
 the name fields (hypothesis) is either saved exactly or refused with a message. The connection
 settings are checked one by one (a URL that is not http(s), a timeout of -1, a rate limit of
-"fast"...). Query strings of the admin's lists and reports with nonsense get a page, never a
-crash.
+"fast"...), and so are the line overrides of a failed record. Query strings of the admin's lists
+and reports with nonsense get a page, never a crash; a NUL character in one gets a 400 (it would
+crash PostgreSQL's text comparison); the failure review refuses unknown actions, codes and flows.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from tests.factories import (
     UserFactory,
 )
 from tests.integration.test_admin import _form_data
+from tests.integration.test_failure_review import unmapped_failure
 
 pytestmark = pytest.mark.django_db
 
@@ -54,6 +56,11 @@ def flow(memory_connectors):
     )
     JournalMappingFactory(flow=flow)
     return flow
+
+
+@pytest.fixture
+def unmapped(memory_connectors):
+    return unmapped_failure(memory_connectors)
 
 
 def change_url(obj) -> str:
@@ -278,9 +285,32 @@ def test_the_service_refuses_a_bad_setting_too():
         )
 
 
+# -- Line overrides of a failed record -----------------------------------------------------------
+
+
+def test_the_line_overrides_form_refuses_bad_values(admin_client, unmapped):
+    _, record, _ = unmapped
+    url = reverse("admin:syncs_syncedrecord_overrides", args=[record.pk])
+    form = admin_client.get(reverse("admin:syncs_syncedrecord_change", args=[record.pk])).context[
+        "overrides_form"
+    ]
+    bad = [
+        (name, value)
+        for name, field in form.fields.items()
+        for value in [*never_valid(field), "no such choice", "999"]
+    ]
+    assert len(bad) >= 16
+    for name, value in bad:
+        response = admin_client.post(url, {name: value, "_save": "Save overrides"})
+        assert response.status_code == 200, (name, value)
+        assert response.context["overrides_form"].errors.get(name), (name, value)
+        record.refresh_from_db()
+        assert record.overrides == {}, (name, value)
+
+
 # -- Query strings -------------------------------------------------------------------------------
 
-NONSENSE = ["", "zzz", "-1", "9" * 40, "a\x00b", "%", "' OR 1=1 --", "2026-13-45", "../../etc"]
+NONSENSE = ["", "zzz", "-1", "9" * 40, "%", "' OR 1=1 --", "2026-13-45", "../../etc", "é\u202e"]
 
 
 @pytest.mark.parametrize(
@@ -297,6 +327,16 @@ def test_admin_lists_survive_nonsense_in_their_query_string(admin_client, flow, 
             assert response.status_code in (200, 302), (param, value, response.status_code)
 
 
+def test_a_nul_character_in_a_query_string_is_refused_before_any_query(admin_client, flow):
+    """PostgreSQL refuses NUL in text: a search for it would crash the page there."""
+    url = reverse("admin:mappings_syncflow_changelist")
+    for params in ({"q": "a\x00b"}, {"enabled__exact": "\x00"}, {"a\x00": "1"}):
+        response = admin_client.get(url, params)
+        assert response.status_code == 400, params
+        assert "NUL character" in response.content.decode()
+    assert admin_client.get(url, {"q": "a b"}).status_code == 200
+
+
 def test_reports_survive_nonsense_in_their_query_string(admin_client, flow):
     urls = [
         reverse("admin:syncs_flow_reconciliation", args=[flow.pk]),
@@ -311,4 +351,20 @@ def test_reports_survive_nonsense_in_their_query_string(admin_client, flow):
                 assert response.status_code in (200, 302, 400), (url, param, value)
     response = admin_client.get(urls[0], {"from": "2026-12-31", "to": "2026-01-01", "run": "1"})
     assert response.status_code == 200
-    assert "report" not in response.context or response.context.get("input_error")
+    assert "report" not in response.context
+    assert response.context["input_error"] == "The period ends before it starts."
+
+
+def test_the_failure_review_refuses_a_nonsense_action_code_or_flow(admin_client, unmapped):
+    _, record, _ = unmapped
+    url = reverse("admin:syncs_failures")
+    for data in (
+        {"action": "retry_code", "code": "a\x00b"},
+        {"action": "retry_code", "code": "NOT_A_CODE"},
+        {"action": "drop_tables"},
+        {"action": "retry_all", "flow": "1 OR 1=1"},
+    ):
+        response = admin_client.post(url, data)
+        assert response.status_code == 400, data
+        record.refresh_from_db()
+        assert record.status == "failed", data
