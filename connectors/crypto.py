@@ -57,6 +57,37 @@ def rotate(token: str) -> str:
     return fernet().rotate(token.encode()).decode()
 
 
+# Single secrets kept in someone else's columns (allauth's TOTP secrets and recovery-code seeds)
+# are stored as this prefix and a Fernet token, so that a value stored in clear before encryption
+# was turned on is still told apart (and encrypted by the next rotation).
+TEXT_PREFIX = "fernet:"
+
+
+def encrypt_text(text: str) -> str:
+    return TEXT_PREFIX + fernet().encrypt(text.encode()).decode()
+
+
+def decrypt_text(stored: str) -> str:
+    """The clear text of :func:`encrypt_text`'s output; a value without the prefix (stored in
+    clear before encryption was turned on) is returned as it is."""
+    if not stored.startswith(TEXT_PREFIX):
+        return stored
+    try:
+        return fernet().decrypt(stored[len(TEXT_PREFIX) :].encode()).decode()
+    except InvalidToken as exc:
+        raise ImproperlyConfigured(
+            "A stored secret cannot be decrypted with the configured keys: "
+            "was a key removed from INVSYNC_CREDENTIALS_KEYS before rotating?"
+        ) from exc
+
+
+def rotate_text(stored: str) -> str:
+    """:func:`encrypt_text`'s output under the newest key (a value in clear gets encrypted)."""
+    if not stored.startswith(TEXT_PREFIX):
+        return encrypt_text(stored)
+    return TEXT_PREFIX + rotate(stored[len(TEXT_PREFIX) :])
+
+
 class Secrets(dict):
     """A dict whose repr never shows values (so a stray log line or traceback reveals nothing)."""
 

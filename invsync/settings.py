@@ -141,6 +141,7 @@ ACCOUNT_RATE_LIMITS = {"login_failed": "10/m/ip,5/5m/key"}
 LOGIN_URL = "account_login"
 LOGIN_REDIRECT_URL = "/admin/"
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+MFA_ADAPTER = "invsync.adapters.MFAAdapter"  # TOTP secrets encrypted at rest
 MFA_TOTP_ISSUER = "invsync"
 # allauth refuses two-factor to an account with an unverified email, against someone signing up
 # with another's address; sign-up is closed here and the firm enters its staff's addresses.

@@ -1,4 +1,5 @@
-"""Re-encrypt every stored credential under the newest key.
+"""Re-encrypt every stored credential under the newest key: the connections' credentials and the
+staff's two-factor secrets (allauth's TOTP secrets, recovery-code seeds).
 
 To rotate: generate a key, put it first in INVSYNC_CREDENTIALS_KEYS (keeping the old one after it),
 restart, run this command, then remove the old key.
@@ -14,7 +15,10 @@ from connectors.models import Connection
 
 
 class Command(BaseCommand):
-    help = "Re-encrypt all connections' credentials with the first key of INVSYNC_CREDENTIALS_KEYS."
+    help = (
+        "Re-encrypt all connections' credentials and staff two-factor secrets with the first key "
+        "of INVSYNC_CREDENTIALS_KEYS."
+    )
 
     def handle(self, *args, **options):
         if not settings.CREDENTIALS_KEYS:
@@ -38,4 +42,32 @@ class Command(BaseCommand):
                     [new, pk],
                 )
                 rotated += 1
-        self.stdout.write(f"Re-encrypted the credentials of {rotated} connection(s).")
+            authenticators = _rotate_authenticators()
+        self.stdout.write(
+            f"Re-encrypted the credentials of {rotated} connection(s) and the two-factor secrets "
+            f"of {authenticators} authenticator(s)."
+        )
+
+
+# allauth's Authenticator.data keys holding one encrypted value, or a list of them.
+_AUTHENTICATOR_SECRETS = ("secret", "seed")
+_AUTHENTICATOR_SECRET_LISTS = ("migrated_codes",)
+
+
+def _rotate_authenticators() -> int:
+    from allauth.mfa.models import Authenticator
+
+    rotated = 0
+    for authenticator in Authenticator.objects.select_for_update().order_by("pk"):
+        data = dict(authenticator.data or {})
+        for key in _AUTHENTICATOR_SECRETS:
+            if isinstance(data.get(key), str):
+                data[key] = crypto.rotate_text(data[key])
+        for key in _AUTHENTICATOR_SECRET_LISTS:
+            if isinstance(data.get(key), list):
+                data[key] = [crypto.rotate_text(value) for value in data[key]]
+        if data != authenticator.data:
+            authenticator.data = data
+            authenticator.save(update_fields=["data"])
+            rotated += 1
+    return rotated
