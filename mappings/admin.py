@@ -49,6 +49,7 @@ from mappings.services import (
 )
 from syncs import services as sync_services
 from syncs.models import RecordStatus, RunStatus, SyncedRecord
+from syncs.selectors import lookup_names
 
 __all__ = ["SyncFlowAdmin", "SyncFlowAdminForm", "VatMappingFormSet"]
 
@@ -512,6 +513,7 @@ class SyncFlowAdmin(CascadeLogsDeleteMixin, ClientScopedAdminMixin, admin.ModelA
             "flow_url": reverse("admin:mappings_syncflow_change", args=[flow.pk]),
             "dashboard_url": _dashboard_url(flow),
             "lookups": lookups,
+            "names": lookup_names(lookups.target_lookups()),
         }
         return TemplateResponse(request, "admin/mappings/syncflow/preview.html", context)
 

@@ -820,7 +820,11 @@ class PreviewItem:
 
     @property
     def type_label(self) -> str:
-        return self.invoice_type.replace("_", " ").capitalize()
+        from syncs.models import INVOICE_TYPE_CHOICES
+
+        return dict(INVOICE_TYPE_CHOICES).get(
+            self.invoice_type, self.invoice_type.replace("_", " ").capitalize()
+        )
 
     @property
     def balanced(self) -> bool:

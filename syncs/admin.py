@@ -687,8 +687,10 @@ class SyncedRecordAdmin(ReadOnlyAdminMixin, ClientScopedAdminMixin, admin.ModelA
             "opts": self.model._meta,
             "original": record,
             "title": f"Preview of {record.number or record.source_id}",
-            "lookups_cached": sync_selectors.cached_target_lookups(record.flow) is not None,
         }
+        lookups = sync_selectors.cached_target_lookups(record.flow)
+        context["lookups_cached"] = lookups is not None
+        context["names"] = sync_selectors.lookup_names(lookups)
         try:
             _, _, result = sync_selectors.record_preview(record)
         except InputError as error:

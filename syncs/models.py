@@ -2,8 +2,17 @@ from __future__ import annotations
 
 from django.db import models
 
+from connectors.canonical import InvoiceType
 from connectors.errors import CATALOGUE, ErrorCode
 from mappings.models import SyncFlow
+
+# How the admin names the canonical invoice types (the stored value is InvoiceType's).
+INVOICE_TYPE_CHOICES = [
+    (InvoiceType.CUSTOMER_INVOICE.value, "Sales invoice"),
+    (InvoiceType.CUSTOMER_REFUND.value, "Sales credit note"),
+    (InvoiceType.SUPPLIER_INVOICE.value, "Purchase invoice"),
+    (InvoiceType.SUPPLIER_REFUND.value, "Purchase credit note"),
+]
 
 
 class RunTrigger(models.TextChoices):
@@ -98,7 +107,9 @@ class SyncedRecord(models.Model):
     )
     source_id = models.CharField("source id", max_length=100)
     number = models.CharField("number", max_length=100, blank=True)
-    invoice_type = models.CharField("invoice type", max_length=30, blank=True)
+    invoice_type = models.CharField(
+        "invoice type", max_length=30, blank=True, choices=INVOICE_TYPE_CHOICES
+    )
     issue_date = models.DateField("issue date", null=True, blank=True)
     partner_name = models.CharField("partner", max_length=300, blank=True)
     currency = models.CharField("currency", max_length=3, blank=True)

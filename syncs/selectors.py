@@ -82,6 +82,17 @@ def cached_target_lookups(flow: SyncFlow) -> TargetLookups | None:
     return lookups_from_payload(rows)
 
 
+def lookup_names(lookups: TargetLookups | None) -> dict[str, dict[str, str]]:
+    """Names of the accounting tool's accounts and VAT codes by code, for pages that show codes
+    (the ``named`` filter); empty when the lists were never read."""
+    if lookups is None:
+        return {"accounts": {}, "vat_codes": {}}
+    return {
+        "accounts": {a.number: a.name for a in lookups.accounts if a.name},
+        "vat_codes": {v.code: v.name for v in lookups.vat_codes if v.name},
+    }
+
+
 def lookups_to_payload(
     accounts: list[Account], vat_codes: list[VatCode], journals: list[Journal]
 ) -> dict[str, list]:

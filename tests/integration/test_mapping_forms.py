@@ -678,7 +678,10 @@ def test_preview_shows_the_next_entries_errors_and_skips_and_writes_nothing(
     assert escape(error_info(ErrorCode.MAPPING_TAX_RATE_NOT_FOUND).resolution) in html
     assert "still a draft" in html
     assert "Total — balanced" in html
-    assert "<td>4111</td><td>ACME SAS</td>" in html
+    # Codes of the accounting tool come with their names.
+    assert "<td>4111 — Clients</td><td>ACME SAS</td>" in html
+    assert "<td>V20 — TVA collectée 20 %</td>" in html
+    assert "Sales invoice" in html and "Purchase invoice" in html
 
     # Nothing written: no entry, no partner, no record, no link, no cursor move, no PDF fetched.
     assert MemoryTarget.entries == {}
