@@ -35,7 +35,7 @@ from connectors.canonical import (
     TargetPartner,
     VatCode,
 )
-from connectors.errors import ErrorCode, InvsyncError
+from connectors.errors import CONNECTION_CODES, ErrorCode, InvsyncError
 
 
 class ConnectionKind(StrEnum):
@@ -279,6 +279,31 @@ class AccountingTarget(Connector):
             f"{self.name} does not let invsync create customers or suppliers: create "
             f"{partner.name!r} in the accounting tool.",
         )
+
+    def find_partner_candidates_many(
+        self, folder: str, partners: Sequence[Partner]
+    ) -> dict[str, list[TargetPartner]]:
+        """:meth:`find_partner_candidates` for several partners, by ``source_id``. The default
+        asks once per partner; a connector whose tool can search for many at once overrides it
+        (same contract: a superset per partner is fine, nothing is created)."""
+        return {p.source_id: self.find_partner_candidates(folder, p) for p in partners}
+
+    def create_partners(
+        self, folder: str, partners: Sequence[tuple[Partner, Direction]]
+    ) -> list[TargetPartner | InvsyncError]:
+        """:meth:`create_partner` for several partners, one result per partner, in order: the
+        partner created, or the error that refused it (the others are still created). An error
+        that concerns the whole connection (:data:`CONNECTION_CODES`) is raised. The default
+        creates them one by one."""
+        results: list[TargetPartner | InvsyncError] = []
+        for partner, direction in partners:
+            try:
+                results.append(self.create_partner(folder, partner, direction))
+            except InvsyncError as error:
+                if error.code in CONNECTION_CODES:
+                    raise  # the next ones would fail the same way
+                results.append(error)
+        return results
 
     @abc.abstractmethod
     def create_entries(self, folder: str, entries: Sequence[EntryToWrite]) -> list[EntryResult]:

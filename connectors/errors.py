@@ -205,6 +205,18 @@ def error_info(code: str) -> ErrorInfo:
     return CATALOGUE[ErrorCode(code)]
 
 
+# Errors that concern a connection as a whole, not one record: a run stops on them.
+CONNECTION_CODES = frozenset(
+    {
+        ErrorCode.AUTHENTICATION_FAILED,
+        ErrorCode.PERMISSION_DENIED,
+        ErrorCode.RATE_LIMITED,
+        ErrorCode.UNAVAILABLE,
+        ErrorCode.CONFIGURATION_INCOMPLETE,
+    }
+)
+
+
 class InvsyncError(Exception):
     """The one application error: a catalogue code, a message for people, and where it applies.
 

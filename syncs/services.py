@@ -39,8 +39,15 @@ from connectors.base import (
     InvoicingSource,
     SourceRecordError,
 )
-from connectors.canonical import Attachment, Direction, Invoice, InvoiceStatus, Partner
-from connectors.errors import ConnectorError, ErrorCode, InvsyncError
+from connectors.canonical import (
+    Attachment,
+    Direction,
+    Invoice,
+    InvoiceStatus,
+    Partner,
+    TargetPartner,
+)
+from connectors.errors import CONNECTION_CODES, ConnectorError, ErrorCode, InvsyncError
 from connectors.models import LookupCache
 from connectors.selectors import connector_for
 from mappings.models import SyncFlow
@@ -62,15 +69,7 @@ from syncs.serialization import invoice_to_json
 logger = logging.getLogger(__name__)
 
 # Errors that concern the connection as a whole: the run stops, nothing is blamed on a record.
-RUN_STOPPING_CODES = frozenset(
-    {
-        ErrorCode.AUTHENTICATION_FAILED,
-        ErrorCode.PERMISSION_DENIED,
-        ErrorCode.RATE_LIMITED,
-        ErrorCode.UNAVAILABLE,
-        ErrorCode.CONFIGURATION_INCOMPLETE,
-    }
-)
+RUN_STOPPING_CODES = CONNECTION_CODES
 MAX_MESSAGE = 2000
 
 
@@ -596,24 +595,21 @@ class _Run:
             missing = to_verify - existing
 
         failures: dict[str, InvsyncError] = {}
+        new: list[str] = []  # partners of the chunk without a link yet
         for pid, partner in partners.items():
             link = self.links.get(pid)
-            if link is not None:
-                if link.target_partner_id in missing:
-                    failures[pid] = InvsyncError(
-                        ErrorCode.PARTNER_NOT_FOUND,
-                        f"{partner.name!r} was linked to the accounting tool's partner "
-                        f"{link.target_partner_name or link.target_partner_id!r} "
-                        f"({link.get_matched_by_display().lower()}), which no longer exists.",
-                        field="partner",
-                    )
-                continue
-            try:
-                self.links[pid] = self._link_partner(partner, directions[pid])
-            except InvsyncError as error:
-                if error.code in RUN_STOPPING_CODES:
-                    raise _StopRun(error) from error
-                failures[pid] = error
+            if link is None:
+                new.append(pid)
+            elif link.target_partner_id in missing:
+                failures[pid] = InvsyncError(
+                    ErrorCode.PARTNER_NOT_FOUND,
+                    f"{partner.name!r} was linked to the accounting tool's partner "
+                    f"{link.target_partner_name or link.target_partner_id!r} "
+                    f"({link.get_matched_by_display().lower()}), which no longer exists.",
+                    field="partner",
+                )
+        if new:
+            self._link_partners([(pid, partners[pid], directions[pid]) for pid in new], failures)
 
         still_ready = []
         for ready in chunk.ready:
@@ -626,23 +622,93 @@ class _Run:
                 still_ready.append(ready)
         chunk.ready = still_ready
 
-    def _link_partner(self, partner: Partner, direction: Direction) -> PartnerLink:
-        candidates = self.target.find_partner_candidates(self.folder, partner)
-        match = match_partner(partner, candidates)
-        if match is not None:
-            target_partner, matched_by = match.partner, match.matched_by
-        elif self.target.supports_partner_creation:
-            target_partner = self.target.create_partner(self.folder, partner, direction)
-            matched_by = MatchedBy.CREATED
-        else:
-            raise InvsyncError(
-                ErrorCode.PARTNER_NOT_FOUND,
-                f"No customer or supplier matches {partner.name!r} in the accounting tool, and "
-                f"{self.target.name} does not let invsync create one: create it there.",
-                field="partner",
+    def _link_partners(
+        self, new: list[tuple[str, Partner, Direction]], failures: dict[str, InvsyncError]
+    ) -> None:
+        """Match each new partner in the accounting tool, or create it: one search for all of
+        them, one creation for those nobody matched. Partners of the chunk that are the same
+        (same VAT number, company number or name) get one created partner, as they would had
+        they come one after the other."""
+        candidates = self._partner_candidates([partner for _, partner, _ in new], failures)
+        queued: list[TargetPartner] = []  # what each partner to create will look like
+        to_create: list[tuple[str, Partner, Direction]] = []
+        twins: list[tuple[str, Partner, str, str]] = []  # pid, partner, queued id, matched by
+        for pid, partner, direction in new:
+            if pid in failures:
+                continue
+            try:
+                match = match_partner(partner, candidates.get(partner.source_id, []))
+                if match is None and self.target.supports_partner_creation:
+                    twin = match_partner(partner, queued)
+                    if twin is not None:
+                        twins.append((pid, partner, twin.partner.id, twin.matched_by))
+                        continue
+            except InvsyncError as error:
+                failures[pid] = error
+                continue
+            if match is not None:
+                self._save_link(pid, partner, match.partner, match.matched_by)
+            elif self.target.supports_partner_creation:
+                queued.append(_as_created(partner, len(queued)))
+                to_create.append((pid, partner, direction))
+            else:
+                failures[pid] = InvsyncError(
+                    ErrorCode.PARTNER_NOT_FOUND,
+                    f"No customer or supplier matches {partner.name!r} in the accounting tool, "
+                    f"and {self.target.name} does not let invsync create one: create it there.",
+                    field="partner",
+                )
+        if not to_create:
+            return
+        try:
+            results = self.target.create_partners(
+                self.folder, [(partner, direction) for _, partner, direction in to_create]
             )
+        except InvsyncError as error:
+            if error.code in RUN_STOPPING_CODES:
+                raise _StopRun(error) from error
+            results = [error] * len(to_create)
+        created: dict[str, TargetPartner | InvsyncError] = {}
+        for (pid, partner, _), placeholder, result in zip(to_create, queued, results, strict=True):
+            created[placeholder.id] = result
+            if isinstance(result, InvsyncError):
+                if result.code in RUN_STOPPING_CODES:
+                    raise _StopRun(result)
+                failures[pid] = result
+            else:
+                self._save_link(pid, partner, result, MatchedBy.CREATED)
+        for pid, partner, placeholder_id, matched_by in twins:
+            result = created[placeholder_id]
+            if isinstance(result, InvsyncError):
+                failures[pid] = result
+            else:
+                self._save_link(pid, partner, result, matched_by)
+
+    def _partner_candidates(
+        self, partners: list[Partner], failures: dict[str, InvsyncError]
+    ) -> dict[str, list[TargetPartner]]:
+        """The candidates of each partner, in one search. Should the tool refuse that search, each
+        partner is looked up alone: a partner the tool refuses fails its own records only."""
+        try:
+            return self.target.find_partner_candidates_many(self.folder, partners)
+        except InvsyncError as error:
+            if error.code in RUN_STOPPING_CODES:
+                raise _StopRun(error) from error
+        found: dict[str, list[TargetPartner]] = {}
+        for partner in partners:
+            try:
+                found[partner.source_id] = self.target.find_partner_candidates(self.folder, partner)
+            except InvsyncError as error:
+                if error.code in RUN_STOPPING_CODES:
+                    raise _StopRun(error) from error
+                failures[partner.source_id] = error
+        return found
+
+    def _save_link(
+        self, pid: str, partner: Partner, target_partner: TargetPartner, matched_by: str
+    ) -> None:
         self.verified_partners.add(target_partner.id)
-        link, _ = PartnerLink.objects.update_or_create(
+        self.links[pid], _ = PartnerLink.objects.update_or_create(
             flow=self.flow,
             source_partner_id=partner.source_id,
             defaults={
@@ -652,7 +718,6 @@ class _Run:
                 "matched_by": matched_by,
             },
         )
-        return link
 
     # -- attachments -------------------------------------------------------------------------
 
@@ -809,6 +874,17 @@ class _Run:
             return method(*args)
         except ConnectorError as error:
             raise _StopRun(error) from error
+
+
+def _as_created(partner: Partner, index: int) -> TargetPartner:
+    """How ``partner`` will look in the accounting tool once created (its name and identifiers;
+    no account yet), so that a later partner of the same chunk can be matched to it."""
+    return TargetPartner(
+        f"to-create:{index}",
+        partner.name,
+        vat_numbers=(partner.vat_number,) if partner.vat_number else (),
+        company_numbers=(partner.company_number,) if partner.company_number else (),
+    )
 
 
 # What a run writes on a record: everything but what people set on it (overrides), so a run that

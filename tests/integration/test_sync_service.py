@@ -461,6 +461,85 @@ def test_linked_partners_are_verified_once_per_run(world, flow):
     )
 
 
+def test_partners_of_one_chunk_that_are_the_same_get_one_created_partner(world, flow):
+    source, target = world
+    vat = "FR40303265045"
+    source.put(
+        InvoiceFactory(partner=Partner("c-6", "Nouveau SARL", vat_number=vat)),
+        InvoiceFactory(partner=Partner("c-7", "Nouveau (agence Lyon)", vat_number=vat)),
+        InvoiceFactory(partner=Partner("c-8", "nouveau sarl")),  # the same name
+        InvoiceFactory(partner=Partner("c-9", "Autre")),
+    )
+    result = run(flow)
+    assert result.synced_count == 4
+    assert target.calls["create_partner"] == 2  # "Nouveau" once, "Autre"
+    links = {link.source_partner_id: link for link in PartnerLink.objects.filter(flow=flow)}
+    assert links["c-6"].target_partner_id == links["c-7"].target_partner_id
+    assert links["c-6"].target_partner_id == links["c-8"].target_partner_id
+    assert [links[k].matched_by for k in ("c-6", "c-7", "c-8")] == [
+        "created", "vat_number", "name",
+    ]  # fmt: skip
+
+
+def test_a_partner_the_tool_refuses_to_create_fails_only_its_invoices(world, flow, monkeypatch):
+    from connectors.errors import InvsyncError
+
+    source, target = world
+    create = target.create_partner
+
+    def refuse_bad(self, folder, partner, direction):
+        if partner.name == "Bad":
+            raise InvsyncError(ErrorCode.PARTNER_VALIDATION, "The name is refused.")
+        return create(self, folder, partner, direction)
+
+    monkeypatch.setattr(target, "create_partner", refuse_bad)
+    bad = InvoiceFactory(partner=Partner("c-10", "Bad"))
+    source.put(InvoiceFactory(partner=Partner("c-11", "Good")), bad)
+    result = run(flow)
+    assert (result.status, result.synced_count, result.failed_count) == (
+        RunStatus.PARTIAL, 1, 1,
+    )  # fmt: skip
+    assert status(bad.source_id, flow).error_code == ErrorCode.PARTNER_VALIDATION
+
+
+def test_a_refused_search_for_many_partners_is_made_again_one_by_one(world, flow, monkeypatch):
+    source, target = world
+    find = target.find_partner_candidates
+
+    def refuse_batch(self, folder, partners):
+        raise ConnectorError(ErrorCode.TARGET_REJECTED, "The search is refused.")
+
+    def refuse_odd(self, folder, partner):
+        if partner.name == "Odd":
+            raise ConnectorError(ErrorCode.TARGET_REJECTED, "This name is refused.")
+        return find(self, folder, partner)
+
+    monkeypatch.setattr(target, "find_partner_candidates_many", refuse_batch)
+    monkeypatch.setattr(target, "find_partner_candidates", refuse_odd)
+    odd = InvoiceFactory(partner=Partner("c-12", "Odd"))
+    source.put(InvoiceFactory(partner=Partner("c-13", "Even")), odd)
+    result = run(flow)
+    assert (result.synced_count, result.failed_count) == (1, 1)
+    assert status(odd.source_id, flow).error_code == ErrorCode.TARGET_REJECTED
+
+
+def test_the_tool_going_down_while_creating_partners_stops_the_run(world, flow, monkeypatch):
+    source, target = world
+
+    tries = []
+
+    def down(self, folder, partner, direction):
+        tries.append(partner.name)
+        raise ConnectorError(ErrorCode.UNAVAILABLE, "The ledger did not answer.")
+
+    monkeypatch.setattr(target, "create_partner", down)
+    source.put(*(InvoiceFactory(partner=Partner(f"c-{n}", f"New {n}")) for n in range(20, 23)))
+    result = run(flow)
+    assert (result.status, result.error_code) == (RunStatus.FAILED, ErrorCode.UNAVAILABLE)
+    assert len(tries) == 1  # not one more call per partner once the tool is down
+    assert not SyncedRecord.objects.filter(flow=flow, status=RecordStatus.FAILED).exists()
+
+
 # -- One run per flow; tasks; command ------------------------------------------------------------
 
 

@@ -352,6 +352,78 @@ def test_partner_matched_by_auxiliary_account(tryton_accounting):
     assert (link.target_partner_id, link.matched_by) == (str(party_id), "auxiliary_account")
 
 
+def test_a_name_shared_by_many_parties_still_finds_the_one_of_the_same_name(tryton_accounting):
+    """A common word (here the longest word of the name) must not push the right party out of a
+    truncated candidate list, or a duplicate would be created."""
+    tryton_accounting.call(
+        "model.party.party.create",
+        [[{"name": f"BOULANGERIE AUBERT {n:03d}"} for n in range(150)]],
+        context=True,
+    )
+    [dupont] = tryton_accounting.call(
+        "model.party.party.create", [[{"name": "BOULANGERIE DUPONT"}]], context=True
+    )
+    flow = memory_flow(tryton_accounting)
+    partner = Partner("c-5", "Boulangerie Dupont SARL")
+    MemorySource.put(InvoiceFactory(partner=partner, issue_date=dt.date.today()))
+    run(flow)
+    link = PartnerLink.objects.get(flow=flow)
+    assert (link.target_partner_id, link.matched_by) == (str(dupont), "name")
+
+
+def test_new_partners_of_a_batch_are_created_together_and_the_same_one_once(
+    tryton_accounting, monkeypatch
+):
+    """Twelve new customers in one chunk: a handful of calls on parties in all, not a few per
+    customer; two source partners with the same VAT number get one party."""
+    from connectors.providers.tryton.client import TrytonClient
+
+    calls = []
+    real_rpc = TrytonClient._rpc
+
+    def counting_rpc(self, method, *args, **kwargs):
+        calls.append(method)
+        return real_rpc(self, method, *args, **kwargs)
+
+    flow = memory_flow(tryton_accounting)
+    sirets = ["73282932000074", "55208131766522", "40483304800022"]
+    partners = [Partner(f"n-{n}", f"Client Nouveau {n:02d}", country="FR") for n in range(9)] + [
+        Partner(f"s-{n}", f"Société Siret {n}", company_number=siret, country="FR")
+        for n, siret in enumerate(sirets)
+    ]
+    twin_vat = "FR40303265045"
+    twins = [
+        Partner("t-1", "Jumeau Un", vat_number=twin_vat),
+        Partner("t-2", "Jumeau Deux", vat_number=twin_vat),
+    ]
+    MemorySource.put(
+        *(
+            InvoiceFactory(partner=partner, issue_date=dt.date.today())
+            for partner in [*partners, *twins]
+        )
+    )
+    monkeypatch.setattr(TrytonClient, "_rpc", counting_rpc)
+    run(flow)
+    assert SyncedRecord.objects.filter(flow=flow, status=RecordStatus.SYNCED).count() == 14
+    party_calls = [m for m in calls if m.startswith(("model.party.", "model.country."))]
+    assert len(party_calls) <= 9, party_calls
+    links = {link.source_partner_id: link for link in PartnerLink.objects.filter(flow=flow)}
+    assert len({links[p.source_id].target_partner_id for p in partners}) == 12
+    assert links["t-1"].target_partner_id == links["t-2"].target_partner_id
+    assert {links["t-1"].matched_by, links["t-2"].matched_by} == {"created", "vat_number"}
+    with_vat = _rows(
+        tryton_accounting, "party.identifier", [("code_compact", "=", twin_vat)], ["party"]
+    )
+    assert len(with_vat) == 1
+    found = _rows(
+        tryton_accounting, "party.identifier",
+        [("party", "in", [int(links[p.source_id].target_partner_id) for p in partners[9:]]),
+         ("type", "=", "fr_siret")],
+        ["code_compact"],
+    )  # fmt: skip
+    assert sorted(r["code_compact"] for r in found) == sorted(sirets)
+
+
 def test_closed_line_account_falls_back_to_the_default_account(tryton_accounting):
     flow = memory_flow(tryton_accounting)
     assert flow.default_purchases_account

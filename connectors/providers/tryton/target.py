@@ -32,6 +32,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -158,6 +159,7 @@ class TrytonTarget(TrytonConnection, AccountingTarget):
         self._taxes: dict[int, dict[str, dict[str, Any]]] = {}
         self._currencies: dict[str, int] = {}
         self._typed_party_codes: bool | None = None
+        self._countries: dict[str, int | None] = {}
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -322,27 +324,66 @@ class TrytonTarget(TrytonConnection, AccountingTarget):
     # -- partners ----------------------------------------------------------------------------
 
     def find_partner_candidates(self, folder: str, partner: Partner) -> list[TargetPartner]:
-        company = self._company(folder)
-        context = self._context(company)
+        return self.find_partner_candidates_many(folder, [partner])[partner.source_id]
+
+    def find_partner_candidates_many(
+        self, folder: str, partners: Sequence[Partner]
+    ) -> dict[str, list[TargetPartner]]:
+        """Three calls for any number of partners: the parties any partner's identifiers or code
+        find, the names of the parties any partner's name word finds (every one, no limit: a
+        common word must not push the right party out of a truncated list), and the details of
+        the parties kept. Each partner gets the identifier hits and its own name hits (those
+        whose name holds all its words first, at most NAME_CANDIDATES others)."""
+        if not partners:
+            return {}
+        context = self._context(self._company(folder))
+        codes: set[str] = set()
+        sirens: set[str] = set()
+        auxes: set[str] = set()
+        tokens: dict[str, str] = {}
+        for partner in partners:
+            partner_codes, partner_sirens = _identifier_keys(partner)
+            codes |= partner_codes
+            sirens |= partner_sirens
+            if (partner.auxiliary_account or "").strip():
+                auxes.add(partner.auxiliary_account.strip())
+            if token := _name_token(partner.name):
+                tokens[partner.source_id] = token
         clauses: list[Any] = []
-        codes, sirens = _identifier_keys(partner)
         if codes:
             clauses.append(("identifiers.code_compact", "in", sorted(codes)))
-        for siren in sorted(sirens):
-            clauses.append(("identifiers.code_compact", "like", f"{siren}%"))
-        token = _name_token(partner.name)
-        if token:
-            clauses.append(("name", "ilike", f"%{token}%"))
-        aux = (partner.auxiliary_account or "").strip()
-        if aux and self._party_codes_are_typed():
-            clauses.append(("code", "=", aux))
-        ids: set[int] = set()
+        clauses += [("identifiers.code_compact", "like", f"{siren}%") for siren in sorted(sirens)]
+        if auxes and self._party_codes_are_typed():
+            clauses.append(("code", "in", sorted(auxes)))
+        shared: set[int] = set()
         if clauses:
+            rows = self.client.search_read("party.party", ["OR", *clauses], ["id"], context=context)
+            shared = {row["id"] for row in rows}
+        named: dict[str, list[int]] = {}
+        if tokens:
+            name_clauses = [
+                ("name", "ilike", f"%{token}%") for token in sorted(set(tokens.values()))
+            ]
             rows = self.client.search_read(
-                "party.party", ["OR", *clauses], ["id"], limit=100, context=context
+                "party.party", ["OR", *name_clauses], ["id", "name"], context=context
             )
-            ids.update(row["id"] for row in rows)
-        return self._target_partners(sorted(ids), context)
+            folded = [(row["id"], _fold(row.get("name") or "")) for row in rows]
+            for partner in partners:
+                token = tokens.get(partner.source_id)
+                if token:
+                    named[partner.source_id] = _name_hits(partner.name, _fold(token), folded)
+        wanted = sorted(shared.union(*named.values()))
+        details = {int(p.id): p for p in self._target_partners(wanted, context)}
+        common = [details[i] for i in sorted(shared) if i in details]
+        return {
+            partner.source_id: common
+            + [
+                details[i]
+                for i in named.get(partner.source_id, [])
+                if i in details and i not in shared
+            ]
+            for partner in partners
+        }
 
     def _target_partners(self, ids: Sequence[int], context: dict[str, Any]) -> list[TargetPartner]:
         if not ids:
@@ -403,7 +444,62 @@ class TrytonTarget(TrytonConnection, AccountingTarget):
     def create_partner(self, folder: str, partner: Partner, direction: Direction) -> TargetPartner:
         """Create the party with the identifiers python-stdnum validates; an invalid VAT or
         company number is left out (Tryton would refuse the whole party), never fatal."""
-        company = self._company(folder)
+        context = self._context(self._company(folder))
+        values, sirets = self._party_values(partner)
+        try:
+            (party_id,) = self.client.create("party.party", [values], context=context)
+        except TrytonError as error:
+            raise _rejected(
+                error, f"Tryton refused to create the party {values['name']!r}"
+            ) from None
+        if sirets:
+            self._add_siret(party_id, sirets[0], context)
+        created = self._target_partners([party_id], context)
+        return created[0] if created else TargetPartner(str(party_id), values["name"])
+
+    def create_partners(
+        self, folder: str, partners: Sequence[tuple[Partner, Direction]]
+    ) -> list[TargetPartner | InvsyncError]:
+        """One call creates every party (and one more adds their SIRETs, one reads them back).
+        Should Tryton refuse the batch, the parties are created one by one, so that only the
+        refused one fails."""
+        if len(partners) <= 1:
+            return super().create_partners(folder, partners)
+        context = self._context(self._company(folder))
+        results: list[TargetPartner | InvsyncError | None] = [None] * len(partners)
+        batch: list[tuple[int, dict[str, Any], list[str]]] = []
+        for index, (partner, _) in enumerate(partners):
+            try:
+                values, sirets = self._party_values(partner)
+            except InvsyncError as error:
+                results[index] = error
+                continue
+            batch.append((index, values, sirets))
+        if batch:
+            try:
+                ids = self.client.create(
+                    "party.party", [values for _, values, _ in batch], context=context
+                )
+            except TrytonError as error:
+                if not _is_refusal(error):
+                    raise
+                return super().create_partners(folder, partners)
+            with_siret = [
+                (party_id, sirets[0])
+                for party_id, (_, _, sirets) in zip(ids, batch, strict=True)
+                if sirets
+            ]
+            if with_siret:
+                self._add_sirets(with_siret, context)
+            details = {p.id: p for p in self._target_partners(ids, context)}
+            for party_id, (index, values, _) in zip(ids, batch, strict=True):
+                results[index] = details.get(str(party_id)) or TargetPartner(
+                    str(party_id), values["name"]
+                )
+        return [result for result in results if result is not None]
+
+    def _party_values(self, partner: Partner) -> tuple[dict[str, Any], list[str]]:
+        """The values of a new party and the SIRETs to add once it has its address."""
         name = (partner.name or "").strip()
         if not name:
             raise InvsyncError(
@@ -426,15 +522,26 @@ class TrytonTarget(TrytonConnection, AccountingTarget):
             values["contact_mechanisms"] = [
                 ["create", [{"type": "email", "value": partner.email.strip()}]]
             ]
-        context = self._context(company)
+        return values, sirets
+
+    def _add_sirets(self, sirets: list[tuple[int, str]], context: dict[str, Any]) -> None:
+        """Each party's SIRET on its first address, in one call (one by one if refused)."""
+        rows = self.client.read(
+            "party.party", [party_id for party_id, _ in sirets], ["addresses"], context=context
+        )
+        addresses = {row["id"]: (row.get("addresses") or [None])[0] for row in rows}
         try:
-            (party_id,) = self.client.create("party.party", [values], context=context)
+            self.client.create(
+                "party.identifier",
+                [{"party": party_id, "address": addresses.get(party_id), "type": "fr_siret",
+                  "code": siret} for party_id, siret in sirets],
+                context=context,
+            )  # fmt: skip
         except TrytonError as error:
-            raise _rejected(error, f"Tryton refused to create the party {name!r}") from None
-        if sirets:
-            self._add_siret(party_id, sirets[0], context)
-        created = self._target_partners([party_id], context)
-        return created[0] if created else TargetPartner(str(party_id), name)
+            if not _is_refusal(error):
+                raise
+            for party_id, siret in sirets:
+                self._add_siret(party_id, siret, context)
 
     def _add_siret(self, party_id: int, siret: str, context: dict[str, Any]) -> None:
         try:
@@ -455,8 +562,12 @@ class TrytonTarget(TrytonConnection, AccountingTarget):
         code = code.strip().upper()
         if len(code) != 2:
             return None
-        rows = self.client.search_read("country.country", [("code", "=", code)], ["id"], limit=1)
-        return rows[0]["id"] if rows else None
+        if code not in self._countries:
+            rows = self.client.search_read(
+                "country.country", [("code", "=", code)], ["id"], limit=1
+            )
+            self._countries[code] = rows[0]["id"] if rows else None
+        return self._countries[code]
 
     # -- entries -----------------------------------------------------------------------------
 
@@ -926,6 +1037,28 @@ def _name_token(name: str | None) -> str:
     "ACME Industries SAS" for "Acme Industries" (the caller applies the real rules)."""
     words = [w for w in _NAME_WORDS.findall(name or "") if w.casefold() not in _LEGAL_FORMS]
     return max(words, key=len) if words else (name or "").strip()
+
+
+NAME_CANDIDATES = 100  # name hits kept per partner besides those holding all its words
+
+
+def _fold(text: str) -> str:
+    """Text compared without case or accents."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+
+
+def _name_hits(name: str, token: str, parties: Sequence[tuple[int, str]]) -> list[int]:
+    """The parties (id, folded name) whose name holds ``token``: first those holding every word
+    of ``name`` that is not a legal form (a party of the same name is one of them), then at
+    most NAME_CANDIDATES others."""
+    words = {_fold(w) for w in _NAME_WORDS.findall(name or "") if w.casefold() not in _LEGAL_FORMS}
+    full, others = [], []
+    for party_id, folded in parties:
+        if token not in folded:
+            continue
+        (full if all(word in folded for word in words) else others).append(party_id)
+    return full + others[:NAME_CANDIDATES]
 
 
 def _identifier_keys(partner: Partner) -> tuple[set[str], set[str]]:
