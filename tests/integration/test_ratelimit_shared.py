@@ -247,7 +247,7 @@ def test_two_workers_on_one_tryton_account_stay_under_its_limit(
     from tests.integration.test_faults import BATCH, written_moves
     from tests.integration.test_faults import proxied_flow as make_proxied_flow
 
-    requests, window = 10, 1.0
+    requests, window = 6, 1.0
     settings.INVSYNC_BATCH_SIZE = BATCH
     with (
         FaultProxy(tryton_sandbox.server_url) as source,
