@@ -371,6 +371,27 @@ def test_a_name_shared_by_many_parties_still_finds_the_one_of_the_same_name(tryt
     assert (link.target_partner_id, link.matched_by) == (str(dupont), "name")
 
 
+def test_a_name_is_found_with_or_without_its_accents(tryton_accounting):
+    """Tryton's ilike is accent-sensitive without PostgreSQL's unaccent: "Hotel" must still
+    find "HÔTEL", and "Générale" find "GENERALE", or a duplicate would be created."""
+    hotel, generale = tryton_accounting.call(
+        "model.party.party.create",
+        [[{"name": "HÔTEL DU PARC"}, {"name": "GENERALE DE NETTOYAGE"}]],
+        context=True,
+    )
+    flow = memory_flow(tryton_accounting)
+    MemorySource.put(
+        InvoiceFactory(partner=Partner("c-6", "Hotel du Parc"), issue_date=dt.date.today()),
+        InvoiceFactory(
+            partner=Partner("c-7", "Générale de Nettoyage SARL"), issue_date=dt.date.today()
+        ),
+    )
+    run(flow)
+    links = {link.source_partner_id: link for link in PartnerLink.objects.filter(flow=flow)}
+    assert (links["c-6"].target_partner_id, links["c-6"].matched_by) == (str(hotel), "name")
+    assert (links["c-7"].target_partner_id, links["c-7"].matched_by) == (str(generale), "name")
+
+
 def test_new_partners_of_a_batch_are_created_together_and_the_same_one_once(
     tryton_accounting, monkeypatch
 ):

@@ -361,9 +361,8 @@ class TrytonTarget(TrytonConnection, AccountingTarget):
             shared = {row["id"] for row in rows}
         named: dict[str, list[int]] = {}
         if tokens:
-            name_clauses = [
-                ("name", "ilike", f"%{token}%") for token in sorted(set(tokens.values()))
-            ]
+            patterns = sorted({p for token in tokens.values() for p in _name_patterns(token)})
+            name_clauses = [("name", "ilike", f"%{pattern}%") for pattern in patterns]
             rows = self.client.search_read(
                 "party.party", ["OR", *name_clauses], ["id", "name"], context=context
             )
@@ -1046,6 +1045,23 @@ def _fold(text: str) -> str:
     """Text compared without case or accents."""
     decomposed = unicodedata.normalize("NFKD", text)
     return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+
+
+# Letters that have accented forms in the names we meet (Latin scripts), and the shortest token
+# whose pattern blinds them (a shorter one would find nearly every name).
+_ACCENTABLE = frozenset("aceiouAEIOUCÀÂÄÁÃÅÇÉÈÊËÍÌÎÏÓÒÔÖÕØÚÙÛÜàâäáãåçéèêëíìîïóòôöõøúùûü")
+_BLIND_FROM = 5
+
+
+def _name_patterns(token: str) -> set[str]:
+    """``ilike`` patterns that find ``token`` with or without accents on a server without
+    PostgreSQL's unaccent: each letter that has accented forms becomes ``_`` (one character), so
+    that "Hotel" finds "Hôtel" and "Générale" finds "GENERALE". They find a few more names than
+    the token; :func:`_name_hits` keeps the right ones. A short token is looked up as it is and
+    without its accents. (A token is made of word characters: it holds no ``%`` or ``_``.)"""
+    if len(token) >= _BLIND_FROM:
+        return {"".join("_" if char in _ACCENTABLE else char for char in token)}
+    return {token, _fold(token)}
 
 
 def _name_hits(name: str, token: str, parties: Sequence[tuple[int, str]]) -> list[int]:
