@@ -70,6 +70,42 @@ class Partner:
     address: str | None = None
 
 
+class TaxKind(StrEnum):
+    """What a tax is, beyond its rate. EN16931's VAT category codes (UNCL5305) in brackets."""
+
+    STANDARD = "standard"  # S: VAT charged at the line's rate
+    ZERO = "zero"  # Z: zero-rated
+    EXEMPT = "exempt"  # E: exempt from VAT
+    REVERSE_CHARGE = "reverse_charge"  # AE: the buyer self-assesses (domestic autoliquidation)
+    INTRA_EU = "intra_eu"  # K: intra-community supply / acquisition (buyer self-assesses)
+    EXPORT = "export"  # G: export outside the EU
+    OUT_OF_SCOPE = "out_of_scope"  # O: not subject to VAT
+
+    @property
+    def self_assessed(self) -> bool:
+        """The invoice states no VAT; the buyer books it both ways (deductible and collected)."""
+        return self in (TaxKind.REVERSE_CHARGE, TaxKind.INTRA_EU)
+
+    @property
+    def charges_no_vat(self) -> bool:
+        """The invoice's VAT for this tax is zero by law, whatever its rate."""
+        return self is not TaxKind.STANDARD
+
+
+@dataclass(frozen=True)
+class TaxBreakdown:
+    """One row of an invoice's VAT breakdown, as the source states it (EN16931 BG-23): the base
+    and the VAT amount of one tax over the whole invoice. Sources that round VAT per invoice and
+    tax (Tryton, every e-invoice) state these; the engine books them as stated."""
+
+    base: Decimal
+    amount: Decimal
+    rate: Decimal | None = None
+    tax_id: str | None = None  # the source's tax id, where lines name one
+    kind: TaxKind = TaxKind.STANDARD
+    category: str | None = None  # EN16931 VAT category code (S, Z, E, AE, K, G, O), if given
+
+
 @dataclass(frozen=True)
 class InvoiceLine:
     description: str
@@ -83,6 +119,7 @@ class InvoiceLine:
     tax_id: str | None = None
     account_number: str | None = None
     product_code: str | None = None
+    tax_kind: TaxKind = TaxKind.STANDARD
 
 
 @dataclass(frozen=True)
@@ -104,6 +141,9 @@ class Invoice:
     has_attachment: bool = False
     updated_at: dt.datetime | None = None
     status: InvoiceStatus = InvoiceStatus.FINAL
+    # The VAT breakdown as the source states it (BG-23); empty when the source has none, and the
+    # engine then books the sum of the lines' VAT.
+    taxes: tuple[TaxBreakdown, ...] = ()
 
     @property
     def direction(self) -> Direction:
