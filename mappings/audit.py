@@ -4,6 +4,9 @@ Every change of a flow's settings or mappings ends in ``flow_config_changed`` (a
 ``flow_delete``); both record a :class:`ConfigChange` holding the difference between the flow's
 configuration snapshot now and the one last recorded. The actor comes from the request (see
 :class:`AuditActorMiddleware`) or from :func:`acting_as` in commands; anything else is "system".
+
+One save that writes in several steps (the admin saves the flow, then its VAT and journal rows)
+runs inside :func:`one_record_per_save`, so that the audit shows it as the one change it is.
 """
 
 from __future__ import annotations
@@ -13,10 +16,12 @@ from contextvars import ContextVar
 from decimal import Decimal
 from typing import Any
 
-from mappings.models import ConfigChange, SyncFlow
+from mappings.models import ConfigChange, JournalMapping, SyncFlow, VatMapping
 from mappings.selectors import flow_configuration_fields
 
 _actor: ContextVar[Any] = ContextVar("invsync_audit_actor", default=None)
+# Inside one_record_per_save: the flows changed so far, by id, recorded when the save ends.
+_pending: ContextVar[dict[int, SyncFlow] | None] = ContextVar("invsync_audit_pending", default=None)
 
 
 @contextlib.contextmanager
@@ -28,6 +33,24 @@ def acting_as(actor):
         yield
     finally:
         _actor.reset(token)
+
+
+@contextlib.contextmanager
+def one_record_per_save():
+    """Record the configuration changes made inside the block as one change per flow, when the
+    block ends without an exception (call it inside the save's transaction, so that the record
+    commits or rolls back with the save). Nested blocks belong to the outermost one."""
+    if _pending.get() is not None:
+        yield
+        return
+    pending: dict[int, SyncFlow] = {}
+    token = _pending.set(pending)
+    try:
+        yield
+    finally:
+        _pending.reset(token)
+    for flow in pending.values():
+        config_change_record(flow=flow)
 
 
 class AuditActorMiddleware:
@@ -57,12 +80,15 @@ def flow_config_snapshot(flow: SyncFlow) -> dict[str, Any]:
     data = {name: _text(getattr(flow, name)) for name in flow_configuration_fields()}
     data["invoicing_connection"] = str(flow.invoicing_connection)
     data["accounting_connection"] = str(flow.accounting_connection)
+    # Read from the database, not through flow.vat_mappings: a flow fetched with its mappings
+    # prefetched (the admin's) would show the rows as they were before the save.
     data["vat_mappings"] = sorted(
         f"{m.direction} {m.source_tax_id or _text(m.source_rate) + ' %'} → {m.target_code}"
-        for m in flow.vat_mappings.all()
+        for m in VatMapping.objects.filter(flow_id=flow.pk)
     )
     data["journal_mappings"] = sorted(
-        f"{m.source_journal} → {m.target_journal}" for m in flow.journal_mappings.all()
+        f"{m.source_journal} → {m.target_journal}"
+        for m in JournalMapping.objects.filter(flow_id=flow.pk)
     )
     return data
 
@@ -96,7 +122,13 @@ def _actor_fields() -> dict[str, Any]:
 
 def config_change_record(*, flow: SyncFlow, deleted: bool = False) -> ConfigChange | None:
     """Record what changed in the flow's configuration since the last record (nothing when
-    nothing did)."""
+    nothing did). Inside :func:`one_record_per_save` a change is recorded when the block ends."""
+    pending = _pending.get()
+    if pending is not None and not deleted:
+        pending[flow.pk] = flow
+        return None
+    if pending is not None:
+        pending.pop(flow.pk, None)
     last = ConfigChange.objects.filter(flow=flow).order_by("-at", "-id").first()
     if deleted:
         return ConfigChange.objects.create(
@@ -114,4 +146,16 @@ def config_change_record(*, flow: SyncFlow, deleted: bool = False) -> ConfigChan
     return ConfigChange.objects.create(
         client_id=flow.client_id, flow=flow, flow_label=str(flow)[:300], action=action,
         changes=changes, snapshot=snapshot, **_actor_fields(),
+    )  # fmt: skip
+
+
+def config_change_note(*, flow: SyncFlow, changes: dict[str, Any]) -> ConfigChange:
+    """Record a change the flow's configuration snapshot does not show (a connection's address,
+    its credentials entered again), with who and when. ``changes`` maps names to
+    ``{"from": ..., "to": ...}`` and never holds a secret."""
+    last = ConfigChange.objects.filter(flow=flow).order_by("-at", "-id").first()
+    return ConfigChange.objects.create(
+        client_id=flow.client_id, flow=flow, flow_label=str(flow)[:300],
+        action=ConfigChange.Action.CHANGED, changes=changes,
+        snapshot=last.snapshot if last else flow_config_snapshot(flow), **_actor_fields(),
     )  # fmt: skip

@@ -106,3 +106,101 @@ def test_the_audit_is_readable_in_the_admin_and_scoped_to_the_users_clients(clie
     own = ConfigChange.objects.filter(flow=mine).last()
     detail = client.get(reverse("admin:mappings_configchange_change", args=[own.pk]))
     assert detail.status_code == 200 and "label_mode" in detail.content.decode()
+
+
+# -- Inline rows (VAT and journal mappings) saved from the flow's admin page -------------------
+
+
+def _flow_page_post(client, flow, edit):
+    """Open the flow's admin page, let ``edit`` change the form data, post it."""
+    url = reverse("admin:mappings_syncflow_change", args=[flow.pk])
+    page = client.get(url)
+    data = _form_data(page)
+    edit(data, page)
+    response = client.post(url, data)
+    assert response.status_code == 302, response.content.decode()[:3000]
+    return response
+
+
+def _inline_prefix(page, model_name: str) -> str:
+    for inline in page.context["inline_admin_formsets"]:
+        if inline.formset.model._meta.model_name == model_name:
+            return inline.formset.prefix
+    raise AssertionError(model_name)
+
+
+def _row(page, model_name: str, **match) -> str:
+    """The form prefix of the inline row whose initial values match ``match``."""
+    for inline in page.context["inline_admin_formsets"]:
+        if inline.formset.model._meta.model_name != model_name:
+            continue
+        for form in inline.formset.forms:
+            if form.instance.pk and all(
+                str(getattr(form.instance, k)) == str(v) for k, v in match.items()
+            ):
+                return form.prefix
+    raise AssertionError(match)
+
+
+@pytest.fixture
+def accountant(client, memory_connectors):
+    user = UserFactory(is_superuser=True, email="carla@firm.example")
+    client.force_login(user)
+    return user
+
+
+def test_inline_vat_rows_changed_in_one_save_are_recorded_in_that_save_with_before_and_after(
+    client, accountant
+):
+    flow = SyncFlowFactory(vat=[("sales", "20.0", "V20"), ("sales", "10.0", "V10")])
+    before = len(changes(flow))
+
+    def edit(data, page):
+        data[_row(page, "vatmapping", target_code="V10") + "-target_code"] = "V55"
+        data[_row(page, "vatmapping", target_code="V20") + "-DELETE"] = "on"
+
+    _flow_page_post(client, flow, edit)
+    recorded = changes(flow)[before:]
+    assert len(recorded) == 1, [c.changes for c in recorded]
+    last = recorded[0]
+    assert last.actor == accountant and last.actor_label == "carla@firm.example"
+    assert last.changes["vat_mappings"] == {
+        "added": ["sales 10 % → V55"],
+        "removed": ["sales 10 % → V10", "sales 20 % → V20"],
+    }
+    assert last.snapshot["vat_mappings"] == ["sales 10 % → V55"]
+
+
+def test_an_added_journal_row_is_recorded_in_its_own_save_not_the_next_one(client, accountant):
+    flow = SyncFlowFactory()
+    before = len(changes(flow))
+
+    def add_row(data, page):
+        prefix = _inline_prefix(page, "journalmapping")
+        data[f"{prefix}-0-source_journal"] = "VT"
+        data[f"{prefix}-0-target_journal"] = "REV"
+
+    _flow_page_post(client, flow, add_row)
+    first = changes(flow)[before:]
+    assert [c.changes.get("journal_mappings") for c in first] == [
+        {"added": ["VT → REV"], "removed": []}
+    ]
+    # The next save, changing only a setting, records only that setting.
+    _flow_page_post(client, flow, lambda data, page: data.update(rounding_tolerance="0.25"))
+    second = changes(flow)[before + 1 :]
+    assert [sorted(c.changes) for c in second] == [["rounding_tolerance"]]
+
+
+def test_a_setting_and_a_row_changed_together_make_one_record(client, accountant):
+    flow = SyncFlowFactory(vat=[("sales", "20.0", "V20")])
+    before = len(changes(flow))
+
+    def edit(data, page):
+        data["label_mode"] = "partner"
+        data[_row(page, "vatmapping", target_code="V20") + "-target_code"] = "V10"
+
+    _flow_page_post(client, flow, edit)
+    recorded = changes(flow)[before:]
+    assert len(recorded) == 1
+    assert sorted(recorded[0].changes) == ["label_mode", "vat_mappings"]
+    assert recorded[0].actor == accountant
