@@ -11,6 +11,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.http import Http404, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, path, reverse
@@ -22,6 +23,7 @@ from django.utils.timezone import localtime
 
 from connectors.admin import CascadeLogsDeleteMixin, ClientScopedAdminMixin
 from connectors.errors import InvsyncError, error_info
+from mappings.audit import one_record_per_save
 from mappings.forms import (
     JournalMappingForm,
     JournalMappingFormSet,
@@ -411,6 +413,14 @@ class SyncFlowAdmin(CascadeLogsDeleteMixin, ClientScopedAdminMixin, admin.ModelA
     def response_add(self, request, obj, post_url_continue=None):
         response = super().response_add(request, obj, post_url_continue)
         return _without_query_key(response, PROPOSE_VAT)
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        if request.method != "POST":
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        # The flow, then its VAT and journal rows, are saved in steps: the audit records them as
+        # the one change they are, by the same person, in the save's own transaction.
+        with transaction.atomic(), one_record_per_save():
+            return super().changeform_view(request, object_id, form_url, extra_context)
 
     def save_model(self, request, obj, form, change):
         data = {name: form.cleaned_data[name] for name in form.cleaned_data}
