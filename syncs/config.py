@@ -12,9 +12,15 @@ from connectors.canonical import Account, Direction, VatCode
 
 @dataclass(frozen=True)
 class VatRule:
+    """A source rate (or source tax id) → a target VAT code. For a self-assessed source tax
+    (reverse charge, intra-EU acquisition: ``TaxKind.self_assessed``) on purchases, ``code`` is
+    the deductible VAT code and ``collected_code`` the collected one (e.g. 44566 / 4452): the
+    engine books the same VAT amount on both, debit and credit."""
+
     rate: Decimal | None
     tax_id: str | None
     code: str
+    collected_code: str | None = None
 
 
 @dataclass(frozen=True)

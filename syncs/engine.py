@@ -12,7 +12,7 @@ the stated total (within the flow's tolerance) goes to the rounding accounts.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
 from connectors.canonical import (
@@ -24,6 +24,7 @@ from connectors.canonical import (
     InvoiceStatus,
     InvoiceType,
     Posting,
+    TaxBreakdown,
     TaxRole,
     VatCode,
     quantize_money,
@@ -141,6 +142,24 @@ class _Draft:
     collective: bool = False
 
 
+@dataclass
+class _TaxBook:
+    """The VAT an entry books: charged VAT per target code (signed as the invoice states it) and
+    self-assessed VAT per (deductible, collected) pair of codes."""
+
+    charged: dict[str, Decimal] = field(default_factory=dict)
+    self_assessed: dict[tuple[str, str], Decimal] = field(default_factory=dict)
+    # Each invoice line with the VAT code it was posted with (for breakdown rows no rule maps).
+    line_codes: list[tuple[InvoiceLine, str]] = field(default_factory=list)
+
+    def add_charged(self, code: str, amount: Decimal) -> None:
+        self.charged[code] = self.charged.get(code, ZERO) + amount
+
+    def add_self_assessed(self, deductible: str, collected: str, amount: Decimal) -> None:
+        key = (deductible, collected)
+        self.self_assessed[key] = self.self_assessed.get(key, ZERO) + amount
+
+
 class _Builder:
     def __init__(
         self, invoice: Invoice, config: FlowConfig, overrides: Mapping[int, LineOverride]
@@ -182,22 +201,12 @@ class _Builder:
                 collective=True,
             )
         ]
-        taxes: dict[str, Decimal] = {}
+        book = _TaxBook()
         for index, line in enumerate(invoice.lines):
-            drafts.extend(self._line_drafts(index, line, sign, taxes))
-        for code, amount in taxes.items():
-            vat = self.vat_codes.get(code)
-            drafts.append(
-                _Draft(
-                    self._tax_account(code),
-                    -sign * self._money(amount),
-                    f"VAT {_rate_text(vat.rate)} %"
-                    if vat and vat.rate is not None
-                    else f"VAT {code}",
-                    vat_code=code,
-                    tax_role=TaxRole.TAX,
-                )
-            )
+            drafts.extend(self._line_drafts(index, line, sign, book))
+        if invoice.taxes:
+            book = self._stated_taxes(book)
+        drafts.extend(self._tax_drafts(book, sign))
         imbalance = sum((d.amount for d in drafts), ZERO)
         if imbalance:
             drafts.append(self._rounding_draft(-imbalance))
@@ -358,7 +367,7 @@ class _Builder:
     # -- lines -------------------------------------------------------------------------------
 
     def _line_drafts(
-        self, index: int, line: InvoiceLine, sign: int, taxes: dict[str, Decimal]
+        self, index: int, line: InvoiceLine, sign: int, book: _TaxBook
     ) -> list[_Draft]:
         override = self.overrides.get(index) or LineOverride()
         code = self._vat_code(index, line, override)
@@ -379,7 +388,168 @@ class _Builder:
                     TaxRole.BASE,
                 )
             )
-        taxes[code] = taxes.get(code, ZERO) + self._money(line.tax_amount)
+        book.line_codes.append((line, code))
+        book.add_charged(code, self._money(line.tax_amount))
+        if line.tax_kind.self_assessed and not self.sales:
+            collected = self._collected_code(
+                _find_vat_rule(self.config.vat_rules(self.direction), line),
+                code,
+                what=f"line {index + 1}",
+                field=f"lines[{index}].tax_id",
+            )
+            rate = line.tax_rate if line.tax_rate else self._code_rate(code)
+            book.add_self_assessed(
+                code, collected, self._self_assessed_amount(net, rate, f"lines[{index}]")
+            )
+        return drafts
+
+    # -- VAT -------------------------------------------------------------------------------
+
+    def _stated_taxes(self, from_lines: _TaxBook) -> _TaxBook:
+        """The VAT as the invoice's breakdown states it (one row per source tax): each row goes
+        to the code its rule names (by tax id, then rate, like lines), or else to the code the
+        invoice's lines of that tax were posted with (a person's override). The lines' own VAT
+        is not booked; whatever the lines and the breakdown leave against the total goes to the
+        rounding line."""
+        invoice = self.invoice
+        book = _TaxBook(line_codes=from_lines.line_codes)
+        rules = self.config.vat_rules(self.direction)
+        stated = ZERO
+        for index, row in enumerate(invoice.taxes):
+            path = f"taxes[{index}]"
+            for name in ("base", "amount"):
+                value = getattr(row, name)
+                if not isinstance(value, Decimal) or not value.is_finite():
+                    raise InvsyncError(
+                        ErrorCode.AMOUNT_VALIDATION,
+                        f"Row {index + 1} of the VAT breakdown of invoice {invoice.number} has "
+                        f"no valid {name}.",
+                        field=f"{path}.{name}",
+                    )
+            rule = _find_rule(rules, row.tax_id, row.rate)
+            code = (
+                rule.code
+                if rule is not None
+                else self._breakdown_line_code(index, row, from_lines.line_codes)
+            )
+            self._check_vat_code(code, f"row {index + 1} of the VAT breakdown")
+            amount = self._money(row.amount)
+            if row.kind.self_assessed and not self.sales:
+                collected = self._collected_code(
+                    rule, code, what=f"row {index + 1} of the VAT breakdown", field=path
+                )
+                rate = row.rate if row.rate else self._code_rate(code)
+                if not amount:
+                    amount = self._self_assessed_amount(self._money(row.base), rate, path)
+                book.add_self_assessed(code, collected, amount)
+            else:
+                book.add_charged(code, amount)
+                stated += amount
+        tax = self._money(invoice.tax_amount)
+        if stated != tax:
+            raise InvsyncError(
+                ErrorCode.AMOUNT_VALIDATION,
+                f"Invoice {invoice.number}: its VAT breakdown adds up to {stated} but its VAT "
+                f"amount is {tax}.",
+                field="taxes",
+            )
+        return book
+
+    def _breakdown_line_code(
+        self, index: int, row: TaxBreakdown, line_codes: list[tuple[InvoiceLine, str]]
+    ) -> str:
+        codes = {
+            code
+            for line, code in line_codes
+            if (row.tax_id and line.tax_id == row.tax_id)
+            or (not row.tax_id and row.rate is not None and line.tax_rate == row.rate)
+        }
+        if len(codes) == 1:
+            return codes.pop()
+        direction = "Sales" if self.sales else "Purchase"
+        if row.tax_id:
+            message = f"{direction} tax {row.tax_id!r} is not mapped to a VAT code."
+            field = f"taxes[{index}].tax_id"
+        else:
+            message = f"{direction} VAT rate {_rate_text(row.rate)} % is not mapped to a VAT code."
+            field = f"taxes[{index}].rate"
+        raise InvsyncError(ErrorCode.MAPPING_TAX_RATE_NOT_FOUND, message, field=field)
+
+    def _collected_code(self, rule: VatRule | None, code: str, *, what: str, field: str) -> str:
+        """The collected VAT code of a self-assessed tax (reverse charge, intra-EU acquisition):
+        the buyer books the VAT on the deductible ``code`` and on this one."""
+        collected = (rule.collected_code or "").strip() if rule is not None else ""
+        if not collected:
+            raise InvsyncError(
+                ErrorCode.MAPPING_TAX_RATE_NOT_FOUND,
+                f"The tax of {what} of invoice {self.invoice.number} is self-assessed (reverse "
+                f"charge): its VAT mapping needs a collected VAT code besides {code!r}.",
+                field=field,
+            )
+        self._check_vat_code(collected, what)
+        return collected
+
+    def _check_vat_code(self, code: str, what: str) -> None:
+        if self.vat_codes and code not in self.vat_codes:
+            raise InvsyncError(
+                ErrorCode.MAPPING_TAX_RATE_NOT_FOUND,
+                f"The VAT code {code!r} used for {what} does not exist in the accounting tool.",
+                field=f"vat.{self.direction.value}",
+            )
+
+    def _code_rate(self, code: str) -> Decimal | None:
+        vat = self.vat_codes.get(code)
+        return vat.rate if vat is not None else None
+
+    def _self_assessed_amount(self, base: Decimal, rate: Decimal | None, field: str) -> Decimal:
+        if rate is None:
+            raise InvsyncError(
+                ErrorCode.AMOUNT_VALIDATION,
+                f"Invoice {self.invoice.number}: the self-assessed VAT cannot be computed, the "
+                "tax states no rate and its VAT code has none.",
+                field=f"{field}.rate",
+            )
+        return base * rate / 100
+
+    def _tax_drafts(self, book: _TaxBook, sign: int) -> list[_Draft]:
+        drafts = []
+        for code, amount in book.charged.items():
+            vat = self.vat_codes.get(code)
+            drafts.append(
+                _Draft(
+                    self._tax_account(code),
+                    -sign * self._money(amount),
+                    f"VAT {_rate_text(vat.rate)} %"
+                    if vat and vat.rate is not None
+                    else f"VAT {code}",
+                    vat_code=code,
+                    tax_role=TaxRole.TAX,
+                )
+            )
+        # Self-assessed VAT: deductible on the side of the expense, collected on the side of
+        # the supplier; equal amounts, so the collective total is untouched.
+        for (deductible, collected), amount in book.self_assessed.items():
+            amount = self._money(amount)
+            rate = self._code_rate(deductible)
+            label = f"Self-assessed VAT {_rate_text(rate)} %" if rate else "Self-assessed VAT"
+            drafts.append(
+                _Draft(
+                    self._tax_account(deductible),
+                    -sign * amount,
+                    label,
+                    vat_code=deductible,
+                    tax_role=TaxRole.TAX,
+                )
+            )
+            drafts.append(
+                _Draft(
+                    self._tax_account(collected),
+                    sign * amount,
+                    f"{label} (due)",
+                    vat_code=collected,
+                    tax_role=TaxRole.TAX,
+                )
+            )
         return drafts
 
     def _vat_code(self, index: int, line: InvoiceLine, override: LineOverride) -> str:
@@ -554,12 +724,18 @@ class _Builder:
 
 def _find_vat_rule(rules: tuple[VatRule, ...], line: InvoiceLine) -> VatRule | None:
     """A rule naming the line's source tax wins; otherwise a rule for its rate (20 == 20.0)."""
-    if line.tax_id:
+    return _find_rule(rules, line.tax_id, line.tax_rate)
+
+
+def _find_rule(
+    rules: tuple[VatRule, ...], tax_id: str | None, rate: Decimal | None
+) -> VatRule | None:
+    if tax_id:
         for rule in rules:
-            if rule.tax_id and rule.tax_id == line.tax_id:
+            if rule.tax_id and rule.tax_id == tax_id:
                 return rule
-    if line.tax_rate is not None:
+    if rate is not None:
         for rule in rules:
-            if not rule.tax_id and rule.rate is not None and rule.rate == line.tax_rate:
+            if not rule.tax_id and rule.rate is not None and rule.rate == rate:
                 return rule
     return None

@@ -8,7 +8,15 @@ from decimal import Decimal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connectors.canonical import Invoice, InvoiceLine, InvoiceStatus, InvoiceType, Partner
+from connectors.canonical import (
+    Invoice,
+    InvoiceLine,
+    InvoiceStatus,
+    InvoiceType,
+    Partner,
+    TaxBreakdown,
+    TaxRole,
+)
 from connectors.errors import CATALOGUE
 from syncs.engine import Posted, Rejected, Skipped, Waiting, build_posting
 from tests.unit.test_engine import make_config
@@ -178,3 +186,61 @@ def test_posted_entry_total_matches_the_stated_total(invoice):
         if collective is not None:
             stated = abs(invoice.total.quantize(Decimal("0.01")))
             assert collective.debit + collective.credit == stated
+
+
+@st.composite
+def invoices_with_breakdown(draw):
+    """Invoices stating their VAT per rate (rounded per invoice and tax, as Tryton and e-invoices
+    do), whose lines' own VAT is rounded line by line and may differ by cents."""
+    items = []
+    for _ in range(draw(st.integers(min_value=1, max_value=8))):
+        untaxed = draw(st.decimals(min_value=0, max_value=5000, places=2))
+        rate = draw(st.sampled_from([Decimal("20"), Decimal("10"), Decimal("5.5"), Decimal("0")]))
+        tax = (untaxed * rate / 100).quantize(Decimal("0.01"))
+        items.append(
+            InvoiceLine(
+                description="x", quantity=Decimal(1), unit_price=untaxed, untaxed_amount=untaxed,
+                tax_amount=tax, total=untaxed + tax, tax_rate=rate,
+            )
+        )  # fmt: skip
+    bases: dict[Decimal, Decimal] = {}
+    for item in items:
+        bases[item.tax_rate] = bases.get(item.tax_rate, Decimal(0)) + item.untaxed_amount
+    taxes = tuple(
+        TaxBreakdown(base, (base * rate / 100).quantize(Decimal("0.01")), rate)
+        for rate, base in bases.items()
+    )
+    untaxed = sum(bases.values(), Decimal(0))
+    tax = sum((t.amount for t in taxes), Decimal(0))
+    return Invoice(
+        source_id="s", number="N", type=draw(st.sampled_from(list(InvoiceType))),
+        issue_date=dt.date(2026, 3, 1), currency="EUR", untaxed_amount=untaxed, tax_amount=tax,
+        total=untaxed + tax, partner=Partner(source_id="p", name="P"), lines=tuple(items),
+        has_attachment=True, taxes=taxes,
+    )  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(invoice=invoices_with_breakdown(), config=configs)
+def test_vat_lines_equal_the_stated_breakdown_per_code(invoice, config):
+    config = replace(config, rounding_tolerance=Decimal("1"), journals_by_source=None)
+    result = build_posting(invoice, config, external_id="x")
+    if isinstance(result, Skipped | Waiting):
+        return
+    assert isinstance(result, Posted), result
+    posting = result.posting
+    assert posting.total_debit == posting.total_credit
+    codes = {rule.rate: rule.code for rule in config.vat_rules(invoice.direction)}
+    stated: dict[str, Decimal] = {}
+    for row in invoice.taxes:
+        stated[codes[row.rate]] = stated.get(codes[row.rate], Decimal(0)) + row.amount
+    # VAT is on the opposite side of the collective line: credit for a sale, debit for a purchase.
+    collective_debit = invoice.type in (InvoiceType.CUSTOMER_INVOICE, InvoiceType.SUPPLIER_REFUND)
+    booked = {
+        line.vat_code: (line.credit - line.debit)
+        if collective_debit
+        else (line.debit - line.credit)
+        for line in posting.lines
+        if line.tax_role is TaxRole.TAX
+    }
+    assert booked == {code: amount for code, amount in stated.items() if amount}
