@@ -25,6 +25,8 @@ from connectors.canonical import (
     InvoiceType,
     Partner,
     Posting,
+    TaxBreakdown,
+    TaxKind,
     VatCode,
     quantize_money,
 )
@@ -247,6 +249,24 @@ def invoice_from_json(data: Mapping) -> Invoice:
         status=InvoiceStatus(
             _field(data, "status", "", _choice(tuple(InvoiceStatus)), InvoiceStatus.FINAL)
         ),
+        taxes=tuple(
+            _tax_from_json(row, _path("taxes", index))
+            for index, row in enumerate(_field(data, "taxes", "", _list, ()))
+        ),
+    )
+
+
+def _tax_from_json(data: Any, path: str) -> TaxBreakdown:
+    """One row of the optional VAT breakdown (EN16931 BG-23): base and amount as the invoice
+    states them, per tax."""
+    data = _object(data, path)
+    return TaxBreakdown(
+        base=_field(data, "base", path, _decimal),
+        amount=_field(data, "amount", path, _decimal),
+        rate=_field(data, "rate", path, _opt_decimal, None),
+        tax_id=_field(data, "tax_id", path, _opt_string, None),
+        kind=TaxKind(_field(data, "kind", path, _choice(tuple(TaxKind)), TaxKind.STANDARD)),
+        category=_field(data, "category", path, _opt_string, None),
     )
 
 
@@ -278,13 +298,14 @@ def _line_from_json(data: Any, path: str) -> InvoiceLine:
         total=_field(data, "total", path, _decimal),
         account_number=_field(data, "account_number", path, _opt_string, None),
         product_code=_field(data, "product_code", path, _opt_string, None),
+        tax_kind=TaxKind(_field(data, "tax_kind", path, _choice(tuple(TaxKind)), TaxKind.STANDARD)),
     )
 
 
 def invoice_to_json(invoice: Invoice) -> dict:
     """The INVOICE.json document of an invoice (amounts as decimal strings, dates ISO)."""
     partner = invoice.partner
-    return {
+    data = {
         "source_id": invoice.source_id,
         "number": invoice.number,
         "type": invoice.type.value,
@@ -321,6 +342,13 @@ def invoice_to_json(invoice: Invoice) -> dict:
                 "total": _decimal_text(line.total),
                 "account_number": line.account_number,
                 "product_code": line.product_code,
+                # Written only when it says something: files of invoices without tax kinds and
+                # breakdowns stay as they were (and so do their fingerprints).
+                **(
+                    {"tax_kind": line.tax_kind.value}
+                    if line.tax_kind is not TaxKind.STANDARD
+                    else {}
+                ),
             }
             for line in invoice.lines
         ],
@@ -328,6 +356,19 @@ def invoice_to_json(invoice: Invoice) -> dict:
         "updated_at": None if invoice.updated_at is None else invoice.updated_at.isoformat(),
         "status": invoice.status.value,
     }
+    if invoice.taxes:
+        data["taxes"] = [
+            {
+                "category": row.category,
+                "rate": _opt_decimal_text(row.rate),
+                "base": _decimal_text(row.base),
+                "amount": _decimal_text(row.amount),
+                "tax_id": row.tax_id,
+                "kind": row.kind.value,
+            }
+            for row in invoice.taxes
+        ]
+    return data
 
 
 # CONFIG.json
@@ -422,6 +463,7 @@ def _vat_rules(vat: Mapping, direction: str) -> tuple[VatRule, ...]:
                 rate=_field(item, "rate", item_path, _opt_decimal, None),
                 tax_id=_field(item, "tax_id", item_path, _opt_string, None),
                 code=_field(item, "code", item_path, _string),
+                collected_code=_field(item, "collected_code", item_path, _opt_string, None),
             )
         )
     return tuple(rules)
@@ -500,7 +542,10 @@ def config_to_json(config: FlowConfig) -> dict:
 
 
 def _vat_rule_to_json(rule: VatRule) -> dict:
-    return {"rate": _opt_decimal_text(rule.rate), "tax_id": rule.tax_id, "code": rule.code}
+    data = {"rate": _opt_decimal_text(rule.rate), "tax_id": rule.tax_id, "code": rule.code}
+    if rule.collected_code:
+        data["collected_code"] = rule.collected_code
+    return data
 
 
 # The engine's result
