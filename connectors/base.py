@@ -62,7 +62,11 @@ class SettingField:
     """A non-secret setting a provider needs (shown and editable in the admin).
 
     ``check``: given a non-empty value (as text), returns what is wrong with it, or None; the
-    connection form and service refuse a value it finds fault with."""
+    connection form and service refuse a value it finds fault with.
+
+    ``addresses_credentials``: the setting decides where the credentials are sent (a server
+    address, a database, a tenant). Changing it requires the secrets to be entered again: a
+    stored secret is never sent to an address it was not entered for."""
 
     name: str
     label: str
@@ -70,6 +74,7 @@ class SettingField:
     required: bool = True
     default: str = ""
     check: Callable[[str], str | None] | None = None
+    addresses_credentials: bool = False
 
     def problem(self, value: object) -> str | None:
         """What is wrong with ``value`` for this setting (None: nothing, or no value)."""
@@ -128,7 +133,10 @@ def rate_limit(value: str) -> str | None:
     try:
         parse_rate_limit(value)
     except ValueError:
-        return "must be requests/seconds, e.g. 60/60 (or none)"
+        return (
+            "must be requests/seconds, e.g. 60/60, with 1 to 1,000,000 requests and a window of "
+            "at most a day (or none)"
+        )
     return None
 
 

@@ -54,21 +54,29 @@ _LIMIT = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)?\s*(s|m|min|h)?\s*$", re.I
 OFF = frozenset({"none", "off", "no", "0", "false", "unlimited"})
 
 
+# Bounds of a stated limit: beyond them the text is a typing mistake, not a limit.
+MAX_REQUESTS = 1_000_000
+MIN_WINDOW = 0.001  # seconds
+MAX_WINDOW = 86_400.0  # seconds: a day
+
+
 def parse_rate_limit(value: str) -> tuple[int, float] | None:
     """``"60/60"`` -> ``(60, 60.0)``; ``"25/5s"``, ``"500/1m"``, ``"100/h"`` also read; ``"none"``
-    (or ``"off"``, ``"0"``) -> None. Raises ValueError for anything else."""
+    (or ``"off"``, ``"0"``) -> None. Raises ValueError for anything else, including no request
+    per window (``"0/60"``: say ``"none"`` to turn limiting off), an empty window (``"5/0"``) and
+    numbers past :data:`MAX_REQUESTS` requests or a window outside [MIN_WINDOW, MAX_WINDOW]."""
     text = str(value or "").strip().lower()
     if text in OFF:
         return None
     match = _LIMIT.match(text)
     if not match or not (match.group(2) or match.group(3)):
         raise ValueError(f"{value!r} is not a rate limit such as 60/60 (requests/seconds)")
-    requests = int(match.group(1))
+    requests = int(match.group(1)) if len(match.group(1)) <= 10 else MAX_REQUESTS + 1
     window = float(match.group(2) or 1) * _UNITS[(match.group(3) or "").lower()]
-    if requests <= 0:
-        return None
-    if window <= 0:
-        raise ValueError(f"{value!r} has an empty window")
+    if not 1 <= requests <= MAX_REQUESTS:
+        raise ValueError(f"{value!r} must allow 1 to {MAX_REQUESTS:,} requests per window")
+    if not MIN_WINDOW <= window <= MAX_WINDOW:
+        raise ValueError(f"{value!r} must have a window of {MIN_WINDOW:g} s to one day")
     return requests, window
 
 

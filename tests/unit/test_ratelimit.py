@@ -47,14 +47,22 @@ class FakeClock:
         ("none", None),
         ("off", None),
         ("0", None),
-        ("0/60", None),
+        ("1000000/86400", (1_000_000, 86400.0)),
     ],
 )
 def test_parse_rate_limit(text, limit):
     assert parse_rate_limit(text) == limit
 
 
-@pytest.mark.parametrize("text", ["fast", "60", "60/", "/60", "60/0", "-1/60", "60/60/60"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "fast", "60", "60/", "/60", "60/0", "-1/60", "60/60/60",
+        # No request per window, an empty window, or numbers no vendor means.
+        "0/0", "0/60", "5/0", "5/0.0", "0/h", "-5/-5", "1000001/60", "9" * 40 + "/60",
+        "60/" + "9" * 400, "60/86401", "60/25h", "60/0.0001",
+    ],
+)  # fmt: skip
 def test_malformed_rate_limits_are_refused(text):
     with pytest.raises(ValueError):
         parse_rate_limit(text)
