@@ -4,10 +4,15 @@ history), and saving goes through connectors.services."""
 
 from __future__ import annotations
 
+import json
+
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count
+from django.forms.fields import InvalidJSONInput
+from django.utils.decorators import method_decorator
 from django.utils.html import format_html_join
+from django.views.decorators.debug import sensitive_post_parameters
 
 from connectors import registry
 from connectors.base import AUTH_FIELDS, AuthKind, ConnectionKind
@@ -20,6 +25,9 @@ from connectors.services import (
     connection_create,
     connection_update,
     credential_fields,
+    credentials_to_reenter,
+    reenter_message,
+    settings_shape_problem,
 )
 
 
@@ -166,6 +174,14 @@ AUTH_KIND_LABELS = dict(Connection._meta.get_field("auth_kind").choices)
 KEEP_HELP = "Leave blank to keep the stored value."
 
 
+# Long enough for any OAuth2 token; a secret longer than this is a mistake, not a secret.
+SECRET_MAX_LENGTH = 8192
+# The settings as typed: a flat JSON object is far smaller than this; deeper than this nesting or
+# longer than this text is refused before it is parsed (a deep one would crash the parser).
+SETTINGS_MAX_CHARS = 100_000
+SETTINGS_MAX_DEPTH = 20
+
+
 def secret_field_name(name: str) -> str:
     return f"{SECRET_PREFIX}{name}"
 
@@ -176,6 +192,7 @@ def _secret_form_field(name: str) -> forms.CharField:
         label=SECRET_LABELS.get(name, name.replace("_", " ")),
         required=False,
         strip=False,
+        max_length=SECRET_MAX_LENGTH,
         # Never rendered back, and "new-password" keeps browsers from filling in the admin's own.
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
         help_text=f"{KEEP_HELP} Used by: {', '.join(used_by)}.",
@@ -215,6 +232,71 @@ def _shown(value: object, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _json_depth_exceeds(text: str, limit: int) -> bool:
+    """Whether ``text`` nests arrays or objects deeper than ``limit`` (brackets inside strings
+    do not count). A linear scan, so that no parser recursion ever sees such a text."""
+    depth, in_string, escaped = 0, False, False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif char in "]}":
+            depth -= 1
+    return False
+
+
+class SettingsJSONField(forms.JSONField):
+    """The connection settings as JSON text: refused with a message, never crashed on, when too
+    long, too deeply nested or malformed (NaN and Infinity are refused on the setting that holds
+    them, see settings_shape_problem)."""
+
+    default_error_messages = {
+        "too_long": "The settings are too long: at most %(limit)s characters, not %(length)s.",
+        "too_deep": "The settings nest too deeply: enter a flat JSON object of names and values.",
+    }
+
+    def to_python(self, value):
+        if isinstance(value, str) and not isinstance(value, InvalidJSONInput):
+            if len(value) > SETTINGS_MAX_CHARS:
+                raise forms.ValidationError(
+                    self.error_messages["too_long"],
+                    code="too_long",
+                    params={"limit": f"{SETTINGS_MAX_CHARS:,}", "length": f"{len(value):,}"},
+                )
+            if _json_depth_exceeds(value, SETTINGS_MAX_DEPTH):
+                raise forms.ValidationError(self.error_messages["too_deep"], code="too_deep")
+        try:
+            return super().to_python(value)
+        except (ValueError, RecursionError):
+            # Anything the parser cannot read without crashing is not valid JSON either.
+            raise forms.ValidationError(
+                self.error_messages["invalid"], code="invalid", params={"value": value}
+            ) from None
+
+    def bound_data(self, data, initial):
+        # Shown back as typed when it cannot be read (never parsed if it would crash the parser).
+        if self.disabled:
+            return initial
+        if data is None:
+            return None
+        if len(data) > SETTINGS_MAX_CHARS or _json_depth_exceeds(data, SETTINGS_MAX_DEPTH):
+            return InvalidJSONInput(data)
+        try:
+            return json.loads(data, cls=self.decoder)
+        except (ValueError, RecursionError):
+            return InvalidJSONInput(data)
+
+
 class _ConnectionAdminFormBase(forms.ModelForm):
     provider = forms.ChoiceField(
         label="Provider", help_text="The connector used for this tool (its kind must match)."
@@ -225,6 +307,7 @@ class _ConnectionAdminFormBase(forms.ModelForm):
         # The stored credentials are not a form field at all: only the write-only secret fields.
         fields = CONNECTION_EDITABLE_FIELDS
         widgets = {"settings": forms.Textarea(attrs={"rows": 4, "cols": 80})}
+        field_classes = {"settings": SettingsJSONField}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -272,7 +355,32 @@ class _ConnectionAdminFormBase(forms.ModelForm):
             client = cleaned.get("client")
             if in_use and client and client.pk != stored.client_id:
                 self.add_error("client", "Flows use this connection: its client cannot change.")
+            self._require_secrets_for_a_new_address(stored, cleaned)
         return cleaned
+
+    def _require_secrets_for_a_new_address(self, stored: Connection, cleaned) -> None:
+        """Each stored secret must be typed again when the address it is sent to changes (the
+        service refuses the save otherwise): the error goes on each secret field to fill in."""
+        settings = cleaned.get("settings", stored.settings)
+        if settings_shape_problem(settings):
+            return  # refused on its own field
+        auth_kind = cleaned.get("auth_kind") or stored.auth_kind
+        changed, missing = credentials_to_reenter(
+            stored=stored,
+            provider=cleaned.get("provider") or stored.provider,
+            kind=cleaned.get("kind") or stored.kind,
+            auth_kind=auth_kind,
+            settings=settings,
+            given={
+                name: cleaned.get(secret_field_name(name)) for name in credential_fields(auth_kind)
+            },
+        )
+        if missing:
+            labels = [SECRET_LABELS.get(name, name) for name in missing]
+            message = reenter_message(changed, labels)
+            for name in missing:
+                if secret_field_name(name) in self.fields:
+                    self.add_error(secret_field_name(name), message)
 
     def _clean_settings(self, settings, connector) -> None:
         if not isinstance(settings, dict):
@@ -299,6 +407,8 @@ class _ConnectionAdminFormBase(forms.ModelForm):
             elif name in declared and (problem := declared[name].problem(value)):
                 label = declared[name].label or name
                 self.add_error("settings", f"{label} ({name}) {problem}, not {_shown(value)}.")
+        if "settings" not in self.errors and (problem := settings_shape_problem(settings)):
+            self.add_error("settings", problem)
 
     def submitted_credentials(self) -> dict[str, str]:
         """The secrets typed in for the chosen auth kind (blank ones left out: they keep the
@@ -362,6 +472,11 @@ class ConnectionAdmin(ClientScopedAdminMixin, admin.ModelAdmin):
         ("Dates", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
     )
     actions = ("test_connection",)
+
+    # A crash page (DEBUG) or an error report never shows the typed secrets.
+    @method_decorator(sensitive_post_parameters(*(secret_field_name(n) for n in SECRET_NAMES)))
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        return super().changeform_view(request, object_id, form_url, extra_context)
 
     @admin.display(description="provider", ordering="provider")
     def provider_display(self, obj: Connection) -> str:

@@ -3,6 +3,8 @@ in a message."""
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -10,15 +12,23 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from connectors.base import AUTH_FIELDS, AuthKind
+from connectors.base import AUTH_FIELDS, SETTING_MAX_LENGTH, AuthKind
 from connectors.canonical import ConnectionCheck
 from connectors.errors import InvsyncError
 from connectors.models import Client, Connection
 from connectors.selectors import connector_for, provider_settings_fields
 
+logger = logging.getLogger(__name__)
+
 # What connection_update may change; credentials have their own argument, check results their
 # own service.
 CONNECTION_EDITABLE_FIELDS = ("client", "name", "kind", "provider", "auth_kind", "settings")
+# Fields of the connection itself that decide where its credentials are sent (the provider's
+# settings that do are declared with ``SettingField.addresses_credentials``).
+CREDENTIAL_ADDRESS_FIELDS = ("provider", "kind", "auth_kind")
+# A connection's settings: a flat JSON object of at most this many names, each this long.
+SETTINGS_MAX_NAMES = 50
+SETTING_NAME_MAX_LENGTH = 100
 REDACTED = "[redacted]"
 # Secrets shorter than this are not looked for in messages: redacting "ab" would garble any text.
 _MIN_REDACTED_LENGTH = 3
@@ -48,12 +58,37 @@ def _check_credentials(auth_kind: str, credentials: Mapping[str, Any]) -> None:
             raise ValidationError({"credentials": f"{name} must be text."})
 
 
+def settings_shape_problem(settings: object) -> str | None:
+    """What is wrong with the shape of a connection's settings (None: nothing): they must be a
+    flat JSON object of a few names, each holding text, a finite number, true/false or null.
+
+    Never recurses into a value, so a deeply nested one is refused, not crashed on."""
+    if not isinstance(settings, dict):
+        return "The settings must be a JSON object."
+    if len(settings) > SETTINGS_MAX_NAMES:
+        return f"The settings hold {len(settings)} names; at most {SETTINGS_MAX_NAMES} are taken."
+    for name, value in settings.items():
+        if not isinstance(name, str) or not name or len(name) > SETTING_NAME_MAX_LENGTH:
+            return f"A setting name must be text of 1 to {SETTING_NAME_MAX_LENGTH} characters."
+        if "\x00" in name:
+            return "A setting name must not contain a NUL character."
+        shown = name if len(name) <= 40 else name[:39] + "…"
+        if isinstance(value, dict | list | tuple):
+            return f"The setting {shown!r} must be a plain value, not a list or an object."
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"The setting {shown!r} must be a finite number."
+        if value is not None and not isinstance(value, str | int | float | bool):
+            return f"The setting {shown!r} must be text, a number, true or false."
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**15:
+            return f"The setting {shown!r} is too large a number."
+        if isinstance(value, str) and ("\x00" in value or len(value) > SETTING_MAX_LENGTH):
+            return f"The setting {shown!r} must be text of at most {SETTING_MAX_LENGTH} characters."
+    return None
+
+
 def _check_settings(connection: Connection) -> None:
-    if not isinstance(connection.settings, dict):
-        raise ValidationError({"settings": "The settings must be a JSON object."})
-    for name, value in connection.settings.items():
-        if isinstance(value, dict | list):
-            raise ValidationError({"settings": f"The setting {name!r} must be a plain value."})
+    if problem := settings_shape_problem(connection.settings):
+        raise ValidationError({"settings": problem})
     # A provider that is not installed here (an imported connection) is not checked: its settings
     # are kept as given and the connection cannot run until the provider is installed.
     declared = provider_settings_fields(connection.provider, connection.kind)
@@ -73,6 +108,70 @@ def _check_settings(connection: Connection) -> None:
     ]
     if missing:
         raise ValidationError({"settings": f"Missing required setting(s): {', '.join(missing)}."})
+
+
+def credential_address_changes(
+    *, stored: Connection, provider: str, kind: str, auth_kind: str, settings: Mapping[str, Any]
+) -> list[str]:
+    """What changed, from ``stored`` to the given values, among what decides where the
+    credentials are sent: the provider, kind and auth kind, and the provider's settings declared
+    ``addresses_credentials`` (every setting when the provider is not installed, and every
+    setting it does not declare: what is not known not to address credentials does)."""
+    changed = [
+        name
+        for name, value in zip(CREDENTIAL_ADDRESS_FIELDS, (provider, kind, auth_kind), strict=True)
+        if str(value or "") != str(getattr(stored, name) or "")
+    ]
+    declared = {field.name: field for field in provider_settings_fields(provider, kind)}
+    before = stored.settings if isinstance(stored.settings, dict) else {}
+    after = settings if isinstance(settings, Mapping) else {}
+    for name in sorted(set(before) | set(after), key=str):
+        field = declared.get(name)
+        if field is not None and not field.addresses_credentials:
+            continue
+        if _setting_text(before.get(name)) != _setting_text(after.get(name)):
+            changed.append(str(name))
+    return changed
+
+
+def _setting_text(value: object) -> str:
+    return "" if value is None else str(value)
+
+
+def credentials_to_reenter(
+    *,
+    stored: Connection,
+    provider: str,
+    kind: str,
+    auth_kind: str,
+    settings: Mapping[str, Any],
+    given: Mapping[str, Any] | None,
+) -> tuple[list[str], list[str]]:
+    """(what changed in the credentials' address, the stored secrets that would be kept and so
+    must be entered again). A stored secret is never sent to an address it was not entered for:
+    when the address changes, every stored secret of ``auth_kind`` must be given anew."""
+    changed = credential_address_changes(
+        stored=stored, provider=provider, kind=kind, auth_kind=auth_kind, settings=settings
+    )
+    if not changed:
+        return changed, []
+    secrets = _clean_secrets(given)
+    stored_secrets = stored.credentials or {}
+    missing = [
+        name
+        for name in credential_fields(auth_kind)
+        if stored_secrets.get(name) not in (None, "") and name not in secrets
+    ]
+    return changed, missing
+
+
+def reenter_message(changed: list[str], missing: list[str]) -> str:
+    """Why the secrets must be entered again (names only, never values)."""
+    return (
+        f"The address the credentials are sent to changed ({', '.join(changed)}): enter "
+        f"{', '.join(missing)} again. A stored secret is never sent to an address it was not "
+        "entered for."
+    )
 
 
 def _clean_secrets(credentials: Mapping[str, Any] | None) -> dict[str, str]:
@@ -95,6 +194,8 @@ def connection_create(
     (blank ones are dropped); they are stored encrypted. Raises ValidationError."""
     secrets = _clean_secrets(credentials)
     _check_credentials(auth_kind, secrets)
+    if problem := settings_shape_problem(settings if settings is not None else {}):
+        raise ValidationError({"settings": problem})
     connection = Connection(
         client=client,
         name=name,
@@ -127,6 +228,9 @@ def connection_update(
     unknown = sorted(set(data) - set(CONNECTION_EDITABLE_FIELDS))
     if unknown:
         raise ValidationError(f"Cannot set {', '.join(unknown)} on a connection.")
+    if "settings" in data and (problem := settings_shape_problem(data["settings"])):
+        # Before anything serialises them: a deeply nested value would crash the JSON encoder.
+        raise ValidationError({"settings": problem})
     stored = Connection.objects.select_for_update().get(pk=connection.pk)
 
     for field_name, value in data.items():
@@ -134,6 +238,16 @@ def connection_update(
 
     secrets = _clean_secrets(credentials)
     _check_credentials(connection.auth_kind, secrets)
+    address_changed, missing = credentials_to_reenter(
+        stored=stored,
+        provider=connection.provider,
+        kind=connection.kind,
+        auth_kind=connection.auth_kind,
+        settings=connection.settings,
+        given=secrets,
+    )
+    if missing:
+        raise ValidationError({"credentials": reenter_message(address_changed, missing)})
     kept = {
         name: value
         for name, value in (stored.credentials or {}).items()
@@ -161,12 +275,50 @@ def connection_update(
         connection.last_check_message = ""
     connection.save()
 
+    reentered = bool(address_changed and secrets)
+    if reentered:
+        # Names of what changed, never a value of a secret (the address itself is not secret).
+        logger.info(
+            "connection %s: credentials re-entered because their address changed (%s)",
+            connection.pk,
+            ", ".join(address_changed),
+        )
     if changed:
         from mappings.services import flow_config_changed  # mappings depends on connectors
 
+        note = _address_change_note(stored, connection, address_changed) if reentered else None
         for flow in {*connection.flows_as_source.all(), *connection.flows_as_target.all()}:
             flow_config_changed(flow=flow)
+            if note is not None:
+                from mappings.audit import config_change_note
+
+                role = (
+                    "invoicing" if flow.invoicing_connection_id == connection.pk else "accounting"
+                )
+                config_change_note(
+                    flow=flow, changes={f"{role} connection {k}": v for k, v in note.items()}
+                )
     return connection
+
+
+def _address_change_note(
+    stored: Connection, connection: Connection, changed: list[str]
+) -> dict[str, dict[str, str]]:
+    """The audit's record of an address change: each changed part before and after, and that the
+    credentials were entered again (never their values)."""
+    note: dict[str, dict[str, str]] = {}
+    for name in changed:
+        if name in CREDENTIAL_ADDRESS_FIELDS:
+            before, after = getattr(stored, name), getattr(connection, name)
+        else:
+            before = (stored.settings or {}).get(name)
+            after = (connection.settings or {}).get(name)
+        note[name] = {"from": _setting_text(before)[:300], "to": _setting_text(after)[:300]}
+    note["credentials"] = {
+        "from": "stored",
+        "to": "re-entered because the address changed",
+    }
+    return note
 
 
 def _without_secrets(message: str, secrets: Mapping[str, str]) -> str:

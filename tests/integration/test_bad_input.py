@@ -222,6 +222,12 @@ TRYTON_SETTINGS = {"url": "https://erp.example.com/", "database": "acme"}
         ("timeout", 1e400, "above 0"),
         ("rate_limit", "fast", "requests/seconds"),
         ("rate_limit", "60/0", "requests/seconds"),
+        ("rate_limit", "0/0", "requests/seconds"),
+        ("rate_limit", "0/60", "requests/seconds"),
+        ("rate_limit", "5/0", "requests/seconds"),
+        ("rate_limit", "-5/60", "requests/seconds"),
+        ("rate_limit", "5000000/1", "requests/seconds"),
+        ("rate_limit", "60/" + "9" * 400, "requests/seconds"),
         ("retry_attempts", "2.5", "whole number"),
         ("retry_attempts", "0", "whole number"),
         ("retry_attempts", "١٢", "whole number"),
@@ -265,6 +271,8 @@ def test_good_tryton_settings_are_saved(admin_client):
         "retry_max_total_delay": "30", "retry_after_max": "60",
     }  # fmt: skip
     data["settings"] = json.dumps(good)
+    # A new server address: the secrets are entered again (never sent to it as stored).
+    data.update(credential_username="u", credential_password="p2")
     assert admin_client.post(change_url(connection), data).status_code == 302
     connection.refresh_from_db()
     assert connection.settings == good
@@ -368,3 +376,135 @@ def test_the_failure_review_refuses_a_nonsense_action_code_or_flow(admin_client,
         assert response.status_code == 400, data
         record.refresh_from_db()
         assert record.status == "failed", data
+
+
+# -- Start dates and currency codes ----------------------------------------------------------------
+
+
+def _far_dates():
+    from mappings.models import latest_start_date
+
+    latest = latest_start_date()
+    return latest, latest + dt.timedelta(days=1)
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("1989-12-31", "before 1990-01-01"),
+        ("0001-01-01", "before 1990-01-01"),
+        ("too late", "more than a year ahead"),
+        ("3026-01-01", "more than a year ahead"),
+    ],
+)
+def test_the_flow_form_refuses_a_start_date_before_1990_or_more_than_a_year_ahead(
+    admin_client, flow, value, says
+):
+    if value == "too late":
+        value = f"{_far_dates()[1]:%Y-%m-%d}"
+    data = _form_data(admin_client.get(change_url(flow)))
+    before = snapshot(flow)
+    response = admin_client.post(change_url(flow), {**data, "start_date": value})
+    assert response.status_code == 200
+    errors = field_errors(response, "form", "start_date")
+    assert errors and says in errors[0], errors
+    assert snapshot(flow) == before
+
+
+def test_the_flow_form_accepts_start_dates_at_both_limits(admin_client, flow):
+    latest, _ = _far_dates()
+    for value in ("1990-01-01", f"{latest:%Y-%m-%d}"):
+        data = _form_data(admin_client.get(change_url(flow)))
+        response = admin_client.post(change_url(flow), {**data, "start_date": value})
+        assert response.status_code == 302, value
+        flow.refresh_from_db()
+        assert f"{flow.start_date:%Y-%m-%d}" == value
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("EUX", "not an ISO 4217 currency code"),
+        ("XYZ", "not an ISO 4217 currency code"),
+        ("€", "not an ISO 4217 currency code"),
+        ("123", "not an ISO 4217 currency code"),
+        ("eur", "Did you mean EUR?"),
+    ],
+)
+def test_the_flow_form_refuses_a_currency_code_not_in_iso_4217(admin_client, flow, value, says):
+    data = _form_data(admin_client.get(change_url(flow)))
+    before = snapshot(flow)
+    response = admin_client.post(change_url(flow), {**data, "company_currency": value})
+    assert response.status_code == 200
+    errors = field_errors(response, "form", "company_currency")
+    assert errors and says in errors[0], errors
+    assert snapshot(flow) == before
+
+
+@pytest.mark.parametrize("code", ["EUR", "USD", "JPY", "CHF", "XOF", "ZWG"])
+def test_the_flow_form_accepts_iso_4217_currency_codes(admin_client, flow, code):
+    data = _form_data(admin_client.get(change_url(flow)))
+    response = admin_client.post(change_url(flow), {**data, "company_currency": code})
+    assert response.status_code == 302
+    flow.refresh_from_db()
+    assert flow.company_currency == code
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        ("start_date", dt.date(1989, 12, 31), "before 1990-01-01"),
+        ("start_date", "too late", "more than a year ahead"),
+        ("company_currency", "EUX", "not an ISO 4217 currency code"),
+    ],
+)
+def test_the_flow_services_refuse_the_same_start_dates_and_currencies(flow, field, value, says):
+    from django.core.exceptions import ValidationError
+
+    from mappings.services import flow_create, flow_update
+
+    if value == "too late":
+        value = _far_dates()[1]
+    before = snapshot(flow)
+    with pytest.raises(ValidationError) as refused:
+        flow_update(flow=SyncFlow.objects.get(pk=flow.pk), data={field: value})
+    assert says in " ".join(refused.value.message_dict[field])
+    assert snapshot(flow) == before
+    with pytest.raises(ValidationError) as refused:
+        flow_create(
+            client=flow.client,
+            name="Another flow",
+            invoicing_connection=flow.invoicing_connection,
+            accounting_connection=flow.accounting_connection,
+            **{field: value},
+        )
+    assert says in " ".join(refused.value.message_dict[field])
+    assert not SyncFlow.objects.filter(name="Another flow").exists()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        ("start_date", "1985-06-01", "before 1990-01-01"),
+        ("start_date", "2999-01-01", "more than a year ahead"),
+        ("company_currency", "EURO", "currency"),
+        ("company_currency", "ABC", "not an ISO 4217 currency code"),
+    ],
+)
+def test_import_flow_refuses_a_bad_start_date_or_currency_with_a_message(
+    flow, tmp_path, field, value, says
+):
+    import json
+
+    from django.core.management import CommandError, call_command
+
+    path = tmp_path / "flow.json"
+    call_command("export_flow", str(flow.pk), "--output", str(path))
+    document = json.loads(path.read_text())
+    document["flow"][field] = value
+    path.write_text(json.dumps(document))
+    before = snapshot(flow)
+    with pytest.raises(CommandError) as refused:
+        call_command("import_flow", str(path), stdout=open("/dev/null", "w"))  # noqa: SIM115
+    assert says in str(refused.value), str(refused.value)
+    assert snapshot(flow) == before

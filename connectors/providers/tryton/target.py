@@ -85,8 +85,11 @@ SETTINGS_FIELDS = (
         "Server URL",
         "The Tryton server's address, e.g. http://127.0.0.1:8000/",
         check=http_url,
+        addresses_credentials=True,
     ),
-    SettingField("database", "Database", "The Tryton database name."),
+    SettingField(
+        "database", "Database", "The Tryton database name.", addresses_credentials=True
+    ),
     *TRANSPORT_SETTINGS_FIELDS,
 )
 JOURNAL_KINDS = {"revenue": "sales", "expense": "purchases"}
