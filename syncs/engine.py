@@ -27,6 +27,7 @@ from connectors.canonical import (
     TaxBreakdown,
     TaxRole,
     VatCode,
+    currency_exponent,
     quantize_money,
 )
 from connectors.errors import ErrorCode, InvsyncError
@@ -247,6 +248,15 @@ class _Builder:
                 field="partner",
             )
         name = (partner.name or "").strip()
+        if not (partner.source_id or "").strip():
+            # The source id is how the partner is matched and linked in the ledger, run after
+            # run: without one, every invoice would look like a new partner.
+            raise InvsyncError(
+                ErrorCode.PARTNER_VALIDATION,
+                f"The partner {name or '(without a name)'} of invoice {self.invoice.number} has "
+                "no id in the invoicing tool.",
+                field="partner.source_id",
+            )
         if not name:
             raise InvsyncError(
                 ErrorCode.PARTNER_VALIDATION,
@@ -293,6 +303,14 @@ class _Builder:
 
     def _exchange_rate(self) -> Decimal | None:
         invoice, company = self.invoice, self.config.company_currency.upper()
+        if len(company) != 3 or not company.isascii() or not company.isalpha():
+            # The ledger's currency: every debit and credit is in it. Never assumed.
+            raise InvsyncError(
+                ErrorCode.CONFIGURATION_INCOMPLETE,
+                f"The flow's company currency {self.config.company_currency!r} is not a "
+                "currency code: choose the flow's accounting folder again.",
+                field="company_currency",
+            )
         if len(self.currency) != 3 or not self.currency.isalpha():
             raise InvsyncError(
                 ErrorCode.INVALID_SOURCE_DATA,
@@ -336,6 +354,7 @@ class _Builder:
                 f"but the total is {total}.",
                 field="total",
             )
+        self._check_refund_signs(untaxed, tax, total)
         for index, line in enumerate(invoice.lines):
             for name in ("untaxed_amount", "tax_amount", "discount_amount"):
                 value = getattr(line, name)
@@ -362,7 +381,75 @@ class _Builder:
                 f"{self.config.rounding_tolerance}.",
                 field="lines",
             )
+        self._check_header_split(untaxed, tax)
+        for index, line in enumerate(invoice.lines):
+            self._check_line_vat(index, line)
         return total
+
+    def _check_refund_signs(self, untaxed: Decimal, tax: Decimal, total: Decimal) -> None:
+        """Canonical refunds carry positive amounts and their type gives the direction (sources
+        flip the signs of credit notes stated negative). A refund stated negative would be booked
+        as an invoice, the wrong way round: it is refused, never guessed at."""
+        invoice = self.invoice
+        if not invoice.type.is_refund or min(untaxed, tax, total) >= 0:
+            return
+        kind = invoice.type.value.replace("_", " ")
+        raise InvsyncError(
+            ErrorCode.AMOUNT_VALIDATION,
+            f"Invoice {invoice.number} is a {kind} stated with negative amounts (untaxed "
+            f"{untaxed}, VAT {tax}, total {total}). A refund's amounts are positive, its type "
+            "already says it is a credit note: give its header and line amounts with the "
+            "opposite sign.",
+            field="total" if total < 0 else ("untaxed_amount" if untaxed < 0 else "tax_amount"),
+        )
+
+    def _check_header_split(self, untaxed: Decimal, tax: Decimal) -> None:
+        """The header's untaxed/VAT split must agree with its lines (within the tolerance) even
+        when the total does: a VAT return made from the books reads the split."""
+        invoice, tolerance = self.invoice, self.config.rounding_tolerance
+        lines_untaxed = sum((self._money(line.untaxed_amount) for line in invoice.lines), ZERO)
+        lines_tax = sum((self._money(line.tax_amount) for line in invoice.lines), ZERO)
+        for name, word, stated, summed in (
+            ("untaxed_amount", "untaxed amount", untaxed, lines_untaxed),
+            ("tax_amount", "VAT", tax, lines_tax),
+        ):
+            difference = stated - summed
+            if abs(difference) > tolerance:
+                raise InvsyncError(
+                    ErrorCode.AMOUNT_VALIDATION,
+                    f"Invoice {invoice.number}: its header states a {word} of {stated} but its "
+                    f"lines add up to {summed}; the difference {difference} exceeds the rounding "
+                    f"tolerance {tolerance} (header: untaxed {untaxed}, VAT {tax}; lines: untaxed "
+                    f"{lines_untaxed}, VAT {lines_tax}).",
+                    field=name,
+                )
+
+    def _check_line_vat(self, index: int, line: InvoiceLine) -> None:
+        """A line's VAT must be its base × rate, within the line's own rounding (one minor unit
+        of the currency, whatever the tool's rounding mode) plus the flow's tolerance. Lines whose
+        tax charges no VAT by law (reverse charge, exempt, zero-rated, ...) and lines without a
+        rate are not checked."""
+        if line.tax_rate is None or line.tax_kind.charges_no_vat:
+            return
+        if not line.tax_rate.is_finite():
+            raise InvsyncError(
+                ErrorCode.LINE_VALIDATION,
+                f"Line {index + 1} of invoice {self.invoice.number} has no valid tax rate.",
+                field=f"lines[{index}].tax_rate",
+            )
+        base, stated = self._money(line.untaxed_amount), self._money(line.tax_amount)
+        expected = base * line.tax_rate / 100
+        unit = Decimal(1).scaleb(-currency_exponent(self.currency))
+        tolerance = self.config.rounding_tolerance
+        if abs(stated - expected) > tolerance + unit:
+            difference = self._money(stated - expected)
+            raise InvsyncError(
+                ErrorCode.LINE_VALIDATION,
+                f"Line {index + 1} of invoice {self.invoice.number}: its VAT is {stated} but "
+                f"{base} × {_rate_text(line.tax_rate)} % = {self._money(expected)}; the "
+                f"difference {difference} exceeds the rounding tolerance {tolerance}.",
+                field=f"lines[{index}].tax_amount",
+            )
 
     # -- lines -------------------------------------------------------------------------------
 

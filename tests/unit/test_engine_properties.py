@@ -17,7 +17,7 @@ from connectors.canonical import (
     TaxBreakdown,
     TaxRole,
 )
-from connectors.errors import CATALOGUE
+from connectors.errors import CATALOGUE, ErrorCode
 from syncs.engine import Posted, Rejected, Skipped, Waiting, build_posting
 from tests.unit.test_engine import make_config
 
@@ -172,9 +172,30 @@ def test_any_invoice_gives_a_balanced_posting_or_a_catalogue_code(invoice, confi
 @given(invoice=plausible_invoices())
 def test_plausible_invoices_post_balanced_with_the_stated_total(invoice):
     result = build_posting(invoice, make_config(separate_discounts=True), external_id="x")
+    if (
+        invoice.type.is_refund
+        and min(invoice.untaxed_amount, invoice.tax_amount, invoice.total) < 0
+    ):
+        # Refunds are stated positive; one stated negative is refused, never booked reversed.
+        assert isinstance(result, Rejected) and result.code == ErrorCode.AMOUNT_VALIDATION
+        return
     assert isinstance(result, Posted | Skipped), result
     if isinstance(result, Posted):
         assert result.posting.total_debit == result.posting.total_credit
+
+
+@settings(max_examples=200, deadline=None)
+@given(invoice=plausible_invoices())
+def test_a_refund_is_never_posted_on_the_invoice_side(invoice):
+    """Whatever the signs it is given with, a refund posted credits a customer collective and
+    debits a supplier collective (or is refused)."""
+    result = build_posting(invoice, make_config(), external_id="x")
+    if isinstance(result, Posted) and invoice.type.is_refund:
+        collective = next(x for x in result.posting.lines if x.partner)
+        if invoice.type is InvoiceType.CUSTOMER_REFUND:
+            assert not collective.debit
+        else:
+            assert not collective.credit
 
 
 @settings(max_examples=200, deadline=None)
