@@ -1,12 +1,58 @@
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
+from django.utils import timezone
 
+from connectors.currencies import is_currency_code
 from connectors.models import Client, Connection
+
+# No accounting tool we sync with holds invoices from before this date.
+EARLIEST_START_DATE = dt.date(1990, 1, 1)
+
+
+def latest_start_date(today: dt.date | None = None) -> dt.date:
+    """One year after ``today`` (the server's local date): a later start date is a typo."""
+    today = today or timezone.localdate()
+    try:
+        return today.replace(year=today.year + 1)
+    except ValueError:  # 29 February
+        return today.replace(year=today.year + 1, day=28)
+
+
+def validate_start_date(value: dt.date) -> None:
+    """Refuse start dates before 1990 or more than a year ahead (a mistyped year, most often)."""
+    if value < EARLIEST_START_DATE:
+        raise ValidationError(
+            f"{value.isoformat()} is before {EARLIEST_START_DATE.isoformat()}: "
+            "enter the date of the first invoice to synchronise.",
+            code="start_date_too_early",
+        )
+    latest = latest_start_date()
+    if value > latest:
+        raise ValidationError(
+            f"{value.isoformat()} is more than a year ahead (the latest start date is "
+            f"{latest.isoformat()}): check the year.",
+            code="start_date_too_late",
+        )
+
+
+def validate_currency_code(value: str) -> None:
+    """Refuse anything but an ISO 4217 alphabetic code (EUR, USD, GBP...)."""
+    if is_currency_code(value):
+        return
+    upper = value.strip().upper()
+    hint = f" Did you mean {upper}?" if is_currency_code(upper) else ""
+    raise ValidationError(
+        f"“{value}” is not an ISO 4217 currency code (three capital letters such as EUR, USD, "
+        f"GBP).{hint}",
+        code="currency_code",
+    )
 
 
 class Scope(models.TextChoices):
@@ -68,6 +114,7 @@ class SyncFlow(models.Model):
         "company currency",
         max_length=3,
         default="EUR",
+        validators=[validate_currency_code],
         help_text="The folder's currency (ISO 4217); invoices in another currency are converted.",
     )
     enabled = models.BooleanField(
@@ -82,7 +129,9 @@ class SyncFlow(models.Model):
         "start date",
         null=True,
         blank=True,
-        help_text="Invoices issued before this date are not synchronised.",
+        validators=[validate_start_date],
+        help_text="Invoices issued before this date are not synchronised (from 1990-01-01 to "
+        "one year from today).",
     )
     draft_entries = models.BooleanField(
         "create entries as draft",
