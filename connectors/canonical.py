@@ -144,6 +144,10 @@ class Invoice:
     # The VAT breakdown as the source states it (BG-23); empty when the source has none, and the
     # engine then books the sum of the lines' VAT.
     taxes: tuple[TaxBreakdown, ...] = ()
+    # What is left to pay (EN16931 BT-115) and what was paid before (BT-113), where the source
+    # states them (e-invoices); None otherwise. Informational: the entry books the total.
+    payable_amount: Decimal | None = None
+    prepaid_amount: Decimal | None = None
 
     @property
     def direction(self) -> Direction:
