@@ -36,6 +36,9 @@ class ErrorCode(models.TextChoices):
     DUPLICATE_IN_TARGET = "ERROR_SYNC_INVOICE_DUPLICATE_IN_TARGET"
     INVALID_SOURCE_DATA = "ERROR_SYNC_INVOICE_INVALID_SOURCE_DATA"
     TARGET_REJECTED = "ERROR_SYNC_INVOICE_TARGET_REJECTED"
+    EINVOICE_INVALID = "ERROR_SYNC_INVOICE_EINVOICE_INVALID"
+    EINVOICE_UNSUPPORTED = "ERROR_SYNC_INVOICE_EINVOICE_UNSUPPORTED"
+    EINVOICE_NOT_OURS = "ERROR_SYNC_INVOICE_EINVOICE_NOT_OURS"
     AUTHENTICATION_FAILED = "ERROR_CONNECTION_AUTHENTICATION_FAILED"
     PERMISSION_DENIED = "ERROR_CONNECTION_PERMISSION_DENIED"
     RATE_LIMITED = "ERROR_CONNECTION_RATE_LIMITED"
@@ -160,6 +163,29 @@ CATALOGUE: dict[ErrorCode, ErrorInfo] = {
         "Its message says why (a closed period, a missing fiscal year, a locked journal...). Fix "
         "that in the accounting tool, then retry.",
         _D,
+    ),
+    ErrorCode.EINVOICE_INVALID: ErrorInfo(
+        "The e-invoice breaks a rule of its standard (EN16931, Factur-X/ZUGFeRD, UBL).",
+        "The message names the rule and the field (for example BR-CO-15: the total without VAT "
+        "plus the VAT total must equal the total with VAT). Ask the sender for a corrected "
+        "invoice, or a credit note and a new invoice; invsync does not guess amounts.",
+        _D,
+    ),
+    ErrorCode.EINVOICE_UNSUPPORTED: ErrorInfo(
+        "The file is not an e-invoice invsync reads.",
+        "invsync reads Factur-X/ZUGFeRD PDFs, ZUGFeRD 1.0 and UN/CEFACT CII XML, and UBL 2.1 "
+        "invoices and credit notes. A plain PDF, a scan or an image, or another standard "
+        "(FatturaPA, ...) must be entered by hand; ask the sender for one of those formats.",
+        _D,
+    ),
+    ErrorCode.EINVOICE_NOT_OURS: ErrorInfo(
+        "Neither the seller nor the buyer of the e-invoice is this connection's company.",
+        "invsync tells a sale from a purchase by finding the company among the invoice's "
+        "parties (VAT number, SIREN/SIRET or legal id; the exact name where the invoice gives "
+        "no identifier). Check that the file belongs to this company, or add the identifier the "
+        "invoice uses to the connection's company identifiers, then retry.",
+        _D,
+        "connection",
     ),
     ErrorCode.AUTHENTICATION_FAILED: ErrorInfo(
         "A connected tool refused the credentials.",

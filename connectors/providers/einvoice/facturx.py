@@ -1,0 +1,35 @@
+"""The XML inside a Factur-X / ZUGFeRD 2.x (or XRechnung-in-PDF) PDF.
+
+Extraction is the ``factur-x`` library's (Akretion's, the reference Python implementation used by
+Odoo and others; it walks the PDF's embedded files with pypdf). Its XSD check is not asked for
+here: the reader checks the XML it gets like any other, so a PDF and a bare XML are treated alike.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from facturx import get_xml_from_pdf
+
+from connectors.providers.einvoice.document import invalid, unsupported
+
+# The library logs the XML it extracts at debug level and each skipped attachment as a warning:
+# invoice content has no place in our logs.
+logging.getLogger("factur-x").setLevel(logging.ERROR)
+
+
+def extract_xml(pdf: bytes) -> tuple[str, bytes]:
+    """(embedded file name, XML bytes). A PDF without an e-invoice inside is UNSUPPORTED (a
+    plain PDF); one pypdf cannot read is INVALID."""
+    try:
+        filename, xml = get_xml_from_pdf(pdf, check_xsd=False)
+    except Exception as error:
+        raise invalid(
+            f"the PDF cannot be read ({type(error).__name__}: {str(error)[:120]})", field="PDF"
+        ) from error
+    if not filename or not xml:
+        raise unsupported(
+            "the PDF holds no embedded Factur-X/ZUGFeRD/XRechnung XML (a plain PDF, or a scan): "
+            "it is not an e-invoice"
+        )
+    return filename, xml
