@@ -204,6 +204,25 @@ class Connector(abc.ABC):
     def check_connection(self) -> ConnectionCheck:
         """Log in and make one cheap read. Must return a check (ok or not, with a message for
         people), never raise for a refused login or an unreachable host, never put a credential
+    @classmethod
+    def account_identity(cls, settings: Mapping[str, str]) -> str:
+        """The stable identity of the account these settings reach at the vendor: the namespace
+        in which the tool's object ids are unique (a Tryton server and database, a SaaS tenant
+        id). invsync builds an invoice's external id from its source's identity and its id, so
+        that every flow writing to one folder recognises an entry another flow wrote.
+
+        Must return the same text for every spelling of the same account that the connector can
+        recognise offline (address case, default port, trailing slash), and different texts for
+        different accounts. Must be computed from the non-secret settings alone: no call to the
+        vendor, no credential, nothing secret in the text (it may be hashed into entries a person
+        reads). Settings that only change how invsync talks to the account (timeouts, retries,
+        rate limits) or what it reads of it (a company filter: ids stay unique in the account)
+        must not change it. Raises InvsyncError(CONFIGURATION_INCOMPLETE) when the settings do not
+        name an account. Returns "" when the connector cannot name its account: invsync then
+        keys its entries by connection, and flows on other connections to the same account are
+        not recognised."""
+        return ""
+
         in the message."""
 
     def close(self) -> None:  # noqa: B027 - optional hook

@@ -47,3 +47,13 @@ def client_list_for_user(user) -> QuerySet[Client]:
     if user.is_superuser:
         return Client.objects.all()
     return Client.objects.filter(members=user)
+
+
+def connection_account_identity(connection: Connection) -> str:
+    """The identity of the account ``connection`` reaches (its connector's
+    ``account_identity``, from the settings: no call, no credential); ``connection:<id>`` when
+    the connector cannot name its account. Raises InvsyncError(CONFIGURATION_INCOMPLETE) when the
+    provider is not installed or the settings name no account."""
+    settings = {str(k): str(v) for k, v in (connection.settings or {}).items()}
+    identity = connector_class_for(connection).account_identity(settings)
+    return identity or f"connection:{connection.pk}"

@@ -888,7 +888,7 @@ def flow_preview(
                 result = build_posting(
                     item,
                     config,
-                    external_id=record_external_id(flow.pk, item.source_id),
+                    external_id=record_external_id(flow, item.source_id),
                     overrides=record_overrides(record) if record is not None else None,
                 )
                 link = None

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import hashlib
+
 from django.db import models
 
 from connectors.canonical import InvoiceType
 from connectors.errors import CATALOGUE, ErrorCode
+from connectors.selectors import connection_account_identity
 from mappings.models import SyncFlow
 
 # How the admin names the canonical invoice types (the stored value is InvoiceType's).
@@ -143,6 +146,20 @@ class SyncedRecord(models.Model):
         help_text="Set when the invoice changed in the invoicing tool after its entry was written "
         "(the entry is never written twice; correct it in accounting).",
     )
+    entry_key = models.CharField(
+        "key in accounting",
+        max_length=200,
+        blank=True,
+        help_text="The external id its entry was written (or is being written) under in the "
+        "accounting tool; every flow writing to the folder looks for it before writing.",
+    )
+    note = models.CharField(
+        "note",
+        max_length=500,
+        blank=True,
+        help_text="What invsync found when it went to write the entry, e.g. that another flow "
+        "had already written it.",
+    )
     attempts = models.PositiveIntegerField("attempts", default=0)
     next_attempt_at = models.DateTimeField(
         "next automatic retry",
@@ -201,11 +218,25 @@ class SyncedRecord(models.Model):
 
     @property
     def external_id(self) -> str:
-        return external_id(self.flow_id, self.object_type, self.source_id)
+        """The key its entry was written under, else the key it would be written under now
+        (computed from the flow's invoicing connection: no call to any tool)."""
+        if self.entry_key:
+            return self.entry_key
+        account = connection_account_identity(self.flow.invoicing_connection)
+        return external_id(account, self.object_type, self.source_id)
 
 
-def external_id(flow_id: int, object_type: str, source_id: str) -> str:
-    """The key by which the target finds this record's entry again (crash-safe push)."""
+def external_id(source_account: str, object_type: str, source_id: str) -> str:
+    """The key by which any flow finds this object's entry in a folder (DESIGN: idempotency is
+    per ledger): the source account's identity (:meth:`connectors.base.Connector.account_identity`,
+    hashed to stay short and say nothing of the server) plus the object's id in that account."""
+    digest = hashlib.sha256(source_account.encode("utf-8")).hexdigest()[:16]
+    return f"invsync:acct-{digest}:{object_type}:{source_id}"
+
+
+def legacy_external_id(flow_id: int, object_type: str, source_id: str) -> str:
+    """The key entries were written under before keys became per source account (one flow's
+    entries only); still looked for, so an upgrade writes nothing twice."""
     return f"invsync:{flow_id}:{object_type}:{source_id}"
 
 

@@ -150,11 +150,14 @@ def flow_reconcile(*, flow: SyncFlow, start: dt.date, end: dt.date) -> Report:
                 flow=flow, source_id__in=[i.source_id for i in invoices]
             )
         }
-        synced_ids = [
-            record_external_id(flow.pk, r.source_id)
+        # The key each entry was written under (an old per-flow one, or another flow's entry
+        # found when this flow went to write it), else the flow's current key.
+        keys = {
+            r.source_id: r.entry_key or record_external_id(flow, r.source_id)
             for r in records.values()
             if r.status == RecordStatus.SYNCED
-        ]
+        }
+        synced_ids = list(keys.values())
         found: set[str] = set()
         for begin in range(0, len(synced_ids), 200):
             found |= set(target.find_entries(flow.folder, synced_ids[begin : begin + 200]))
@@ -167,7 +170,7 @@ def flow_reconcile(*, flow: SyncFlow, start: dt.date, end: dt.date) -> Report:
         bucket = _STATUS_BUCKET.get(record.status, "unexplained") if record else "unexplained"
         if record is None:
             report.unexplained.append(f"{invoice.number}: never read by a run")
-        elif bucket == "synced" and record_external_id(flow.pk, record.source_id) not in found:
+        elif bucket == "synced" and keys[record.source_id] not in found:
             bucket = "unexplained"
             report.unexplained.append(
                 f"{invoice.number}: marked synced but its entry is not in the accounting tool"

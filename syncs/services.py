@@ -14,6 +14,12 @@ The push protocol (DESIGN.md, "Sync state and idempotency"):
    (resolved by step 2) or a final state.
 4. An unchanged invoice (same fingerprint, same configuration version) costs no target call.
 5. The source cursor advances only after the records it covers are committed.
+6. Idempotency is per ledger (DESIGN): an entry's external id is the invoice's identity in its
+   source account (:func:`syncs.models.external_id`), the same for every flow reading that
+   account. When other flows read the same account and write the same folder, or entries may
+   carry the old per-flow keys (``invsync:<flow id>:...``, written before the upgrade), the
+   target is asked for all those keys before anything is written; an invoice found there is
+   marked synced with that entry and a note naming the flow that wrote it.
 """
 
 from __future__ import annotations
@@ -49,19 +55,23 @@ from connectors.canonical import (
 )
 from connectors.errors import CONNECTION_CODES, ConnectorError, ErrorCode, InvsyncError
 from connectors.models import LookupCache
-from connectors.selectors import connector_for
+from connectors.selectors import connection_account_identity, connector_for
 from mappings.models import SyncFlow
+from mappings.overlaps import describe_flow, flows_sharing_ledger
 from syncs import selectors
 from syncs.config import FlowConfig, TargetLookups
 from syncs.engine import Posted, Rejected, Skipped, Waiting, build_posting
 from syncs.models import (
     MatchedBy,
+    ObjectType,
     PartnerLink,
     RecordStatus,
     RunStatus,
     RunTrigger,
     SyncedRecord,
     SyncRun,
+    external_id,
+    legacy_external_id,
 )
 from syncs.partners import match_partner
 from syncs.serialization import invoice_to_json
@@ -367,6 +377,11 @@ class _Run:
         self.links: dict[str, PartnerLink] = {}
         self.verified_partners: set[str] = set()
         self.now = timezone.now()
+        self.source_account = ""
+        # Other flows reading the same source account and writing the same folder (by id), and
+        # the flows (this one included) whose entries may carry the old per-flow keys.
+        self.relatives: dict[int, SyncFlow] = {}
+        self.legacy_flows: list[int] = []
 
     # -- orchestration ---------------------------------------------------------------------------
 
@@ -377,6 +392,9 @@ class _Run:
                 "The flow has no accounting folder.",
                 field="folder",
             )
+        self.source_account = connection_account_identity(self.flow.invoicing_connection)
+        self.relatives = {other.pk: other for other in flows_sharing_ledger(self.flow)}
+        self.legacy_flows = self._flows_with_legacy_keys()
         try:
             self._resolve_stuck_pushes()
             self._process_source()
@@ -510,7 +528,7 @@ class _Run:
         result = build_posting(
             item,
             self.config,
-            external_id=record_external_id(self.flow.pk, item.source_id),
+            external_id=self._key(item.source_id),
             overrides=selectors.record_overrides(record),
         )
         chunk.dirty.append(record)
@@ -748,13 +766,99 @@ class _Run:
                 _save_record(record)
 
     def _push(self, batch: list[_Ready]) -> None:
-        """Mark the batch pushing (committed), write it, then record each outcome."""
+        """Mark the batch pushing (committed), ask the target for entries other flows or older
+        keys may have written, write the rest, then record each outcome."""
         with transaction.atomic():
             for ready in batch:
                 ready.record.status = RecordStatus.PUSHING
                 ready.record.attempts += 1
-                ready.record.save(update_fields=["status", "attempts", "updated_at"])
+                ready.record.entry_key = ready.posting.external_id[:200]
+                ready.record.save(update_fields=["status", "attempts", "entry_key", "updated_at"])
+        if self.relatives or self.legacy_flows:
+            batch = self._not_yet_written(batch)
         self._write(batch)
+
+    # -- one ledger, several keys and flows --------------------------------------------------
+
+    def _key(self, source_id: str) -> str:
+        return external_id(self.source_account, ObjectType.INVOICE, source_id)
+
+    def _flows_with_legacy_keys(self) -> list[int]:
+        """This flow and its relatives, those of them that wrote entries under per-flow keys (the
+        upgrade migration keyed their records so): their invoices' old keys are looked for."""
+        ids = [self.flow.pk, *self.relatives]
+        return sorted(
+            set(
+                SyncedRecord.objects.filter(flow_id__in=ids, entry_key__startswith="invsync:")
+                .exclude(entry_key__startswith="invsync:acct-")
+                .values_list("flow_id", flat=True)
+            )
+        )
+
+    def _other_keys(self, source_ids: list[str]) -> dict[str, dict[str, int | None]]:
+        """For each source id, the keys other than its current one under which its entry may
+        already be in the folder, each with the flow that wrote it (None: unknown)."""
+        keys: dict[str, dict[str, int | None]] = {sid: {} for sid in source_ids}
+        for sid in source_ids:
+            for flow_id in self.legacy_flows:
+                keys[sid][legacy_external_id(flow_id, ObjectType.INVOICE, sid)] = flow_id
+        if self.relatives:
+            rows = (
+                SyncedRecord.objects.filter(flow_id__in=self.relatives, source_id__in=source_ids)
+                .exclude(entry_key="")
+                .values_list("source_id", "entry_key", "flow_id")
+            )
+            for sid, key, flow_id in rows:
+                if key in keys[sid] and keys[sid][key] != flow_id:
+                    continue  # an old key names its writer
+                keys[sid][key] = flow_id
+        return keys
+
+    def _found_note(self, key: str, writer: int | None) -> str:
+        if writer == self.flow.pk:
+            who = "by this flow, before entries were keyed by invoicing account"
+        elif writer in self.relatives:
+            who = f"by the flow {describe_flow(self.relatives[writer])}"
+        else:
+            who = "by another flow reading the same invoicing account"
+        return _clip(
+            f"Already in the accounting tool (key {key}), written {who}: not written again."
+        )[:500]
+
+    def _not_yet_written(self, batch: list[_Ready]) -> list[_Ready]:
+        """Ask the target for the batch's entries under every key they may have; mark those it
+        has as synced (with a note naming the flow that wrote them) and return the others."""
+        others = self._other_keys([ready.record.source_id for ready in batch])
+        asked: list[str] = []
+        for ready in batch:
+            asked += [ready.posting.external_id, *others[ready.record.source_id]]
+        found = self._call(self.target.find_entries, self.folder, list(dict.fromkeys(asked)))
+        if not found:
+            return batch
+        remaining: list[_Ready] = []
+        with transaction.atomic():
+            for ready in batch:
+                current = ready.posting.external_id
+                candidates = others[ready.record.source_id]
+                key = next((k for k in [current, *candidates] if k in found), None)
+                ref = found.get(key) if key else None
+                if ref is None or (
+                    key == current and not ref.posted and not self.flow.draft_entries
+                ):
+                    # Absent, or our own key's draft whose posting died: create_entries finishes
+                    # it (it never writes an external id twice).
+                    remaining.append(ready)
+                    continue
+                writer = candidates.get(key)
+                ready.record.entry_key = key[:200]
+                self._finish_record(
+                    ready, EntryResult(current, ref=ref), note=self._found_note(key, writer)
+                )
+                logger.info(
+                    "flow %s: record %s already written under %s", self.flow.pk,
+                    ready.record.pk, key,
+                )  # fmt: skip
+        return remaining
 
     def _write(self, batch: list[_Ready]) -> None:
         size = self.batch_size if self.target.supports_batch_writes else 1
@@ -810,9 +914,10 @@ class _Run:
                     )
                 self._finish_record(ready, result)
 
-    def _finish_record(self, ready: _Ready, result: EntryResult) -> None:
+    def _finish_record(self, ready: _Ready, result: EntryResult, note: str = "") -> None:
         record = ready.record
         if result.ref is not None:
+            record.note = note
             record.status = RecordStatus.SYNCED
             record.target_ref = result.ref.id[:100]
             record.target_number = (result.ref.number or "")[:100]
@@ -830,18 +935,36 @@ class _Run:
         """Records a dead run left ``pushing``: ask the target before anything is written again."""
         stuck = list(SyncedRecord.objects.filter(flow=self.flow, status=RecordStatus.PUSHING))
         for part in _chunks(stuck, self.batch_size):
-            by_external_id = {record_external_id(self.flow.pk, r.source_id): r for r in part}
-            found = self._call(self.target.find_entries, self.folder, list(by_external_id))
-            for external_id, record in by_external_id.items():
-                ref = found.get(external_id)
-                if ref is None or (not ref.posted and not self.flow.draft_entries):
+            others = self._other_keys([r.source_id for r in part])
+            keys: dict[int, list[str]] = {}
+            for record in part:
+                current = self._key(record.source_id)
+                # The key it was being written under (an old per-flow one after an upgrade),
+                # the current one, and those other flows may have written it under.
+                keys[record.pk] = list(
+                    dict.fromkeys([record.entry_key or current, current, *others[record.source_id]])
+                )
+            asked = list(dict.fromkeys(key for ks in keys.values() for key in ks))
+            found = self._call(self.target.find_entries, self.folder, asked)
+            for record in part:
+                current = self._key(record.source_id)
+                key = next((k for k in keys[record.pk] if k in found), None)
+                ref = found.get(key) if key else None
+                if ref is None or (
+                    key == current and not ref.posted and not self.flow.draft_entries
+                ):
                     # Absent: push it again. A draft where the flow posts: the write died between
                     # creating and posting; pushing it again finishes it (create_entries never
                     # writes an external id twice).
                     record.status = RecordStatus.PENDING
-                    record.save(update_fields=["status", "updated_at"])
+                    record.entry_key = ""
+                    record.save(update_fields=["status", "entry_key", "updated_at"])
                     continue
-                if not ref.has_attachment and record.snapshot.get("has_attachment"):
+                writer = others[record.source_id].get(key)
+                wrote_it = key == (record.entry_key or current) and writer is None
+                record.entry_key = key[:200]
+                record.note = "" if wrote_it else self._found_note(key, writer)
+                if wrote_it and not ref.has_attachment and record.snapshot.get("has_attachment"):
                     self._reattach(record, ref)
                 record.status = RecordStatus.SYNCED
                 record.target_ref = ref.id[:100]
@@ -903,7 +1026,9 @@ def _save_record(record: SyncedRecord) -> None:
         record.save(update_fields=_RUN_FIELDS)
 
 
-def record_external_id(flow_id: int, source_id: str) -> str:
-    from syncs.models import ObjectType, external_id
-
-    return external_id(flow_id, ObjectType.INVOICE, source_id)
+def record_external_id(flow: SyncFlow, source_id: str) -> str:
+    """The key the flow's invoice ``source_id`` is written under: the same for every flow that
+    reads the same invoicing account. Raises InvsyncError(CONFIGURATION_INCOMPLETE) when the
+    flow's invoicing connection names no account."""
+    account = connection_account_identity(flow.invoicing_connection)
+    return external_id(account, ObjectType.INVOICE, source_id)

@@ -67,6 +67,13 @@ FRENCH_JOURNALS = (Journal("REV", "Revenue", "sales"), Journal("EXP", "Expense",
                    Journal("MISC", "Miscellaneous"))  # fmt: skip
 
 
+def memory_account_identity(settings) -> str:
+    """The setting ``account`` names the in-memory account; without it each connection is its own
+    account (the connector cannot name it)."""
+    account = str(settings.get("account") or "").strip()
+    return f"memory|{account}" if account else ""
+
+
 class MemorySource(InvoicingSource):
     key = "memory"
     name = "In-memory invoicing (tests)"
@@ -95,6 +102,10 @@ class MemorySource(InvoicingSource):
                 cls.attachments.setdefault(
                     invoice.source_id, b"%PDF-1.4 " + invoice.number.encode()
                 )
+
+    @classmethod
+    def account_identity(cls, settings) -> str:
+        return memory_account_identity(settings)
 
     def check_connection(self) -> ConnectionCheck:
         self.calls["check_connection"] += 1
@@ -197,6 +208,10 @@ class MemoryTarget(AccountingTarget):
     @property
     def total_calls(self) -> int:
         return sum(self.calls.values())
+
+    @classmethod
+    def account_identity(cls, settings) -> str:
+        return memory_account_identity(settings)
 
     def check_connection(self) -> ConnectionCheck:
         self.calls["check_connection"] += 1

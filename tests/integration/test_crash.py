@@ -102,7 +102,7 @@ def entries(db) -> dict[str, list[dict]]:
 
 
 def key(record: SyncedRecord) -> str:
-    return record_external_id(record.flow_id, record.source_id)
+    return record.entry_key or record_external_id(record.flow, record.source_id)
 
 
 def expire_lease(flow) -> None:

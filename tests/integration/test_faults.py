@@ -130,7 +130,7 @@ def assert_every_invoice_written_once(flow, accounting, manifest) -> None:
         if not number or invoice["type"] not in types:  # drafts are never listed
             continue
         record = records[number]
-        key = f"invsync:{flow.pk}:invoice:{record.source_id}"
+        key = record.entry_key
         if expect == "sync":
             expected_synced += 1
             assert record.status == RecordStatus.SYNCED, (number, record.error_message)

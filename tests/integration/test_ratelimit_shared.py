@@ -303,5 +303,5 @@ def test_two_workers_on_one_tryton_account_stay_under_its_limit(
         for number, expect in expected.items()
         if number
     }
-    synced = {f"invsync:{r.flow_id}:invoice:{r.source_id}" for r in records if r.status == "synced"}
+    synced = {r.entry_key for r in records if r.status == "synced"}
     assert set(moves) == synced

@@ -14,7 +14,7 @@ from mappings.models import SyncFlow
 from mappings.services import flow_config_changed
 from syncs import tasks
 from syncs.models import PartnerLink, RecordStatus, RunStatus, SyncedRecord, SyncRun
-from syncs.services import flow_sync, records_retry_enqueue
+from syncs.services import flow_sync, record_external_id, records_retry_enqueue
 from tests.factories import (
     InvoiceFactory,
     InvoiceLineFactory,
@@ -222,7 +222,7 @@ def test_batch_refused_for_one_entry_is_split_so_that_entry_fails_alone(world, f
     settings.INVSYNC_BATCH_SIZE = 8
     invoices = InvoiceFactory.create_batch(8)
     source.put(*invoices)
-    poisoned = f"invsync:{flow.pk}:invoice:{invoices[5].source_id}"
+    poisoned = record_external_id(flow, invoices[5].source_id)
     target.poison[poisoned] = ConnectorError(ErrorCode.TARGET_REJECTED, "period is closed")
     result = run(flow)
     assert (result.synced_count, result.failed_count) == (7, 1)
@@ -234,7 +234,7 @@ def test_entry_refused_on_its_own_merits_fails_alone(world, flow):
     source, target = world
     invoices = InvoiceFactory.create_batch(3)
     source.put(*invoices)
-    refused = f"invsync:{flow.pk}:invoice:{invoices[1].source_id}"
+    refused = record_external_id(flow, invoices[1].source_id)
     target.refuse[refused] = ConnectorError(ErrorCode.TARGET_REJECTED, "no fiscal year")
     result = run(flow)
     assert (result.synced_count, result.failed_count) == (2, 1)
@@ -265,7 +265,7 @@ def test_transient_record_failure_is_retried_after_its_backoff(world, flow):
     source, target = world
     invoice = InvoiceFactory()
     source.put(invoice)
-    target.refuse[f"invsync:{flow.pk}:invoice:{invoice.source_id}"] = ConnectorError(
+    target.refuse[record_external_id(flow, invoice.source_id)] = ConnectorError(
         ErrorCode.UNEXPECTED, "hiccup"
     )
     run(flow)

@@ -28,7 +28,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import mimetypes
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
 
@@ -117,6 +117,49 @@ SETTINGS_FIELDS = (
 )
 
 
+_LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost", "::1", "0.0.0.0"}  # noqa: S104
+
+
+def tryton_account_identity(settings: Mapping[str, str]) -> str:
+    """A Tryton account is one database on one server: ``tryton|host:port/path|database``.
+
+    The address is normalised offline, without a DNS lookup (a lookup's answer changes with the
+    network and the worker asking, and a key that changes would let entries be written again):
+    the scheme and any ``user:password@`` are dropped, the host is lowercased, the scheme's
+    default port (80, 443) is written out, trailing slashes are removed, and every loopback
+    name (``localhost``, ``127.x.x.x``, ``::1``) is the same host. Two different names of one
+    server (an IP address and a DNS name) remain two accounts: give every connection to a server
+    the same address. The company setting is not part of it: invoice ids are unique in the
+    database, whichever company a connection reads."""
+    from ipaddress import ip_address
+    from urllib.parse import urlsplit
+
+    url = (settings.get("url") or "").strip()
+    database = (settings.get("database") or "").strip()
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        parts, port = None, None
+    if parts is None or not parts.hostname or not database:
+        raise InvsyncError(
+            ErrorCode.CONFIGURATION_INCOMPLETE,
+            "The Tryton connection needs the server's URL and a database name.",
+            field="url" if parts is None or not parts.hostname else "database",
+        )
+    host = parts.hostname.lower().rstrip(".")
+    try:
+        loopback = ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if loopback or host in _LOOPBACK_NAMES:
+        host = "localhost"
+    if port is None:
+        port = 443 if parts.scheme.lower() == "https" else 80
+    path = parts.path.rstrip("/")
+    return f"tryton|{host}:{port}{path}|{database}"
+
+
 class _Unmappable(Exception):
     def __init__(self, code: ErrorCode, message: str) -> None:
         super().__init__(message)
@@ -131,6 +174,10 @@ class TrytonSource(TrytonConnection, InvoicingSource):
     settings_fields = SETTINGS_FIELDS
     supports_journals = True
     supports_attachments = True
+
+    @classmethod
+    def account_identity(cls, settings: Mapping[str, str]) -> str:
+        return tryton_account_identity(settings)
 
     def __init__(self, config: ConnectionConfig, *, client: TrytonClient | None = None) -> None:
         super().__init__(config)

@@ -33,7 +33,7 @@ import datetime as dt
 import logging
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -75,6 +75,7 @@ from connectors.providers.tryton.client import (
     TrytonWarning,
     cut,
 )
+from connectors.providers.tryton.source import tryton_account_identity
 from connectors.retry import Delivery, Verdict
 
 logger = logging.getLogger(__name__)
@@ -152,6 +153,11 @@ class TrytonTarget(TrytonConnection, AccountingTarget):
     supports_partner_creation = True
     supports_batch_writes = True
     vat_codes_name_accounts: ClassVar[bool] = True
+
+    @classmethod
+    def account_identity(cls, settings: Mapping[str, str]) -> str:
+        # The same server and database as a source connection: one Tryton account.
+        return tryton_account_identity(settings)
 
     def __init__(self, config: ConnectionConfig, *, client: TrytonClient | None = None) -> None:
         super().__init__(config)
