@@ -246,8 +246,8 @@ def test_unmapped_vat_rate_exits_3_with_the_catalogue_code_and_field(preview):
 
 
 def test_rejected_table_shows_code_field_and_resolution_and_exits_3(preview):
-    data = invoice()
-    data["lines"][0]["tax_rate"] = "5.5"
+    data = invoice(tax_amount="5.50", total="105.50")
+    data["lines"][0] |= {"tax_rate": "5.5", "tax_amount": "5.50", "total": "105.50"}
 
     done = preview(data, COMPLETE_CONFIG, extra=["--format", "table"])
 

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-import json
-import sys
-from pathlib import Path
-
 from django.core.management.base import BaseCommand, CommandError
 
+from connectors.jsonfiles import JsonFileError, read_json_file
 from mappings.audit import acting_as
 from mappings.portable import PortableError, flow_import
+
+# Like preview_posting: 2 when the input cannot be used (unreadable, not JSON, not a flow document).
+EXIT_INVALID_INPUT = 2
+
+
+def _unreadable(path: str, error: JsonFileError) -> str:
+    where = "standard input" if path == "-" else path
+    if error.kind == "read":
+        return f"Cannot read {where}: {error.detail}."
+    if error.kind == "json":
+        return f"{where} is not JSON: {error.detail}."
+    return f"{where} is not a flow document we can read: {error.detail}."
 
 
 class Command(BaseCommand):
@@ -34,17 +43,12 @@ class Command(BaseCommand):
             return self._handle(**options)
 
     def _handle(self, **options):
+        path = options["file"]
         try:
-            if options["file"] == "-":
-                text = sys.stdin.read()
-            else:
-                text = Path(options["file"]).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise CommandError(f"Cannot read {options['file']}: {exc.strerror}.") from exc
-        try:
-            document = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise CommandError(f"{options['file']} is not JSON: {exc}.") from exc
+            # Floats, not Decimal: the document's values go to model fields and JSON settings.
+            document = read_json_file(path, exact_numbers=False)
+        except JsonFileError as exc:
+            raise CommandError(_unreadable(path, exc), returncode=EXIT_INVALID_INPUT) from None
         try:
             result = flow_import(
                 document=document,
@@ -54,7 +58,9 @@ class Command(BaseCommand):
                 flow_name=options["name"],
             )
         except PortableError as exc:
-            raise CommandError(f"Invalid flow document: {exc}") from exc
+            raise CommandError(
+                f"Invalid flow document: {exc}", returncode=EXIT_INVALID_INPUT
+            ) from None
         for warning in result.warnings:
             self.stderr.write(self.style.WARNING(f"Warning: {warning}"))
         verb = "Created" if result.created else "Updated"

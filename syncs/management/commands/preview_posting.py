@@ -9,12 +9,11 @@ or invalid input.
 from __future__ import annotations
 
 import json
-from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from connectors.jsonfiles import JsonFileError, read_json_file
 from syncs.engine import Rejected, build_posting
 from syncs.serialization import (
     InputError,
@@ -28,25 +27,14 @@ EXIT_REJECTED = 3
 EXIT_INVALID_INPUT = 2
 
 
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a valid JSON number")
-
-
 def _read_json(path: str, what: str) -> Any:
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
-        raise CommandError(
-            f"{what} file {path}: cannot be read: {reason}", returncode=EXIT_INVALID_INPUT
-        ) from error
-    try:
-        # Decimal for JSON numbers: an amount written as 120.10 must not become a float.
-        return json.loads(text, parse_float=Decimal, parse_constant=_refuse_constant)
-    except ValueError as error:
-        raise CommandError(
-            f"{what} file {path}: invalid JSON: {error}", returncode=EXIT_INVALID_INPUT
-        ) from error
+        # Amounts as Decimal: one written as 120.10 must not become a float.
+        return read_json_file(path, exact_numbers=True)
+    except JsonFileError as error:
+        problem = {"read": "cannot be read", "json": "invalid JSON"}.get(error.kind)
+        detail = f"{problem}: {error.detail}" if problem else error.detail
+        raise CommandError(f"{what} file {path}: {detail}", returncode=EXIT_INVALID_INPUT) from None
 
 
 def _invalid(what: str, path: str, error: InputError) -> CommandError:
