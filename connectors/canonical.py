@@ -255,9 +255,10 @@ class TargetPartner:
 @dataclass(frozen=True)
 class SourceTaxRate:
     direction: Direction
-    rate: Decimal | None
+    rate: Decimal | None  # for a self-assessed tax, the rate the buyer self-assesses (20, not 0)
     tax_id: str | None = None
     name: str = ""
+    kind: TaxKind = TaxKind.STANDARD
 
 
 @dataclass(frozen=True)

@@ -173,7 +173,14 @@ class VatMappingInline(LookupInlineMixin, admin.TabularInline):
     model = VatMapping
     form = VatMappingForm
     formset = VatMappingFormSet
-    fields = ("direction", "source_rate", "source_tax_id", "source_name", "target_code")
+    fields = (
+        "direction",
+        "source_rate",
+        "source_tax_id",
+        "source_name",
+        "target_code",
+        "collected_code",
+    )
     extra = 1
     verbose_name_plural = "VAT mappings (source rate or tax → accounting VAT code)"
 

@@ -84,6 +84,7 @@ def flow_config_snapshot(flow: SyncFlow) -> dict[str, Any]:
     # prefetched (the admin's) would show the rows as they were before the save.
     data["vat_mappings"] = sorted(
         f"{m.direction} {m.source_tax_id or _text(m.source_rate) + ' %'} → {m.target_code}"
+        + (f" + {m.collected_code}" if m.collected_code else "")  # reverse charge: both codes
         for m in VatMapping.objects.filter(flow_id=flow.pk)
     )
     data["journal_mappings"] = sorted(

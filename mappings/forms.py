@@ -22,14 +22,17 @@ from mappings.selectors import (
     JOURNAL_FIELDS,
     VAT_CODE_FIELD_DIRECTIONS,
     FlowLookups,
+    VatRow,
     account_label,
     account_problem,
     flow_configuration_fields,
     folder_problem,
     journal_label,
     journal_problem,
+    needs_collected_code,
     vat_code_label,
     vat_code_problem,
+    vat_row_for,
 )
 from mappings.services import (
     MAX_SCHEDULE_MINUTES,
@@ -337,7 +340,7 @@ class VatMappingForm(LookupFormMixin, forms.ModelForm):
 
     class Meta:
         model = VatMapping
-        fields = ("direction", "source_rate", "source_tax_id", "target_code")
+        fields = ("direction", "source_rate", "source_tax_id", "target_code", "collected_code")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -368,12 +371,14 @@ class VatMappingForm(LookupFormMixin, forms.ModelForm):
                 )
             ]
             choices = [group for group in choices if group[1]]
-        _use_select(
-            self.fields["target_code"],
-            choices,
-            self._current("target_code"),
-            lambda value: _vat_note(value, direction, lookups.vat_codes),
-        )
+        for name in ("target_code", "collected_code"):
+            if name in self.fields:
+                _use_select(
+                    self.fields[name],
+                    choices,
+                    self._current(name),
+                    lambda value: _vat_note(value, direction, lookups.vat_codes),
+                )
 
     def _direction(self) -> str:
         if self.is_bound:
@@ -397,10 +402,39 @@ class VatMappingForm(LookupFormMixin, forms.ModelForm):
     def clean(self):
         cleaned = super().clean()
         if self.lookups is not None:
-            code, direction = cleaned.get("target_code") or "", cleaned.get("direction")
-            if problem := vat_code_problem(code, direction, self.lookups.vat_codes):
-                self.add_error("target_code", problem)
+            direction = cleaned.get("direction")
+            for name in ("target_code", "collected_code"):
+                code = cleaned.get(name) or ""
+                if problem := vat_code_problem(code, direction, self.lookups.vat_codes):
+                    self.add_error(name, problem)
+            self._check_reverse_charge(cleaned)
         return cleaned
+
+    def _check_reverse_charge(self, cleaned: dict) -> None:
+        """A purchase tax the buyer self-assesses needs its collected VAT code: without it every
+        invoice with that tax fails."""
+        if cleaned.get("collected_code") or cleaned.get("direction") != Direction.PURCHASES:
+            return
+        if "collected_code" not in self.fields or self.lookups.source_rates is None:
+            return
+        row = VatRow(
+            str(cleaned.get("direction") or ""),
+            cleaned.get("source_rate"),
+            str(cleaned.get("source_tax_id") or ""),
+            str(cleaned.get("target_code") or ""),
+        )
+        self_assessed = [
+            s
+            for s in self.lookups.source_rates
+            if needs_collected_code(s) and vat_row_for(s, [row]) is not None
+        ]
+        if self_assessed:
+            names = ", ".join(dict.fromkeys(s.name or str(s.tax_id) for s in self_assessed))
+            self.add_error(
+                "collected_code",
+                f"{names} is a reverse-charge tax (the buyer self-assesses the VAT): choose the "
+                "collected VAT code too.",
+            )
 
 
 class JournalMappingForm(LookupFormMixin, forms.ModelForm):

@@ -285,7 +285,18 @@ class VatMapping(models.Model):
         help_text="Map one source tax by its id instead of by rate (it wins over the rate).",
     )
     target_code = models.CharField(
-        "accounting VAT code", max_length=50, help_text="The VAT code in the accounting tool."
+        "accounting VAT code",
+        max_length=50,
+        help_text="The VAT code in the accounting tool (for a reverse-charge tax: the deductible "
+        "one).",
+    )
+    collected_code = models.CharField(
+        "collected VAT code (reverse charge)",
+        max_length=50,
+        blank=True,
+        help_text="Only for a purchase tax the buyer self-assesses (reverse charge, intra-EU "
+        "acquisition): the VAT code of the VAT due (e.g. 4452). The same amount is booked on both "
+        "codes, deductible as a debit and collected as a credit.",
     )
 
     class Meta:
@@ -312,7 +323,23 @@ class VatMapping(models.Model):
 
     def __str__(self) -> str:
         what = self.source_tax_id or f"{self.source_rate} %"
-        return f"{self.get_direction_display()} {what} → {self.target_code}"
+        pair = f" + {self.collected_code}" if self.collected_code else ""
+        return f"{self.get_direction_display()} {what} → {self.target_code}{pair}"
+
+    def clean(self) -> None:
+        super().clean()
+        if not self.collected_code:
+            return
+        if self.direction != DirectionChoice.PURCHASES:
+            message = (
+                "Only purchases self-assess VAT: leave this empty on a sales row (the seller of a "
+                "reverse-charge sale books no VAT)."
+            )
+            raise ValidationError({"collected_code": message})
+        if self.collected_code == self.target_code:
+            raise ValidationError(
+                {"collected_code": "The collected VAT code must differ from the deductible one."}
+            )
 
 
 class JournalMapping(models.Model):

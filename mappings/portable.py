@@ -9,7 +9,8 @@ Format (version 1)::
      "client": "<client name>",
      "invoicing_connection": {"name", "provider", "auth_kind", "settings"},
      "accounting_connection": {"name", "provider", "auth_kind", "settings"},
-     "vat_mappings": [{"direction", "source_rate", "source_tax_id", "target_code"}, ...],
+     "vat_mappings": [{"direction", "source_rate", "source_tax_id", "target_code",
+                       "collected_code" (optional: reverse charge)}, ...],
      "journal_mappings": [{"source_journal", "target_journal"}, ...]}
 
 Decimals are strings, dates ISO 8601. A configuration field missing from the document takes its
@@ -48,7 +49,7 @@ TOP_LEVEL_KEYS = (
 )
 # An explicit list, so that no field added to Connection later (a secret) is ever exported.
 CONNECTION_KEYS = ("name", "provider", "auth_kind", "settings")
-VAT_MAPPING_KEYS = ("direction", "source_rate", "source_tax_id", "target_code")
+VAT_MAPPING_KEYS = ("direction", "source_rate", "source_tax_id", "target_code", "collected_code")
 JOURNAL_MAPPING_KEYS = ("source_journal", "target_journal")
 
 

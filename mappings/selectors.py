@@ -19,6 +19,7 @@ from connectors.canonical import (
     Journal,
     SourceJournal,
     SourceTaxRate,
+    TaxKind,
     VatCode,
     quantize_money,
 )
@@ -191,6 +192,14 @@ def _direction_or_none(value) -> Direction | None:
     return Direction(value) if value else None
 
 
+def _tax_kind(value) -> TaxKind:
+    """A cached tax kind; lists cached before kinds were read (or an unknown one) are standard."""
+    try:
+        return TaxKind(value or TaxKind.STANDARD)
+    except ValueError:
+        return TaxKind.STANDARD
+
+
 def lookup_rows_decode(name: str, role: str, payload: list) -> tuple:
     """The canonical dataclasses of one cached list."""
     if role == "accounting":
@@ -222,6 +231,7 @@ def lookup_rows_decode(name: str, role: str, payload: list) -> tuple:
                 _decimal_or_none(t.get("rate")),
                 t.get("tax_id") or None,
                 t.get("name", ""),
+                _tax_kind(t.get("kind")),
             )
             for t in payload
         )
@@ -252,6 +262,7 @@ def lookup_rows_encode(name: str, role: str, rows: Iterable) -> list[dict]:
                 "rate": None if r.rate is None else str(r.rate),
                 "tax_id": r.tax_id,
                 "name": r.name,
+                "kind": r.kind.value,
             }
             for r in rows
         ]
@@ -387,6 +398,7 @@ class VatRow:
     rate: Decimal | None
     tax_id: str
     code: str
+    collected_code: str = ""  # reverse charge: the collected VAT code beside ``code``
 
 
 def _vat_rows(flow: SyncFlow, rows: Iterable | None) -> list[VatRow]:
@@ -401,6 +413,7 @@ def _vat_rows(flow: SyncFlow, rows: Iterable | None) -> list[VatRow]:
                 _decimal_or_none(get("source_rate")),
                 str(get("source_tax_id") or ""),
                 str(get("target_code") or ""),
+                str(get("collected_code") or ""),
             )
         )
     return result
@@ -419,15 +432,26 @@ def _journal_rows(flow: SyncFlow, rows: Iterable | None) -> list[tuple[str, str]
 def vat_rate_covered(source: SourceTaxRate, rows: Iterable[VatRow]) -> bool:
     """Whether the engine finds a mapping for a line with this source tax (a row naming the tax
     wins; else a row for its rate)."""
-    for row in rows:
-        if row.direction != source.direction.value:
-            continue
-        if row.tax_id:
-            if source.tax_id and row.tax_id == source.tax_id:
-                return True
-        elif source.rate is not None and row.rate is not None and row.rate == source.rate:
-            return True
-    return False
+    return vat_row_for(source, rows) is not None
+
+
+def vat_row_for(source: SourceTaxRate, rows: Iterable[VatRow]) -> VatRow | None:
+    """The row the engine maps this source tax with (by tax id first, then by rate), if any."""
+    rows = [row for row in rows if row.direction == source.direction.value]
+    if source.tax_id:
+        for row in rows:
+            if row.tax_id and row.tax_id == source.tax_id:
+                return row
+    if source.rate is not None:
+        for row in rows:
+            if not row.tax_id and row.rate is not None and row.rate == source.rate:
+                return row
+    return None
+
+
+def needs_collected_code(source: SourceTaxRate) -> bool:
+    """A purchase tax the buyer self-assesses: its mapping names two VAT codes."""
+    return source.kind.self_assessed and source.direction is Direction.PURCHASES
 
 
 def _rate_text(rate: Decimal | None) -> str:
@@ -513,12 +537,31 @@ def _vat_step(
         return Step(name, False, f"No {label} VAT mapping yet.", anchor, key)
     problems = []
     bad_codes = [
-        r.code for r in mine if vat_code_problem(r.code, direction, lookups.vat_codes) is not None
+        code
+        for r in mine
+        for code in (r.code, r.collected_code)
+        if code and vat_code_problem(code, direction, lookups.vat_codes) is not None
     ]
     if bad_codes:
         problems.append(f"not {label} codes of the accounting tool: {_listed(bad_codes)}")
+    if lookups.source_rates is not None:
+        # A reverse-charge purchase mapped to one code only would fail every such invoice.
+        unpaired = [
+            _source_tax_text(s)
+            for s in lookups.source_rates
+            if s.direction is direction
+            and needs_collected_code(s)
+            and (row := vat_row_for(s, mine)) is not None
+            and not row.collected_code
+        ]
+        if unpaired:
+            problems.append(
+                "reverse-charge taxes mapped without a collected VAT code: " + _listed(unpaired)
+            )
     if problems:
-        return Step(name, False, "; ".join(problems).capitalize() + ".", anchor, key)
+        text = "; ".join(problems)
+        # Not str.capitalize(): it would lowercase the codes and tax names that follow.
+        return Step(name, False, text[:1].upper() + text[1:] + ".", anchor, key)
     detail = f"{len(mine)} mapping{'s' if len(mine) != 1 else ''}."
     if lookups.source_rates is not None:
         # Sources list every tax they have, not only those invoices use (Tryton's chart holds
@@ -742,6 +785,7 @@ class VatProposal:
     target_code: str
     source_name: str = ""
     candidates: tuple[str, ...] = ()
+    collected_code: str = ""  # reverse charge: the collected VAT code proposed beside target_code
 
     def as_initial(self) -> dict:
         return {
@@ -749,6 +793,7 @@ class VatProposal:
             "source_rate": self.source_rate,
             "source_tax_id": self.source_tax_id,
             "target_code": self.target_code,
+            "collected_code": self.collected_code,
         }
 
 
@@ -789,6 +834,7 @@ def flow_vat_proposals(
                 target_code=row.code or "",
                 source_name=name,
                 candidates=row.candidates,
+                collected_code=row.collected_code or "",
             )
         )
     proposals.sort(key=lambda p: (p.direction != "sales", -(p.source_rate or 0), p.source_tax_id))

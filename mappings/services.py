@@ -292,6 +292,7 @@ def flow_mappings_suggest(*, flow: SyncFlow, rates: Iterable[Decimal] | None = N
                 source_rate=None if row.tax_id else row.rate,
                 source_tax_id=row.tax_id or "",
                 target_code=row.code,
+                collected_code=row.collected_code or "",
             )
         flow_config_changed(flow=flow)
     return suggestions

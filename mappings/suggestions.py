@@ -48,6 +48,9 @@ class VatSuggestion:
     tax_id: str | None
     code: str | None  # None: no unique sensible code; a person must choose
     candidates: tuple[str, ...] = ()
+    # A self-assessed (reverse-charge) purchase tax: the collected code beside ``code``, the
+    # deductible one (None: a person chooses).
+    collected_code: str | None = None
 
 
 @dataclass
@@ -160,6 +163,17 @@ def suggest_vat_code(
     return directed[0].code if len(directed) == 1 else None
 
 
+def suggest_collected_code(
+    vat_codes: Sequence[VatCode], direction: Direction, rate, hint: str = ""
+) -> str | None:
+    """The collected VAT code of a self-assessed tax: where the accounting tool models it as a
+    negative rate beside the deductible one (Tryton's "T.V.A. Achat intracommunautaire 20% (2)",
+    -20 %, on 4452), the code of rate -``rate`` closest to the source tax's name."""
+    if rate is None or not rate:
+        return None
+    return suggest_vat_code(vat_codes, direction, -rate, hint)
+
+
 def suggest(
     *,
     source_rates: Sequence[SourceTaxRate],
@@ -181,8 +195,26 @@ def suggest(
             result.rounding_vat[direction] = zero
     groups: dict[tuple, list[SourceTaxRate]] = {}
     for rate in source_rates:
-        if rate.rate is not None:
-            groups.setdefault((rate.direction, rate.rate), []).append(rate)
+        if rate.rate is None:
+            continue
+        if rate.kind.self_assessed and rate.direction is Direction.PURCHASES and rate.tax_id:
+            # Reverse charge: mapped by its own tax id, never with the plain taxes of its rate,
+            # to a deductible and a collected code.
+            deductible = suggest_vat_code(vat_codes, rate.direction, rate.rate, rate.name)
+            collected = suggest_collected_code(vat_codes, rate.direction, rate.rate, rate.name)
+            pair = (deductible, collected) if deductible and collected else (None, None)
+            result.vat.append(
+                VatSuggestion(
+                    rate.direction,
+                    rate.rate,
+                    rate.tax_id,
+                    pair[0],
+                    tuple(v.code for v in vat_candidates(vat_codes, rate.direction, rate.rate)),
+                    pair[1],
+                )
+            )
+            continue
+        groups.setdefault((rate.direction, rate.rate), []).append(rate)
     for (direction, rate), taxes in groups.items():
         candidates = tuple(v.code for v in vat_candidates(vat_codes, direction, rate))
         picks = {t.tax_id: suggest_vat_code(vat_codes, direction, rate, t.name) for t in taxes}

@@ -34,7 +34,12 @@ def flow_engine_config(flow: SyncFlow, lookups: TargetLookups) -> FlowConfig:
     rules: dict[str, list[VatRule]] = {"sales": [], "purchases": []}
     for mapping in flow.vat_mappings.all():
         rules[mapping.direction].append(
-            VatRule(mapping.source_rate, _blank_to_none(mapping.source_tax_id), mapping.target_code)
+            VatRule(
+                mapping.source_rate,
+                _blank_to_none(mapping.source_tax_id),
+                mapping.target_code,
+                _blank_to_none(mapping.collected_code),
+            )
         )
     by_source = None
     if flow.journals_by_source:
@@ -136,6 +141,9 @@ def invoice_fingerprint(invoice: Invoice) -> str:
     """What decides whether an invoice changed: its content, not the time it was last touched."""
     data = invoice_to_json(invoice)
     data.pop("updated_at", None)
+    # The VAT breakdown follows from the lines and totals already fingerprinted; left out so that
+    # invoices synced before sources stated one are not all reported as changed afterwards.
+    data.pop("taxes", None)
     blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
 

@@ -154,7 +154,9 @@ class MemorySource(InvoicingSource):
         for invoice in self.invoices.values():
             if isinstance(invoice, Invoice):
                 for line in invoice.lines:
-                    rate = SourceTaxRate(invoice.direction, line.tax_rate, line.tax_id)
+                    rate = SourceTaxRate(
+                        invoice.direction, line.tax_rate, line.tax_id, kind=line.tax_kind
+                    )
                     seen[(rate.direction, rate.rate, rate.tax_id)] = rate
         return list(seen.values())
 
