@@ -36,6 +36,7 @@ from connectors.canonical import (
     VatCode,
 )
 from connectors.errors import CONNECTION_CODES, ErrorCode, InvsyncError
+from connectors.outbound import OutboundPolicy
 
 
 class ConnectionKind(StrEnum):
@@ -154,6 +155,9 @@ class ConnectionConfig:
     settings: Mapping[str, str] = field(default_factory=dict)
     credentials: Mapping[str, str] = field(default_factory=dict, repr=False)
     label: str = ""  # the connection's name, for messages
+    # Where the connector's calls may go (connectors.outbound); None: the strictest policy, public
+    # addresses only. connectors.selectors.connector_for sets the configured one.
+    outbound: OutboundPolicy | None = None
 
 
 @dataclass(frozen=True)
@@ -200,10 +204,6 @@ class Connector(abc.ABC):
             )
         self.config = config
 
-    @abc.abstractmethod
-    def check_connection(self) -> ConnectionCheck:
-        """Log in and make one cheap read. Must return a check (ok or not, with a message for
-        people), never raise for a refused login or an unreachable host, never put a credential
     @classmethod
     def account_identity(cls, settings: Mapping[str, str]) -> str:
         """The stable identity of the account these settings reach at the vendor: the namespace
@@ -223,6 +223,10 @@ class Connector(abc.ABC):
         not recognised."""
         return ""
 
+    @abc.abstractmethod
+    def check_connection(self) -> ConnectionCheck:
+        """Log in and make one cheap read. Must return a check (ok or not, with a message for
+        people), never raise for a refused login or an unreachable host, never put a credential
         in the message."""
 
     def close(self) -> None:  # noqa: B027 - optional hook

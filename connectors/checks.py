@@ -62,3 +62,23 @@ def check_rate_limit_store(app_configs=None, **kwargs):
             id="invsync.W002",
         )
     ]
+
+
+@checks.register()
+def check_outbound_policy(app_configs=None, **kwargs):
+    from django.core.exceptions import ImproperlyConfigured
+
+    from connectors.selectors import outbound_policy
+
+    try:
+        outbound_policy()
+    except ImproperlyConfigured as error:
+        return [
+            checks.Error(
+                str(error),
+                hint="List networks (10.0.0.0/8), addresses (127.0.0.1) or host names "
+                "(tryton.internal), comma-separated.",
+                id="invsync.E004",
+            )
+        ]
+    return []

@@ -3,12 +3,18 @@ connector instance."""
 
 from __future__ import annotations
 
+import functools
+from dataclasses import replace
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db.models import QuerySet
 
 from connectors import registry
 from connectors.base import ConnectionKind, Connector, SettingField
 from connectors.errors import ErrorCode, InvsyncError
 from connectors.models import Client, Connection
+from connectors.outbound import OutboundPolicy
 
 
 def connector_class_for(connection: Connection) -> type[Connector]:
@@ -30,8 +36,28 @@ def connector_for(connection: Connection) -> Connector:
     """An instance of ``connection``'s connector, built from its settings and credentials.
 
     Raises InvsyncError(CONFIGURATION_INCOMPLETE) when the provider is not installed or does not
-    accept the connection's auth kind. The caller closes the connector."""
-    return connector_class_for(connection)(connection.as_config())
+    accept the connection's auth kind. The caller closes the connector. Its calls follow the
+    configured outbound policy (:func:`outbound_policy`)."""
+    config = replace(connection.as_config(), outbound=outbound_policy())
+    return connector_class_for(connection)(config)
+
+
+def outbound_policy() -> OutboundPolicy:
+    """The outbound policy of the setting ``INVSYNC_OUTBOUND_ALLOWED_NETWORKS`` (public addresses
+    plus the networks and host names it lists). Raises ImproperlyConfigured for an entry that is
+    neither (the system check ``invsync.E004`` reports it at start-up)."""
+    entries = getattr(settings, "INVSYNC_OUTBOUND_ALLOWED_NETWORKS", ())
+    if isinstance(entries, str):
+        entries = entries.split(",")
+    try:
+        return _policy_of(tuple(str(entry) for entry in entries))
+    except ValueError as error:
+        raise ImproperlyConfigured(f"INVSYNC_OUTBOUND_ALLOWED_NETWORKS: {error}.") from None
+
+
+@functools.lru_cache(maxsize=16)
+def _policy_of(entries: tuple[str, ...]) -> OutboundPolicy:
+    return OutboundPolicy.from_allow_list(entries)
 
 
 def provider_settings_fields(provider: str, kind: str) -> tuple[SettingField, ...]:

@@ -189,6 +189,14 @@ INVSYNC_BATCH_SIZE = env.int("INVSYNC_BATCH_SIZE", default=50)
 # shared by every worker and host; one window per process for an in-memory SQLite database),
 # "database" or "process".
 INVSYNC_RATE_LIMIT_STORE = env.str("INVSYNC_RATE_LIMIT_STORE", default="auto")
+# Where calls to the vendors' tools may go (connectors/outbound.py): public addresses, plus these
+# networks (10.0.0.0/8), addresses and host names (tryton.internal), checked on every address a
+# name resolves to, at connect time. A self-hosted tool on a private network must be listed. On a
+# laptop (DEBUG on) loopback is allowed by default, so that a local Tryton (the demo) is reached;
+# in production nothing but public addresses unless listed. Empty: public addresses only.
+INVSYNC_OUTBOUND_ALLOWED_NETWORKS = env.list(
+    "INVSYNC_OUTBOUND_ALLOWED_NETWORKS", default=["127.0.0.0/8", "::1/128"] if DEBUG else []
+)
 
 LOGGING = {
     "version": 1,

@@ -10,8 +10,7 @@ import pytest
 from django.urls import reverse
 
 from connectors.canonical import Direction
-from connectors.providers.tryton.source import TrytonSource
-from connectors.providers.tryton.target import TrytonTarget
+from connectors.selectors import connector_for
 from mappings.selectors import (
     ACCOUNT_FIELD_CLASSES,
     VatRow,
@@ -50,7 +49,7 @@ def test_the_flow_page_lists_trytons_accounts_of_each_class_with_their_names(adm
     assert not [m for m in page_messages(response) if "could not be read" in m]
     form = response.context["adminform"].form
 
-    target = TrytonTarget(flow.accounting_connection.as_config())
+    target = connector_for(flow.accounting_connection)
     try:
         chart = target.list_accounts(flow.folder)
         folders = target.list_folders()
@@ -83,7 +82,7 @@ def test_vat_proposals_cover_every_rate_of_the_sample_invoicing_database(admin_c
     proposed = [form.initial for form in formset.forms if form.instance.pk is None]
     assert proposed
 
-    source = TrytonSource(flow.invoicing_connection.as_config())
+    source = connector_for(flow.invoicing_connection)
     try:
         source_rates = source.list_tax_rates()
     finally:

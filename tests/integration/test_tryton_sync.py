@@ -466,10 +466,14 @@ def test_closed_line_account_falls_back_to_the_default_account(tryton_accounting
 def test_source_reads_incrementally_by_write_date(tryton_invoicing):
     from connectors.base import ConnectionConfig
     from connectors.canonical import Direction
+    from connectors.selectors import outbound_policy
 
     source = TrytonSource(
-        ConnectionConfig("credentials", tryton_invoicing.settings, tryton_invoicing.credentials)
-    )
+        ConnectionConfig(
+            "credentials", tryton_invoicing.settings, tryton_invoicing.credentials,
+            outbound=outbound_policy(),
+        )
+    )  # fmt: skip
     everything = list(source.iter_invoices(since=None, directions=list(Direction)))
     listed = {i.number for i in everything if getattr(i, "number", None)}
     expected = {

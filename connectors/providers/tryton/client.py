@@ -32,6 +32,8 @@ import json
 import logging
 import random
 import re
+import socket
+import ssl
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -41,7 +43,7 @@ from urllib.parse import quote
 
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import ConnectTimeoutError
+from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 
 from connectors.base import (
     ConnectionConfig,
@@ -53,6 +55,7 @@ from connectors.base import (
 )
 from connectors.canonical import ConnectionCheck
 from connectors.errors import ConnectorError, ErrorCode, InvsyncError
+from connectors.outbound import OutboundAdapter, OutboundPolicy, refusal_in
 from connectors.ratelimit import (
     DatabaseRateLimiter,
     RateLimiter,
@@ -165,7 +168,8 @@ class Rule:
 
 # Keys: HTTP statuses, Tryton error names (the first item of a JSON-RPC "error"), transport
 # failures ("connection": none made, nothing sent; "dropped": closed after sending, no answer;
-# "timeout": no answer in time) and fallbacks ("4xx", "5xx", "unexpected", "protocol").
+# "timeout": no answer in time; "blocked": refused by the outbound policy, nothing sent) and
+# fallbacks ("3xx", "4xx", "5xx", "unexpected", "protocol").
 ERROR_TABLE: dict[int | str, Rule] = {
     401: Rule(
         ErrorCode.AUTHENTICATION_FAILED,
@@ -178,7 +182,8 @@ ERROR_TABLE: dict[int | str, Rule] = {
     ),
     404: Rule(
         ErrorCode.CONFIGURATION_INCOMPLETE,
-        "Tryton at {url} has no database {database!r}: check the connection's database name.",
+        "Tryton at {url} has no database {database!r} (HTTP 404): check the connection's "
+        "database name, and that the address is the Tryton server's.",
     ),
     413: Rule(ErrorCode.TARGET_REJECTED, "Tryton refused {method}: the request is too large."),
     # Tryton answers 429 to logins after too many failures; a proxy or gateway may rate-limit
@@ -189,7 +194,11 @@ ERROR_TABLE: dict[int | str, Rule] = {
         "on {method}; it will accept them again after a while.",
         _NOT_APPLIED,
     ),
-    500: Rule(ErrorCode.UNAVAILABLE, "Tryton failed on {method} (HTTP 500): {detail}", _UNKNOWN),
+    500: Rule(
+        ErrorCode.UNAVAILABLE,
+        "Tryton failed on {method} (HTTP 500); the Tryton server's log tells why.",
+        _UNKNOWN,
+    ),
     502: Rule(
         ErrorCode.UNAVAILABLE,
         "Tryton at {url} is unreachable behind its proxy (HTTP 502).",
@@ -203,14 +212,27 @@ ERROR_TABLE: dict[int | str, Rule] = {
         _NOT_APPLIED,
     ),
     504: Rule(ErrorCode.UNAVAILABLE, "Tryton timed out on {method} (HTTP 504).", _UNKNOWN),
-    "4xx": Rule(ErrorCode.UNEXPECTED, "Tryton answered HTTP {status} to {method}: {detail}"),
+    # Tryton's JSON-RPC never redirects: a redirect is another server (or a login page).
+    "3xx": Rule(
+        ErrorCode.CONFIGURATION_INCOMPLETE,
+        "The server at {url} is not a Tryton server: it answered {method} with a redirect "
+        "(HTTP {status}), which invsync does not follow. Check the connection's address.",
+    ),
+    "4xx": Rule(ErrorCode.UNEXPECTED, "Tryton answered HTTP {status} to {method}."),
     "5xx": Rule(ErrorCode.UNAVAILABLE, "Tryton answered HTTP {status} to {method}.", _UNKNOWN),
     "connection": Rule(
-        ErrorCode.UNAVAILABLE, "Tryton at {url} cannot be reached: {detail}", _NOT_APPLIED
+        ErrorCode.UNAVAILABLE, "Tryton at {url} cannot be reached: {detail}.", _NOT_APPLIED
+    ),
+    # Refused here before any connection (connectors.outbound): final, never retried.
+    "blocked": Rule(
+        ErrorCode.CONFIGURATION_INCOMPLETE,
+        "Tryton at {url} is not called: its address is {detail}, which invsync's outbound "
+        "policy does not allow. A tool on a private network must be allowed by the "
+        "administrator (setting INVSYNC_OUTBOUND_ALLOWED_NETWORKS).",
     ),
     "dropped": Rule(
         ErrorCode.UNAVAILABLE,
-        "Tryton at {url} closed the connection without answering {method}: {detail}",
+        "Tryton at {url} closed the connection without answering {method}: {detail}.",
         _UNKNOWN,
     ),
     "timeout": Rule(
@@ -219,7 +241,9 @@ ERROR_TABLE: dict[int | str, Rule] = {
         _UNKNOWN,
     ),
     "protocol": Rule(
-        ErrorCode.UNEXPECTED, "Tryton's answer to {method} is not valid JSON-RPC: {detail}"
+        ErrorCode.UNEXPECTED,
+        "The server at {url} does not answer {method} as Tryton's JSON-RPC does ({detail}): "
+        "check that the connection's address is the Tryton server's.",
     ),
     "UserError": Rule(ErrorCode.TARGET_REJECTED, "Tryton refused {method}: {detail}"),
     "UserWarning": Rule(ErrorCode.TARGET_REJECTED, "Tryton asks to confirm {method}: {detail}"),
@@ -229,7 +253,13 @@ ERROR_TABLE: dict[int | str, Rule] = {
     "ConcurrencyException": Rule(
         ErrorCode.UNAVAILABLE, "Tryton reports a concurrent change on {method}: {detail}"
     ),
-    "unexpected": Rule(ErrorCode.UNEXPECTED, "Tryton failed on {method}: {detail}"),
+    # Tryton's own failure ([message, traceback]): only the exception's name is kept (its text
+    # may hold anything); the Tryton server's log has the rest.
+    "unexpected": Rule(
+        ErrorCode.UNEXPECTED,
+        "Tryton failed on {method} with an internal error ({detail}); the Tryton server's log "
+        "tells why.",
+    ),
 }
 
 # Calls that change nothing (or nothing that matters when repeated): sent again after a failure
@@ -378,8 +408,11 @@ class TrytonClient:
     ``timeout`` bounds the wait for each answer and ``connect_timeout`` each connection;
     ``retry`` bounds the retries of each call (:class:`~connectors.retry.RetryPolicy`; attempts,
     backoff, total wait, Retry-After cap); ``rate_limiter`` (shared by every client of the same
-    connection, see :func:`client_from_config`) spaces the requests. ``sleep`` and ``rng`` are
-    injectable for tests.
+    connection, see :func:`client_from_config`) spaces the requests. ``outbound`` is where its
+    calls may go (:mod:`connectors.outbound`, checked at connect time); None checks nothing and is
+    for tests of the transport: :func:`client_from_config` always gives one. Redirects are never
+    followed (Tryton's JSON-RPC does not redirect). ``sleep`` and ``rng`` are injectable for
+    tests.
     """
 
     def __init__(
@@ -395,6 +428,7 @@ class TrytonClient:
         retry: RetryPolicy | None = None,
         rate_limiter: RateLimiter | DatabaseRateLimiter | None = None,
         http: requests.Session | None = None,
+        outbound: OutboundPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
     ) -> None:
@@ -418,8 +452,9 @@ class TrytonClient:
         self._authorization: str | None = None
         self._context: dict[str, Any] | None = None
         self._http = http or requests.Session()
-        # No silent retries below our own table.
-        adapter = HTTPAdapter(max_retries=0)
+        self.outbound = outbound
+        # No silent retries below our own table; every connection under the outbound policy.
+        adapter = OutboundAdapter(outbound) if outbound else HTTPAdapter(max_retries=0)
         self._http.mount("http://", adapter)
         self._http.mount("https://", adapter)
         self.endpoint = f"{self.url}{quote(self.database, safe='')}/rpc/"
@@ -714,12 +749,16 @@ class TrytonClient:
                     data=body.encode("utf-8"),
                     headers=headers,
                     timeout=(self.connect_timeout, wait),
+                    allow_redirects=False,
                 )
             except requests.ConnectTimeout:
                 raise self._failure("connection", method, detail="connection timed out") from None
             except requests.Timeout:
                 raise self._failure("timeout", method, timeout=wait, settle=wait) from None
             except requests.RequestException as error:
+                refused = refusal_in(error)
+                if refused is not None:
+                    raise self._failure("blocked", method, detail=refused.reason) from None
                 key = "connection" if _not_connected(error) else "dropped"
                 raise self._failure(key, method, detail=_transport_detail(error)) from None
         elapsed = (time.monotonic() - started) * 1000
@@ -732,7 +771,7 @@ class TrytonClient:
         try:
             answer = loads(response.content)
         except (ValueError, KeyError, TypeError) as error:
-            raise self._failure("protocol", method, detail=type(error).__name__) from None
+            raise self._failure("protocol", method, detail="not JSON") from None
         if not isinstance(answer, dict):
             raise self._failure("protocol", method, detail="not an object")
         if answer.get("error") is not None:
@@ -742,18 +781,17 @@ class TrytonClient:
         return answer["result"]
 
     def _http_failure(self, method: str, response: requests.Response, wait: float) -> _Failure:
+        # The answer's body is never read into a message: it may be anything (another server's
+        # error page, a private service's data); the status classifies the failure.
         status = response.status_code
         key: int | str = status
         if key not in ERROR_TABLE:
-            key = "5xx" if status >= 500 else "4xx"
-        detail = ""
-        if status >= 400 and status not in (401, 403, 404, 429):
-            detail = _http_detail(response)
+            key = "5xx" if status >= 500 else "4xx" if status >= 400 else "3xx"
         retry_after = None
         if status in (429, 503):
             retry_after = _retry_after(response.headers.get("Retry-After"))
         return self._failure(
-            key, method, status=status, detail=detail, retry_after=retry_after,
+            key, method, status=status, retry_after=retry_after,
             settle=wait if status == 504 else 0.0,
         )  # fmt: skip
 
@@ -781,10 +819,14 @@ class TrytonClient:
             parts = args if isinstance(args, list) else [args]
             detail = " ".join(str(p) for p in parts[:2] if p)
             return self._failure(kind, method, detail=detail, kind=kind)
-        # An unexpected server error: [message, traceback]. Keep the message's first line.
-        text = kind or (error[0] if isinstance(error, list) and error else error)
+        if not kind:
+            # Not Tryton's form of an error (a JSON-RPC 2.0 object, a bare text...): another
+            # server. What it said is not repeated.
+            return self._failure("protocol", method, detail="an error not in Tryton's form")
+        # Tryton's unexpected failure: [message, traceback]. Only the exception's name is kept.
+        traceback = error[1] if len(error) > 1 else ""
         return self._failure(
-            "unexpected", method, detail=cut(text, first_line=True), kind="unexpected"
+            "unexpected", method, detail=_exception_name(kind, traceback), kind="unexpected"
         )
 
     def _failure(
@@ -924,7 +966,11 @@ def client_from_config(
             f"Tryton connection{label}: {error}.",
             field="rate_limit",
         ) from None
-    client = TrytonClient(url, database, username, password, timeout=timeout, retry=policy)
+    # Without a policy in the config, the strictest: public addresses only.
+    client = TrytonClient(
+        url, database, username, password, timeout=timeout, retry=policy,
+        outbound=config.outbound or OutboundPolicy(),
+    )  # fmt: skip
     # A request in flight keeps its slot at most twice as long as the client lets it last.
     hold = 2 * (DEFAULT_CONNECT_TIMEOUT + max(timeout, REPORT_TIMEOUT))
     client.rate_limiter = shared_limiter(
@@ -935,25 +981,51 @@ def client_from_config(
 
 def connection_check(client: TrytonClient, probe: Callable[[TrytonClient], str]) -> ConnectionCheck:
     """Log in and run ``probe`` (one cheap read returning a sentence); never raises for a refused
-    login or an unreachable server."""
+    login or an unreachable server. A failure is told by its class (refused login, not a Tryton
+    server, HTTP status, refused connection, timeout, address not allowed), never with what the
+    server said: the check may reach a server that is not Tryton, and its message is shown to
+    everyone who may read the connection."""
     try:
         client.login()
         summary = probe(client)
     except InvsyncError as error:
-        return ConnectionCheck(False, error.message)
+        return ConnectionCheck(False, check_failure_message(client, error))
     return ConnectionCheck(True, f"Connected to Tryton database {client.database!r}: {summary}")
 
 
-def _http_detail(response: requests.Response) -> str:
-    """The first line of an error page's text, without its HTML."""
-    try:
-        text = response.text[:5000]
-    except (UnicodeDecodeError, LookupError):
-        return ""
-    text = re.sub(r"<title>.*?</title>", " ", text, flags=re.S | re.I)
-    text = re.sub(r"<[^>]+>", " ", text)
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return cut(" ".join(lines[:3]))
+def check_failure_message(client: TrytonClient, error: InvsyncError) -> str:
+    """A failed check's message: the error table's sentence when it holds nothing the server
+    said, else a sentence of the failure's class alone."""
+    if not isinstance(error, TrytonError) or not error.tryton_error:
+        return error.message  # built from the table with our own words only
+    where = f"Tryton at {client.display_url}, database {client.database!r}"
+    if error.tryton_error == "LoginException":
+        return (
+            f"{where} asks for more than a login and a password (two-factor or another login "
+            "method): invsync logs in with a login and a password only."
+        )
+    if error.code == ErrorCode.AUTHENTICATION_FAILED:
+        return f"{where} refused the login."
+    if error.code == ErrorCode.PERMISSION_DENIED:
+        return f"{where} accepted the login but refused the check's read: the user lacks rights."
+    if error.tryton_error == "unexpected":
+        return f"{where} failed with an internal error during the check; its log tells why."
+    return f"{where} refused the check ({error.tryton_error}); the Tryton server's log tells why."
+
+
+_EXCEPTION_NAME = re.compile(r"([A-Za-z_][\w.]{0,99}(?:Error|Exception|Warning|Fault))(?::|$)")
+
+
+def _exception_name(message: Any, traceback: Any) -> str:
+    """The name of the exception behind a Tryton internal error (``KeyError``), from the last
+    line of its traceback or the first of its message; "" when neither starts with one. Never
+    anything else of the server's text."""
+    lines = [line.strip() for line in str(traceback or "")[-2000:].splitlines() if line.strip()]
+    first = str(message or "").strip().splitlines()
+    for line in (lines[-1] if lines else "", first[0] if first else ""):
+        if found := _EXCEPTION_NAME.match(line):
+            return found.group(1)
+    return ""
 
 
 def _not_connected(error: requests.RequestException) -> bool:
@@ -968,15 +1040,32 @@ def _not_connected(error: requests.RequestException) -> bool:
 
 
 def _transport_detail(error: requests.RequestException) -> str:
-    """The kind of transport failure, without the URL (it may hold credentials)."""
-    reason = error.args[0] if error.args else None
-    reason = getattr(reason, "reason", reason)
-    cause = reason.args[-1] if isinstance(reason, Exception) and reason.args else None
-    names = [type(error).__name__]
-    for item in (reason, cause):
-        if isinstance(item, BaseException) and type(item).__name__ not in names:
-            names.append(type(item).__name__)
-    return " / ".join(names)
+    """The kind of transport failure in words (connection refused, host name not found...),
+    without the URL (it may hold credentials) or any text of the peer's."""
+    chain: list[BaseException] = []
+    item: Any = error
+    while isinstance(item, BaseException) and item not in chain and len(chain) < 10:
+        chain.append(item)
+        following = getattr(item, "reason", None)
+        if not isinstance(following, BaseException):
+            following = item.__cause__ or item.__context__
+        if not isinstance(following, BaseException) and item.args:
+            following = item.args[0]
+        item = following
+    for link in chain:
+        if isinstance(link, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(link, NameResolutionError | socket.gaierror):
+            return "host name not found"
+        if isinstance(link, ConnectionResetError):
+            return "connection reset"
+        if isinstance(link, ssl.SSLError | requests.exceptions.SSLError):
+            return "TLS handshake failed (certificate or protocol)"
+        if isinstance(link, requests.ConnectTimeout | ConnectTimeoutError) and not isinstance(
+            link, NewConnectionError
+        ):
+            return "connection timed out"
+    return " / ".join(dict.fromkeys(type(link).__name__ for link in chain[:3]))
 
 
 class TrytonConnection:
