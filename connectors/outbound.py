@@ -56,6 +56,7 @@ METADATA_ADDRESSES: frozenset[IPAddress] = frozenset(
     for a in ("169.254.169.254", "169.254.170.2", "fd00:ec2::254", "100.100.100.200")
 )
 _SHARED = ipaddress.ip_network("100.64.0.0/10")
+_THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
 _HOST_NAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*$")
@@ -65,7 +66,7 @@ def address_kind(address: IPAddress) -> str | None:
     """What makes ``address`` not a public one ("loopback", "private", ...), or None for a
     globally reachable address. An IPv6 address that carries an IPv4 one (mapped, 6to4, NAT64,
     Teredo) is judged on both."""
-    for candidate in (address, *_embedded(address)):
+    for candidate in (*_embedded(address), address):  # named after the IPv4 address inside
         kind = _own_kind(candidate)
         if kind is not None:
             return kind
@@ -83,6 +84,8 @@ def _own_kind(address: IPAddress) -> str | None:
         return "link-local"
     if address.is_multicast:
         return "multicast"
+    if address.version == 4 and address in _THIS_NETWORK:
+        return "reserved"
     if address.version == 4 and address in _SHARED:
         return "shared (carrier-grade NAT)"
     if address.version == 6 and address.ipv4_mapped is None and int(address) < 2**32:
