@@ -17,6 +17,9 @@ Fixtures:
 - ``tryton_fresh_invoicing`` (function): a fresh invoicing copy, for tests that modify the source.
 - ``tryton_manifests`` (session): ``{"accounting": {...}, "invoicing": {...}}`` as built.
 
+The server is proven ours before use: the trytond the session started must be the process
+listening on the port (``TrytonSandbox.verify_server``), at start and for every database fixture.
+
 Environment: ``INVSYNC_TRYTON_ROOT`` (sandbox directory, default ``var/tryton``),
 ``INVSYNC_TRYTON_POOL`` (fresh accounting copies per server start, default 6),
 ``INVSYNC_TRYTON_UNAVAILABLE=skip`` (skip instead of failing where PostgreSQL 15 is missing).
@@ -91,6 +94,12 @@ class TrytonDatabase:
 
 
 def _database(sandbox: TrytonSandbox, name: str, role: str) -> TrytonDatabase:
+    # The trytond this session started must still be what listens on the port (a few ms):
+    # a test never talks to another program that took it.
+    try:
+        sandbox.verify_server()
+    except SandboxError as error:
+        pytest.fail(str(error), pytrace=False)
     assert sandbox.server_url
     return TrytonDatabase(
         url=sandbox.server_url,
@@ -119,6 +128,7 @@ def tryton_sandbox():
         sandbox.ensure_templates()
         pool = int(os.environ.get("INVSYNC_TRYTON_POOL", "6"))
         sandbox.serve(shared=["invoicing"], fresh={"accounting": pool, "invoicing": 1})
+        sandbox.verify_server()
     except SandboxError as error:
         sandbox.stop()
         pytest.fail(f"Tryton sandbox unavailable: {error}", pytrace=False)

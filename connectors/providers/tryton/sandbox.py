@@ -19,15 +19,26 @@ runs as child processes of that venv, a private PostgreSQL 15 cluster and ``tryt
     sb.fresh_database("accounting")    # an unused, already served copy (refills the pool)
 
 CLI (the one-command demo): ``python -m connectors.providers.tryton.sandbox up --root var/tryton``
-(``--json`` prints url/databases/login as JSON; ``--reset`` recreates the demo databases; the
-server port is 8765 unless taken or ``--port``), ``... down``, ``... status [--json]``,
-``... build`` (install and build the templates only), ``... clean`` (drop leftover test copies).
+(``--json`` prints url/databases/login/password as JSON; ``--reset`` recreates the demo databases;
+the server port is the previous one, else 8765, else a free one, or ``--port``), ``... down``,
+``... status [--json]``, ``... build`` (install and build the templates only), ``... clean`` (drop
+leftover test copies).
+
+The server is ours before anything talks to it: the trytond we started (its own session, so its
+pid is its process group) must hold every socket listening on its port (``/proc/net/tcp{,6}``
+inodes against ``/proc/<pid>/fd``). A port another program holds, found before the start or
+while trytond starts, raises ``PortTakenError`` naming that program, or moves to a free port where
+no port was asked for; no request is ever sent to it. ``demo_status`` and the test fixtures
+(``verify_server``) check the same before each use, and the demo databases must accept the root's
+random demo password (another Tryton with the same database names does not).
 
 Layout of ``root``: ``venv/`` (marker ``venv/invsync-installed.json``), ``pg/`` (cluster: ``data/``,
 ``run/`` socket dir, ``postgres.log``; moved under the system temp dir when the PostgreSQL user
 cannot reach ``root``), ``templates/<key>/{accounting,invoicing}.json`` (manifests) and build logs,
-``etc/`` (trytond configuration files), ``log/``, ``admin-password`` (TRYTONPASSFILE), ``demo.json``
-(what ``up`` started).
+``etc/`` (trytond configuration files), ``log/``, ``admin-password`` (TRYTONPASSFILE: the admin
+password of the templates and test copies, random per root; ``admin`` in roots built before, kept
+so their templates stay valid), ``demo-password`` (the demo databases' admin password, random per
+root, set on them by ``up``), ``demo.json`` (what ``up`` started).
 
 PostgreSQL refuses to run as root: when root, the cluster runs as the system user ``invsync-pg``
 (created with ``useradd --system`` if missing, else the distribution's ``postgres`` user) through
@@ -68,11 +79,13 @@ Per-test databases — what was measured (Tryton 8.2.1, PostgreSQL 15, 2 cores):
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import fcntl
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -111,7 +124,9 @@ BUILD_FORMAT = 1
 PG_BIN_CANDIDATES = ["/usr/lib/postgresql/15/bin"]
 PG_SYSTEM_USER = "invsync-pg"
 PG_ROLE = "invsync"
-DEFAULT_ADMIN_PASSWORD = "admin"
+# The password of roots built before passwords were random; such a root keeps it (its templates
+# are keyed by it), only its demo databases get a random one.
+LEGACY_ADMIN_PASSWORD = "admin"
 ADMIN_LOGIN = "admin"
 DEMO_DATABASES = {"accounting": "invsync_accounting", "invoicing": "invsync_invoicing"}
 # The demo's connections store the URL: keep the port stable (the previous one, else this one).
@@ -125,6 +140,21 @@ DEFAULT_ROOT = PROJECT_ROOT / "var" / "tryton"
 
 class SandboxError(RuntimeError):
     """The sandbox could not be installed, started or built; the message says what to look at."""
+
+
+class PortTakenError(SandboxError):
+    """Another program listens on the port our trytond was to serve: we never talk to it."""
+
+    def __init__(self, port: int, holders: Sequence[tuple[int | None, str]]) -> None:
+        self.port = port
+        self.holders = list(holders)
+        described = ", ".join(
+            f"pid {pid} ({command[:160]})" if pid else command for pid, command in self.holders
+        )
+        super().__init__(
+            f"port {port} is taken by another program: {described or 'unknown process'}; "
+            "stop it or choose another port (--port)"
+        )
 
 
 @dataclass
@@ -190,6 +220,119 @@ def port_is_free(port: int) -> bool:
         return True
 
 
+def _listening_inodes(port: int) -> set[int] | None:
+    """Inodes of the TCP sockets listening on ``port`` (any address, IPv4 and IPv6).
+
+    Read from ``/proc/net/tcp{,6}`` (Linux); ``None`` where those tables do not exist.
+    """
+    inodes: set[int] = set()
+    readable = False
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        readable = True
+        for line in lines:
+            fields = line.split()
+            # sl local_address rem_address st ... inode (0A: LISTEN)
+            if len(fields) < 10 or fields[3] != "0A":
+                continue
+            if int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(int(fields[9]))
+    return inodes if readable else None
+
+
+def _socket_inodes(pid: int) -> set[int]:
+    """Inodes of the sockets process ``pid`` holds (empty when it is gone or unreadable)."""
+    inodes = set()
+    try:
+        entries = list(os.scandir(f"/proc/{pid}/fd"))
+    except OSError:
+        return inodes
+    for entry in entries:
+        try:
+            target = os.readlink(entry.path)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(int(target[8:-1]))
+    return inodes
+
+
+def _command_line(pid: int) -> str:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return "?"
+    return raw.replace(b"\0", b" ").decode(errors="replace").strip() or "?"
+
+
+def port_holders(port: int) -> list[tuple[int | None, str]] | None:
+    """The processes listening on ``port``: [(pid, command line)]; ``None`` without /proc.
+
+    A listening socket whose process cannot be read (another user's) is ``(None, "...")``.
+    """
+    inodes = _listening_inodes(port)
+    if inodes is None:
+        return None
+    holders: list[tuple[int | None, str]] = []
+    left = set(inodes)
+    for entry in os.scandir("/proc"):
+        if not left:
+            break
+        if not entry.name.isdigit():
+            continue
+        held = _socket_inodes(int(entry.name)) & left
+        if held:
+            holders.append((int(entry.name), _command_line(int(entry.name))))
+            left -= held
+    if left:
+        holders.append((None, "a process this user cannot inspect"))
+    return holders
+
+
+def port_binding(pid: int, port: int) -> tuple[str, list[tuple[int | None, str]]]:
+    """Who listens on ``port``, seen from the server process ``pid`` (a session leader).
+
+    ``("ours", [])``: ``pid`` or its process group holds every listening socket; ``("nobody",
+    [])``: nothing listens; ``("foreign", holders)``: another program does; ``("unknown", [])``:
+    no ``/proc`` to tell. Cheap in the usual case: only ``pid``'s own fds are read.
+    """
+    inodes = _listening_inodes(port)
+    if inodes is None:
+        return "unknown", []
+    if not inodes:
+        return "nobody", []
+    if inodes <= _socket_inodes(pid):
+        return "ours", []
+    foreign = []
+    for holder, command in port_holders(port) or []:
+        if holder == pid:
+            continue
+        with contextlib.suppress(OSError):
+            if holder is not None and os.getpgid(holder) == pid:
+                continue
+        foreign.append((holder, command))
+    return ("foreign", foreign) if foreign else ("ours", [])
+
+
+def server_identity_problem(pid: int, port: int, config: Path | str | None = None) -> str | None:
+    """Why the trytond we started as ``pid`` (with ``config``) is not what serves ``port``;
+    ``None`` when it is."""
+    if not _pid_alive(pid):
+        return f"its process {pid} is gone"
+    command = _command_line(pid)
+    if "trytond" not in command or (config and str(config) not in command):
+        return f"process {pid} is no longer our trytond ({command})"
+    binding, foreign = port_binding(pid, port)
+    if binding == "foreign":
+        return str(PortTakenError(port, foreign))
+    if binding == "nobody":
+        return f"process {pid} does not listen on port {port}"
+    return None
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -247,7 +390,7 @@ class TrytonSandbox:
         pg_bin: Path | str | None = None,
         pg_port: int | None = None,
         server_port: int | None = None,
-        admin_password: str = DEFAULT_ADMIN_PASSWORD,
+        admin_password: str | None = None,
         python: str | None = None,
         verbose: bool = True,
     ) -> None:
@@ -256,7 +399,8 @@ class TrytonSandbox:
         self.pg_bin = Path(pg_bin) if pg_bin else self._find_pg_bin()
         self.requested_pg_port = pg_port
         self.requested_server_port = server_port
-        self.admin_password = admin_password
+        # None: the root's own (random, made on first use), read lazily from ``admin-password``.
+        self._admin_password = admin_password
         self.python = python or os.environ.get("INVSYNC_TRYTON_PYTHON") or sys.executable
         self.verbose = verbose
         self.timings = Timings()
@@ -300,14 +444,59 @@ class TrytonSandbox:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
+    def _secret(self, name: str) -> str:
+        """The secret stored in ``root/name``, made (random, mode 0600) on first use."""
+        path = self.root / name
+        with contextlib.suppress(FileNotFoundError):
+            value = path.read_text().strip()
+            if value:
+                return value
+        with self._lock("secrets"):
+            with contextlib.suppress(FileNotFoundError):
+                value = path.read_text().strip()
+                if value:
+                    return value
+            value = secrets.token_urlsafe(18)
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(value + "\n")
+            return value
+
+    @property
+    def admin_password(self) -> str:
+        """The admin password of the templates and of every copy the tests use.
+
+        Random per root (``root/admin-password``, made with the root). A root built when it was
+        the fixed ``admin`` keeps that password: its templates are keyed by it, and the demo
+        databases get their own random one anyway (``demo_password``).
+        """
+        if self._admin_password is None:
+            self._admin_password = self._secret("admin-password")
+        return self._admin_password
+
     @property
     def password_file(self) -> Path:
+        """``root/admin-password`` holding ``admin_password`` (TRYTONPASSFILE of the builds)."""
         path = self.root / "admin-password"
-        if not path.exists() or path.read_text().strip() != self.admin_password:
+        password = self.admin_password
+        if not path.exists() or path.read_text().strip() != password:
             self.root.mkdir(parents=True, exist_ok=True)
-            path.write_text(self.admin_password + "\n")
+            path.write_text(password + "\n")
             path.chmod(0o600)
         return path
+
+    @property
+    def demo_password_file(self) -> Path:
+        return self.root / "demo-password"
+
+    @property
+    def demo_password(self) -> str:
+        """The admin password of the demo databases: random per root, in ``root/demo-password``.
+
+        Logging in with it is how a client tells our demo server from another Tryton holding
+        databases of the same names: only ours accepts it.
+        """
+        return self._secret("demo-password")
 
     @property
     def venv_python(self) -> Path:
@@ -849,8 +1038,15 @@ class TrytonSandbox:
         port: int | None = None,
         verify: bool = True,
         timeout: float | None = None,
+        other_port_if_taken: bool | None = None,
     ) -> str:
         """Start ``trytond -d <databases>``; wait until it answers; return its URL.
+
+        The server is ours before anything talks to it: the process we started must be the
+        one listening on the port (``/proc``), so a program that took the port first (or
+        during the build) is never sent a request. Then ``PortTakenError`` names it, unless
+        ``other_port_if_taken`` (default: when no port was asked for, by ``port`` or the
+        constructor) lets us start on a free port instead.
 
         ``verify`` logs into every database once (~0.2 s each) so a database the server
         failed to load shows up here rather than in a test.
@@ -860,7 +1056,28 @@ class TrytonSandbox:
             raise ValueError("trytond needs at least one database (-d)")
         if self._server:
             raise SandboxError("a server is already running; use restart_server()")
-        port = port or self.requested_server_port or free_port()
+        port = port or self.requested_server_port
+        if other_port_if_taken is None:
+            other_port_if_taken = port is None
+        port = port or free_port()
+        for attempt in range(4):
+            try:
+                url = self._start_server_on(databases, port, timeout)
+                break
+            except PortTakenError as error:
+                if not other_port_if_taken or attempt == 3:
+                    raise
+                port = free_port()
+                self._log(f"{error}; using port {port} instead")
+        if verify:
+            for database in databases:
+                self.login(database)
+        return url
+
+    def _start_server_on(self, databases: list[str], port: int, timeout: float | None) -> str:
+        holders = port_holders(port)
+        if holders:
+            raise PortTakenError(port, holders)
         config = self.write_config(f"server-{port}", web_port=port)
         log = self.root / "log" / f"trytond-{port}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
@@ -880,25 +1097,44 @@ class TrytonSandbox:
         elapsed = time.monotonic() - started
         self.timings.server_starts.append((len(databases), elapsed))
         self._log(f"trytond ready on {server.url} with {len(databases)} databases ({elapsed:.1f}s)")
-        if verify:
-            for database in databases:
-                self.login(database)
         return server.url
 
     def _wait_ready(self, server: _Server, limit: float) -> None:
+        """Wait until our process listens on the port and answers; never ask anyone else."""
         deadline = time.monotonic() + limit
         while time.monotonic() < deadline:
+            binding, foreign = port_binding(server.pid, server.port)
+            if binding == "foreign":
+                self.stop_server()
+                raise PortTakenError(server.port, foreign)
             if server.process is not None and server.process.poll() is not None:
                 self._server = None
+                holders = port_holders(server.port)
+                if holders:  # another program bound the port between our check and trytond
+                    raise PortTakenError(server.port, holders)
                 tail = server.log.read_text(errors="replace")[-3000:]
                 raise SandboxError(f"trytond exited ({server.process.returncode}):\n{tail}")
-            try:
-                rpc_call(server.url, None, "common.server.version", [], timeout=2)
-                return
-            except (OSError, urllib.error.URLError):
-                time.sleep(0.1)
+            # Without /proc ("unknown") the pid cannot be matched to the port: the login with
+            # our password (``verify``, the demo's own password) is then the only proof.
+            if binding in ("ours", "unknown"):
+                try:
+                    rpc_call(server.url, None, "common.server.version", [], timeout=2)
+                    return
+                except (OSError, urllib.error.URLError):
+                    pass
+            time.sleep(0.1)
         self.stop_server()
         raise SandboxError(f"trytond did not answer within {limit:.0f}s (see {server.log})")
+
+    def verify_server(self) -> None:
+        """Raise ``SandboxError`` unless the server this object started is alive and is the
+        process listening on its port (checked before the tests use it)."""
+        server = self._server
+        if server is None:
+            raise SandboxError("no server running")
+        problem = server_identity_problem(server.pid, server.port, server.config)
+        if problem:
+            raise SandboxError(f"the Tryton server at {server.url} is not ours: {problem}")
 
     @property
     def server_url(self) -> str | None:
@@ -915,18 +1151,25 @@ class TrytonSandbox:
         _terminate(server.pid, server.process)
 
     def restart_server(self, databases: Iterable[str]) -> str:
-        """Stop and start the server on the same port with another database list."""
+        """Stop and start the server on the same port with another database list.
+
+        The clients hold the URL: if another program took the port meanwhile, this fails
+        (``PortTakenError``) rather than move.
+        """
         port = self._server.port if self._server else None
         self.stop_server()
-        return self.start_server(databases, port=port)
+        return self.start_server(databases, port=port, other_port_if_taken=False)
 
-    def login(self, database: str, url: str | None = None) -> tuple[int, str]:
+    def login(
+        self, database: str, url: str | None = None, *, password: str | None = None
+    ) -> tuple[int, str]:
         """Log in as admin over JSON-RPC; returns (uid, token)."""
         url = url or self.server_url
         if not url:
             raise SandboxError("no server running")
+        password = self.admin_password if password is None else password
         uid, token, *_ = rpc_call(
-            url, database, "common.db.login", [ADMIN_LOGIN, {"password": self.admin_password}, "en"]
+            url, database, "common.db.login", [ADMIN_LOGIN, {"password": password}, "en"]
         )
         return uid, token
 
@@ -1011,12 +1254,19 @@ class TrytonSandbox:
         """Everything for the local demo, left running in the background; returns its state.
 
         The demo databases persist across ``down``/``up`` (so does what the demo wrote into
-        them); ``reset`` recreates them from the current templates.
+        them); ``reset`` recreates them from the current templates. Success means the server is
+        proven ours: the trytond we started listens on the port (``/proc``) and accepts the
+        demo password. The port is the previous one, else 8765, else a free one; a port another
+        program holds is never used (with ``--port``: ``PortTakenError`` names it).
         """
         state = self.demo_status()
         if state.get("running") and not reset:
-            return state
-        if state.get("pid") and _is_trytond(state["pid"]):
+            self._secure_demo_databases(state["url"])
+            state.pop("running")
+            state.update(login=ADMIN_LOGIN, password_file=str(self.demo_password_file))
+            self.demo_state_file.write_text(json.dumps(state, indent=2) + "\n")
+            return {**state, "running": True}
+        if state.get("pid") and _is_our_trytond(state["pid"], state.get("config")):
             _terminate(state["pid"], None)
         port = self.requested_server_port or next(
             (p for p in (state.get("port"), DEMO_SERVER_PORT) if p and port_is_free(p)), None
@@ -1030,7 +1280,19 @@ class TrytonSandbox:
             if not self.database_exists(name):
                 self.copy_database(self.template_name(role), name)
                 self._log(f"created {name} from {self.template_name(role)}")
-        url = self.start_server(DEMO_DATABASES.values(), port=port)
+        # The port was free before the build (minutes): whoever took it since is not asked
+        # anything; start_server moves to a free port unless one was asked for.
+        try:
+            url = self.start_server(
+                DEMO_DATABASES.values(),
+                port=port,
+                verify=False,
+                other_port_if_taken=not self.requested_server_port,
+            )
+            self._secure_demo_databases(url)
+        except BaseException:  # an error or Ctrl-C: no trytond left running unrecorded
+            self.stop_server()
+            raise
         server = self._server
         assert server is not None
         state = {
@@ -1043,7 +1305,7 @@ class TrytonSandbox:
             "postgres_dir": str(self._pg_dir),
             "databases": DEMO_DATABASES,
             "login": ADMIN_LOGIN,
-            "password_file": str(self.password_file),
+            "password_file": str(self.demo_password_file),
             "templates": {role: self.template_name(role) for role in ROLES},
         }
         self.demo_state_file.write_text(json.dumps(state, indent=2) + "\n")
@@ -1054,19 +1316,56 @@ class TrytonSandbox:
         state["running"] = True
         return state
 
+    def _secure_demo_databases(self, url: str) -> None:
+        """Log into each demo database with the demo password; a copy still holding the
+        template's password (new, or from a root made before) gets the demo password first."""
+        password = self.demo_password
+        for name in DEMO_DATABASES.values():
+            with contextlib.suppress(SandboxError, OSError):
+                self.login(name, url, password=password)
+                continue
+            try:
+                uid, token = self.login(name, url)
+            except (SandboxError, OSError):
+                raise SandboxError(
+                    f"the demo database {name} at {url} accepts neither the demo password "
+                    f"({self.demo_password_file}) nor the template's; `up --reset` recreates it"
+                ) from None
+            session = base64.b64encode(f"{ADMIN_LOGIN}:{uid}:{token}".encode()).decode()
+            rpc_call(
+                url,
+                name,
+                "model.res.user.write",
+                [[uid], {"password": password}, {}],
+                session=session,
+            )
+            self.login(name, url, password=password)
+            self._log(
+                f"{name}: admin password set to the demo password ({self.demo_password_file})"
+            )
+
     def demo_status(self) -> dict:
+        """The state ``up`` recorded, with ``running`` true only when the server is proven ours
+        (the recorded trytond is alive, listens on the port alone and answers); otherwise
+        ``problem`` says why. Nothing is sent to a port another program holds."""
         try:
             state = json.loads(self.demo_state_file.read_text())
         except (OSError, ValueError):
             return {}
-        state["running"] = (
-            bool(state.get("pid")) and _is_trytond(state["pid"]) and _answers(state.get("url", ""))
-        )
+        if not state.get("pid") or not state.get("port"):
+            problem = "no server recorded"
+        else:
+            problem = server_identity_problem(state["pid"], state["port"], state.get("config"))
+        if problem is None and not _answers(state.get("url", "")):
+            problem = "the server does not answer"
+        state["running"] = problem is None
+        if problem:
+            state["problem"] = problem
         return state
 
     def demo_down(self) -> None:
         state = self.demo_status()
-        if state.get("pid") and _is_trytond(state["pid"]):
+        if state.get("pid") and _is_our_trytond(state["pid"], state.get("config")):
             _terminate(state["pid"], None)
         with contextlib.suppress(FileNotFoundError):
             (self.root / "trytond.pid").unlink()
@@ -1075,12 +1374,10 @@ class TrytonSandbox:
         self.stop_postgres(force=True)
 
 
-def _is_trytond(pid: int) -> bool:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    return b"trytond" in cmdline
+def _is_our_trytond(pid: int, config: str | None) -> bool:
+    """``pid`` runs trytond with our configuration file (not a recycled pid)."""
+    command = _command_line(pid)
+    return "trytond" in command and (not config or str(config) in command)
 
 
 def _answers(url: str) -> bool:
@@ -1134,12 +1431,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help=f"sandbox directory (default $INVSYNC_TRYTON_ROOT or {DEFAULT_ROOT})",
     )
-    parser.add_argument("--port", type=int, default=None, help="trytond port (default: free)")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help=f"up: trytond port (default: the previous one, else {DEMO_SERVER_PORT}, else a free "
+        "one; a port another program holds is never used)",
+    )
     parser.add_argument("--pg-port", type=int, default=None, help="PostgreSQL port (default: free)")
     parser.add_argument(
         "--password",
-        default=DEFAULT_ADMIN_PASSWORD,
-        help="admin password of the built databases (default: admin)",
+        default=None,
+        help="admin password of the templates and test copies (default: the root's own, "
+        "random, in <root>/admin-password; the demo databases use <root>/demo-password)",
     )
     parser.add_argument(
         "--reset", action="store_true", help="up: recreate the demo databases from the templates"
@@ -1162,14 +1466,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "up":
             state = sandbox.demo_up(reset=args.reset)
             if args.json:
-                print(json.dumps({**state, "password": sandbox.admin_password}, indent=2))
+                print(json.dumps({**state, "password": sandbox.demo_password}, indent=2))
                 return 0
             print(f"Tryton is running at {state['url']}  (pid {state['pid']}, log {state['log']})")
             for role, name in state["databases"].items():
                 print(f"  {role:<10} database: {name}")
             print(
-                f"  login: {state['login']}  password: {sandbox.admin_password} "
-                f"(TRYTONPASSFILE {state['password_file']})"
+                f"  login: {state['login']}  password: {sandbox.demo_password} "
+                f"(stored in {state['password_file']})"
             )
             print(
                 f"  PostgreSQL on 127.0.0.1:{state['postgres_port']}  "
@@ -1180,7 +1484,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("Tryton sandbox stopped")
         elif args.command == "status":
             state = sandbox.demo_status()
-            print(json.dumps(state, indent=2) if state else "not running")
+            if args.json or state.get("running"):
+                print(json.dumps(state, indent=2) if state else "{}")
+            else:
+                print(f"not running: {state.get('problem', 'never started')}")
             return 0 if state.get("running") else 3
         elif args.command == "build":
             sandbox.ensure_templates()
@@ -1195,6 +1502,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SandboxError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
     return 0
 
 
