@@ -250,6 +250,7 @@ class SyncFlowAdmin(CascadeLogsDeleteMixin, ClientScopedAdminMixin, admin.ModelA
                     "schedule_minutes",
                     "enabled",
                 )
+                    "confirm_shared_ledger",
             },
         ),
         ("Journals", {"fields": ("sales_journal", "purchases_journal", "journals_by_source")}),
@@ -432,11 +433,13 @@ class SyncFlowAdmin(CascadeLogsDeleteMixin, ClientScopedAdminMixin, admin.ModelA
     def save_model(self, request, obj, form, change):
         data = {name: form.cleaned_data[name] for name in form.cleaned_data}
         # The rows the inlines save next: the services' completeness check counts them.
+        data.pop("confirm_shared_ledger", None)  # a confirmation, not a flow field
         rows = getattr(form, "prospective_mappings", {})
         if change:
-            flow_update(flow=obj, data=data, **rows)
+        confirmed = getattr(form, "shared_ledger_confirmed", [])
+            flow_update(flow=obj, data=data, shared_ledger_confirmed=confirmed, **rows)
         else:
-            saved = flow_create(**data, **rows)
+            saved = flow_create(**data, shared_ledger_confirmed=confirmed, **rows)
             # The admin goes on with the instance it built (inlines, log entry, redirect).
             obj.__dict__.update(saved.__dict__)
 

@@ -37,6 +37,7 @@ from mappings.selectors import (
 from mappings.services import (
     MAX_SCHEDULE_MINUTES,
     flow_enabling_check,
+    flow_shared_ledger_check,
     flow_validate_connections,
     vat_mapping_key,
 )
@@ -120,6 +121,15 @@ class SyncFlowAdminForm(LookupFormMixin, forms.ModelForm):
     # sets it with ``lookups``), so that a value is checked against the folder it is saved with.
     load_lookups: ClassVar[Callable[[SyncFlow], FlowLookups] | None] = None
 
+    # Not a flow field: the person's confirmation that the flow may share its ledger.
+    confirm_shared_ledger = forms.BooleanField(
+        label="Share the ledger with another flow",
+        required=False,
+        help_text="Asked only when another enabled flow reads the same invoicing account and "
+        "writes to the same accounting folder: tick it once you have read which flow and what "
+        "happens, then save again.",
+    )
+
     class Meta:
         model = SyncFlow
         fields = (*FLOW_RELATION_FIELDS, *flow_configuration_fields())
@@ -129,6 +139,8 @@ class SyncFlowAdminForm(LookupFormMixin, forms.ModelForm):
         # The mapping rows saved with this form (set when the enabling check ran), for the
         # services' own check.
         self.prospective_mappings: dict[str, list[dict]] = {}
+        # The other flows the person confirmed sharing the ledger with (set by clean).
+        self.shared_ledger_confirmed: list[int] = []
         if self.lookups is not None:
             self._use_lookups(self.lookups)
 
@@ -288,8 +300,16 @@ class SyncFlowAdminForm(LookupFormMixin, forms.ModelForm):
             flow_enabling_check(flow=flow, before=before, **rows)
         except ValidationError as exc:
             self.add_error("enabled", exc.message_dict["enabled"])
-        else:
-            self.prospective_mappings = rows
+            return
+        self.prospective_mappings = rows
+        try:
+            flow_shared_ledger_check(flow=flow, before=before)
+        except ValidationError as exc:
+            shared = exc.error_dict["enabled"][0]
+            if cleaned.get("confirm_shared_ledger"):
+                self.shared_ledger_confirmed = list(shared.params["flows"])
+            else:
+                self.add_error("confirm_shared_ledger", shared.message)
 
 
 # -- Inlines ---------------------------------------------------------------------------------

@@ -282,7 +282,13 @@ def flow_import(
     """Create or update (by client and name) the flow a document describes, replacing its
     mappings, all in one transaction. The client and missing connections are created (connections
     without credentials; the flow then stays disabled until someone enters them). Raises
-    PortableError naming the offending key; nothing is written then."""
+    PortableError naming the offending key; nothing is written then.
+
+    An import never turns a flow on: a new flow is created disabled, whatever the document says
+    (a copy on the same connections would otherwise start feeding the same ledger at once, see
+    DESIGN "idempotency is per ledger"), and an existing flow keeps its enabled state. A person
+    enables it in the admin, which asks for confirmation when another enabled flow reads the
+    same invoicing account and writes to the same folder."""
     read = flow_document_read(document)
     name = flow_name or read.flow.get("name")
     if not name:
@@ -316,14 +322,26 @@ def flow_import(
             for name_ in flow_configuration_fields()
             if name_ != "name"
         }
+        existing = SyncFlow.objects.filter(client=client, name=name).first()
+        enabled_in_document = bool(values["enabled"])
+        values["enabled"] = existing.enabled if existing is not None else False
+        if existing is None and enabled_in_document:
+            warnings.append(
+                "The flow stays disabled: an import creates flows disabled. Review it, then "
+                "enable it in the admin."
+            )
         without_credentials = [c.name for c in connections.values() if not c.credentials]
         if values["enabled"] and without_credentials:
             values["enabled"] = False
             warnings.append(
                 f"The flow stays disabled: {', '.join(without_credentials)} has no credentials."
             )
+        elif enabled_in_document and without_credentials:
+            warnings.append(
+                f"{', '.join(without_credentials)} has no credentials: enter them before "
+                "enabling the flow."
+            )
 
-        existing = SyncFlow.objects.filter(client=client, name=name).first()
         # The mappings are replaced right after: the completeness check counts them.
         rows = {"vat_mappings": read.vat_mappings, "journal_mappings": read.journal_mappings}
 

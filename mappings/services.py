@@ -17,6 +17,7 @@ from connectors.canonical import Direction
 from connectors.errors import InvsyncError
 from connectors.models import Client, Connection, LookupCache
 from mappings.models import JournalMapping, SyncFlow, VatMapping
+from mappings.overlaps import describe_flow, flow_ledger, flows_sharing_ledger
 from mappings.selectors import (
     FLOW_RELATION_FIELDS,
     TARGET_FOLDER_LOOKUPS,
@@ -123,6 +124,7 @@ def flow_create(
     accounting_connection: Connection,
     vat_mappings: Iterable[Mapping[str, Any]] | None = None,
     journal_mappings: Iterable[Mapping[str, Any]] | None = None,
+    shared_ledger_confirmed: Iterable[int] = (),
     **settings: Any,
 ) -> SyncFlow:
     """Create a flow; ``settings`` are configuration fields of SyncFlow by name. Schedules it when
@@ -130,7 +132,8 @@ def flow_create(
     name, or enabled before its setup is complete: see :func:`flow_enabling_check`).
 
     ``vat_mappings``/``journal_mappings``: the mapping rows the caller saves right after (as the
-    admin does with its inlines), which the completeness check counts; they are not saved here."""
+    admin does with its inlines), which the completeness check counts; they are not saved here.
+    ``shared_ledger_confirmed``: see :func:`flow_shared_ledger_check`."""
     _check_field_names(settings, flow_configuration_fields())
     flow = SyncFlow(
         client=client,
@@ -143,6 +146,7 @@ def flow_create(
     flow_enabling_check(
         flow=flow, before=None, vat_mappings=vat_mappings or (), journal_mappings=journal_mappings
     )
+    flow_shared_ledger_check(flow=flow, before=None, confirmed=shared_ledger_confirmed)
     flow.save()
     flow_config_changed(flow=flow)
     flow_schedule_sync(flow=flow)
@@ -156,6 +160,7 @@ def flow_update(
     data: Mapping[str, Any],
     vat_mappings: Iterable[Mapping[str, Any]] | None = None,
     journal_mappings: Iterable[Mapping[str, Any]] | None = None,
+    shared_ledger_confirmed: Iterable[int] = (),
 ) -> SyncFlow:
     """Change configuration fields (and the client or connections) of a flow. When a value
     changed, the configuration version rises; the schedule follows the flow either way. The
@@ -165,7 +170,7 @@ def flow_update(
 
     ``vat_mappings``/``journal_mappings``: the mapping rows the caller saves right after (as the
     admin does with its inlines), which the completeness check counts instead of the stored ones;
-    they are not saved here."""
+    they are not saved here. ``shared_ledger_confirmed``: see :func:`flow_shared_ledger_check`."""
     editable = (*FLOW_RELATION_FIELDS, *flow_configuration_fields())
     _check_field_names(data, editable)
     stored = SyncFlow.objects.get(pk=flow.pk)
@@ -175,6 +180,7 @@ def flow_update(
     flow_enabling_check(
         flow=flow, before=stored, vat_mappings=vat_mappings, journal_mappings=journal_mappings
     )
+    flow_shared_ledger_check(flow=flow, before=stored, confirmed=shared_ledger_confirmed)
     attnames = [SyncFlow._meta.get_field(name).attname for name in editable]
     changed = any(getattr(flow, name) != getattr(stored, name) for name in attnames)
     flow.save(update_fields=[*editable, "updated_at"])
@@ -343,6 +349,54 @@ def flow_enabling_check(
             "enabled": "A flow can be enabled only once its setup is complete. Missing: "
             f"{_steps_text(missing)}."
         }
+    )
+
+
+SHARED_LEDGER = "shared_ledger"  # the ValidationError code of flow_shared_ledger_check
+
+
+def flow_shared_ledger_check(
+    *, flow: SyncFlow, before: SyncFlow | None, confirmed: Iterable[int] = ()
+) -> None:
+    """Raise ValidationError on ``enabled`` (code ``shared_ledger``, param ``flows``: their ids)
+    when ``flow`` is to be saved enabled while other enabled flows read the same invoicing
+    account and write to the same accounting folder, unless every one of them is in
+    ``confirmed`` (the ids a person confirmed after reading the message naming them).
+
+    Checked when the flow is turned on, or changes its connections or folder while on; a flow
+    already on with the same ledger is not asked again (the flow turned on later was)."""
+    if not flow.enabled:
+        return
+    ledger = flow_ledger(flow)
+    if ledger is None:
+        return
+    if before is not None and before.enabled and flow_ledger(before) == ledger:
+        return
+    confirmed = set(confirmed)
+    others = [o for o in flows_sharing_ledger(flow, enabled_only=True) if o.pk not in confirmed]
+    if not others:
+        return
+    raise ValidationError(
+        {"enabled": ValidationError(shared_ledger_message(others), code=SHARED_LEDGER,
+                                    params={"flows": [o.pk for o in others]})}
+    )  # fmt: skip
+
+
+def shared_ledger_message(others: Iterable[SyncFlow]) -> str:
+    """What a person confirms before a flow shares its ledger with ``others``."""
+    others = list(others)
+    names = ", ".join(describe_flow(other) for other in others)
+    plural = len(others) > 1
+    return (
+        f"The enabled flow{'s' if plural else ''} {names} already read{'' if plural else 's'} "
+        "the same invoicing account and write"
+        f"{'' if plural else 's'} to the same accounting folder. If you enable this flow too, "
+        "no invoice is written twice: before writing, each flow looks for the entry any other "
+        "flow wrote, and marks the invoice synced with that entry instead (its record names "
+        "the flow that wrote it). "
+        f"{'They keep' if plural else 'It keeps'} running unchanged; each invoice is written "
+        "by whichever flow reaches it first, with that flow's accounts, journals and VAT "
+        "codes. Confirm to enable both, or disable the other flow first."
     )
 
 

@@ -183,13 +183,15 @@ def test_import_into_a_fresh_client_round_trips_every_field_and_mapping(flow, tm
             assert getattr(copy, name) == value, name
 
 
-def test_import_with_existing_connections_round_trips_enabled_too(flow, tmp_path):
+def test_import_with_existing_connections_round_trips_but_creates_the_flow_disabled(
+    flow, tmp_path
+):
     _, original = _export(str(flow.pk))
     fresh = ClientFactory(name="Fresh client")
-    # Checked connections: the imported flow's setup is complete, so it may stay enabled.
+    # Checked connections: the imported flow's setup is complete, yet an import never enables.
     source = ConnectionFactory(client=fresh, name="Shop", kind="invoicing", last_check_ok=True)
     target = ConnectionFactory(client=fresh, name="Books", kind="accounting", last_check_ok=True)
-    _import(
+    out, err = _import(
         _write(tmp_path, original),
         "--client",
         "Fresh client",
@@ -202,10 +204,11 @@ def test_import_with_existing_connections_round_trips_enabled_too(flow, tmp_path
     )
     copy = SyncFlow.objects.get(client=fresh, name="Copy")
     assert (copy.invoicing_connection, copy.accounting_connection) == (source, target)
-    assert copy.enabled is True
+    assert original["flow"]["enabled"] is True and copy.enabled is False
+    assert "It is disabled" in out and "an import creates flows disabled" in err
     assert Connection.objects.filter(client=fresh).count() == 2
     exported_copy = flow_export(flow=copy)
-    assert exported_copy["flow"] == {**original["flow"], "name": "Copy"}
+    assert exported_copy["flow"] == {**original["flow"], "name": "Copy", "enabled": False}
     assert exported_copy["vat_mappings"] == original["vat_mappings"]
     assert exported_copy["journal_mappings"] == original["journal_mappings"]
 

@@ -24,7 +24,8 @@ def _unreadable(path: str, error: JsonFileError) -> str:
 class Command(BaseCommand):
     help = (
         "Create or update (by client and name) a sync flow from an export_flow document, "
-        "replacing its mappings. Missing connections are created without credentials."
+        "replacing its mappings. Missing connections are created without credentials. A new "
+        "flow is created disabled; an existing one keeps its enabled state."
     )
 
     def add_arguments(self, parser):
@@ -65,4 +66,9 @@ class Command(BaseCommand):
             self.stderr.write(self.style.WARNING(f"Warning: {warning}"))
         verb = "Created" if result.created else "Updated"
         message = f"{verb} the flow {result.flow} (id {result.flow.pk})."
+        if not result.flow.enabled:
+            message += (
+                " It is disabled: review it, then enable it in the admin (an import never "
+                "enables a flow)."
+            )
         self.stdout.write(self.style.SUCCESS(message))
