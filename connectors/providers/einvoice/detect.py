@@ -91,4 +91,4 @@ def check_root(root: etree._Element) -> str:
 def looks_like_einvoice(content: bytes) -> bool:
     """Whether XML that does not parse still shows an invoice's root element: a damaged or
     truncated e-invoice (INVALID) rather than some other text (UNSUPPORTED)."""
-    return bool(_ROOT_HINT.search(content[:4096]))
+    return bool(_ROOT_HINT.search(content))

@@ -94,7 +94,9 @@ def _expanded(values: list[str]) -> set[str]:
         keys.add(compact)
         if re.fullmatch(r"FR[0-9A-Z]{2}\d{9}", compact):
             keys.add(compact[4:])
-        elif re.fullmatch(r"\d{14}", compact) and stdnum_siret.is_valid(compact):
+        elif re.fullmatch(r"\d{14}", compact):
+            # Not only checksummed SIRETs: test and sandbox numbers rarely are, and a 14-digit
+            # id of the other party starting with our SIREN is no coincidence.
             keys.add(compact[:9])
     return keys
 
