@@ -636,13 +636,20 @@ def _posting_to_table(posting: Posting) -> str:
     header = (
         f"Journal: {posting.journal}   Date: {entry['date']}   Due: {entry['due_date'] or '-'}   "
         f"Reference: {posting.reference}   Currency: {posting.currency}"
-        + (f" (amounts in {posting.company_currency})" if foreign else "")
+        + (f" (debit and credit in {posting.company_currency})" if foreign else "")
         + f"   Draft: {'yes' if posting.draft else 'no'}"
     )
-    columns = ["Account", "Partner", "Debit", "Credit", "Label", "VAT code"]
+    # A foreign entry names the currency of every amount column: the ledger's for debit and
+    # credit, the invoice's for the amount as invoiced.
+    debit, credit = (
+        (f"Debit {posting.company_currency}", f"Credit {posting.company_currency}")
+        if foreign
+        else ("Debit", "Credit")
+    )
+    columns = ["Account", "Partner", debit, credit, "Label", "VAT code"]
     if foreign:
         columns.append(f"Amount {posting.currency}")
-    numeric = {"Debit", "Credit", *([columns[-1]] if foreign else [])}
+    numeric = {debit, credit, *([columns[-1]] if foreign else [])}
     rows = [
         [
             line["account"] if line["account"] is not None else "(from VAT code)",

@@ -186,6 +186,8 @@ class MemoryTarget(AccountingTarget):
     refuse: dict[str, ConnectorError] = {}
     # External ids that make a whole batch fail, as a target whose batch write is one transaction.
     poison: dict[str, ConnectorError] = {}
+    # The ledger's own currency: the folder reports it, and entries in another are refused.
+    currency: str = "EUR"
     _ids = itertools.count(1)
 
     @classmethod
@@ -200,6 +202,7 @@ class MemoryTarget(AccountingTarget):
         cls.fail_after_write = False
         cls.refuse = {}
         cls.poison = {}
+        cls.currency = "EUR"
 
     @classmethod
     def add_partner(cls, name: str, **identifiers) -> TargetPartner:
@@ -221,7 +224,7 @@ class MemoryTarget(AccountingTarget):
 
     def list_folders(self) -> list[Folder]:
         self.calls["list_folders"] += 1
-        return [Folder("1", "Test company", "EUR")]
+        return [Folder("1", "Test company", self.currency)]
 
     def list_vat_codes(self, folder: str) -> list[VatCode]:
         self.calls["list_vat_codes"] += 1
@@ -263,6 +266,14 @@ class MemoryTarget(AccountingTarget):
         results = []
         for entry in entries:
             posting = entry.posting
+            if posting.company_currency != self.currency:
+                error = ConnectorError(
+                    ErrorCode.CONFIGURATION_INCOMPLETE,
+                    f"The ledger books in {self.currency}, not {posting.company_currency}.",
+                    field="company_currency",
+                )
+                results.append(EntryResult(posting.external_id, error=error))
+                continue
             if posting.external_id in self.refuse:
                 results.append(
                     EntryResult(posting.external_id, error=self.refuse[posting.external_id])

@@ -344,3 +344,36 @@ def test_waiting_in_table_format_exits_0(preview):
 
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("Waiting:")
+
+
+def test_eur_invoice_under_a_usd_company_states_usd_debits_and_eur_amounts(preview):
+    done = preview(invoice(exchange_rate="1.0837"), config(company_currency="USD"))
+
+    assert done.returncode == 0, done.stderr
+    entry = json.loads(done.stdout)["entry"]
+    assert (entry["currency"], entry["company_currency"]) == ("EUR", "USD")
+    assert [(x["debit"], x["credit"], x["amount_currency"]) for x in entry["lines"]] == [
+        ("130.04", "0.00", "120.00"),
+        ("0.00", "108.37", "-100.00"),
+        ("0.00", "21.67", "-20.00"),
+    ]
+
+
+def test_foreign_entry_table_names_the_currency_of_every_amount_column(preview):
+    done = preview(
+        invoice(exchange_rate="1.0837"), config(company_currency="USD"), extra=["--format", "table"]
+    )
+
+    assert done.returncode == 0, done.stderr
+    header, _, columns, *_ = done.stdout.splitlines()
+    assert "Currency: EUR (debit and credit in USD)" in header
+    assert columns.split()[2:4] == ["Debit", "USD"] and "Credit USD" in columns
+    assert "Amount EUR" in columns
+
+
+def test_eur_invoice_under_a_usd_company_without_a_rate_exits_3_asking_for_one(preview):
+    done = preview(CONTRACT_INVOICE, config(company_currency="USD"))
+
+    assert done.returncode == 3
+    output = json.loads(done.stdout)
+    assert output["field"] == "exchange_rate" and "to USD" in output["message"]
