@@ -11,21 +11,25 @@ import logging
 
 from facturx import get_xml_from_pdf
 
-from connectors.providers.einvoice.document import invalid, unsupported
+from connectors.providers.einvoice.document import unsupported
 
 # The library logs the XML it extracts at debug level and each skipped attachment as a warning:
 # invoice content has no place in our logs.
 logging.getLogger("factur-x").setLevel(logging.ERROR)
+# pypdf warns on stderr about every oddity of a damaged PDF ("EOF marker not found"); the reader
+# turns a PDF it cannot read into one typed error instead.
+logging.getLogger("pypdf").setLevel(logging.ERROR)
 
 
 def extract_xml(pdf: bytes) -> tuple[str, bytes]:
     """(embedded file name, XML bytes). A PDF without an e-invoice inside is UNSUPPORTED (a
-    plain PDF); one pypdf cannot read is INVALID."""
+    plain PDF), and so is one pypdf cannot read: nothing shows it is an e-invoice at all."""
     try:
         filename, xml = get_xml_from_pdf(pdf, check_xsd=False)
-    except Exception as error:
-        raise invalid(
-            f"the PDF cannot be read ({type(error).__name__}: {str(error)[:120]})", field="PDF"
+    except Exception as error:  # pypdf raises many kinds of errors on damaged PDFs
+        raise unsupported(
+            f"the PDF cannot be read, it is damaged or truncated ({type(error).__name__}: "
+            f"{str(error)[:120]})"
         ) from error
     if not filename or not xml:
         raise unsupported(
