@@ -15,6 +15,7 @@ from django.utils.html import format_html_join
 from django.views.decorators.debug import sensitive_post_parameters
 
 from connectors import registry
+from connectors.admin_filters import ClientScopedRelatedFilter, scoped_list_filter
 from connectors.base import AUTH_FIELDS, AuthKind, ConnectionKind
 from connectors.models import Client, Connection
 from connectors.selectors import client_list_for_user
@@ -53,8 +54,9 @@ class ClientScopedAdminMixin:
     Every admin view that takes an object id (change, delete, history, the custom views that call
     ``get_object``) finds it through ``get_queryset``, so another client's object answers as if it
     did not exist; the changelist, its filters, actions and the autocomplete view go through
-    ``get_queryset`` too. The object-level permission checks below say the same for any view that
-    loads an object some other way."""
+    ``get_queryset`` too, and every list filter on a relation offers only the user's clients'
+    objects (:mod:`connectors.admin_filters`). The object-level permission checks below say the
+    same for any view that loads an object some other way."""
 
     # The path from the admin's model to its Client ("" for Client itself).
     client_lookup = "client"
@@ -69,6 +71,10 @@ class ClientScopedAdminMixin:
             return queryset
         members = f"{self.client_lookup}__members" if self.client_lookup else "members"
         return queryset.filter(**{members: request.user})
+
+    def get_list_filter(self, request):
+        # A filter on a relation offers only the user's clients' objects (admin_filters).
+        return scoped_list_filter(self.model, super().get_list_filter(request))
 
     def has_view_permission(self, request, obj=None):
         return super().has_view_permission(request, obj) and self.is_in_scope(request, obj)
@@ -445,7 +451,7 @@ class ConnectionAdmin(ClientScopedAdminMixin, admin.ModelAdmin):
         "provider",
         "auth_kind",
         "last_check_ok",
-        ("client", admin.RelatedOnlyFieldListFilter),
+        ("client", ClientScopedRelatedFilter),
     )
     search_fields = ("name", "client__name", "provider")
     list_select_related = ("client",)

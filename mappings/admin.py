@@ -22,6 +22,7 @@ from django.utils.text import slugify
 from django.utils.timezone import localtime
 
 from connectors.admin import CascadeLogsDeleteMixin, ClientScopedAdminMixin
+from connectors.admin_filters import ClientScopedRelatedFilter
 from connectors.errors import InvsyncError, error_info
 from mappings.audit import one_record_per_save
 from mappings.forms import (
@@ -222,7 +223,7 @@ class SyncFlowAdmin(CascadeLogsDeleteMixin, ClientScopedAdminMixin, admin.ModelA
         "last_run",
         "failed_records",
     )
-    list_filter = ("enabled", ("client", admin.RelatedOnlyFieldListFilter), "scope")
+    list_filter = ("enabled", ("client", ClientScopedRelatedFilter), "scope")
     search_fields = ("name", "client__name")
     readonly_fields = BOOKKEEPING_FIELDS
     fieldsets = (
@@ -595,14 +596,30 @@ class ConfigChangeAdmin(ClientScopedAdminMixin, admin.ModelAdmin):
 
     client_lookup = "client"
     list_display = ("at", "flow_label", "action", "actor_label", "changed_settings")
-    list_filter = ("action", ("flow", admin.RelatedOnlyFieldListFilter), "client")
+    list_filter = (
+        "action",
+        ("flow", ClientScopedRelatedFilter),
+        ("client", ClientScopedRelatedFilter),
+    )
     search_fields = ("flow_label", "actor_label")
     date_hierarchy = "at"
     readonly_fields = (
-        "at", "client", "flow", "flow_label", "action", "actor", "actor_label",
+        "at", "client", "flow_display", "flow_label", "action", "actor", "actor_label",
         "changes_display", "snapshot_display",
     )  # fmt: skip
     fields = readonly_fields
+
+    @admin.display(description="flow")
+    def flow_display(self, obj: ConfigChange):
+        # A record belongs to the client it was made under: a flow moved to another client since
+        # is named as it was then, never as that client's flow.
+        flow = obj.flow
+        if flow is None:
+            return f"{obj.flow_label} (deleted)"
+        if flow.client_id != obj.client_id:
+            return f"{obj.flow_label} (since moved to another client)"
+        url = reverse("admin:mappings_syncflow_change", args=[flow.pk])
+        return format_html('<a href="{}">{}</a>', url, flow)
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False

@@ -27,6 +27,7 @@ from django.utils.http import urlencode
 from django.utils.safestring import mark_safe
 
 from connectors.admin import ClientScopedAdminMixin
+from connectors.admin_filters import ClientScopedRelatedFilter
 from connectors.errors import CATALOGUE, ErrorCode, ErrorInfo, InvsyncError
 from mappings.models import SyncFlow
 from mappings.selectors import flow_list_with_run_stats
@@ -240,7 +241,7 @@ class SyncRunAdmin(ReadOnlyAdminMixin, ClientScopedAdminMixin, admin.ModelAdmin)
         "unchanged_count",
     )
     list_display_links = ("id", "flow")
-    list_filter = (("flow", admin.RelatedOnlyFieldListFilter), "status", "trigger")
+    list_filter = (("flow", ClientScopedRelatedFilter), "status", "trigger")
     list_select_related = ("flow", "flow__client")
     date_hierarchy = "started_at"
     fieldsets = (
@@ -475,7 +476,7 @@ class SyncedRecordAdmin(ReadOnlyAdminMixin, ClientScopedAdminMixin, admin.ModelA
         "updated_at",
     )
     list_filter = (
-        ("flow", admin.RelatedOnlyFieldListFilter),
+        ("flow", ClientScopedRelatedFilter),
         "status",
         "error_code",
         "invoice_type",
@@ -925,7 +926,7 @@ class PartnerLinkAdmin(ClientScopedAdminMixin, admin.ModelAdmin):
         "flow",
         "created_at",
     )
-    list_filter = (("flow", admin.RelatedOnlyFieldListFilter), "matched_by")
+    list_filter = (("flow", ClientScopedRelatedFilter), "matched_by")
     list_select_related = ("flow", "flow__client")
     search_fields = (
         "source_partner_name",

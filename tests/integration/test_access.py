@@ -34,7 +34,7 @@ from django.urls import URLPattern, reverse
 
 from connectors import roles
 from connectors.models import Client, Connection, LookupCache
-from mappings.models import JournalMapping, SyncFlow, VatMapping
+from mappings.models import ConfigChange, JournalMapping, SyncFlow, VatMapping
 from syncs.models import PartnerLink, SyncedRecord, SyncRun
 from syncs.serialization import invoice_to_json
 from tests.factories import (
@@ -565,6 +565,194 @@ def test_the_autocomplete_offers_only_the_members_clients_objects(member, world)
                 .values_list("pk", flat=True)
             )
             assert ids == (set() if term else expected), where
+
+
+# Every list filter, select, search and autocomplete of every admin page is scoped like the rows
+
+# The path to the client of every client-owned model an admin page may offer as a choice.
+OWNED_BY = {**CLIENT_PATH, ConfigChange: "client"}
+
+
+def _pks(model, client: Client) -> set[int]:
+    return set(model.objects.filter(**{OWNED_BY[model]: client.pk}).values_list("pk", flat=True))
+
+
+def _assert_offers_only_a(choices, related_model, world, where: str) -> None:
+    """``choices``: (value, label) pairs offered for ``related_model``; none may be client B's."""
+    offered = {str(value) for value, _ in choices if value not in (None, "")}
+    for _, label in choices:
+        assert B_MARK not in str(label), f"{where}: offers {label!r}"
+    if related_model in OWNED_BY:
+        theirs = {str(pk) for pk in _pks(related_model, world["B"][Client])}
+        assert not offered & theirs, f"{where}: offers client B's {related_model.__name__} ids"
+        assert offered <= {str(pk) for pk in _pks(related_model, world["A"][Client])}, where
+
+
+def _assert_filters_offer_only_a(response, world, where: str) -> None:
+    changelist = response.context["cl"]
+    for spec in changelist.filter_specs:
+        name = f"{where} filter {spec.title!r}"
+        for choice in spec.choices(changelist):
+            assert B_MARK not in str(choice.get("display", "")), f"{name}: {choice['display']!r}"
+        field = getattr(spec, "field", None)
+        if field is not None and field.is_relation:
+            _assert_offers_only_a(spec.lookup_choices, field.related_model, world, name)
+        else:
+            for choice in getattr(spec, "lookup_choices", None) or ():
+                label = choice[-1] if isinstance(choice, tuple | list) else choice
+                assert B_MARK not in str(label), f"{name}: {label!r}"
+
+
+def _assert_selects_offer_only_a(response, world, where: str) -> None:
+    forms = [response.context["adminform"].form]
+    for inline in response.context.get("inline_admin_formsets") or ():
+        forms += list(inline.formset.forms)
+    for form in forms:
+        for field_name, field in form.fields.items():
+            queryset = getattr(field, "queryset", None)
+            if queryset is None or field.widget.is_hidden:
+                continue  # a hidden row id offers no choice (the inline access test covers it)
+            choices = [(obj.pk, str(obj)) for obj in queryset]
+            _assert_offers_only_a(choices, queryset.model, world, f"{where} select {field_name}")
+
+
+def _registered_admins():
+    return sorted(admin.site._registry.items(), key=lambda item: item[0]._meta.label)
+
+
+def test_every_admin_changelist_filter_offers_only_the_members_clients(member, world):
+    walked = []
+    for model, model_admin in _registered_admins():
+        url = _url(model, "changelist")
+        response = member.http.get(url)
+        where = f"{member.role} {model._meta.label} changelist"
+        if not model_admin.has_view_or_change_permission(_request_of(member, url)):
+            assert response.status_code == 403, where
+            continue
+        assert response.status_code == 200, where
+        walked.append(model)
+        assert B_MARK not in _text(response), where
+        _assert_filters_offer_only_a(response, world, where)
+    # The walk reached the pages the roles read, among them the configuration-change list.
+    assert {Client, Connection, SyncFlow, SyncRun, SyncedRecord, ConfigChange} <= set(walked)
+
+
+def test_the_configuration_change_list_filters_by_the_members_clients_only(world):
+    # A member of two clients gets the "By client" filter (one client needs none).
+    charlie = _build_client("Charlie")[Client]
+    viewer = _member(roles.VIEWER, world["A"][Client])
+    charlie.members.add(viewer.user)
+    response = viewer.http.get(_url(ConfigChange, "changelist"))
+    (by_client,) = [spec for spec in response.context["cl"].filter_specs if spec.title == "client"]
+    offered = sorted(label for _, label in by_client.lookup_choices)
+    assert offered == sorted([str(world["A"][Client]), str(charlie)])
+    assert "Bravo Client" not in _text(response)
+    assert f"client__id__exact={world['B'][Client].pk}" not in _text(response)
+
+
+def test_the_audit_of_a_flow_moved_to_another_client_does_not_show_it_to_the_old_client(world):
+    from mappings.services import flow_update
+
+    a, b = world["A"], world["B"]
+    moved = SyncFlowFactory(client=a[Client], name="Alpha second flow")
+    old_record = ConfigChange.objects.filter(flow=moved).get()
+    # Moved with its history (recorded under client A) to client B, and renamed there.
+    flow_update(
+        flow=moved,
+        data={
+            "client": b[Client],
+            "name": f"{B_MARK} moved flow",
+            "enabled": False,
+            "invoicing_connection": b[SyncFlow].invoicing_connection,
+            "accounting_connection": b[SyncFlow].accounting_connection,
+        },
+    )
+    viewer = _member(roles.VIEWER, a[Client])
+    listing = viewer.http.get(_url(ConfigChange, "changelist"))
+    assert old_record in listing.context["cl"].result_list  # client A's history stays A's
+    assert B_MARK not in _text(listing)
+    detail = viewer.http.get(_url(ConfigChange, "change", old_record.pk))
+    assert detail.status_code == 200
+    assert B_MARK not in _text(detail)
+    assert "Alpha second flow" in _text(detail)
+
+
+def test_a_filter_declared_on_a_relation_any_way_is_the_scoped_one():
+    from connectors.admin_filters import ClientScopedRelatedFilter, scoped_list_filter
+
+    scoped = ClientScopedRelatedFilter
+    declared = ["action", "client", ("flow", admin.RelatedFieldListFilter), "flow__client"]
+    assert scoped_list_filter(ConfigChange, declared) == [
+        "action", ("client", scoped), ("flow", scoped), ("flow__client", scoped),
+    ]  # fmt: skip
+
+
+def test_searching_any_changelist_finds_none_of_another_clients_rows(member, world):
+    for model, model_admin in _registered_admins():
+        if model not in OWNED_BY or not model_admin.search_fields:
+            continue
+        response = member.http.get(_url(model, "changelist"), {"q": B_MARK})
+        if response.status_code == 403:
+            continue
+        shown = {obj.pk for obj in response.context["cl"].result_list}
+        assert not shown & _pks(model, world["B"][Client]), model.__name__
+
+
+def test_every_autocomplete_offers_only_the_members_clients_objects(member, world):
+    """Every foreign key of every registered model, asked of the autocomplete view."""
+    asked = 0
+    for source, _ in _registered_admins():
+        for field in source._meta.get_fields():
+            if not (field.many_to_one or field.many_to_many) or not field.concrete:
+                continue
+            for term in ("", B_MARK, "Alpha"):
+                response = member.http.get(
+                    reverse("admin:autocomplete"),
+                    {
+                        "app_label": source._meta.app_label,
+                        "model_name": source._meta.model_name,
+                        "field_name": field.name,
+                        "term": term,
+                    },
+                )
+                where = f"{member.role} autocomplete {source.__name__}.{field.name} {term!r}"
+                if response.status_code in (403, 404):
+                    continue
+                assert response.status_code == 200, where
+                asked += 1
+                results = response.json()["results"]
+                choices = [(result["id"], result["text"]) for result in results]
+                _assert_offers_only_a(choices, field.related_model, world, where)
+    assert asked  # at least the connections and flows a member reads answered
+
+
+def test_every_add_and_change_form_select_offers_only_the_members_clients(member, world):
+    checked = 0
+    for model, _ in _registered_admins():
+        if model not in OWNED_BY:
+            continue
+        pages = [_url(model, "add")]
+        own = _pks(model, world["A"][Client])
+        if own:
+            pages.append(_url(model, "change", min(own)))
+        for url in pages:
+            response = member.http.get(url)
+            where = f"{member.role} {url}"
+            if response.status_code in (302, 403):
+                continue
+            assert response.status_code == 200, where
+            assert B_MARK not in _text(response), where
+            _assert_selects_offer_only_a(response, world, where)
+            checked += 1
+    assert checked
+
+
+def _request_of(member: Member, path: str):
+    from django.test import RequestFactory
+
+    request = RequestFactory().get(path)
+    request.user = member.user
+    return request
 
 
 def test_a_flow_page_shows_only_its_own_mappings(member, world):
