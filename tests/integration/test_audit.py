@@ -204,3 +204,49 @@ def test_a_setting_and_a_row_changed_together_make_one_record(client, accountant
     assert len(recorded) == 1
     assert sorted(recorded[0].changes) == ["label_mode", "vat_mappings"]
     assert recorded[0].actor == accountant
+
+
+def test_a_flow_added_with_its_rows_is_one_created_record_holding_them(client, accountant):
+    from tests.factories import ClientFactory, ConnectionFactory
+
+    owner = ClientFactory()
+    source = ConnectionFactory(client=owner, kind="invoicing")
+    target = ConnectionFactory(client=owner, kind="accounting")
+    url = reverse("admin:mappings_syncflow_add")
+    data = _form_data(client.get(url))
+    data.update(
+        {
+            "client": str(owner.pk),
+            "name": "Added with rows",
+            "invoicing_connection": str(source.pk),
+            "accounting_connection": str(target.pk),
+            "schedule_minutes": "60",
+            "vat_mappings-TOTAL_FORMS": "1",
+            "vat_mappings-0-direction": "sales",
+            "vat_mappings-0-source_rate": "20",
+            "vat_mappings-0-target_code": "V20",
+            "journal_mappings-TOTAL_FORMS": "1",
+            "journal_mappings-0-source_journal": "VT",
+            "journal_mappings-0-target_journal": "REV",
+        }
+    )
+    response = client.post(url, data)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    flow = SyncFlow.objects.get(name="Added with rows")
+    (created,) = changes(flow)
+    assert created.action == "created" and created.actor == accountant
+    assert created.changes["vat_mappings"] == {"added": ["sales 20 % → V20"], "removed": []}
+    assert created.changes["journal_mappings"] == {"added": ["VT → REV"], "removed": []}
+
+
+def test_a_refused_save_records_nothing(client, accountant):
+    flow = SyncFlowFactory(vat=[("sales", "20.0", "V20")])
+    before = len(changes(flow))
+    url = reverse("admin:mappings_syncflow_change", args=[flow.pk])
+    page = client.get(url)
+    data = _form_data(page)
+    data[_row(page, "vatmapping", target_code="V20") + "-target_code"] = "V10"
+    data["schedule_minutes"] = "0"  # refused: the row change must not be recorded either
+    response = client.post(url, data)
+    assert response.status_code == 200
+    assert len(changes(flow)) == before
