@@ -277,3 +277,20 @@ def test_import_flow_says_the_new_flow_is_disabled(memory_connectors, tmp_path, 
     call_command("import_flow", str(path), "--name", "Copy")
     out = capsys.readouterr()
     assert "It is disabled" in out.out and "an import creates flows disabled" in out.err
+
+
+def test_a_records_page_says_which_flow_wrote_its_entry(memory_connectors, admin_client):
+    from django.urls import reverse
+
+    source, _target = memory_connectors
+    first, second = ledger_flow("Acme"), ledger_flow("Other firm")
+    invoice = InvoiceFactory()
+    source.put(invoice)
+    run(first)
+    run(second)
+    record = records(second)[invoice.source_id]
+    page = admin_client.get(reverse("admin:syncs_syncedrecord_change", args=[record.pk]))
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert f"written by the flow Acme/{first.name} (id {first.pk})" in text
+    assert record.entry_key in text
