@@ -353,6 +353,30 @@ def test_vat_categories_become_tax_kinds_on_lines_and_breakdown(name, company, k
 
 
 @needs_samples
+@pytest.mark.parametrize(
+    ("name", "old", "new"),
+    [
+        (
+            "XML-Rechnung/CII/EN16931_Einfach.cii.xml",
+            b"<ram:CategoryCode>S</ram:CategoryCode>",
+            b"<ram:CategoryCode>B</ram:CategoryCode>",
+        ),
+        ("XML-Rechnung/UBL/EN16931_Einfach.ubl.xml", b"<cbc:ID>S</cbc:ID>", b"<cbc:ID>B</cbc:ID>"),
+    ],
+    ids=["cii", "ubl"],
+)
+def test_a_vat_category_invsync_does_not_know_is_invalid_naming_it(name, old, new):
+    content = sample(name).replace(old, new)
+    error = refused(content, OurCompany(identifiers=("DE123456789",)))
+    assert (error.code, error.rule, error.field) == (
+        ErrorCode.EINVOICE_INVALID,
+        "UNCL5305",
+        "BT-118",
+    )
+    assert "VAT category 'B'" in error.message
+
+
+@needs_samples
 def test_document_allowances_and_charges_become_lines_that_make_bt_109():
     invoice = read_einvoice(
         sample("XML-Rechnung/CII/EN16931_Rabatte.cii.xml"),

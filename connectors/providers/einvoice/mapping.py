@@ -226,7 +226,7 @@ def _rate_or_zero(category: str | None, rate: Decimal | None) -> Decimal | None:
     return rate
 
 
-def _kind(category: str | None, where: str) -> TaxKind:
+def _kind(category: str | None, where: str, field: str = "BT-151") -> TaxKind:
     if not category:
         return TaxKind.STANDARD
     kind = CATEGORY_KINDS.get(category.upper())
@@ -234,7 +234,7 @@ def _kind(category: str | None, where: str) -> TaxKind:
         raise invalid(
             f"{where}: VAT category {category!r} is not one invsync knows (S, Z, E, AE, K, G, O, "
             "L, M)",
-            field="BT-151",
+            field=field,
             rule="UNCL5305",
         )
     return kind
@@ -351,7 +351,7 @@ def build_invoice(
             amount=row.amount * sign,
             rate=_rate_or_zero(row.category, row.rate),
             tax_id=tax_key(row.category, row.rate),
-            kind=_kind(row.category, f"VAT breakdown row {index}"),
+            kind=_kind(row.category, f"VAT breakdown row {index}", "BT-118"),
             category=row.category.upper(),
         )
         for index, row in enumerate(document.vat_rows, start=1)
