@@ -41,9 +41,16 @@ def flow_ledger(flow: SyncFlow) -> Ledger | None:
         return None
 
 
+def scopes_overlap(scope: str, other: str) -> bool:
+    """Whether two flows' scopes share invoices: a sales-only and a purchases-only flow never
+    read the same invoice."""
+    return scope == other or "both" in (scope, other)
+
+
 def flows_sharing_ledger(flow: SyncFlow, *, enabled_only: bool = False) -> list[SyncFlow]:
     """The other flows (enabled or not, unless ``enabled_only``) that read the same source
-    account and write to the same folder of the same accounting account as ``flow``."""
+    account and write to the same folder of the same accounting account as ``flow``, in a scope
+    that shares invoices with its own."""
     ledger = flow_ledger(flow)
     if ledger is None:
         return []
@@ -54,7 +61,11 @@ def flows_sharing_ledger(flow: SyncFlow, *, enabled_only: bool = False) -> list[
         candidates = candidates.exclude(pk=flow.pk)
     if enabled_only:
         candidates = candidates.filter(enabled=True)
-    return [other for other in candidates.order_by("pk") if flow_ledger(other) == ledger]
+    return [
+        other
+        for other in candidates.order_by("pk")
+        if scopes_overlap(flow.scope, other.scope) and flow_ledger(other) == ledger
+    ]
 
 
 def describe_flow(flow: SyncFlow) -> str:

@@ -363,14 +363,19 @@ def flow_shared_ledger_check(
     account and write to the same accounting folder, unless every one of them is in
     ``confirmed`` (the ids a person confirmed after reading the message naming them).
 
-    Checked when the flow is turned on, or changes its connections or folder while on; a flow
-    already on with the same ledger is not asked again (the flow turned on later was)."""
+    Checked when the flow is turned on, or changes its connections, folder or scope while on; a
+    flow already on with the same ledger is not asked again (the flow turned on later was)."""
     if not flow.enabled:
         return
     ledger = flow_ledger(flow)
     if ledger is None:
         return
-    if before is not None and before.enabled and flow_ledger(before) == ledger:
+    if (
+        before is not None
+        and before.enabled
+        and flow_ledger(before) == ledger
+        and before.scope == flow.scope
+    ):
         return
     confirmed = set(confirmed)
     others = [o for o in flows_sharing_ledger(flow, enabled_only=True) if o.pk not in confirmed]

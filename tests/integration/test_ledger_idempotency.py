@@ -294,3 +294,14 @@ def test_a_records_page_says_which_flow_wrote_its_entry(memory_connectors, admin
     text = page.content.decode()
     assert f"written by the flow Acme/{first.name} (id {first.pk})" in text
     assert record.entry_key in text
+
+
+def test_a_sales_flow_and_a_purchases_flow_on_one_ledger_do_not_overlap(memory_connectors):
+    sales = ledger_flow("Acme", scope="sales")
+    purchases = ledger_flow("Other firm", scope="purchases", enabled=False)
+    both = ledger_flow("Third", scope="both", enabled=False)
+    assert flows_sharing_ledger(sales) == [both]
+    assert flows_sharing_ledger(purchases) == [both]
+    flow_update(flow=purchases, data={"enabled": True})  # no confirmation needed
+    with pytest.raises(ValidationError):
+        flow_update(flow=both, data={"enabled": True})
