@@ -464,6 +464,21 @@ def test_zugferd_1_invoice_is_read_with_its_breakdown_and_lines():
     assert invoice.partner.vat_number == "DE123456789"
 
 
+def test_zugferd_1_pdf_is_read_from_its_embedded_xml_and_checked_by_its_xsd():
+    xml = (DATA / "zugferd1_basic.xml").read_bytes()
+    pdf = pdf_with_attachment("ZUGFeRD-invoice.xml", xml)
+    result = read_einvoice(pdf, company=OurCompany(identifiers=("DE987654321",)))
+    assert result.format == "zugferd1"
+    assert result.invoice.total == Decimal("291.50")
+    assert result.attachment.content == pdf and result.attachment.content_type == "application/pdf"
+    assert result.notices == ()
+    broken = pdf_with_attachment(
+        "ZUGFeRD-invoice.xml", xml.replace(b"<ram:Name>RECHNUNG</ram:Name>", b"<ram:Bogus/>")
+    )
+    error = refused(broken, OurCompany(identifiers=("DE987654321",)))
+    assert (error.rule, error.field) == ("XSD", "Bogus")
+
+
 def test_zugferd_1_that_breaks_its_xsd_is_invalid():
     content = (
         (DATA / "zugferd1_basic.xml")

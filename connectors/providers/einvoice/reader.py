@@ -63,14 +63,9 @@ def read_einvoice(content: bytes, *, company: OurCompany, filename: str | None =
 def _read(content: bytes, *, company: OurCompany, filename: str | None) -> EInvoice:
     kind = detect.sniff(content)
     notices: list[str] = []
-    check_schema = True
+    embedded = None
     if kind is detect.Kind.PDF:
         embedded, xml = facturx.extract_xml(content)
-        if embedded.lower() in _ZUGFERD_20_NAMES:
-            check_schema = False
-            notices.append(
-                f"{embedded} (ZUGFeRD 2.0): checked by EN16931's arithmetic, not by an XSD"
-            )
         attachment = Attachment(
             filename=filename or f"{embedded.rsplit('.', 1)[0]}.pdf",
             content_type="application/pdf",
@@ -89,7 +84,9 @@ def _read(content: bytes, *, company: OurCompany, filename: str | None) -> EInvo
         raise
     syntax = detect.check_root(root)
     document = read_cii(root) if syntax in ("cii", "zugferd1") else read_ubl(root)
-    if check_schema:
+    if syntax == "cii" and embedded and embedded.lower() in _ZUGFERD_20_NAMES:
+        notices.append(f"{embedded} (ZUGFeRD 2.0): checked by EN16931's arithmetic, not by an XSD")
+    else:
         validate.check_xsd(document, root)
     validate.check_arithmetic(document)
     sale = direction_of(document, company)
