@@ -240,6 +240,18 @@ def test_a_buyer_named_only_is_identified_by_our_exact_name():
 
 
 @needs_samples
+@pytest.mark.parametrize(
+    "name", ["XML-Rechnung/CII/EN16931_Einfach.cii.xml", "XML-Rechnung/UBL/EN16931_Einfach.ubl.xml"]
+)
+def test_a_buyer_known_only_by_the_sellers_customer_number_is_identified_by_our_name(name):
+    # BT-46 without a scheme (GE2020211) is the seller's customer number, not our identifier.
+    company = OurCompany(identifiers=("DE999999999",), name="Kunden AG Mitte")
+    invoice = read_einvoice(sample(name), company=company).invoice
+    assert invoice.type is InvoiceType.SUPPLIER_INVOICE
+    assert invoice.partner.name == "Lieferant GmbH"
+
+
+@needs_samples
 def test_a_party_with_identifiers_is_never_matched_by_name_alone():
     # The seller has a VAT number: its name is not enough (a namesake is another company).
     error = refused(

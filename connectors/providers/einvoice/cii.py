@@ -317,12 +317,16 @@ def _party(r: _Reader, node: etree._Element | None, group: str, role: str) -> Pa
         for element in r.findall(node, "ram:SpecifiedLegalOrganization/ram:ID")
         if (value := text(element))
     ]
-    other_ids = [
-        Identifier(value, element.get("schemeID"))
-        for path in ("ram:ID", "ram:GlobalID")
-        for element in r.findall(node, path)
-        if (value := text(element))
-    ]
+    other_ids: list[Identifier] = []
+    assigned_ids: list[str] = []
+    for path in ("ram:ID", "ram:GlobalID"):
+        for element in r.findall(node, path):
+            if not (value := text(element)):
+                continue
+            if element.get("schemeID"):
+                other_ids.append(Identifier(value, element.get("schemeID")))
+            else:
+                assigned_ids.append(value)
     email = None
     for element in r.findall(node, "ram:URIUniversalCommunication/ram:URIID"):
         value = text(element)
@@ -351,6 +355,7 @@ def _party(r: _Reader, node: etree._Element | None, group: str, role: str) -> Pa
         legal_ids=tuple(legal_ids),
         other_ids=tuple(other_ids),
         tax_numbers=tuple(tax_numbers),
+        assigned_ids=tuple(assigned_ids),
         country=(r.text(address_node, "ram:CountryID") or "").upper() or None,
         address=address,
         email=email,

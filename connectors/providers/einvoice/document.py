@@ -59,9 +59,14 @@ class Party:
     country: str | None = None  # BT-40 / BT-55
     address: str | None = None
     email: str | None = None
+    # BT-29 / BT-46 without a scheme: a number the other party gave it (a customer number), not
+    # an identifier of its own.
+    assigned_ids: tuple[str, ...] = ()
 
     @property
     def has_identifier(self) -> bool:
+        """Whether the party carries an identifier of its own (VAT, legal, tax number, a
+        scheme-qualified id or electronic address); a customer number does not count."""
         return bool(self.vat_ids or self.legal_ids or self.other_ids or self.tax_numbers)
 
 

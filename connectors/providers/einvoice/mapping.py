@@ -107,6 +107,7 @@ def _party_identifiers(party: Party) -> list[str]:
         *party.tax_numbers,
         *(identifier.value for identifier in party.legal_ids),
         *(identifier.value for identifier in party.other_ids),
+        *party.assigned_ids,
     ]
 
 
@@ -115,9 +116,10 @@ def _name_key(name: str) -> str:
 
 
 def _is_us(party: Party, company: OurCompany) -> bool:
-    ours = _expanded(list(company.identifiers))
+    if _expanded(list(company.identifiers)) & _expanded(_party_identifiers(party)):
+        return True
     if party.has_identifier:
-        return bool(ours & _expanded(_party_identifiers(party)))
+        return False  # a namesake with identifiers of its own is another company
     names = {_name_key(value) for value in (company.name, *company.identifiers) if value}
     return _name_key(party.name) in names
 
@@ -185,6 +187,8 @@ def partner_of(party: Party) -> Partner:
         source_id = f"id:{first.scheme or ''}:{_compact(first.value)}"
     elif source_id is None and party.tax_numbers:
         source_id = f"tax:{_compact(party.tax_numbers[0])}"
+    elif source_id is None and party.assigned_ids:
+        source_id = f"ref:{_compact(party.assigned_ids[0])}"
     if source_id is None:
         source_id = f"name:{_name_key(party.name)}"
     return Partner(

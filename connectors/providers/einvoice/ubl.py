@@ -204,11 +204,15 @@ def _party(node: etree._Element | None, group: str, role: str) -> Party:
         for element in _findall(node, "cac:PartyLegalEntity/cbc:CompanyID")
         if (value := text(element))
     ]
-    other_ids = [
-        Identifier(value, element.get("schemeID"))
-        for element in _findall(node, "cac:PartyIdentification/cbc:ID")
-        if (value := text(element))
-    ]
+    other_ids: list[Identifier] = []
+    assigned_ids: list[str] = []
+    for element in _findall(node, "cac:PartyIdentification/cbc:ID"):
+        if not (value := text(element)):
+            continue
+        if element.get("schemeID"):
+            other_ids.append(Identifier(value, element.get("schemeID")))
+        else:
+            assigned_ids.append(value)
     email = _text(node, "cac:Contact/cbc:ElectronicMail")
     endpoint = _find(node, "cbc:EndpointID")
     if endpoint is not None and (value := text(endpoint)):
@@ -233,6 +237,7 @@ def _party(node: etree._Element | None, group: str, role: str) -> Party:
         legal_ids=tuple(legal_ids),
         other_ids=tuple(other_ids),
         tax_numbers=tuple(tax_numbers),
+        assigned_ids=tuple(assigned_ids),
         country=(_text(address_node, "cac:Country/cbc:IdentificationCode") or "").upper() or None,
         address=", ".join(part for part in [*parts, city] if part) or None,
         email=email,
