@@ -411,6 +411,33 @@ def test_document_allowances_and_charges_become_lines_that_make_bt_109():
 
 
 @needs_samples
+def test_an_extended_information_line_is_outside_the_totals_and_said_so():
+    name = "ZUGFeRDv2/correct/Mustangproject/testout-ZF2PushItemChargesAllowances.xml"
+    content = sample(name)
+    first = content.index(b"<ram:IncludedSupplyChainTradeLineItem>")
+    end = content.index(b"</ram:IncludedSupplyChainTradeLineItem>") + len(
+        b"</ram:IncludedSupplyChainTradeLineItem>"
+    )
+    information = (
+        content[first:end]
+        .replace(b"<ram:LineID>1</ram:LineID>", b"<ram:LineID>9</ram:LineID>")
+        .replace(
+            b"</ram:LineID>",
+            b"</ram:LineID><ram:LineStatusReasonCode>INFORMATION</ram:LineStatusReasonCode>",
+            1,
+        )
+    )
+    assert b"INFORMATION" in information
+    with_information = content[:end] + information + content[end:]
+    company = OurCompany(identifiers=("DE0815",))
+    plain = read_einvoice(content, company=company).invoice
+    result = read_einvoice(with_information, company=company)
+    assert len(result.invoice.lines) == len(plain.lines)
+    assert result.invoice.untaxed_amount == plain.untaxed_amount
+    assert any("lines 9 are GROUP or INFORMATION" in notice for notice in result.notices)
+
+
+@needs_samples
 def test_the_same_invoice_received_twice_is_one_source_id_and_another_is_not():
     pdf = sample("XML-Rechnung/FX/EN16931_Einfach.pdf")
     xml = sample("XML-Rechnung/CII/EN16931_Einfach.cii.xml")

@@ -203,10 +203,18 @@ def read_cii(root: etree._Element) -> Document:
             r.amount(summation, "ram:DuePayableAmount", "BT-115"), "BT-115", "amount due"
         ),
     )
-    lines = tuple(
-        _line(r, item, index)
-        for index, item in enumerate(r.findall(transaction, "ram:IncludedSupplyChainTradeLineItem"))
-    )
+    lines: list[Line] = []
+    skipped: list[str] = []
+    for index, item in enumerate(r.findall(transaction, "ram:IncludedSupplyChainTradeLineItem")):
+        # EXTENDED groups lines: a GROUP line sums its DETAIL lines and an INFORMATION line
+        # carries no amount of the invoice; BT-106 adds up the DETAIL lines only.
+        status = r.text(item, "ram:AssociatedDocumentLineDocument/ram:LineStatusReasonCode")
+        if status and status.upper() in ("GROUP", "INFORMATION"):
+            skipped.append(
+                r.text(item, "ram:AssociatedDocumentLineDocument/ram:LineID") or str(index + 1)
+            )
+            continue
+        lines.append(_line(r, item, index))
     return Document(
         syntax=syntax,
         profile=_profile(guideline or ""),
@@ -218,10 +226,11 @@ def read_cii(root: etree._Element) -> Document:
         currency=currency.upper(),
         seller=seller,
         buyer=buyer,
-        lines=lines,
+        lines=tuple(lines),
         allowances_charges=allowances_charges,
         vat_rows=vat_rows,
         totals=totals,
+        skipped_line_ids=tuple(skipped),
     )
 
 

@@ -142,3 +142,5 @@ class Document:
     vat_rows: tuple[VatRow, ...]
     totals: Totals
     credit_note_syntax: bool = False  # a UBL CreditNote (its amounts are credits as stated)
+    # EXTENDED sub-lines: GROUP and INFORMATION lines are outside the totals (their LineIDs).
+    skipped_line_ids: tuple[str, ...] = ()

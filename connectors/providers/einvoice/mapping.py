@@ -277,6 +277,11 @@ def build_invoice(
         )
     if document.type_code in ("389", "261"):
         notices.append(f"{type_word}: issued by the buyer on the seller's behalf")
+    if document.skipped_line_ids:
+        notices.append(
+            f"lines {', '.join(document.skipped_line_ids)} are GROUP or INFORMATION lines "
+            "(EXTENDED): outside the totals, not booked"
+        )
     if document.type_code == "384":
         notices.append("corrective invoice: it corrects an earlier invoice (BT-25)")
 
