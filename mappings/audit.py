@@ -138,6 +138,16 @@ def config_change_record(*, flow: SyncFlow, deleted: bool = False) -> ConfigChan
             snapshot=last.snapshot if last else {}, **_actor_fields(),
         )  # fmt: skip
     snapshot = flow_config_snapshot(flow)
+    if last is not None and last.client_id != flow.client_id:
+        # Moved to another client: each client's audit keeps to its own names. The old client's
+        # ends with the move (not naming the new client), the new client's starts afresh.
+        ConfigChange.objects.create(
+            client_id=last.client_id, flow=flow, flow_label=last.flow_label,
+            action=ConfigChange.Action.CHANGED,
+            changes={"client": {"from": str(last.client), "to": "another client"}},
+            snapshot=last.snapshot, **_actor_fields(),
+        )  # fmt: skip
+        last = None
     if last is None:
         action, changes = ConfigChange.Action.CREATED, _diff({}, snapshot)
     else:

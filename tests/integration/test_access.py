@@ -675,6 +675,15 @@ def test_the_audit_of_a_flow_moved_to_another_client_does_not_show_it_to_the_old
     assert detail.status_code == 200
     assert B_MARK not in _text(detail)
     assert "Alpha second flow" in _text(detail)
+    # Client B's audit starts the flow afresh: nothing of client A's (names, connections) shows.
+    b_viewer = UserFactory(username="b-viewer", roles=[roles.VIEWER], clients=[b[Client]])
+    b_http = HttpClient()
+    b_http.force_login(b_viewer)
+    (arrival,) = ConfigChange.objects.filter(flow=moved, client=b[Client])
+    assert arrival.action == "created"
+    for url in (_url(ConfigChange, "changelist"), _url(ConfigChange, "change", arrival.pk)):
+        page = _text(b_http.get(url))
+        assert "Alpha" not in page, url
 
 
 def test_a_filter_declared_on_a_relation_any_way_is_the_scoped_one():
