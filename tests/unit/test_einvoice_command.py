@@ -107,6 +107,15 @@ def test_a_file_that_is_no_einvoice_exits_2(tmp_path, content):
     assert "ERROR_SYNC_INVOICE_EINVOICE_UNSUPPORTED" in str(error)
 
 
+def test_a_file_larger_than_an_einvoice_may_be_exits_2_unread(tmp_path):
+    path = tmp_path / "huge.pdf"
+    with path.open("wb") as handle:
+        handle.truncate(60 * 1024 * 1024)  # sparse: nothing is written
+    _, error = run(str(path), "--company-id", BUYER_VAT)
+    assert error is not None and error.returncode == 2
+    assert "larger than the 50 MB" in str(error)
+
+
 def test_a_missing_file_exits_2(tmp_path):
     _, error = run(str(tmp_path / "absent.pdf"), "--company-id", BUYER_VAT)
     assert error is not None and error.returncode == 2

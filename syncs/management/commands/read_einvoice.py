@@ -23,6 +23,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from connectors.errors import ErrorCode
 from connectors.providers.einvoice import EInvoice, EInvoiceError, OurCompany, read_einvoice
+from connectors.providers.einvoice.detect import MAX_FILE_BYTES
 from syncs.serialization import invoice_to_json
 
 EXIT_REFUSED = 3
@@ -134,6 +135,12 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         path = options["file"]
         try:
+            if Path(path).stat().st_size > MAX_FILE_BYTES:
+                raise CommandError(
+                    f"{path}: larger than the {MAX_FILE_BYTES // (1024 * 1024)} MB an e-invoice "
+                    "may be",
+                    returncode=EXIT_UNREADABLE,
+                )
             content = Path(path).read_bytes()
         except OSError as error:
             raise CommandError(
