@@ -146,7 +146,7 @@ def test_a_total_that_does_not_add_up_names_br_co_15_and_bt_112():
 
 
 @needs_samples
-def test_a_breakdown_row_whose_vat_is_not_base_times_rate_names_br_co_17():
+def test_a_breakdown_amount_that_does_not_make_the_vat_total_names_br_co_14():
     content = sample("XML-Rechnung/UBL/EN16931_Einfach.ubl.xml")
     assert content.count(b'<cbc:TaxAmount currencyID="EUR">19.25</cbc:TaxAmount>') == 1
     content = content.replace(
@@ -154,8 +154,28 @@ def test_a_breakdown_row_whose_vat_is_not_base_times_rate_names_br_co_17():
         b'<cbc:TaxAmount currencyID="EUR">19.75</cbc:TaxAmount>',
     )
     error = refused(content, OurCompany(identifiers=("DE123456789",)))
-    # The VAT total no longer matches the rows first.
-    assert error.rule in ("BR-CO-14", "BR-CO-17") and error.field in ("BT-110", "BT-117")
+    assert (error.rule, error.field) == ("BR-CO-14", "BT-110")
+    assert "56.87" in error.message and "57.37" in error.message
+
+
+@needs_samples
+def test_a_breakdown_row_whose_vat_is_not_base_times_rate_names_br_co_17():
+    # Every total agrees with the row, but the row's 7 % of 275.00 is 19.25, not 19.75.
+    content = sample("XML-Rechnung/CII/EN16931_Einfach.cii.xml")
+    for old, new in (
+        (b"<ram:CalculatedAmount>19.25<", b"<ram:CalculatedAmount>19.75<"),
+        (
+            b'<ram:TaxTotalAmount currencyID="EUR">56.87<',
+            b'<ram:TaxTotalAmount currencyID="EUR">57.37<',
+        ),
+        (b"<ram:GrandTotalAmount>529.87<", b"<ram:GrandTotalAmount>530.37<"),
+        (b"<ram:DuePayableAmount>529.87<", b"<ram:DuePayableAmount>530.37<"),
+    ):
+        assert content.count(old) == 1
+        content = content.replace(old, new)
+    error = refused(content, OurCompany(identifiers=("DE123456789",)))
+    assert (error.rule, error.field) == ("BR-CO-17", "BT-117")
+    assert "275.00" in error.message and "19.25" in error.message and "19.75" in error.message
 
 
 @needs_samples
