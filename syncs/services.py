@@ -205,10 +205,13 @@ def flow_sync(
     progress: Callable[[SyncRun], None] | None = None,
 ) -> SyncRun | None:
     """Run ``flow`` now, in this process. Returns the finished run, or None when another run of
-    the flow holds the lease (nothing is done then)."""
-    lease = _lease_acquire(flow.pk)
+    the flow, or of a flow sharing its ledger, holds the lease (nothing is done then)."""
+    lease = _ledger_lease_acquire(flow)
     if lease is None:
-        logger.info("flow %s is already running; not starting another run", flow.pk)
+        logger.info(
+            "flow %s or a flow on the same ledger is already running; not starting another run",
+            flow.pk,
+        )
         return None
     run = SyncRun.objects.create(flow=flow, trigger=trigger)
     logger.info("flow %s run %s started (%s)", flow.pk, run.pk, trigger)
@@ -271,8 +274,21 @@ def _lease_seconds() -> int:
     return settings.INVSYNC_RUN_LEASE_SECONDS
 
 
-def _lease_acquire(flow_id: int) -> str | None:
+def _ledger_lease_acquire(flow: SyncFlow) -> str | None:
+    """The leases of the flow and of every flow sharing its ledger (same source account, folder
+    and overlapping scope), under one token, taken in id order so that of two such flows
+    starting together one gets them all and the other none: two runs never write one invoice at
+    the same moment. None (nothing held) when one of them is taken."""
     token = uuid.uuid4().hex
+    for flow_id in sorted({flow.pk, *(other.pk for other in flows_sharing_ledger(flow))}):
+        if _lease_acquire(flow_id, token) is None:
+            _lease_release(flow.pk, token)
+            return None
+    return token
+
+
+def _lease_acquire(flow_id: int, token: str | None = None) -> str | None:
+    token = token or uuid.uuid4().hex
     now = timezone.now()
     taken = (
         SyncFlow.objects.filter(pk=flow_id)
@@ -300,10 +316,13 @@ def _lease_renew(flow_id: int, token: str) -> None:
             ErrorCode.UNEXPECTED,
             "The run lost its lease (it was stalled longer than the lease); another run took over.",
         )
+    # The leases of the flows sharing its ledger, held under the same token.
+    SyncFlow.objects.filter(lease_owner=token).exclude(pk=flow_id).update(lease_until=until)
 
 
 def _lease_release(flow_id: int, token: str) -> None:
-    SyncFlow.objects.filter(pk=flow_id, lease_owner=token).update(lease_owner="", lease_until=None)
+    """Release the flow's lease and those held with it (the same token: flows on its ledger)."""
+    SyncFlow.objects.filter(lease_owner=token).update(lease_owner="", lease_until=None)
 
 
 # -- Helpers -------------------------------------------------------------------------------------

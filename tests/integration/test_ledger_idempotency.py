@@ -305,3 +305,31 @@ def test_a_sales_flow_and_a_purchases_flow_on_one_ledger_do_not_overlap(memory_c
     flow_update(flow=purchases, data={"enabled": True})  # no confirmation needed
     with pytest.raises(ValidationError):
         flow_update(flow=both, data={"enabled": True})
+
+
+def test_a_flow_does_not_run_while_a_flow_on_its_ledger_runs(memory_connectors):
+    from syncs.services import _lease_acquire, _lease_release, _ledger_lease_acquire
+
+    source, target = memory_connectors
+    first, second = ledger_flow("Acme"), ledger_flow("Other firm")
+    elsewhere = ledger_flow("Folder 2", folder="2")
+    source.put(InvoiceFactory())
+    token = _lease_acquire(first.pk)  # a run of the first flow, in another worker
+    assert flow_sync(flow=second) is None
+    assert not second.runs.exists() and not target.entries
+    assert flow_sync(flow=elsewhere) is not None  # another ledger: not held up
+    _lease_release(first.pk, token)
+
+    # A run takes the leases of every flow on its ledger, and gives them back.
+    token = _ledger_lease_acquire(second)
+    assert {f.lease_owner for f in SyncFlow.objects.filter(pk__in=[first.pk, second.pk])} == {token}
+    assert SyncFlow.objects.get(pk=elsewhere.pk).lease_owner == ""
+    _lease_release(second.pk, token)
+    assert not SyncFlow.objects.exclude(lease_owner="").exists()
+
+    # Of two starting together, the one that finds a lease taken holds none.
+    token = _lease_acquire(second.pk)
+    assert _ledger_lease_acquire(first) is None
+    assert SyncFlow.objects.get(pk=first.pk).lease_owner == ""
+    _lease_release(second.pk, token)
+    assert run(second).synced_count == 1
