@@ -164,6 +164,7 @@ class TrytonTarget(TrytonConnection, AccountingTarget):
         self._client = client
         self._accounts: dict[int, dict[str, _AccountRow]] = {}
         self._periods: dict[int, list[_PeriodRow]] = {}
+        self._company_currencies: dict[int, str] = {}  # read with the periods
         self._journals: dict[str, int] | None = None
         self._taxes: dict[int, dict[str, dict[str, Any]]] = {}
         self._currencies: dict[str, int] = {}
@@ -308,9 +309,16 @@ class TrytonTarget(TrytonConnection, AccountingTarget):
             rows = self.client.search_read(
                 "account.period",
                 [("company", "=", company), ("type", "=", "standard")],
-                ["name", "start_date", "end_date", "state"],
+                # The company's currency comes along (no call of its own): every debit and
+                # credit of a move is in it, whatever the flow believes.
+                ["name", "start_date", "end_date", "state", "company.currency.code"],
                 context=self._context(company),
             )
+            for row in rows:
+                code = ((row.get("company.") or {}).get("currency.") or {}).get("code")
+                if code:
+                    self._company_currencies[company] = str(code).upper()
+                    break
             self._periods[company] = [
                 _PeriodRow(row["id"], row.get("name") or "", row["start_date"], row["end_date"],
                            row.get("state") or "open")
@@ -833,6 +841,16 @@ class TrytonTarget(TrytonConnection, AccountingTarget):
                 "journals",
             )
         period = self._period(company, posting.date)
+        ledger_currency = self._company_currencies.get(company)
+        if ledger_currency and ledger_currency != posting.company_currency.upper():
+            raise _refuse(
+                ErrorCode.CONFIGURATION_INCOMPLETE,
+                f"Tryton's company books in {ledger_currency}, but the flow's company currency is "
+                f"{posting.company_currency}: the amounts would be read as {ledger_currency}. "
+                "Choose the flow's accounting folder again (it takes the company's currency), "
+                "then retry.",
+                "company_currency",
+            )
         foreign = posting.currency and posting.currency.upper() != posting.company_currency.upper()
         currency_id = None
         if foreign:
