@@ -179,6 +179,29 @@ def test_a_breakdown_row_whose_vat_is_not_base_times_rate_names_br_co_17():
 
 
 @needs_samples
+def test_a_breakdown_base_its_lines_do_not_make_names_br_s_08():
+    # 1.00 of base moved from the 19 % row to the 7 % row, every total kept consistent.
+    content = sample("XML-Rechnung/CII/EN16931_Einfach.cii.xml")
+    for old, new in (
+        (b"<ram:BasisAmount>275.00<", b"<ram:BasisAmount>276.00<"),
+        (b"<ram:CalculatedAmount>19.25<", b"<ram:CalculatedAmount>19.32<"),
+        (b"<ram:BasisAmount>198.00<", b"<ram:BasisAmount>197.00<"),
+        (b"<ram:CalculatedAmount>37.62<", b"<ram:CalculatedAmount>37.43<"),
+        (
+            b'<ram:TaxTotalAmount currencyID="EUR">56.87<',
+            b'<ram:TaxTotalAmount currencyID="EUR">56.75<',
+        ),
+        (b"<ram:GrandTotalAmount>529.87<", b"<ram:GrandTotalAmount>529.75<"),
+        (b"<ram:DuePayableAmount>529.87<", b"<ram:DuePayableAmount>529.75<"),
+    ):
+        assert content.count(old) == 1
+        content = content.replace(old, new)
+    error = refused(content, OurCompany(identifiers=("DE123456789",)))
+    assert (error.rule, error.field) == ("BR-S-08", "BT-116")
+    assert "S at 19 %" in error.message and "197.00" in error.message and "198.00" in error.message
+
+
+@needs_samples
 def test_lines_that_do_not_make_the_breakdown_base_name_the_category_rule():
     content = sample("XML-Rechnung/CII/EN16931_Einfach.cii.xml")
     content = content.replace(
