@@ -122,21 +122,25 @@ def test_accountant_sets_up_a_flow_syncs_fixes_the_unmapped_rate_and_retries(
         for index in range(rows.count()):
             chosen = rows.nth(index).locator('select[name$="-target_code"] option:checked')
             expect(chosen).to_contain_text(label)
-    # Purchases at 0 % (Tryton's reverse-charge taxes) come without a code: the accounting tool
-    # lists no 0 % purchase code, and no sample invoice uses them. Remove that row, and the sales
-    # 2.1 % rows: that rate stays unmapped.
-    zero = vat_proposal(page, "purchases", "0")
-    expect(zero).to_have_count(1)
-    expect(zero.locator('select[name$="-target_code"] option:checked')).to_have_text("---------")
-    zero.locator("a.inline-deletelink").click()
+    # Tryton's reverse-charge purchase taxes (intra-EU acquisitions: +20 % and -20 % children)
+    # come one by one, each with its deductible and its collected code; none is listed at 0 %.
+    expect(vat_proposal(page, "purchases", "0")).to_have_count(0)
+    intra = vat_rows(page).filter(
+        has=page.locator('select[name$="-collected_code"] option:checked', has_text="(2)")
+    )
+    assert intra.count() >= 1
+    expect(intra.first.locator('select[name$="-target_code"] option:checked')).to_contain_text(
+        "(1)"
+    )
+    # Remove the sales 2.1 % rows: that rate stays unmapped.
     sales_21 = vat_proposal(page, "sales", "2.1")
     expect(sales_21).to_have_count(2)
     for _ in range(2):
         sales_21.first.locator("a.inline-deletelink").click()
-    expect(vat_rows(page)).to_have_count(proposed - 3)
+    expect(vat_rows(page)).to_have_count(proposed - 2)
     save_and_continue(page)
     expect(messages).to_contain_text("was changed successfully")
-    assert flow.vat_mappings.count() == proposed - 3
+    assert flow.vat_mappings.count() == proposed - 2
     # Back on the flow's own page: "Save and continue editing" keeps ?propose_vat=1, which
     # proposes the removed rows again (see test_flow_vat_proposals.py).
     page.goto(flow_url)

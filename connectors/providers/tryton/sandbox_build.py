@@ -430,6 +430,9 @@ TAX_TEMPLATES = {
     ("purchase_goods", "20"): "tva_achat_biens_taux_normal",
     ("purchase_goods", "10"): "tva_achat_biens_taux_intermediaire",
     ("purchase_goods", "5.5"): "tva_achat_biens_5_5",
+    # Reverse charge: a parent whose dated 20 % child has two children, +20 % on 44566
+    # (deductible) and -20 % on 4452 (due); the invoice states no VAT.
+    ("purchase_goods", "20 intra"): "tva_achat_intracommunautaire_biens_taux_normal",
 }
 
 
@@ -549,6 +552,7 @@ def invoice_specs(today: dt.date):
         ("purchase_goods", "10"),
         ("purchase_goods", "5.5"),
     )
+    pgi20 = ("purchase_goods", "20 intra")
     specs = []
 
     def add(key, type_, party, days, lines, **kw):
@@ -656,8 +660,8 @@ def invoice_specs(today: dt.date):
             ("Marque-page", 1, "0.33", g20, "7071"),
         ],
         reason="tax rounded per document: 0.99 x 20 % = 0.198 -> 0.20, while the three "
-        "lines' taxes rounded one by one make 0.07 x 3 = 0.21; lines exceed the total "
-        "by 0.01 and need a rounding line (debit 658 on a sale)",
+        "lines' taxes rounded one by one make 0.07 x 3 = 0.21; booked as stated (0.20 on "
+        "44571), no rounding line",
     )
     add(
         "out_rounding_short",
@@ -670,8 +674,20 @@ def invoice_specs(today: dt.date):
             ("Carte postale", 1, "0.32", g20, "7071"),
         ],
         reason="tax rounded per document: 0.96 x 20 % = 0.192 -> 0.19, while the lines' "
-        "taxes rounded one by one make 0.06 x 3 = 0.18; lines fall 0.01 short of the "
-        "total and need a rounding line (credit 758 on a sale)",
+        "taxes rounded one by one make 0.06 x 3 = 0.18; booked as stated (0.19 on 44571), "
+        "no rounding line",
+    )
+    add(
+        "out_rounding_vat_1_11",
+        "out",
+        "librairie_lefevre",
+        48,
+        [
+            ("Coffret marque-pages", 1, "2.77", g20, "7071"),
+            ("Coffret marque-pages", 1, "2.77", g20, "7071"),
+        ],
+        reason="Tryton states 5.54 x 20 % = 1.108 -> 1.11 while the lines' taxes rounded one "
+        "by one make 0.55 x 2 = 1.10: 44571 must hold 1.11, as the invoice says",
     )
     add(
         "out_many_lines",
@@ -863,6 +879,16 @@ def invoice_specs(today: dt.date):
         reference="BL-2025-77",
         reason="Belgian supplier with a BE VAT number (taxed with the domestic 20 % purchase "
         "tax for simplicity)",
+    )
+    add(
+        "in_eu_acquisition",
+        "in",
+        "bureau_vallee_be",
+        28,
+        [("Rayonnages métalliques (acquisition intracommunautaire)", 1, "2480.00", pgi20, "6063")],
+        reference="BL-2025-91",
+        reason="intra-EU acquisition of goods: the invoice states no VAT, the buyer self-assesses "
+        "20 % (496.00 debit 44566, 496.00 credit 4452, net zero)",
     )
     add(
         "in_last_year",
@@ -1172,6 +1198,7 @@ def build_invoicing(today: dt.date) -> dict:
     manifest["tax_rounding"] = "document"
     manifest["expectations_assume"] = (
         "a flow mapping the 20, 10, 5.5 and 0 % rates of each direction and not 2.1 %, "
+        "the intra-EU acquisition tax to its deductible and collected codes, "
         "with a rounding tolerance of at least 0.01"
     )
     return manifest

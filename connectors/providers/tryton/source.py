@@ -19,8 +19,17 @@ Mapping choices:
   Normal") are expanded to the children valid on the invoice's tax date, percentage rates are
   applied to the line's amount and fixed amounts to its quantity, then rounded with the invoice
   currency's rounding (half even, as Tryton does). The header's untaxed, tax and total amounts
-  are kept as Tryton states them, so any cent of difference is left to the engine's rounding rule.
-  ``tax_id`` is the id of the line's tax (``"1+5"`` for several), ``tax_rate`` the effective rate.
+  are kept as Tryton states them. ``tax_id`` is the id of the line's tax (``"1+5"`` for several),
+  ``tax_rate`` the effective rate.
+- VAT breakdown: the invoice's tax lines (``account.invoice.tax``, read with the invoice through
+  dotted fields: no extra call) are the VAT as Tryton states it, rounded per invoice and tax. They
+  become ``Invoice.taxes``, one row per tax the lines take (children grouped under their top
+  parent, whose id is the lines' ``tax_id``), which the engine books as stated.
+- Reverse charge: Tryton models it as a tax whose children have opposite rates (account_fr's
+  intra-EU acquisitions: +20 % on 44566, -20 % on 4452), so the invoice charges no VAT. Such a tax
+  is flagged ``INTRA_EU`` (``REVERSE_CHARGE`` when its name does not say intra-community); its
+  lines get the self-assessed rate (20, not 0) with a zero tax amount, and its breakdown row the
+  self-assessed amount (the positive child's). ``list_tax_rates`` reports the same rate and kind.
 """
 
 from __future__ import annotations
@@ -51,6 +60,8 @@ from connectors.canonical import (
     Partner,
     SourceJournal,
     SourceTaxRate,
+    TaxBreakdown,
+    TaxKind,
 )
 from connectors.errors import ConnectorError, ErrorCode, InvsyncError
 from connectors.providers.tryton.client import (
@@ -89,6 +100,7 @@ INVOICE_FIELDS = [
     "payment_term_date", "company", "currency", "currency.code", "currency.rounding",
     "journal.code", "party", "invoice_address.country.code", "invoice_address.full_address",
     "untaxed_amount", "tax_amount", "total_amount", "lines_to_pay.maturity_date",
+    "taxes.tax", "taxes.base", "taxes.amount",
     "write_date", "create_date",
 ]  # fmt: skip
 LINE_FIELDS = [
@@ -386,6 +398,7 @@ class TrytonSource(TrytonConnection, InvoicingSource):
             total=_signed(sign, total),
             partner=self._partner(row, parties),
             lines=tuple(self._line(line, sign, tax_date, rounding) for line in line_rows),
+            taxes=self._breakdown(row, sign),
             journal_code=(row.get("journal.") or {}).get("code"),
             has_attachment=row.get("state") in ("posted", "paid") or invoice_id in attached,
             updated_at=_updated_at(row),
@@ -434,9 +447,9 @@ class TrytonSource(TrytonConnection, InvoicingSource):
         quantity = _decimal(line.get("quantity") or 0)
         untaxed = _decimal(line.get("amount"))
         tax_ids = sorted(line.get("taxes") or [])
-        rate, tax_amount = None, Decimal(0)
+        rate, tax_amount, kind = None, Decimal(0), TaxKind.STANDARD
         if tax_ids:
-            rate, tax_amount = self._line_tax(tax_ids, tax_date, untaxed, quantity, rounding)
+            rate, tax_amount, kind = self._line_tax(tax_ids, tax_date, untaxed, quantity, rounding)
         return InvoiceLine(
             description=(line.get("description") or "").strip(),
             quantity=_signed(sign, quantity),
@@ -448,6 +461,7 @@ class TrytonSource(TrytonConnection, InvoicingSource):
             tax_id="+".join(str(t) for t in tax_ids) or None,
             account_number=(line.get("account.") or {}).get("code"),
             product_code=(line.get("product.") or {}).get("code"),
+            tax_kind=kind,
         )
 
     def _line_tax(
@@ -457,16 +471,82 @@ class TrytonSource(TrytonConnection, InvoicingSource):
         untaxed: Decimal,
         quantity: Decimal,
         rounding: Decimal,
-    ) -> tuple[Decimal, Decimal]:
-        """The line's effective rate (percent) and tax amount, as Tryton's ``_unit_compute``."""
+    ) -> tuple[Decimal, Decimal, TaxKind]:
+        """The line's effective rate (percent), tax amount and kind, as Tryton's
+        ``_unit_compute``. A self-assessed tax (children of opposite rates, e.g. +20 % on 44566
+        and -20 % on 4452) charges nothing: its amount is 0 and its rate the one self-assessed."""
+        effective = self._effective_taxes(tax_ids, date)
         rate, fixed = Decimal(0), Decimal(0)
-        for tax in self._effective_taxes(tax_ids, date):
+        for tax in effective:
             if tax.get("type") == "percentage":
                 rate += _decimal(tax.get("rate") or 0)
             elif tax.get("type") == "fixed":
                 fixed += _decimal(tax.get("amount") or 0)
         amount = _round(untaxed * rate + fixed * quantity, rounding)
-        return _percent(rate), amount
+        kind = self._kind(tax_ids, effective)
+        if kind.self_assessed:
+            rate = _self_assessed_rate(effective)
+        return _percent(rate), amount, kind
+
+    def _kind(self, tax_ids: list[int], effective: list[dict[str, Any]]) -> TaxKind:
+        """Tryton models reverse charge as a tax whose children have opposite rates (the buyer's
+        deductible and collected VAT); account_fr names its intra-EU acquisitions so."""
+        rates = [_decimal(t.get("rate") or 0) for t in effective if t.get("type") == "percentage"]
+        if not (any(r > 0 for r in rates) and any(r < 0 for r in rates)):
+            return TaxKind.STANDARD
+        taxes = self._tax_rows()
+        names = " ".join(str((taxes.get(t) or {}).get("name") or "") for t in tax_ids).lower()
+        return TaxKind.INTRA_EU if "intra" in names else TaxKind.REVERSE_CHARGE
+
+    def _breakdown(self, row: dict[str, Any], sign: int) -> tuple[TaxBreakdown, ...]:
+        """The invoice's VAT as Tryton states it (``account.invoice.tax``: rounded per invoice
+        and tax), one row per tax an invoice line takes: the dated children Tryton books
+        (``T.V.A. ... 20%``) are grouped under their top parent, whose id is the lines'
+        ``tax_id``. The two children of a self-assessed tax become one row whose amount is the
+        VAT self-assessed (the positive child's), outside the invoice's tax total."""
+        stated = row.get("taxes.")
+        if not isinstance(stated, list):
+            return ()
+        taxes = self._tax_rows()
+        groups: dict[int | None, list[dict[str, Any]]] = {}
+        for tax_row in stated:
+            tax_id = tax_row.get("tax")
+            groups.setdefault(_root_tax(tax_id, taxes), []).append(tax_row)
+        breakdown = []
+        for root, rows in groups.items():
+            leaves = [taxes.get(r.get("tax")) or {} for r in rows]
+            if root is None:
+                kind = TaxKind.STANDARD
+            else:
+                kind = self._kind([root], [t for t in leaves if t])
+            if kind.self_assessed:
+                chosen = [
+                    r for r, t in zip(rows, leaves, strict=True) if _decimal(t.get("rate") or 0) > 0
+                ]
+            else:
+                chosen = rows
+            chosen = chosen or rows
+            rate = sum(
+                (
+                    _decimal(t.get("rate") or 0)
+                    for r, t in zip(rows, leaves, strict=True)
+                    if r in chosen and t.get("type") == "percentage"
+                ),
+                Decimal(0),
+            )
+            percentage = any(t.get("type") == "percentage" for t in leaves)
+            breakdown.append(
+                TaxBreakdown(
+                    base=_signed(sign, _decimal(chosen[0].get("base"))),
+                    amount=_signed(
+                        sign, sum((_decimal(r.get("amount")) for r in chosen), Decimal(0))
+                    ),
+                    rate=_percent(rate) if percentage else None,
+                    tax_id=None if root is None else str(root),
+                    kind=kind,
+                )
+            )
+        return tuple(breakdown)
 
     def _effective_taxes(self, tax_ids: list[int], date: dt.date) -> list[dict[str, Any]]:
         taxes = self._tax_rows()
@@ -591,13 +671,23 @@ class TrytonSource(TrytonConnection, InvoicingSource):
             if not effective and tax.get("childs"):
                 # Expired as a whole: the rate it last had.
                 effective = self._effective_taxes([tax["id"]], tax.get("end_date") or today)
-            rate = sum(
-                (_decimal(t.get("rate") or 0) for t in effective if t.get("type") == "percentage"),
-                Decimal(0),
-            )
+            kind = self._kind([tax["id"]], effective)
+            if kind.self_assessed:
+                rate = _self_assessed_rate(effective)
+            else:
+                rate = sum(
+                    (
+                        _decimal(t.get("rate") or 0)
+                        for t in effective
+                        if t.get("type") == "percentage"
+                    ),
+                    Decimal(0),
+                )
             for direction in directions:
                 rates.append(
-                    SourceTaxRate(direction, _percent(rate), str(tax["id"]), tax.get("name") or "")
+                    SourceTaxRate(
+                        direction, _percent(rate), str(tax["id"]), tax.get("name") or "", kind
+                    )
                 )
         return rates
 
@@ -625,6 +715,30 @@ def _decimal(value: Any) -> Decimal:
         return Decimal(str(value))
     except InvalidOperation:
         raise ValueError(f"not a number: {value!r}") from None
+
+
+def _self_assessed_rate(effective: list[dict[str, Any]]) -> Decimal:
+    """The rate a self-assessed tax applies: its positive (deductible) children's."""
+    return sum(
+        (
+            rate
+            for t in effective
+            if t.get("type") == "percentage" and (rate := _decimal(t.get("rate") or 0)) > 0
+        ),
+        Decimal(0),
+    )
+
+
+def _root_tax(tax_id: Any, taxes: dict[int, dict[str, Any]]) -> int | None:
+    """The top parent of a tax (the one invoice lines take), or None for a row without tax."""
+    if type(tax_id) is not int:
+        return None
+    seen: set[int] = set()
+    current = tax_id
+    while current in taxes and taxes[current].get("parent") and current not in seen:
+        seen.add(current)
+        current = taxes[current]["parent"]
+    return current
 
 
 def _signed(sign: int, value: Decimal) -> Decimal:
