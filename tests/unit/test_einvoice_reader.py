@@ -202,6 +202,33 @@ def test_a_breakdown_base_its_lines_do_not_make_names_br_s_08():
 
 
 @needs_samples
+@pytest.mark.parametrize(
+    ("old", "new", "rule", "message"),
+    [
+        (
+            b"<ram:AllowanceTotalAmount>14.73<",
+            b"<ram:AllowanceTotalAmount>14.70<",
+            "BR-CO-11",
+            "allowances (BT-92) add up to 14.73 but the invoice states a sum of allowances "
+            "(BT-107) of 14.70",
+        ),
+        (
+            b"<ram:ChargeTotalAmount>5.80</ram:ChargeTotalAmount>",
+            b"",
+            "BR-CO-12",
+            "charges (BT-99) add up to 5.80 but the invoice does not state a sum of charges",
+        ),
+    ],
+    ids=["allowances", "charges-missing"],
+)
+def test_document_allowance_and_charge_sums_name_br_co_11_and_12(old, new, rule, message):
+    content = sample("XML-Rechnung/CII/EN16931_Rabatte.cii.xml")
+    assert content.count(old) == 1
+    error = refused(content.replace(old, new), OurCompany(identifiers=("DE123456789",)))
+    assert error.rule == rule and message in error.message
+
+
+@needs_samples
 def test_lines_that_do_not_make_the_breakdown_base_name_the_category_rule():
     content = sample("XML-Rechnung/CII/EN16931_Einfach.cii.xml")
     content = content.replace(

@@ -75,6 +75,10 @@ def _money(amount: Decimal) -> str:
     return format(amount, "f")
 
 
+def _states(amount: Decimal | None, what: str) -> str:
+    return f"does not state {what}" if amount is None else f"states {what} of {_money(amount)}"
+
+
 def _fail(rule: str, field: str, message: str) -> EInvoiceError:
     return invalid(f"{rule}: {message}", field=field, rule=rule)
 
@@ -102,14 +106,14 @@ def check_arithmetic(document: Document) -> None:
             "BR-CO-11",
             "BT-107",
             f"the document allowances (BT-92) add up to {_money(allowance_sum)} but the invoice "
-            f"states a sum of allowances (BT-107) of {_money(t.allowance_total or ZERO)}",
+            f"{_states(t.allowance_total, 'a sum of allowances (BT-107)')}",
         )
     if (charges or t.charge_total is not None) and charge_sum != (t.charge_total or ZERO):
         raise _fail(
             "BR-CO-12",
             "BT-108",
-            f"the document charges (BT-99) add up to {_money(charge_sum)} but the invoice states "
-            f"a sum of charges (BT-108) of {_money(t.charge_total or ZERO)}",
+            f"the document charges (BT-99) add up to {_money(charge_sum)} but the invoice "
+            f"{_states(t.charge_total, 'a sum of charges (BT-108)')}",
         )
     if t.line_total is not None:
         expected = t.line_total - (t.allowance_total or ZERO) + (t.charge_total or ZERO)
