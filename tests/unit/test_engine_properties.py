@@ -15,9 +15,11 @@ from connectors.canonical import (
     InvoiceType,
     Partner,
     TaxBreakdown,
+    TaxKind,
     TaxRole,
 )
 from connectors.errors import CATALOGUE, ErrorCode
+from syncs.config import VatRule
 from syncs.engine import Posted, Rejected, Skipped, Waiting, build_posting
 from tests.unit.test_engine import make_config
 
@@ -265,3 +267,40 @@ def test_vat_lines_equal_the_stated_breakdown_per_code(invoice, config):
         if line.tax_role is TaxRole.TAX
     }
     assert booked == {code: amount for code, amount in stated.items() if amount}
+
+
+@st.composite
+def invoices_with_any_breakdown(draw):
+    """Any invoice, with a breakdown of arbitrary rows (odd amounts, rates, kinds, tax ids)."""
+    invoice = draw(st.one_of(invoices(), plausible_invoices()))
+    rows = draw(
+        st.lists(
+            st.builds(
+                TaxBreakdown,
+                base=amounts,
+                amount=amounts,
+                rate=rates,
+                tax_id=st.one_of(st.none(), st.sampled_from(["t1", "t-intra"])),
+                kind=st.sampled_from(list(TaxKind)),
+            ),
+            max_size=4,
+        )
+    )
+    return replace(invoice, taxes=tuple(rows))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(invoice=invoices_with_any_breakdown(), config=configs)
+def test_any_breakdown_gives_a_balanced_posting_or_a_catalogue_code(invoice, config):
+    purchases = (
+        VatRule(None, "t-intra", "A20", "A10"),  # a self-assessed tax's pair
+        *config.purchases_vat,
+    )
+    result = build_posting(invoice, replace(config, purchases_vat=purchases), external_id="x")
+    assert isinstance(result, Posted | Rejected | Skipped | Waiting)
+    if isinstance(result, Rejected):
+        assert result.code in CATALOGUE and result.message
+    elif isinstance(result, Posted):
+        assert result.posting.total_debit == result.posting.total_credit
+        for line in result.posting.lines:
+            assert line.debit.is_finite() and line.credit.is_finite()
