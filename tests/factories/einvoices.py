@@ -13,7 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from lxml import etree
-from pypdf import PdfReader
+from pypdf import PdfReader, PdfWriter
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = (REPO / ".." / "shared" / "einvoices").resolve()
@@ -210,8 +210,6 @@ def _optional_decimal(value: str) -> Decimal | None:
 def plain_pdf() -> bytes:
     """A PDF with one blank page and no embedded file: what a scanner or a word processor
     produces."""
-    from pypdf import PdfWriter
-
     writer = PdfWriter()
     writer.add_blank_page(width=595, height=842)
     out = io.BytesIO()
@@ -220,8 +218,6 @@ def plain_pdf() -> bytes:
 
 
 def pdf_with_attachment(name: str, content: bytes) -> bytes:
-    from pypdf import PdfWriter
-
     writer = PdfWriter()
     writer.add_blank_page(width=595, height=842)
     writer.add_attachment(name, content)
