@@ -577,18 +577,22 @@ def _pks(model, client: Client) -> set[int]:
     return set(model.objects.filter(**{OWNED_BY[model]: client.pk}).values_list("pk", flat=True))
 
 
-def _assert_offers_only_a(choices, related_model, world, where: str) -> None:
-    """``choices``: (value, label) pairs offered for ``related_model``; none may be client B's."""
+def _assert_offers_only_a(choices, related_model, world, where: str, mine=("A",)) -> None:
+    """``choices``: (value, label) pairs offered for ``related_model``; none may be client B's,
+    all must be of the member's clients (``mine``: keys of ``world``)."""
     offered = {str(value) for value, _ in choices if value not in (None, "")}
     for _, label in choices:
         assert B_MARK not in str(label), f"{where}: offers {label!r}"
     if related_model in OWNED_BY:
         theirs = {str(pk) for pk in _pks(related_model, world["B"][Client])}
         assert not offered & theirs, f"{where}: offers client B's {related_model.__name__} ids"
-        assert offered <= {str(pk) for pk in _pks(related_model, world["A"][Client])}, where
+        allowed = {str(pk) for key in mine for pk in _pks(related_model, world[key][Client])}
+        assert offered <= allowed, where
 
 
-def _assert_filters_offer_only_a(response, world, where: str) -> None:
+def _assert_filters_offer_only_a(response, world, where: str, mine=("A",)) -> int:
+    """Checks every filter of the changelist; returns how many filter on a relation."""
+    related = 0
     changelist = response.context["cl"]
     for spec in changelist.filter_specs:
         name = f"{where} filter {spec.title!r}"
@@ -596,11 +600,13 @@ def _assert_filters_offer_only_a(response, world, where: str) -> None:
             assert B_MARK not in str(choice.get("display", "")), f"{name}: {choice['display']!r}"
         field = getattr(spec, "field", None)
         if field is not None and field.is_relation:
-            _assert_offers_only_a(spec.lookup_choices, field.related_model, world, name)
+            _assert_offers_only_a(spec.lookup_choices, field.related_model, world, name, mine)
+            related += 1
         else:
             for choice in getattr(spec, "lookup_choices", None) or ():
                 label = choice[-1] if isinstance(choice, tuple | list) else choice
                 assert B_MARK not in str(label), f"{name}: {label!r}"
+    return related
 
 
 def _assert_selects_offer_only_a(response, world, where: str) -> None:
@@ -621,7 +627,11 @@ def _registered_admins():
 
 
 def test_every_admin_changelist_filter_offers_only_the_members_clients(member, world):
-    walked = []
+    # A member of two clients (A and C), so that the filters on a client or flow have two
+    # choices and show (Django hides a filter with one).
+    world["C"] = _build_client("Charlie")
+    world["C"][Client].members.add(member.user)
+    walked, related_filters = [], 0
     for model, model_admin in _registered_admins():
         url = _url(model, "changelist")
         response = member.http.get(url)
@@ -632,9 +642,11 @@ def test_every_admin_changelist_filter_offers_only_the_members_clients(member, w
         assert response.status_code == 200, where
         walked.append(model)
         assert B_MARK not in _text(response), where
-        _assert_filters_offer_only_a(response, world, where)
-    # The walk reached the pages the roles read, among them the configuration-change list.
+        related_filters += _assert_filters_offer_only_a(response, world, where, ("A", "C"))
+    # The walk reached the pages the roles read, among them the configuration-change list, and
+    # their filters by client or flow.
     assert {Client, Connection, SyncFlow, SyncRun, SyncedRecord, ConfigChange} <= set(walked)
+    assert related_filters >= 5
 
 
 def test_the_configuration_change_list_filters_by_the_members_clients_only(world):
