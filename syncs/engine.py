@@ -7,6 +7,13 @@ a purchase refund) debits the collective account with the total; a purchase invo
 refund) credits it. Every other line takes the opposite sign of the collective, except discounts
 posted apart, which reduce the product/expense line's side. Whatever remains between the lines and
 the stated total (within the flow's tolerance) goes to the rounding accounts.
+
+VAT: one tax line per VAT code. Where the invoice states its VAT breakdown (``Invoice.taxes``, per
+tax, rounded as the invoice rounds it), the tax lines carry the breakdown's amounts and the lines'
+own VAT is not booked, so the VAT accounts hold what the invoices say; base lines keep each line's
+net amount and code. Self-assessed VAT (reverse charge, intra-EU acquisitions, on purchases) is a
+pair of tax lines of equal amount, deductible on the expense side and collected on the supplier's
+side, which leaves the collective total untouched.
 """
 
 from __future__ import annotations
