@@ -176,6 +176,21 @@ def test_strict_session_never_connects_to_a_loopback_listener(listener):
     assert listener.connections == 0 and listener.requests == []
 
 
+def test_https_connection_is_checked_before_any_handshake():
+    with socket.socket() as raw:
+        raw.bind(("127.0.0.1", 0))
+        raw.listen(4)
+        raw.setblocking(False)
+        port = raw.getsockname()[1]
+        with OutboundSession(STRICT) as session:
+            for url in (f"https://127.0.0.1:{port}/", f"https://[::ffff:127.0.0.1]:{port}/"):
+                with pytest.raises(requests.ConnectionError) as caught:
+                    session.get(url, timeout=2)
+                assert refusal_in(caught.value) is not None
+        with pytest.raises(BlockingIOError):
+            raw.accept()  # nobody connected
+
+
 def test_session_allowing_loopback_reaches_the_listener(listener):
     with OutboundSession(LOOPBACK_ALLOWED) as session:
         assert session.get(listener.url(), timeout=2).status_code == 200
