@@ -333,3 +333,24 @@ def test_a_flow_does_not_run_while_a_flow_on_its_ledger_runs(memory_connectors):
     assert SyncFlow.objects.get(pk=first.pk).lease_owner == ""
     _lease_release(second.pk, token)
     assert run(second).synced_count == 1
+
+
+def test_reconciliation_finds_entries_under_old_keys_and_other_flows_keys(
+    memory_connectors, monkeypatch
+):
+    import datetime as dt
+
+    from syncs.reconciliation import flow_reconcile
+
+    source, target = memory_connectors
+    first = ledger_flow("Acme")
+    source.put(*InvoiceFactory.create_batch(2, issue_date=dt.date(2026, 3, 10)))
+    write_with_per_flow_keys(monkeypatch, first)
+    second = ledger_flow("Other firm")
+    run(second)
+    for flow in (first, second):
+        report = flow_reconcile(flow=flow, start=dt.date(2026, 3, 1), end=dt.date(2026, 3, 31))
+        assert report.balanced, report.unexplained
+    target.entries.pop(legacy_external_id(first.pk, "invoice", next(iter(source.invoices))))
+    report = flow_reconcile(flow=second, start=dt.date(2026, 3, 1), end=dt.date(2026, 3, 31))
+    assert not report.balanced
