@@ -839,7 +839,7 @@ class _Run:
         elif writer in self.relatives:
             who = f"by the flow {describe_flow(self.relatives[writer])}"
         else:
-            who = "by another flow reading the same invoicing account"
+            who = "earlier, by a flow reading the same invoicing account"
         return _clip(
             f"Already in the accounting tool (key {key}), written {who}: not written again."
         )[:500]
