@@ -354,3 +354,16 @@ def test_reconciliation_finds_entries_under_old_keys_and_other_flows_keys(
     target.entries.pop(legacy_external_id(first.pk, "invoice", next(iter(source.invoices))))
     report = flow_reconcile(flow=second, start=dt.date(2026, 3, 1), end=dt.date(2026, 3, 31))
     assert not report.balanced
+
+
+def test_import_flow_over_an_existing_flow_keeps_its_enabled_state(memory_connectors, tmp_path):
+    enabled = ledger_flow("Acme")
+    disabled = ledger_flow("Other firm", enabled=False)
+    for flow, state in ((enabled, True), (disabled, False)):
+        path = tmp_path / f"{flow.pk}.json"
+        call_command("export_flow", str(flow.pk), "--output", str(path))
+        document = json.loads(path.read_text())
+        document["flow"]["enabled"] = not state
+        path.write_text(json.dumps(document))
+        call_command("import_flow", str(path))
+        assert SyncFlow.objects.get(pk=flow.pk).enabled is state
