@@ -11,7 +11,12 @@ class Client(models.Model):
     """The company whose books are synced. An accounting firm manages many."""
 
     name = models.CharField("name", max_length=200, unique=True)
-    notes = models.TextField("notes", blank=True, help_text="Free text for the firm's staff.")
+    notes = models.TextField(
+        "notes",
+        blank=True,
+        max_length=10_000,
+        help_text="Free text for the firm's staff (at most 10,000 characters).",
+    )
     members = models.ManyToManyField(
         settings.AUTH_USER_MODEL,
         blank=True,

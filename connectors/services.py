@@ -363,7 +363,10 @@ def client_delete(*, client: Client) -> None:
 
 
 def client_create(*, name: str, notes: str = "") -> Client:
-    """Create a client. Raises ValidationError (blank or duplicate name)."""
+    """Create a client. Raises ValidationError (blank or duplicate name, notes too long)."""
+    limit = Client._meta.get_field("notes").max_length
+    if limit and len(notes) > limit:  # a TextField's max_length is not a model validator
+        raise ValidationError({"notes": f"At most {limit:,} characters."})
     client = Client(name=name, notes=notes)
     client.full_clean()
     client.save()

@@ -175,6 +175,110 @@ def test_the_flow_form_and_its_mapping_rows_refuse_bad_values(admin_client, flow
     assert_every_bad_value_is_refused_on_its_field(admin_client, flow)
 
 
+# -- Nesting and size ----------------------------------------------------------------------------
+
+NESTED_ARRAYS = "[" * 10_000 + "]" * 10_000
+NESTED_OBJECTS = '{"a": ' * 10_000 + "1" + "}" * 10_000
+NESTED_IN_A_SETTING = '{"url": ' + NESTED_ARRAYS + "}"
+BIG = "x" * (2 * 1024 * 1024)  # under Django's request limit (2.5 MB): the form must refuse it
+
+
+def text_fields(form) -> list[str]:
+    """The fields of ``form`` a person types text or JSON into."""
+    return [
+        name
+        for name, field in form.fields.items()
+        if isinstance(field, forms.CharField | forms.JSONField)
+        and not field.disabled
+        and not isinstance(field.widget, forms.HiddenInput)
+    ]
+
+
+@pytest.mark.parametrize("page", ["client", "connection", "flow"])
+def test_deep_nesting_and_megabytes_in_any_text_field_are_refused_on_the_field(
+    admin_client, flow, settings, page
+):
+    settings.DEBUG = True  # a crash would answer the debug page: it must not happen at all
+    obj = {"client": flow.client, "connection": flow.accounting_connection, "flow": flow}[page]
+    response = admin_client.get(change_url(obj))
+    data = _form_data(response)
+    assert admin_client.post(change_url(obj), data).status_code == 302
+    before = snapshot(obj)
+    fields = [
+        (form, label, name) for form, label in forms_of(response) for name in text_fields(form)
+    ]
+    assert fields
+    for form, label, name in fields:
+        # To a text field nesting is just text (the arrays stand for it); JSON gets every shape.
+        is_json = isinstance(form.fields[name], forms.JSONField)
+        values = (
+            (NESTED_ARRAYS, NESTED_OBJECTS, NESTED_IN_A_SETTING) if is_json else (NESTED_ARRAYS,)
+        )
+        for value in (*values, BIG):
+            response = admin_client.post(change_url(obj), {**data, form.add_prefix(name): value})
+            assert response.status_code == 200, (label, name, value[:20], response.status_code)
+            assert field_errors(response, label, name), (label, name, value[:20])
+            assert snapshot(obj) == before, (label, name, value[:20])
+
+
+def test_a_request_past_the_size_limit_is_refused_whole_and_saves_nothing(admin_client, flow):
+    connection = flow.accounting_connection
+    data = _form_data(admin_client.get(change_url(connection)))
+    before = snapshot(connection)
+    response = admin_client.post(change_url(connection), {**data, "settings": "x" * 5_000_000})
+    # Django refuses a body over DATA_UPLOAD_MAX_MEMORY_SIZE before any form reads it.
+    assert response.status_code == 400
+    assert snapshot(connection) == before
+
+
+def test_the_service_refuses_deeply_nested_or_oversized_settings():
+    from django.core.exceptions import ValidationError
+
+    from connectors.services import connection_create, connection_update
+
+    connection = ConnectionFactory(
+        provider="tryton", kind="accounting", auth_kind="credentials",
+        settings=TRYTON_SETTINGS, credentials={"username": "u", "password": "p"},
+    )  # fmt: skip
+    deep: dict = {}
+    inner = deep
+    for _ in range(10_000):  # deeper than any JSON encoder recurses
+        inner["a"] = {}
+        inner = inner["a"]
+    bad_settings = [
+        {**TRYTON_SETTINGS, "timeout": deep},
+        {**TRYTON_SETTINGS, "timeout": [deep]},
+        deep,
+        [TRYTON_SETTINGS],
+        {**TRYTON_SETTINGS, "timeout": float("nan")},
+        {**TRYTON_SETTINGS, "extra": "x" * 5_000_000},
+        {**TRYTON_SETTINGS, **{f"s{i}": "1" for i in range(10_000)}},
+        {**TRYTON_SETTINGS, "x" * 5_000: "1"},
+    ]
+    for bad in bad_settings:
+        with pytest.raises(ValidationError) as refused:
+            connection_update(connection=connection, data={"settings": bad})
+        assert "settings" in refused.value.message_dict
+        with pytest.raises(ValidationError) as refused:
+            connection_create(
+                client=connection.client, name="new", kind="accounting", provider="tryton",
+                auth_kind="credentials", settings=bad, credentials={"username": "u"},
+            )  # fmt: skip
+        assert "settings" in refused.value.message_dict
+    assert Connection.objects.count() == 1
+    assert Connection.objects.get(pk=connection.pk).settings == TRYTON_SETTINGS
+
+
+def test_the_client_service_refuses_notes_past_their_limit():
+    from django.core.exceptions import ValidationError
+
+    from connectors.services import client_create
+
+    with pytest.raises(ValidationError, match="10,000"):
+        client_create(name="Long notes", notes="x" * 10_001)
+    assert not Client.objects.filter(name="Long notes").exists()
+
+
 # -- Free text ---------------------------------------------------------------------------------
 
 TEXT = st.text(
