@@ -198,6 +198,9 @@ INVSYNC_OUTBOUND_ALLOWED_NETWORKS = env.list(
     "INVSYNC_OUTBOUND_ALLOWED_NETWORKS", default=["127.0.0.0/8", "::1/128"] if DEBUG else []
 )
 
+# Error reports (the DEBUG page too) never show a typed secret: invsync/error_reports.py.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "invsync.error_reports.SecretsExceptionReporterFilter"
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from django.core.exceptions import ValidationError
 from django.urls import reverse
+from django.utils.html import escape
 
 from connectors.models import Connection
 from connectors.services import connection_check, connection_update
@@ -233,3 +234,46 @@ def test_a_re_entered_secret_for_a_new_address_is_recorded_in_the_audit(listener
     )
     text = json.dumps([c.changes for c in ConfigChange.objects.all()])
     assert NEW_PASSWORD not in text and STORED_PASSWORD not in text
+
+
+# -- Error pages --------------------------------------------------------------------------------
+
+TYPED_PASSWORD = "typ3d-Passw0rd-'quoted\"-é"
+
+
+@pytest.mark.parametrize("debug", [True, False])
+def test_an_error_page_never_shows_a_typed_password(
+    admin_client, listeners, settings, mailoutbox, debug
+):
+    """A crash while saving a connection (the deep-JSON RecursionError of issue #11 was one)
+    answers Django's error page (DEBUG) or mails the same report to the admins: it lists the
+    POST data and every frame's variables, and the typed secrets appear in none of them."""
+    import logging
+    from unittest import mock
+
+    from django.utils.log import AdminEmailHandler
+
+    old, new = listeners
+    connection = tryton_connection(old.url)
+    data = _form_data(admin_client.get(change_url(connection)))
+    data["settings"] = json.dumps({**json.loads(data["settings"]), "url": new.url})
+    data.update(credential_username="typed-login-55", credential_password=TYPED_PASSWORD)
+    settings.DEBUG = debug
+    settings.ADMINS = [("Admin", "admin@example.com")]
+    admin_client.raise_request_exception = False
+    mail_handler = AdminEmailHandler(include_html=True)
+    logger = logging.getLogger("django.request")
+    logger.addHandler(mail_handler)
+    try:
+        with mock.patch("connectors.admin.connection_update", side_effect=RecursionError("deep")):
+            response = admin_client.post(change_url(connection), data)
+    finally:
+        logger.removeHandler(mail_handler)
+    assert response.status_code == 500
+    (mail,) = mailoutbox
+    pages = [mail.body, mail.alternatives[0][0]] + ([response.content.decode()] if debug else [])
+    for page in pages:
+        assert "RecursionError" in page and "credential_password" in page  # a full report
+        for secret in (TYPED_PASSWORD, "typed-login-55", STORED_PASSWORD):
+            for shown in (secret, json.dumps(secret)[1:-1], repr(secret)[1:-1]):
+                assert shown not in page and escape(shown) not in page, (secret, shown)
