@@ -124,9 +124,6 @@ BUILD_FORMAT = 1
 PG_BIN_CANDIDATES = ["/usr/lib/postgresql/15/bin"]
 PG_SYSTEM_USER = "invsync-pg"
 PG_ROLE = "invsync"
-# The password of roots built before passwords were random; such a root keeps it (its templates
-# are keyed by it), only its demo databases get a random one.
-LEGACY_ADMIN_PASSWORD = "admin"
 ADMIN_LOGIN = "admin"
 DEMO_DATABASES = {"accounting": "invsync_accounting", "invoicing": "invsync_invoicing"}
 # The demo's connections store the URL: keep the port stable (the previous one, else this one).

@@ -19,7 +19,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from connectors.models import Client, Connection
-from connectors.providers.tryton.sandbox import TrytonSandbox
+from connectors.providers.tryton.sandbox import SandboxError, TrytonSandbox
 from connectors.services import (
     client_create,
     connection_check,
@@ -62,13 +62,39 @@ class Command(BaseCommand):
             default=str(settings.VAR_DIR / "tryton"),
             help="Where the local Tryton lives (var/tryton).",
         )
+        parser.add_argument(
+            "--tryton-port",
+            type=int,
+            default=None,
+            help="The local Tryton's port (default: the previous one, else 8765, else a free one).",
+        )
 
-    def handle(self, *args, port: int, no_serve: bool, tryton_root: str, **options):
+    def handle(self, *args, **options):
+        try:
+            self.run_demo(**options)
+        except KeyboardInterrupt:
+            # Ctrl-C while setting up: whatever was done is kept and the next run resumes.
+            self.stderr.write("\nInterrupted. Run `bin/dev demo` again to resume.")
+            raise SystemExit(130) from None
+        except SandboxError as error:
+            raise CommandError(f"The local Tryton could not be started: {error}") from None
+
+    def run_demo(
+        self,
+        *,
+        port: int,
+        no_serve: bool,
+        tryton_root: str,
+        tryton_port: int | None = None,
+        **options,
+    ) -> None:
         self.step("Migrating the database")
         call_command("migrate", interactive=False, verbosity=0)
 
         self.step("Provisioning the local Tryton (first time: a few minutes)")
-        sandbox = TrytonSandbox(root=Path(tryton_root))
+        sandbox = TrytonSandbox(root=Path(tryton_root), server_port=tryton_port)
+        # demo_up proves the server ours (our trytond bound to the port, our password accepted)
+        # or fails: the demo never writes into another program's Tryton.
         state = sandbox.demo_up()
         tryton_password = Path(state["password_file"]).read_text().strip()
         self.stdout.write(f"  Tryton at {state['url']} (databases {state['databases']})")
@@ -94,12 +120,13 @@ class Command(BaseCommand):
         url = f"http://127.0.0.1:{port}/admin/"
         banner = (
             f"\ninvsync admin: {url}\nlogin: {login}   password: {password}\n"
-            f"Tryton (JSON-RPC): {state['url']}  login {state['login']} / {tryton_password}\n"
+            f"Tryton (JSON-RPC): {state['url']}  login {state['login']} / {tryton_password}"
+            f"  (random, stored in {state['password_file']})\n"
         )
         if no_serve:
             self.stdout.write(banner)
             return
-        self.serve(port, banner)
+        self.serve(port, banner, Path(tryton_root))
 
     def step(self, text: str) -> None:
         self.stdout.write(self.style.MIGRATE_HEADING(f"== {text}"))
@@ -119,9 +146,12 @@ class Command(BaseCommand):
                     client=client, name=label, kind=kind, provider="tryton",
                     auth_kind="credentials", settings=values, credentials=credentials,
                 )  # fmt: skip
-            elif connection.settings != values:
-                # The local Tryton may come back on another port.
-                connection_update(connection=connection, data={"settings": values})
+            elif connection.settings != values or connection.credentials != credentials:
+                # The local Tryton may come back on another port, or with its random password
+                # (demo databases made before it existed get it on the next `up`).
+                connection_update(
+                    connection=connection, data={"settings": values}, credentials=credentials
+                )
             connections[kind] = connection
         flow = SyncFlow.objects.filter(client=client, name=FLOW_NAME).first()
         if flow is None:
@@ -181,36 +211,47 @@ class Command(BaseCommand):
             password_file.chmod(0o600)
         return ADMIN_EMAIL, password_file.read_text().strip()
 
-    def serve(self, port: int, banner: str) -> None:
+    def serve(self, port: int, banner: str, tryton_root: Path) -> None:
+        """Run the web server and the workers until Ctrl-C (or SIGTERM), then stop both.
+
+        They run in sessions of their own, so a Ctrl-C in the terminal reaches only this
+        process, which stops them in order (no half-stopped worker printing a traceback).
+        """
         manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
-        processes = [
-            subprocess.Popen([*manage, "runserver", f"127.0.0.1:{port}", "--noreload"]),  # noqa: S603
-            subprocess.Popen([*manage, "qcluster"]),  # noqa: S603
-        ]
-        self.stdout.write(banner + "Press Ctrl-C to stop.\n")
         stop = {"now": False}
 
         def request_stop(signum, frame):
             stop["now"] = True
 
-        signal.signal(signal.SIGTERM, request_stop)
+        previous = {
+            sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+        processes: list[subprocess.Popen] = []
         try:
+            for command in (["runserver", f"127.0.0.1:{port}", "--noreload"], ["qcluster"]):
+                if stop["now"]:
+                    break
+                processes.append(
+                    subprocess.Popen([*manage, *command], start_new_session=True)  # noqa: S603
+                )
+            self.stdout.write(banner + "Press Ctrl-C to stop.\n")
             while not stop["now"]:
                 if any(p.poll() is not None for p in processes):
                     raise CommandError("The web server or the workers stopped; see above.")
-                time.sleep(0.5)
-        except KeyboardInterrupt:
-            pass
+                time.sleep(0.2)
         finally:
             for process in processes:
                 if process.poll() is None:
                     process.terminate()
             for process in processes:
                 try:
-                    process.wait(timeout=15)
+                    process.wait(timeout=20)
                 except subprocess.TimeoutExpired:
                     process.kill()
-            self.stdout.write(
-                "Stopped. Tryton keeps running in the background: "
-                "python -m connectors.providers.tryton.sandbox down --root var/tryton"
-            )
+                    process.wait()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        self.stdout.write(
+            "Stopped. Tryton keeps running in the background; stop it with: "
+            f".venv/bin/python -m connectors.providers.tryton.sandbox down --root {tryton_root}"
+        )
