@@ -36,7 +36,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.tryton]
 
 TAX_RATE_NOT_FOUND = "ERROR_SYNC_INVOICE_MAPPING_TAX_RATE_NOT_FOUND"
 FLOW_NAME = "Tryton to Tryton"
-# "Sync now" runs the whole first sync (35 sample invoices into Tryton, about 10 s here) inside
+# "Sync now" runs the whole first sync (37 sample invoices into Tryton, about 10 s here) inside
 # the request: the one step allowed more than the default 30 s.
 SYNC_TIMEOUT_MS = 90_000
 

@@ -46,8 +46,8 @@ def test_rows_removed_from_the_proposals_stay_unmapped_after_the_next_saves(
     sign_in(page, server, accountant.email)
     page.goto(f"{server}/admin/mappings/syncflow/{flow.pk}/change/?propose_vat=1")
     expect(page.locator("ul.messagelist")).to_contain_text("VAT mappings proposed below")
-    # No code to choose for purchases at 0 %: remove that row too.
-    vat_proposal(page, "purchases", "0").locator("a.inline-deletelink").click()
+    # Tryton's reverse-charge purchase taxes come one by one with both codes, none at 0 %.
+    expect(vat_proposal(page, "purchases", "0")).to_have_count(0)
     sales_21 = vat_proposal(page, "sales", "2.1")
     expect(sales_21).to_have_count(2)
     for _ in range(2):
