@@ -4,12 +4,9 @@ history), and saving goes through connectors.services."""
 
 from __future__ import annotations
 
-import json
-
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count
-from django.forms.fields import InvalidJSONInput
 from django.utils.decorators import method_decorator
 from django.utils.html import format_html_join
 from django.views.decorators.debug import sensitive_post_parameters
@@ -17,6 +14,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from connectors import registry
 from connectors.admin_filters import ClientScopedRelatedFilter, scoped_list_filter
 from connectors.base import AUTH_FIELDS, AuthKind, ConnectionKind
+from connectors.form_fields import BoundedJSONField
 from connectors.models import Client, Connection
 from connectors.selectors import client_list_for_user
 from connectors.services import (
@@ -238,69 +236,17 @@ def _shown(value: object, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _json_depth_exceeds(text: str, limit: int) -> bool:
-    """Whether ``text`` nests arrays or objects deeper than ``limit`` (brackets inside strings
-    do not count). A linear scan, so that no parser recursion ever sees such a text."""
-    depth, in_string, escaped = 0, False, False
-    for char in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            if depth > limit:
-                return True
-        elif char in "]}":
-            depth -= 1
-    return False
+class SettingsJSONField(BoundedJSONField):
+    """The connection settings as JSON text: a flat object is far shorter and shallower than
+    these bounds (NaN and Infinity are refused on the setting that holds them, see
+    settings_shape_problem)."""
 
-
-class SettingsJSONField(forms.JSONField):
-    """The connection settings as JSON text: refused with a message, never crashed on, when too
-    long, too deeply nested or malformed (NaN and Infinity are refused on the setting that holds
-    them, see settings_shape_problem)."""
-
+    max_chars = SETTINGS_MAX_CHARS
+    max_depth = SETTINGS_MAX_DEPTH
     default_error_messages = {
         "too_long": "The settings are too long: at most %(limit)s characters, not %(length)s.",
         "too_deep": "The settings nest too deeply: enter a flat JSON object of names and values.",
     }
-
-    def to_python(self, value):
-        if isinstance(value, str) and not isinstance(value, InvalidJSONInput):
-            if len(value) > SETTINGS_MAX_CHARS:
-                raise forms.ValidationError(
-                    self.error_messages["too_long"],
-                    code="too_long",
-                    params={"limit": f"{SETTINGS_MAX_CHARS:,}", "length": f"{len(value):,}"},
-                )
-            if _json_depth_exceeds(value, SETTINGS_MAX_DEPTH):
-                raise forms.ValidationError(self.error_messages["too_deep"], code="too_deep")
-        try:
-            return super().to_python(value)
-        except (ValueError, RecursionError):
-            # Anything the parser cannot read without crashing is not valid JSON either.
-            raise forms.ValidationError(
-                self.error_messages["invalid"], code="invalid", params={"value": value}
-            ) from None
-
-    def bound_data(self, data, initial):
-        # Shown back as typed when it cannot be read (never parsed if it would crash the parser).
-        if self.disabled:
-            return initial
-        if data is None:
-            return None
-        if len(data) > SETTINGS_MAX_CHARS or _json_depth_exceeds(data, SETTINGS_MAX_DEPTH):
-            return InvalidJSONInput(data)
-        try:
-            return json.loads(data, cls=self.decoder)
-        except (ValueError, RecursionError):
-            return InvalidJSONInput(data)
 
 
 class _ConnectionAdminFormBase(forms.ModelForm):

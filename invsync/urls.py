@@ -1,11 +1,20 @@
 from allauth.account.decorators import secure_admin_login
 from django.contrib import admin
+from django.db import models
 from django.urls import include, path
+
+from connectors.form_fields import BoundedJSONField
 
 # One sign-in: the admin's login page sends to allauth's (email, password, then the TOTP code of
 # users who have one), which comes back to the admin.
 admin.autodiscover()
 admin.site.login = secure_admin_login(admin.site.login)
+
+# Every admin form's JSON field, third-party admins' included (allauth's authenticators,
+# social-auth's extra data), refuses with a message what would crash the page: deep nesting,
+# megabytes (see connectors.form_fields).
+for _model_admin in admin.site._registry.values():
+    _model_admin.formfield_overrides.setdefault(models.JSONField, {"form_class": BoundedJSONField})
 
 urlpatterns = [
     path("accounts/", include("allauth.urls")),

@@ -221,6 +221,37 @@ def test_deep_nesting_and_megabytes_in_any_text_field_are_refused_on_the_field(
             assert snapshot(obj) == before, (label, name, value[:20])
 
 
+def test_no_admin_add_form_answers_500_to_deep_nesting_or_megabytes(admin_client, settings):
+    """Every registered admin, third-party ones included: a JSON field refuses the value on the
+    field; no text field crashes the page or saves it."""
+    from django.contrib import admin
+
+    settings.DEBUG = True
+    admin_client.raise_request_exception = False
+    walked = set()
+    for model in list(admin.site._registry):
+        meta = model._meta
+        url = reverse(f"admin:{meta.app_label}_{meta.model_name}_add")
+        page = admin_client.get(url)
+        if page.status_code == 403:
+            continue  # a read-only log: nothing to type into
+        assert page.status_code == 200, (meta.label, page.status_code)
+        form = page.context["adminform"].form
+        data = _form_data(page)
+        for name in text_fields(form):
+            is_json = isinstance(form.fields[name], forms.JSONField)
+            for value in (NESTED_ARRAYS, NESTED_OBJECTS, BIG):
+                count = model._default_manager.count()
+                response = admin_client.post(url, {**data, form.add_prefix(name): value})
+                assert response.status_code == 200, (meta.label, name, value[:20])
+                assert model._default_manager.count() == count, (meta.label, name, value[:20])
+                if is_json:
+                    assert response.context["adminform"].form.errors.get(name), (meta.label, name)
+            walked.add((meta.label, name))
+    assert {("mfa.Authenticator", "data"), ("social_django.UserSocialAuth", "extra_data")} <= walked
+    assert ("connectors.Connection", "settings") in walked
+
+
 def test_a_request_past_the_size_limit_is_refused_whole_and_saves_nothing(admin_client, flow):
     connection = flow.accounting_connection
     data = _form_data(admin_client.get(change_url(connection)))
