@@ -238,16 +238,6 @@ def connection_update(
 
     secrets = _clean_secrets(credentials)
     _check_credentials(connection.auth_kind, secrets)
-    address_changed, missing = credentials_to_reenter(
-        stored=stored,
-        provider=connection.provider,
-        kind=connection.kind,
-        auth_kind=connection.auth_kind,
-        settings=connection.settings,
-        given=secrets,
-    )
-    if missing:
-        raise ValidationError({"credentials": reenter_message(address_changed, missing)})
     kept = {
         name: value
         for name, value in (stored.credentials or {}).items()
@@ -263,6 +253,16 @@ def connection_update(
 
     connection.full_clean()
     _check_settings(connection)
+    address_changed, missing = credentials_to_reenter(
+        stored=stored,
+        provider=connection.provider,
+        kind=connection.kind,
+        auth_kind=connection.auth_kind,
+        settings=connection.settings,
+        given=secrets,
+    )
+    if missing:
+        raise ValidationError({"credentials": reenter_message(address_changed, missing)})
 
     changed = any(
         getattr(connection, name) != getattr(stored, name)
