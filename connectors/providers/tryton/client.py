@@ -770,7 +770,7 @@ class TrytonClient:
             raise self._http_failure(method, response, wait)
         try:
             answer = loads(response.content)
-        except (ValueError, KeyError, TypeError) as error:
+        except (ValueError, KeyError, TypeError):
             raise self._failure("protocol", method, detail="not JSON") from None
         if not isinstance(answer, dict):
             raise self._failure("protocol", method, detail="not an object")
