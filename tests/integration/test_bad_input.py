@@ -440,7 +440,7 @@ def test_the_line_overrides_form_refuses_bad_values(admin_client, unmapped):
     bad = [
         (name, value)
         for name, field in form.fields.items()
-        for value in [*never_valid(field), "no such choice", "999"]
+        for value in [*never_valid(field), "no such choice", "999", NESTED_ARRAYS, BIG]
     ]
     assert len(bad) >= 16
     for name, value in bad:
