@@ -5,8 +5,10 @@ For each editable admin page (client, connection, flow with its VAT and journal 
 the change form is posted as the browser would send it, with one field at a time replaced by a
 value that field can never accept: NUL characters, text past the column's length, numbers that
 are not numbers or do not fit, impossible dates, choices that were never offered, malformed
-JSON, a blank required field. Each post must come back as the form again (not a crash, not a
-save) with an error on that field, and the database must be as before. Free text typed into
+JSON, a blank required field, ten thousand levels of nesting, two megabytes of text (every
+text and JSON field of every admin form, third-party ones included). Each post must come back as
+the form again (not a crash, not a save) with an error on that field, and the database must be
+as before; a body past Django's request limit is refused whole (400). Free text typed into
 the name fields (hypothesis) is either saved exactly or refused with a message. The connection
 settings are checked one by one (a URL that is not http(s), a timeout of -1, a rate limit of
 "fast"...), and so are the line overrides of a failed record. Query strings of the admin's lists
