@@ -48,6 +48,19 @@ class JsonFileError(ValueError):
         super().__init__(detail)
 
 
+# C0 controls, DEL, and what str.splitlines() also breaks on (NEL, line and paragraph separators).
+_CONTROLS = {code: f"\\x{code:02x}" for code in (*range(32), 127, 0x85)} | {
+    0x2028: "\\u2028",
+    0x2029: "\\u2029",
+}
+
+
+def one_line(text: str) -> str:
+    """``text`` with its control characters escaped (``\\x0a``), for a message that quotes a
+    document's keys or values: a terminal shows it as one line, as it was written."""
+    return text.translate(_CONTROLS)
+
+
 def read_json_file(
     path: str,
     *,

@@ -125,6 +125,9 @@ def _check_keys(data: dict[str, Any], allowed: tuple[str, ...], key: str, *, req
 
 def _convert(model, name: str, value: Any, key: str) -> Any:
     model_field = model._meta.get_field(name)
+    if isinstance(value, dict | list):
+        # No configuration field holds a structure; some to_python() raise TypeError on one.
+        raise PortableError(key, "must be a plain value, not a JSON object or list.")
     try:
         return model_field.to_python(value)
     except ValidationError as exc:
@@ -143,7 +146,9 @@ def _read_connection(data: Any, key: str) -> dict[str, Any]:
     _check_keys(data, CONNECTION_KEYS, key, required=CONNECTION_KEYS)
     _require_text(data["name"], f"{key}.name")
     _require_text(data["provider"], f"{key}.provider")
-    if data["auth_kind"] not in {kind.value for kind in AuthKind}:
+    if not isinstance(data["auth_kind"], str) or data["auth_kind"] not in {
+        kind.value for kind in AuthKind
+    }:
         raise PortableError(
             f"{key}.auth_kind", f"must be one of {', '.join(kind.value for kind in AuthKind)}."
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from connectors.jsonfiles import JsonFileError, read_json_file
+from connectors.jsonfiles import JsonFileError, one_line, read_json_file
 from mappings.audit import acting_as
 from mappings.portable import PortableError, flow_import
 
@@ -60,7 +60,7 @@ class Command(BaseCommand):
             )
         except PortableError as exc:
             raise CommandError(
-                f"Invalid flow document: {exc}", returncode=EXIT_INVALID_INPUT
+                f"Invalid flow document: {one_line(str(exc))}", returncode=EXIT_INVALID_INPUT
             ) from None
         for warning in result.warnings:
             self.stderr.write(self.style.WARNING(f"Warning: {warning}"))

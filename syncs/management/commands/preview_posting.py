@@ -13,7 +13,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from connectors.jsonfiles import JsonFileError, read_json_file
+from connectors.jsonfiles import JsonFileError, one_line, read_json_file
 from syncs.engine import Rejected, build_posting
 from syncs.serialization import (
     InputError,
@@ -40,7 +40,7 @@ def _read_json(path: str, what: str) -> Any:
 def _invalid(what: str, path: str, error: InputError) -> CommandError:
     where = f"field {error.field}: " if error.field else ""
     return CommandError(
-        f"{what} file {path}: {where}{error.problem}", returncode=EXIT_INVALID_INPUT
+        f"{what} file {path}: {one_line(where + error.problem)}", returncode=EXIT_INVALID_INPUT
     )
 
 
