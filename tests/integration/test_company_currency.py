@@ -16,6 +16,7 @@ from syncs.models import RecordStatus, SyncedRecord
 from syncs.selectors import flow_engine_config
 from syncs.services import flow_sync
 from tests.factories import InvoiceFactory, SyncFlowFactory
+from tests.integration.test_mapping_forms import change_url, complete_flow, form_data
 
 pytestmark = pytest.mark.django_db
 
@@ -69,3 +70,14 @@ def test_a_flow_that_still_believes_in_eur_is_refused_by_a_gbp_ledger(gbp_ledger
     assert record.status == RecordStatus.FAILED and not target.entries
     assert record.error_code == ErrorCode.CONFIGURATION_INCOMPLETE
     assert record.error_field == "company_currency"
+
+
+def test_choosing_the_folder_on_the_flow_page_takes_its_currency(admin_client, memory_connectors):
+    _, target = memory_connectors
+    target.currency = "USD"
+    flow = complete_flow(folder="", folder_name="", company_currency="EUR")
+    response = admin_client.get(change_url(flow))
+    data = form_data(response)
+    data["folder"] = "1"
+    assert admin_client.post(change_url(flow), data).status_code == 302
+    assert SyncFlow.objects.get(pk=flow.pk).company_currency == "USD"
