@@ -250,8 +250,8 @@ class SyncFlowAdmin(CascadeLogsDeleteMixin, ClientScopedAdminMixin, admin.ModelA
                     "sync_without_attachment",
                     "schedule_minutes",
                     "enabled",
-                )
                     "confirm_shared_ledger",
+                )
             },
         ),
         ("Journals", {"fields": ("sales_journal", "purchases_journal", "journals_by_source")}),
@@ -433,11 +433,11 @@ class SyncFlowAdmin(CascadeLogsDeleteMixin, ClientScopedAdminMixin, admin.ModelA
 
     def save_model(self, request, obj, form, change):
         data = {name: form.cleaned_data[name] for name in form.cleaned_data}
-        # The rows the inlines save next: the services' completeness check counts them.
         data.pop("confirm_shared_ledger", None)  # a confirmation, not a flow field
+        # The rows the inlines save next: the services' completeness check counts them.
         rows = getattr(form, "prospective_mappings", {})
-        if change:
         confirmed = getattr(form, "shared_ledger_confirmed", [])
+        if change:
             flow_update(flow=obj, data=data, shared_ledger_confirmed=confirmed, **rows)
         else:
             saved = flow_create(**data, shared_ledger_confirmed=confirmed, **rows)

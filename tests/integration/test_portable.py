@@ -183,9 +183,7 @@ def test_import_into_a_fresh_client_round_trips_every_field_and_mapping(flow, tm
             assert getattr(copy, name) == value, name
 
 
-def test_import_with_existing_connections_round_trips_but_creates_the_flow_disabled(
-    flow, tmp_path
-):
+def test_import_with_existing_connections_round_trips_but_creates_the_flow_disabled(flow, tmp_path):
     _, original = _export(str(flow.pk))
     fresh = ClientFactory(name="Fresh client")
     # Checked connections: the imported flow's setup is complete, yet an import never enables.

@@ -115,9 +115,7 @@ SETTINGS_FIELDS = (
         check=http_url,
         addresses_credentials=True,
     ),
-    SettingField(
-        "database", "Database", "The Tryton database name.", addresses_credentials=True
-    ),
+    SettingField("database", "Database", "The Tryton database name.", addresses_credentials=True),
     SettingField(
         "company",
         "Company id",

@@ -88,9 +88,7 @@ SETTINGS_FIELDS = (
         check=http_url,
         addresses_credentials=True,
     ),
-    SettingField(
-        "database", "Database", "The Tryton database name.", addresses_credentials=True
-    ),
+    SettingField("database", "Database", "The Tryton database name.", addresses_credentials=True),
     *TRANSPORT_SETTINGS_FIELDS,
 )
 JOURNAL_KINDS = {"revenue": "sales", "expense": "purchases"}
