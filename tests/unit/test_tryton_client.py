@@ -709,11 +709,10 @@ def test_source_line_tax_uses_the_child_valid_on_the_tax_date_and_half_even_roun
     ]  # fmt: skip
     source = TrytonSource(TARGET_CONFIG, client=_StubClient(taxes))
     cent = Decimal("0.01")
-    assert source._line_tax([1], dt.date(2026, 1, 1), Decimal("0.125"), Decimal(1), cent) == (
-        Decimal(20),
-        Decimal("0.02"),  # 0.025 rounds half even
-    )
-    rate, tax = source._line_tax([1], dt.date(2012, 6, 1), Decimal("100.00"), Decimal(1), cent)
+    rate, tax, kind = source._line_tax([1], dt.date(2026, 1, 1), Decimal("0.125"), Decimal(1), cent)
+    assert (rate, tax) == (Decimal(20), Decimal("0.02"))  # 0.025 rounds half even
+    assert kind == "standard"
+    rate, tax, _ = source._line_tax([1], dt.date(2012, 6, 1), Decimal("100.00"), Decimal(1), cent)
     assert (rate, tax) == (Decimal("19.6"), Decimal("19.60"))
     (sales,) = source.list_tax_rates()
     assert (sales.tax_id, sales.rate, sales.direction) == ("1", Decimal(20), Direction.SALES)
