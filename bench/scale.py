@@ -58,7 +58,7 @@ class Unavailable(RuntimeError):
 
 def missing() -> list[str]:
     """What this machine lacks to run the scale-out measurement (empty: nothing)."""
-    from connectors.providers.tryton.sandbox import TrytonSandbox
+    from connectors.devtools.tryton.sandbox import TrytonSandbox
 
     lacking = []
     if not (TrytonSandbox._find_pg_bin() / "pg_ctl").exists():
@@ -99,7 +99,7 @@ class Services:
         lacking = missing()
         if lacking:
             raise Unavailable("missing: " + "; ".join(lacking))
-        from connectors.providers.tryton.sandbox import TrytonSandbox
+        from connectors.devtools.tryton.sandbox import TrytonSandbox
 
         self.root = Path(tempfile.mkdtemp(prefix="invsync-scale-"))
         self.root.chmod(0o755)  # PostgreSQL's system user must reach root/pg
@@ -119,7 +119,7 @@ class Services:
     def _start_redis(self) -> None:
         import redis
 
-        from connectors.providers.tryton.sandbox import free_port
+        from connectors.devtools.tryton.sandbox import free_port
 
         port = free_port()
         log = open(self.root / "redis.log", "wb")  # noqa: SIM115 - closed with the process

@@ -52,7 +52,7 @@ def _date(value) -> dict:
 
 
 def _tryton_setup(entries: int):
-    from connectors.providers.tryton.sandbox import TrytonSandbox
+    from connectors.devtools.tryton.sandbox import TrytonSandbox
 
     sandbox = TrytonSandbox()
     sandbox.ensure_installed()

@@ -216,15 +216,24 @@ class Folder:
     currency: str = "EUR"
 
 
+class AccountKind(StrEnum):
+    """What an account is for, as the target reports it (whatever its chart numbers it)."""
+
+    RECEIVABLE = "receivable"  # customers (third-party accounts of sales)
+    PAYABLE = "payable"  # suppliers (third-party accounts of purchases)
+    REVENUE = "revenue"
+    EXPENSE = "expense"
+    TAX = "tax"
+    OTHER = "other"  # the target says what it is, and it is none of the above
+    UNKNOWN = "unknown"  # the target reports numbers only
+
+
 @dataclass(frozen=True)
 class Account:
     number: str
     name: str = ""
     active: bool = True
-
-    @property
-    def account_class(self) -> str:
-        return self.number[:1]
+    kind: AccountKind = AccountKind.UNKNOWN
 
 
 @dataclass(frozen=True)
@@ -241,6 +250,15 @@ class Journal:
     code: str
     name: str = ""
     kind: str = ""  # "sales", "purchases" or the target's own word
+
+
+@dataclass(frozen=True)
+class TargetLookups:
+    """The target's chart as the engine checks a posting against it."""
+
+    accounts: tuple[Account, ...] = ()
+    vat_codes: tuple[VatCode, ...] = ()
+    journals: tuple[str, ...] = ()  # journal codes; empty: not checked
 
 
 @dataclass(frozen=True)

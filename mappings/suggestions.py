@@ -15,10 +15,13 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from connectors.canonical import Account, Direction, Journal, SourceTaxRate, VatCode
+from mappings.accounts import ACCOUNT_FIELD_KINDS, account_fits
 
-# Preferred numbers in the French chart (PCG), most specific first; prefixes are tried after exact
-# numbers, so 706 finds 706 or else 7061, 70611...
-ACCOUNT_PREFERENCES: dict[str, tuple[str, ...]] = {
+# Preferred numbers where the target's chart is the French one (PCG), most specific first;
+# prefixes are tried after exact numbers, so 706 finds 706 or else 7061, 70611... Only accounts of
+# the kind the setting takes are proposed, so another chart's same numbers are never picked; in
+# another chart, the one active account of the kind is proposed (see :func:`suggest_account`).
+FRENCH_CHART_PREFERENCES: dict[str, tuple[str, ...]] = {
     "default_sales_account": ("706", "707", "70"),
     "default_purchases_account": ("607", "606", "604", "60"),
     "customer_collective_account": ("411",),
@@ -65,8 +68,16 @@ def _fold(text: str) -> str:
     return unicodedata.normalize("NFKD", text or "").encode("ascii", "ignore").decode().lower()
 
 
-def suggest_account(accounts: Sequence[Account], preferences: Sequence[str]) -> str | None:
-    active = [a for a in accounts if a.active]
+def suggest_account(
+    accounts: Sequence[Account], preferences: Sequence[str], field_name: str | None = None
+) -> str | None:
+    """The account to propose for a setting: among the active accounts of the kinds
+    ``field_name`` takes (all when None), the first of ``preferences`` (exact numbers, then the
+    shortest under a prefix); else, for a setting that takes one kind, the only active account
+    of that kind. None when nothing fits or several do alike."""
+    active = [
+        a for a in accounts if a.active and (field_name is None or account_fits(a, field_name))
+    ]
     numbers = {a.number for a in active}
     for wanted in preferences:
         if wanted in numbers:
@@ -75,6 +86,8 @@ def suggest_account(accounts: Sequence[Account], preferences: Sequence[str]) -> 
         matches = sorted((a.number for a in active if a.number.startswith(wanted)), key=len)
         if matches:
             return matches[0]
+    if field_name is not None and len(ACCOUNT_FIELD_KINDS[field_name]) == 1 and len(active) == 1:
+        return active[0].number
     return None
 
 
@@ -182,8 +195,8 @@ def suggest(
     journals: Sequence[Journal],
 ) -> Suggestions:
     result = Suggestions()
-    for name, preferences in ACCOUNT_PREFERENCES.items():
-        number = suggest_account(accounts, preferences)
+    for name, preferences in FRENCH_CHART_PREFERENCES.items():
+        number = suggest_account(accounts, preferences, name)
         if number:
             result.accounts[name] = number
     for direction in Direction:

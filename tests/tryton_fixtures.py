@@ -36,7 +36,7 @@ from typing import Any
 import pytest
 import requests
 
-from connectors.providers.tryton.sandbox import ADMIN_LOGIN, SandboxError, TrytonSandbox
+from connectors.devtools.tryton.sandbox import ADMIN_LOGIN, SandboxError, TrytonSandbox
 
 _SANDBOX: TrytonSandbox | None = None
 

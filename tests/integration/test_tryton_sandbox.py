@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from connectors.providers.tryton import sandbox as sandbox_module
-from connectors.providers.tryton.sandbox import (
+from connectors.devtools.tryton import sandbox as sandbox_module
+from connectors.devtools.tryton.sandbox import (
     DEMO_DATABASES,
     PortTakenError,
     SandboxError,

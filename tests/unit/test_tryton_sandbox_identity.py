@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from connectors.providers.tryton.sandbox import (
+from connectors.devtools.tryton.sandbox import (
     REQUIREMENTS,
     PortTakenError,
     TrytonSandbox,

@@ -18,8 +18,8 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
+from connectors.devtools.tryton.sandbox import SandboxError, TrytonSandbox
 from connectors.models import Client, Connection
-from connectors.providers.tryton.sandbox import SandboxError, TrytonSandbox
 from connectors.services import (
     client_create,
     connection_check,
@@ -253,5 +253,5 @@ class Command(BaseCommand):
                 signal.signal(sig, handler)
         self.stdout.write(
             "Stopped. Tryton keeps running in the background; stop it with: "
-            f".venv/bin/python -m connectors.providers.tryton.sandbox down --root {tryton_root}"
+            f".venv/bin/python -m connectors.devtools.tryton.sandbox down --root {tryton_root}"
         )

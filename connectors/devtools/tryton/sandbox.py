@@ -18,7 +18,7 @@ runs as child processes of that venv, a private PostgreSQL 15 cluster and ``tryt
     sb.shared_database("invoicing")    # one copy for the session, read-only by convention
     sb.fresh_database("accounting")    # an unused, already served copy (refills the pool)
 
-CLI (the one-command demo): ``python -m connectors.providers.tryton.sandbox up --root var/tryton``
+CLI (the one-command demo): ``python -m connectors.devtools.tryton.sandbox up --root var/tryton``
 (``--json`` prints url/databases/login/password as JSON; ``--reset`` recreates the demo databases;
 the server port is the previous one, else 8765, else a free one, or ``--port``), ``... down``,
 ``... status [--json]``, ``... build`` (install and build the templates only), ``... clean`` (drop
@@ -1411,7 +1411,7 @@ def _terminate(pid: int, process: subprocess.Popen | None, timeout: float = 15) 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m connectors.providers.tryton.sandbox",
+        prog="python -m connectors.devtools.tryton.sandbox",
         description="Local Tryton 8.2 sandbox: private PostgreSQL, template databases, trytond.",
     )
     parser.add_argument(
@@ -1474,7 +1474,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             print(
                 f"  PostgreSQL on 127.0.0.1:{state['postgres_port']}  "
-                f"(stop all with: python -m connectors.providers.tryton.sandbox down)"
+                f"(stop all with: python -m connectors.devtools.tryton.sandbox down)"
             )
         elif args.command == "down":
             sandbox.demo_down()

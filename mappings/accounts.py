@@ -1,0 +1,80 @@
+"""Which accounts each account setting takes: judged by the kind of account the target reports
+(receivable, payable, revenue, expense, tax, other), whatever its chart numbers them.
+
+Where a target reports numbers only (kind ``unknown``), :func:`kind_from_number` reads the kind
+from the number with the French chart's classes; it is the one place that knows them. Pure
+functions over the canonical lookups (no ORM, no HTTP).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from connectors.canonical import Account, AccountKind
+
+# The kinds each account setting takes, the most fitting first.
+ACCOUNT_FIELD_KINDS: dict[str, tuple[AccountKind, ...]] = {
+    "default_sales_account": (AccountKind.REVENUE,),
+    "default_purchases_account": (AccountKind.EXPENSE,),
+    "customer_collective_account": (AccountKind.RECEIVABLE,),
+    "supplier_collective_account": (AccountKind.PAYABLE,),
+    # Rounding differences go to miscellaneous income/charges, which some charts type as neither.
+    "rounding_credit_account": (AccountKind.REVENUE, AccountKind.OTHER),
+    "rounding_debit_account": (AccountKind.EXPENSE, AccountKind.OTHER),
+    "sales_discount_account": (AccountKind.EXPENSE, AccountKind.REVENUE),
+    "purchases_discount_account": (AccountKind.EXPENSE, AccountKind.REVENUE),
+}
+
+# The fallback for a target that reports numbers only: the French chart (PCG) classes, most
+# specific prefix first.
+_FRENCH_CLASSES: tuple[tuple[str, AccountKind], ...] = (
+    ("41", AccountKind.RECEIVABLE),
+    ("40", AccountKind.PAYABLE),
+    ("445", AccountKind.TAX),
+    ("6", AccountKind.EXPENSE),
+    ("7", AccountKind.REVENUE),
+)
+
+
+def kind_from_number(number: str) -> AccountKind:
+    """The kind of an account known by its number only, read as the French chart numbers it;
+    still ``unknown`` for the numbers no setting takes (a number alone never says ``other``)."""
+    for prefix, kind in _FRENCH_CLASSES:
+        if number.startswith(prefix):
+            return kind
+    return AccountKind.UNKNOWN
+
+
+def account_kind(account: Account) -> AccountKind:
+    """The account's kind as the target reports it, or else as its number says."""
+    if account.kind is AccountKind.UNKNOWN:
+        return kind_from_number(account.number)
+    return account.kind
+
+
+def account_fits(account: Account, field_name: str) -> bool:
+    return account_kind(account) in ACCOUNT_FIELD_KINDS[field_name]
+
+
+def kinds_text(kinds: Iterable[AccountKind]) -> str:
+    return " or ".join(kind.value for kind in kinds)
+
+
+def field_kinds_text(field_name: str) -> str:
+    return kinds_text(ACCOUNT_FIELD_KINDS[field_name])
+
+
+def account_kind_problem(
+    field_name: str, number: str, accounts: Iterable[Account] | None
+) -> str | None:
+    """Why the existing account ``number`` does not suit the setting ``field_name`` (a
+    receivable account as the supplier collective account...), or None."""
+    if not number or accounts is None or field_name not in ACCOUNT_FIELD_KINDS:
+        return None
+    found = next((a for a in accounts if a.number == number), None)
+    if found is None or account_fits(found, field_name):
+        return None
+    return (
+        f"The account {number} is a {account_kind(found).value} account in the accounting tool; "
+        f"this setting takes a {field_kinds_text(field_name)} account."
+    )
