@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
-from connectors.providers.tryton.target import external_id_of
+from connectors.providers.tryton.entries import external_id_of
 from mappings.models import SyncFlow
 from syncs.models import RecordStatus, RunStatus, SyncedRecord, SyncRun
 from syncs.services import flow_sync, record_external_id

@@ -21,7 +21,7 @@ from types import SimpleNamespace
 import pytest
 
 from connectors.errors import ErrorCode
-from connectors.providers.tryton.target import external_id_of
+from connectors.providers.tryton.entries import external_id_of
 from connectors.ratelimit import forget_shared_limiters
 from mappings.models import SyncFlow
 from syncs.models import RecordStatus, RunStatus, SyncedRecord, SyncRun

@@ -23,25 +23,21 @@ import pytest
 from connectors.base import AuthKind, ConnectionConfig, EntryToWrite
 from connectors.canonical import Direction, EntryLine, EntryRef, InvoiceType, Posting, TaxRole
 from connectors.errors import ConnectorError, ErrorCode, InvsyncError
-from connectors.providers.tryton import client as client_module
-from connectors.providers.tryton.client import (
+from connectors.providers.tryton import transport as transport_module
+from connectors.providers.tryton.client import TrytonClient, client_from_config
+from connectors.providers.tryton.entries import external_id_of
+from connectors.providers.tryton.lookups import _AccountRow, _PeriodRow
+from connectors.providers.tryton.source import TrytonSource
+from connectors.providers.tryton.target import TrytonTarget
+from connectors.providers.tryton.transport import (
     ERROR_TABLE,
-    TrytonClient,
     TrytonError,
     TrytonWarning,
-    client_from_config,
     decode_value,
     dumps,
     encode,
     is_idempotent,
     loads,
-)
-from connectors.providers.tryton.source import TrytonSource
-from connectors.providers.tryton.target import (
-    TrytonTarget,
-    _AccountRow,
-    _PeriodRow,
-    external_id_of,
 )
 from connectors.ratelimit import RateLimiter, forget_shared_limiters
 from connectors.retry import NO_RETRY, Delivery, RetryPolicy
@@ -387,9 +383,9 @@ def test_503_retry_after_is_obeyed(server, client, sleeps):
     ("header", "seconds"), [("3", 3.0), ("1.5", 1.5), ("soon", None), ("", None)]
 )
 def test_retry_after_header_values(header, seconds):
-    assert client_module._retry_after(header) == seconds
+    assert transport_module._retry_after(header) == seconds
     date = email.utils.format_datetime(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=30))
-    assert 25 <= client_module._retry_after(date) <= 30
+    assert 25 <= transport_module._retry_after(date) <= 30
 
 
 def test_backoff_never_exceeds_its_cap():
@@ -503,7 +499,7 @@ def test_huge_user_error_is_capped(server, client):
     server.script["model.a.b"] = [error(["UserError", ["Refused " + "y" * 40_000, "", None]])]
     with pytest.raises(ConnectorError) as caught:
         client.call("model.a.b")
-    assert len(caught.value.message) <= client_module.MESSAGE_LIMIT + 100
+    assert len(caught.value.message) <= transport_module.MESSAGE_LIMIT + 100
 
 
 def test_answer_that_is_not_json_rpc_is_unexpected(server, client):

@@ -68,9 +68,8 @@ from connectors.providers.tryton.client import (
     TRANSPORT_SETTINGS_FIELDS,
     TrytonClient,
     TrytonConnection,
-    TrytonError,
-    cut,
 )
+from connectors.providers.tryton.transport import TrytonError, cut
 
 logger = logging.getLogger(__name__)
 
