@@ -35,6 +35,9 @@ class FlowConfig:
     scope: str = "both"  # both | sales | purchases
     start_date: dt.date | None = None
     draft: bool = False
+    # Whether the target books a tax line on the account its VAT code names (False: the target
+    # books VAT from the code itself, and tax lines carry no account).
+    vat_codes_name_accounts: bool = True
     sync_without_attachment: bool = True
     separate_discounts: bool = False
     label_mode: str = "partner_then_description"

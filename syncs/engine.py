@@ -744,6 +744,8 @@ class _Builder:
         return self._checked_account(self.config.purchases_discount, "accounts.purchases_discount")
 
     def _tax_account(self, code: str) -> str | None:
+        if not self.config.vat_codes_name_accounts:
+            return None  # the target books VAT from the code itself
         vat = self.vat_codes.get(code)
         account = vat.account if vat else None
         if account and self.accounts:

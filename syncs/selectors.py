@@ -14,9 +14,9 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from connectors.canonical import Account, Direction, Invoice, InvoiceType, Journal, VatCode
-from connectors.errors import CATALOGUE, ErrorCode, ErrorInfo
+from connectors.errors import CATALOGUE, ErrorCode, ErrorInfo, InvsyncError
 from connectors.models import LookupCache
-from connectors.selectors import client_list_for_user
+from connectors.selectors import client_list_for_user, connector_class_for
 from mappings.models import SyncFlow
 from mappings.selectors import flow_schedule_name
 from syncs.config import FlowConfig, TargetLookups, VatRule
@@ -44,10 +44,20 @@ def flow_engine_config(flow: SyncFlow, lookups: TargetLookups) -> FlowConfig:
     by_source = None
     if flow.journals_by_source:
         by_source = {m.source_journal: m.target_journal for m in flow.journal_mappings.all()}
+    # What the target can do decides over settings it cannot honour (the flow form refuses them);
+    # a provider no longer installed writes nothing, and its flow keeps its settings as they are.
+    drafts, vat_accounts = True, True
+    if flow.accounting_connection_id:
+        try:
+            target = connector_class_for(flow.accounting_connection)
+            drafts, vat_accounts = target.supports_draft_entries, target.vat_codes_name_accounts
+        except InvsyncError:
+            pass
     return FlowConfig(
         scope=flow.scope,
         start_date=flow.start_date,
-        draft=flow.draft_entries,
+        draft=flow.draft_entries and drafts,
+        vat_codes_name_accounts=vat_accounts,
         sync_without_attachment=flow.sync_without_attachment,
         separate_discounts=flow.separate_discounts,
         label_mode=flow.label_mode,
