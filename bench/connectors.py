@@ -48,10 +48,11 @@ from connectors.canonical import (
     Journal,
     Partner,
     SourceTaxRate,
+    TargetLookups,
     TargetPartner,
     VatCode,
 )
-from syncs.config import FlowConfig, TargetLookups, VatRule
+from syncs.config import FlowConfig, VatRule
 
 RATES = (Decimal("20"), Decimal("10"), Decimal("5.5"), Decimal("20"), Decimal("0"))
 PARTNERS = 50

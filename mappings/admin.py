@@ -25,6 +25,7 @@ from connectors.admin import CascadeLogsDeleteMixin, ClientScopedAdminMixin
 from connectors.admin_filters import ClientScopedRelatedFilter
 from connectors.errors import InvsyncError, error_info
 from mappings.audit import one_record_per_save
+from mappings.checklist import flow_setup_checklist
 from mappings.forms import (
     JournalMappingForm,
     JournalMappingFormSet,
@@ -32,16 +33,10 @@ from mappings.forms import (
     VatMappingForm,
     VatMappingFormSet,
 )
+from mappings.lookups import FlowLookups, flow_cached_lookups, lookup_names
 from mappings.models import ConfigChange, JournalMapping, SyncFlow, VatMapping
 from mappings.portable import flow_export
-from mappings.selectors import (
-    FlowLookups,
-    flow_cached_lookups,
-    flow_list_with_run_stats,
-    flow_preview,
-    flow_setup_checklist,
-    flow_vat_proposals,
-)
+from mappings.proposals import flow_vat_proposals
 from mappings.services import (
     flow_config_changed,
     flow_create,
@@ -52,7 +47,8 @@ from mappings.services import (
 )
 from syncs import services as sync_services
 from syncs.models import RecordStatus, RunStatus, SyncedRecord
-from syncs.selectors import lookup_names
+from syncs.preview import flow_preview
+from syncs.selectors import flow_list_with_run_stats
 
 __all__ = ["SyncFlowAdmin", "SyncFlowAdminForm", "VatMappingFormSet"]
 

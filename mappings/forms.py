@@ -3,8 +3,8 @@
 saving refuses a value the tool does not have. Without lists (a tool that cannot be reached and
 was never read, a flow without folder yet) the fields stay plain text inputs.
 
-The forms present and check; the rules live in mappings.selectors (what a value's problem is,
-the setup checklist) and mappings.services (whether the flow may be enabled)."""
+The forms present and check; the rules live in mappings.lookups (what a value's problem is),
+mappings.checklist (the setup checklist) and mappings.services (whether the flow may be enabled)."""
 
 from __future__ import annotations
 
@@ -15,25 +15,22 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from connectors.canonical import Direction
-from mappings.models import JournalMapping, SyncFlow, VatMapping
-from mappings.selectors import (
+from mappings.checklist import VatRow, needs_collected_code, vat_row_for
+from mappings.lookups import (
     ACCOUNT_FIELD_CLASSES,
-    FLOW_RELATION_FIELDS,
     JOURNAL_FIELDS,
     VAT_CODE_FIELD_DIRECTIONS,
     FlowLookups,
-    VatRow,
     account_label,
     account_problem,
-    flow_configuration_fields,
     folder_problem,
     journal_label,
     journal_problem,
-    needs_collected_code,
     vat_code_label,
     vat_code_problem,
-    vat_row_for,
 )
+from mappings.models import JournalMapping, SyncFlow, VatMapping
+from mappings.selectors import FLOW_RELATION_FIELDS, flow_configuration_fields
 from mappings.services import (
     MAX_SCHEDULE_MINUTES,
     flow_enabling_check,

@@ -16,19 +16,20 @@ from connectors.base import ConnectionKind
 from connectors.canonical import Direction
 from connectors.errors import InvsyncError
 from connectors.models import Client, Connection, LookupCache
-from mappings.models import JournalMapping, SyncFlow, VatMapping
-from mappings.overlaps import describe_flow, flow_ledger, flows_sharing_ledger
-from mappings.selectors import (
-    FLOW_RELATION_FIELDS,
+from mappings.checklist import flow_setup_checklist, setup_missing
+from mappings.lookups import (
     TARGET_FOLDER_LOOKUPS,
     FlowLookups,
     LookupProblem,
     flow_cached_lookups,
+    lookup_rows_encode,
+)
+from mappings.models import JournalMapping, SyncFlow, VatMapping
+from mappings.overlaps import describe_flow, flow_ledger, flows_sharing_ledger
+from mappings.selectors import (
+    FLOW_RELATION_FIELDS,
     flow_configuration_fields,
     flow_schedule_name,
-    flow_setup_checklist,
-    lookup_rows_encode,
-    setup_missing,
 )
 from mappings.suggestions import Suggestions, suggest
 

@@ -28,15 +28,17 @@ from django.utils.safestring import mark_safe
 
 from connectors.admin import ClientScopedAdminMixin
 from connectors.admin_filters import ClientScopedRelatedFilter
+from connectors.canonical import TargetLookups
 from connectors.errors import CATALOGUE, ErrorCode, ErrorInfo, InvsyncError
+from mappings.lookups import cached_target_lookups, lookup_names
 from mappings.models import SyncFlow
-from mappings.selectors import flow_list_with_run_stats
 from syncs import selectors as sync_selectors
 from syncs import services as sync_services
 from syncs.forms import RecordOverridesForm
 from syncs.models import PartnerLink, RecordStatus, RunStatus, SyncedRecord, SyncRun
+from syncs.preview import record_preview
 from syncs.reconciliation import BUCKETS, flow_reconcile
-from syncs.serialization import InputError, result_to_json
+from syncs.serialization import InputError, config_to_json, result_to_json
 
 
 class ReadOnlyAdminMixin:
@@ -386,7 +388,9 @@ class SyncRunAdmin(ReadOnlyAdminMixin, ClientScopedAdminMixin, admin.ModelAdmin)
 
     def dashboards_view(self, request):
         self._check_dashboard_permission(request)
-        flows = list(flow_list_with_run_stats(sync_selectors.flow_list_for_user(request.user)))
+        flows = list(
+            sync_selectors.flow_list_with_run_stats(sync_selectors.flow_list_for_user(request.user))
+        )
         counts = sync_selectors.flows_record_counts(flows)
         next_runs = sync_selectors.flows_next_runs(flows)
         rows = [
@@ -693,11 +697,11 @@ class SyncedRecordAdmin(ReadOnlyAdminMixin, ClientScopedAdminMixin, admin.ModelA
             "original": record,
             "title": f"Preview of {record.number or record.source_id}",
         }
-        lookups = sync_selectors.cached_target_lookups(record.flow)
+        lookups = cached_target_lookups(record.flow)
         context["lookups_cached"] = lookups is not None
-        context["names"] = sync_selectors.lookup_names(lookups)
+        context["names"] = lookup_names(lookups)
         try:
-            _, _, result = sync_selectors.record_preview(record)
+            _, _, result = record_preview(record)
         except InputError as error:
             context["input_error"] = str(error)
         else:
@@ -718,13 +722,10 @@ class SyncedRecordAdmin(ReadOnlyAdminMixin, ClientScopedAdminMixin, admin.ModelA
     def config_json_view(self, request, pk: int):
         record = self._record_for(request, pk)
         try:
-            _, config, _ = sync_selectors.record_preview(record)
+            _, config, _ = record_preview(record)
         except InputError:
             # The snapshot is unreadable; the configuration alone still helps support.
-            from syncs.config import TargetLookups
-            from syncs.serialization import config_to_json
-
-            lookups = sync_selectors.cached_target_lookups(record.flow) or TargetLookups()
+            lookups = cached_target_lookups(record.flow) or TargetLookups()
             config = config_to_json(sync_selectors.flow_engine_config(record.flow, lookups))
         return self._download(config, f"CONFIG-{record.pk}.json")
 
@@ -755,7 +756,7 @@ class SyncedRecordAdmin(ReadOnlyAdminMixin, ClientScopedAdminMixin, admin.ModelA
         record = self.get_object(request, object_id)
         extra = {}
         if record is not None:
-            lookups = sync_selectors.cached_target_lookups(record.flow)
+            lookups = cached_target_lookups(record.flow)
             extra = {
                 "can_retry": self._can_correct(request, record),
                 "retry_url": reverse("admin:syncs_syncedrecord_retry", args=[record.pk]),
@@ -799,7 +800,7 @@ class SyncedRecordAdmin(ReadOnlyAdminMixin, ClientScopedAdminMixin, admin.ModelA
         record = self._record_for(request, pk)
         if not self.has_retry_permission(request):
             raise PermissionDenied
-        lookups = sync_selectors.cached_target_lookups(record.flow)
+        lookups = cached_target_lookups(record.flow)
         form = RecordOverridesForm(
             request.POST if request.method == "POST" else None, record=record, lookups=lookups
         )

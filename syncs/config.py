@@ -7,7 +7,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from connectors.canonical import Account, Direction, VatCode
+from connectors.canonical import Direction, TargetLookups
 
 
 @dataclass(frozen=True)
@@ -21,13 +21,6 @@ class VatRule:
     tax_id: str | None
     code: str
     collected_code: str | None = None
-
-
-@dataclass(frozen=True)
-class TargetLookups:
-    accounts: tuple[Account, ...] = ()
-    vat_codes: tuple[VatCode, ...] = ()
-    journals: tuple[str, ...] = ()  # journal codes; empty: not checked
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,8 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.forms import BoundField
 
-from connectors.canonical import Direction
+from connectors.canonical import Direction, TargetLookups
 from syncs import selectors as sync_selectors
-from syncs.config import TargetLookups
 from syncs.models import SyncedRecord
 from syncs.selectors import SnapshotLine
 

@@ -9,17 +9,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db.models import Count, QuerySet
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from connectors.canonical import Account, Direction, Invoice, InvoiceType, Journal, VatCode
+from connectors.canonical import Direction, Invoice, InvoiceType, TargetLookups
 from connectors.errors import CATALOGUE, ErrorCode, ErrorInfo, InvsyncError
-from connectors.models import LookupCache
 from connectors.selectors import client_list_for_user, connector_class_for
 from mappings.models import SyncFlow
 from mappings.selectors import flow_schedule_name
-from syncs.config import FlowConfig, TargetLookups, VatRule
+from syncs.config import FlowConfig, VatRule
 from syncs.engine import LineOverride
 from syncs.models import RecordStatus, RunStatus, SyncedRecord, SyncRun
 from syncs.serialization import invoice_to_json
@@ -82,71 +81,6 @@ def flow_engine_config(flow: SyncFlow, lookups: TargetLookups) -> FlowConfig:
     )
 
 
-def cached_target_lookups(flow: SyncFlow) -> TargetLookups | None:
-    """The target lookups the last run (or form) read, without calling the target; None if never."""
-    rows = {
-        row.name: row.payload
-        for row in LookupCache.objects.filter(
-            connection=flow.accounting_connection_id,
-            folder=flow.folder,
-            name__in=["accounts", "vat_codes", "journals"],
-        )
-    }
-    if len(rows) < 3:
-        return None
-    return lookups_from_payload(rows)
-
-
-def lookup_names(lookups: TargetLookups | None) -> dict[str, dict[str, str]]:
-    """Names of the accounting tool's accounts and VAT codes by code, for pages that show codes
-    (the ``named`` filter); empty when the lists were never read."""
-    if lookups is None:
-        return {"accounts": {}, "vat_codes": {}}
-    return {
-        "accounts": {a.number: a.name for a in lookups.accounts if a.name},
-        "vat_codes": {v.code: v.name for v in lookups.vat_codes if v.name},
-    }
-
-
-def lookups_to_payload(
-    accounts: list[Account], vat_codes: list[VatCode], journals: list[Journal]
-) -> dict[str, list]:
-    return {
-        "accounts": [{"number": a.number, "name": a.name, "active": a.active} for a in accounts],
-        "vat_codes": [
-            {
-                "code": v.code,
-                "rate": None if v.rate is None else str(v.rate),
-                "name": v.name,
-                "account": v.account,
-                "direction": v.direction.value if v.direction else None,
-            }
-            for v in vat_codes
-        ],
-        "journals": [{"code": j.code, "name": j.name, "kind": j.kind} for j in journals],
-    }
-
-
-def lookups_from_payload(payload: dict[str, list]) -> TargetLookups:
-    return TargetLookups(
-        accounts=tuple(
-            Account(a["number"], a.get("name", ""), a.get("active", True))
-            for a in payload["accounts"]
-        ),
-        vat_codes=tuple(
-            VatCode(
-                v["code"],
-                None if v.get("rate") is None else Decimal(v["rate"]),
-                v.get("name", ""),
-                v.get("account"),
-                Direction(v["direction"]) if v.get("direction") else None,
-            )
-            for v in payload["vat_codes"]
-        ),
-        journals=tuple(j["code"] for j in payload["journals"]),
-    )
-
-
 def invoice_fingerprint(invoice: Invoice) -> str:
     """What decides whether an invoice changed: its content, not the time it was last touched."""
     data = invoice_to_json(invoice)
@@ -181,22 +115,21 @@ def flow_failures_by_code(flow: SyncFlow) -> QuerySet:
     )
 
 
-def record_preview(record: SyncedRecord):
-    """What the engine makes of a record's snapshot under the flow's current configuration and the
-    target lookups last read: (INVOICE.json, CONFIG.json, result). Offline: no call to any tool."""
-    from syncs.engine import build_posting
-    from syncs.serialization import config_to_json, invoice_from_json
-
-    lookups = cached_target_lookups(record.flow) or TargetLookups()
-    config = flow_engine_config(record.flow, lookups)
-    invoice = invoice_from_json(record.snapshot)
-    result = build_posting(
-        invoice, config, external_id=record.external_id, overrides=record_overrides(record)
-    )
-    return record.snapshot, config_to_json(config), result
-
-
 # -- Failure review, progress and dashboards ------------------------------------------------------
+
+
+def flow_list_with_run_stats(queryset: QuerySet[SyncFlow] | None = None) -> QuerySet[SyncFlow]:
+    """Flows annotated with ``last_run_status``, ``last_run_started_at`` and
+    ``failed_record_count``."""
+    queryset = SyncFlow.objects.all() if queryset is None else queryset
+    last_runs = SyncRun.objects.filter(flow=OuterRef("pk")).order_by("-started_at", "-id")
+    return queryset.select_related(
+        "client", "invoicing_connection", "accounting_connection"
+    ).annotate(
+        last_run_status=Subquery(last_runs.values("status")[:1]),
+        last_run_started_at=Subquery(last_runs.values("started_at")[:1]),
+        failed_record_count=Count("records", filter=Q(records__status=RecordStatus.FAILED)),
+    )
 
 
 def flow_list_for_user(user) -> QuerySet[SyncFlow]:

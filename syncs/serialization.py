@@ -25,13 +25,14 @@ from connectors.canonical import (
     InvoiceType,
     Partner,
     Posting,
+    TargetLookups,
     TaxBreakdown,
     TaxKind,
     VatCode,
     quantize_money,
 )
 from connectors.errors import CATALOGUE, ErrorCode
-from syncs.config import FlowConfig, TargetLookups, VatRule
+from syncs.config import FlowConfig, VatRule
 from syncs.engine import EngineResult, Posted, Rejected, Skipped, Waiting
 
 SCOPES = ("both", "sales", "purchases")

@@ -51,15 +51,17 @@ from connectors.canonical import (
     Invoice,
     InvoiceStatus,
     Partner,
+    TargetLookups,
     TargetPartner,
 )
 from connectors.errors import CONNECTION_CODES, ConnectorError, ErrorCode, InvsyncError
 from connectors.models import LookupCache
 from connectors.selectors import connection_account_identity, connector_for
+from mappings.lookups import cached_target_lookups, lookups_from_payload, lookups_to_payload
 from mappings.models import SyncFlow
 from mappings.overlaps import describe_flow, flows_sharing_ledger
 from syncs import selectors
-from syncs.config import FlowConfig, TargetLookups
+from syncs.config import FlowConfig
 from syncs.engine import Posted, Rejected, Skipped, Waiting, build_posting
 from syncs.models import (
     MatchedBy,
@@ -140,7 +142,7 @@ def record_overrides_set(
             "be used."
         )
     line_count = len((record.snapshot or {}).get("lines") or [])
-    lookups = selectors.cached_target_lookups(record.flow)
+    lookups = cached_target_lookups(record.flow)
     direction = selectors.record_direction(record)
     errors: dict[str, str] = {}
     cleaned: dict[str, dict[str, str]] = {}
@@ -256,7 +258,7 @@ def flow_lookups_refresh(
     finally:
         if own:
             target.close()
-    payload = selectors.lookups_to_payload(accounts, vat_codes, journals)
+    payload = lookups_to_payload(accounts, vat_codes, journals)
     for name, rows in payload.items():
         LookupCache.objects.update_or_create(
             connection=flow.accounting_connection,
@@ -264,7 +266,7 @@ def flow_lookups_refresh(
             name=name,
             defaults={"payload": rows},
         )
-    return selectors.lookups_from_payload(payload)
+    return lookups_from_payload(payload)
 
 
 # -- Lease ---------------------------------------------------------------------------------------

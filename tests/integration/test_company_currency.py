@@ -7,11 +7,10 @@ from decimal import Decimal as D
 
 import pytest
 
-from connectors.canonical import InvoiceType
+from connectors.canonical import InvoiceType, TargetLookups
 from connectors.errors import ErrorCode
 from mappings.models import SyncFlow
 from mappings.services import flow_mappings_suggest
-from syncs.config import TargetLookups
 from syncs.models import RecordStatus, SyncedRecord
 from syncs.selectors import flow_engine_config
 from syncs.services import flow_sync

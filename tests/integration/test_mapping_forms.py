@@ -20,8 +20,8 @@ from connectors.canonical import Account, InvoiceStatus, InvoiceType
 from connectors.errors import ConnectorError, ErrorCode, error_info
 from connectors.models import LookupCache
 from mappings import admin as flow_admin
+from mappings.checklist import flow_setup_checklist
 from mappings.models import SyncFlow, VatMapping
-from mappings.selectors import flow_setup_checklist
 from mappings.services import flow_create, flow_lookups_load, flow_update
 from syncs.models import PartnerLink, SyncedRecord
 from tests.doubles import MemorySource, MemoryTarget

@@ -11,14 +11,10 @@ from django.urls import reverse
 
 from connectors.canonical import Direction
 from connectors.selectors import connector_for
-from mappings.selectors import (
-    ACCOUNT_FIELD_CLASSES,
-    VatRow,
-    flow_cached_lookups,
-    flow_preview,
-    vat_rate_covered,
-)
+from mappings.checklist import VatRow, vat_rate_covered
+from mappings.lookups import ACCOUNT_FIELD_CLASSES, flow_cached_lookups
 from syncs.models import SyncedRecord
+from syncs.preview import flow_preview
 from tests.factories import UserFactory
 from tests.integration.test_mapping_forms import choices, page_messages
 from tests.integration.test_tryton_sync import make_flow, tryton_moves

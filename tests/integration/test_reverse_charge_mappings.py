@@ -9,19 +9,15 @@ from decimal import Decimal as D
 import pytest
 from django.core.exceptions import ValidationError
 
-from connectors.canonical import Direction, SourceTaxRate, TaxKind, VatCode
+from connectors.canonical import Direction, SourceTaxRate, TargetLookups, TaxKind, VatCode
+from mappings.checklist import flow_setup_checklist
 from mappings.forms import VatMappingForm
+from mappings.lookups import FlowLookups, lookup_rows_decode, lookup_rows_encode
 from mappings.models import VatMapping
 from mappings.portable import flow_document_read, flow_export
-from mappings.selectors import (
-    FlowLookups,
-    flow_setup_checklist,
-    flow_vat_proposals,
-    lookup_rows_decode,
-    lookup_rows_encode,
-)
+from mappings.proposals import flow_vat_proposals
 from mappings.suggestions import suggest
-from syncs.config import TargetLookups, VatRule
+from syncs.config import VatRule
 from syncs.selectors import flow_engine_config
 from tests.doubles import FRENCH_VAT_CODES
 from tests.factories import SyncFlowFactory

@@ -11,11 +11,12 @@ from connectors.canonical import (
     InvoiceStatus,
     InvoiceType,
     Partner,
+    TargetLookups,
     TaxRole,
     VatCode,
 )
 from connectors.errors import ErrorCode
-from syncs.config import FlowConfig, TargetLookups, VatRule
+from syncs.config import FlowConfig, VatRule
 from syncs.engine import LineOverride, Posted, Rejected, Skipped, Waiting, build_posting
 from tests.doubles import FRENCH_ACCOUNTS, FRENCH_JOURNALS, FRENCH_VAT_CODES
 from tests.factories import InvoiceFactory, InvoiceLineFactory

@@ -22,11 +22,12 @@ from connectors.canonical import (
     InvoiceType,
     Partner,
     Posting,
+    TargetLookups,
     TaxRole,
     VatCode,
 )
 from connectors.errors import CATALOGUE, ErrorCode
-from syncs.config import FlowConfig, TargetLookups, VatRule
+from syncs.config import FlowConfig, VatRule
 from syncs.engine import Posted, Rejected, Skipped, Waiting
 from syncs.serialization import (
     InputError,

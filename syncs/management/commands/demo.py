@@ -27,8 +27,8 @@ from connectors.services import (
     connection_update,
 )
 from mappings.audit import acting_as
+from mappings.checklist import flow_setup_checklist
 from mappings.models import SyncFlow
-from mappings.selectors import flow_setup_checklist
 from mappings.services import (
     flow_create,
     flow_lookups_load,

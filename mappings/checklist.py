@@ -1,0 +1,415 @@
+"""The flow's setup checklist: each step done or missing, what is missing and where to fix it;
+the VAT rows as the engine matches them."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.utils import timezone
+
+from connectors.canonical import Direction, SourceTaxRate
+from connectors.models import LookupCache
+from mappings.lookups import (
+    JOURNAL_FIELDS,
+    VAT_CODE_FIELD_DIRECTIONS,
+    FlowLookups,
+    _cache_rows,
+    _decimal_or_none,
+    _lookups_from_rows,
+    account_problem,
+    folder_problem,
+    journal_problem,
+    vat_code_problem,
+)
+from mappings.models import SyncFlow
+from mappings.selectors import flow_directions
+from mappings.suggestions import suggest_vat_code
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a flow's setup: done or not, what is missing, and where on the flow's page
+    to fix it."""
+
+    name: str
+    done: bool
+    detail: str
+    fix_url_anchor: str
+    key: str = ""
+
+
+@dataclass(frozen=True)
+class VatRow:
+    direction: str
+    rate: Decimal | None
+    tax_id: str
+    code: str
+    collected_code: str = ""  # reverse charge: the collected VAT code beside ``code``
+
+
+def _vat_rows(flow: SyncFlow, rows: Iterable | None) -> list[VatRow]:
+    if rows is None:
+        rows = flow.vat_mappings.all() if flow.pk else ()
+    result = []
+    for row in rows:
+        get = row.get if isinstance(row, Mapping) else lambda name, r=row: getattr(r, name, None)
+        result.append(
+            VatRow(
+                str(get("direction") or ""),
+                _decimal_or_none(get("source_rate")),
+                str(get("source_tax_id") or ""),
+                str(get("target_code") or ""),
+                str(get("collected_code") or ""),
+            )
+        )
+    return result
+
+
+def _journal_rows(flow: SyncFlow, rows: Iterable | None) -> list[tuple[str, str]]:
+    if rows is None:
+        rows = flow.journal_mappings.all() if flow.pk else ()
+    result = []
+    for row in rows:
+        get = row.get if isinstance(row, Mapping) else lambda name, r=row: getattr(r, name, None)
+        result.append((str(get("source_journal") or ""), str(get("target_journal") or "")))
+    return result
+
+
+def vat_rate_covered(source: SourceTaxRate, rows: Iterable[VatRow]) -> bool:
+    """Whether the engine finds a mapping for a line with this source tax (a row naming the tax
+    wins; else a row for its rate)."""
+    return vat_row_for(source, rows) is not None
+
+
+def vat_row_for(source: SourceTaxRate, rows: Iterable[VatRow]) -> VatRow | None:
+    """The row the engine maps this source tax with (by tax id first, then by rate), if any."""
+    rows = [row for row in rows if row.direction == source.direction.value]
+    if source.tax_id:
+        for row in rows:
+            if row.tax_id and row.tax_id == source.tax_id:
+                return row
+    if source.rate is not None:
+        for row in rows:
+            if not row.tax_id and row.rate is not None and row.rate == source.rate:
+                return row
+    return None
+
+
+def needs_collected_code(source: SourceTaxRate) -> bool:
+    """A purchase tax the buyer self-assesses: its mapping names two VAT codes."""
+    return source.kind.self_assessed and source.direction is Direction.PURCHASES
+
+
+def _rate_text(rate: Decimal | None) -> str:
+    if rate is None:
+        return "?"
+    text = format(rate.normalize(), "f")
+    return f"{text} %"
+
+
+def _source_tax_text(source: SourceTaxRate) -> str:
+    return f"{_rate_text(source.rate)} ({source.name})" if source.name else _rate_text(source.rate)
+
+
+def _listed(items: Iterable[str], limit: int = 6) -> str:
+    items = list(dict.fromkeys(items))
+    shown = ", ".join(items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def _when(moment: dt.datetime) -> str:
+    return f"{timezone.localtime(moment):%Y-%m-%d %H:%M}"
+
+
+def _connection_step(
+    connection, cache_rows: list[LookupCache], *, key: str, name: str, tool: str
+) -> Step:
+    anchor = f"#id_{key.replace('_connected', '_connection')}"
+    if connection is None:
+        return Step(name, False, f"Choose the {tool} connection.", anchor, key)
+    # A list read since the connection was last changed counts as a successful check.
+    lookups_at = max(
+        (
+            row.fetched_at
+            for row in cache_rows
+            if row.connection_id == connection.pk
+            and (connection.updated_at is None or row.fetched_at >= connection.updated_at)
+        ),
+        default=None,
+    )
+    checked_at = connection.last_checked_at
+    # The newer of the last check and the last successful read tells.
+    if connection.last_check_ok is not None and (
+        lookups_at is None or checked_at is None or checked_at >= lookups_at
+    ):
+        when = f" ({_when(checked_at)})" if checked_at else ""
+        if connection.last_check_ok:
+            return Step(name, True, f"Last check succeeded{when}.", anchor, key)
+        return Step(
+            name,
+            False,
+            f"Last check failed{when}: {connection.last_check_message} "
+            f"Fix the connection {connection.name!r}, then test it again.",
+            anchor,
+            key,
+        )
+    if lookups_at is not None:
+        return Step(name, True, f"Lists read from the tool ({_when(lookups_at)}).", anchor, key)
+    return Step(
+        name,
+        False,
+        f"Never checked: use Test connection on {connection.name!r}, or “Refresh from the "
+        "accounting tool” on this page.",
+        anchor,
+        key,
+    )
+
+
+def _vat_step(
+    direction: Direction, flow: SyncFlow, rows: list[VatRow], lookups: FlowLookups
+) -> Step:
+    label = "sales" if direction is Direction.SALES else "purchase"
+    key, name = f"{direction.value}_vat", f"{label.capitalize()} VAT mapped"
+    anchor = "#vat_mappings-group"
+    if direction not in flow_directions(flow):
+        return Step(name, True, f"Not needed: {direction.value} are out of scope.", anchor, key)
+    mine = [r for r in rows if r.direction == direction.value]
+    if not mine:
+        return Step(name, False, f"No {label} VAT mapping yet.", anchor, key)
+    problems = []
+    bad_codes = [
+        code
+        for r in mine
+        for code in (r.code, r.collected_code)
+        if code and vat_code_problem(code, direction, lookups.vat_codes) is not None
+    ]
+    if bad_codes:
+        problems.append(f"not {label} codes of the accounting tool: {_listed(bad_codes)}")
+    if lookups.source_rates is not None:
+        # A reverse-charge purchase mapped to one code only would fail every such invoice.
+        unpaired = [
+            _source_tax_text(s)
+            for s in lookups.source_rates
+            if s.direction is direction
+            and needs_collected_code(s)
+            and (row := vat_row_for(s, mine)) is not None
+            and not row.collected_code
+        ]
+        if unpaired:
+            problems.append(
+                "reverse-charge taxes mapped without a collected VAT code: " + _listed(unpaired)
+            )
+    if problems:
+        text = "; ".join(problems)
+        # Not str.capitalize(): it would lowercase the codes and tax names that follow.
+        return Step(name, False, text[:1].upper() + text[1:] + ".", anchor, key)
+    detail = f"{len(mine)} mapping{'s' if len(mine) != 1 else ''}."
+    if lookups.source_rates is not None:
+        # Sources list every tax they have, not only those invoices use (Tryton's chart holds
+        # overseas and press rates most firms never bill): an unmapped one is a warning, and an
+        # invoice that does use it fails alone with MAPPING_TAX_RATE_NOT_FOUND.
+        unmapped = [
+            _source_tax_text(s)
+            for s in lookups.source_rates
+            if s.direction is direction and not vat_rate_covered(s, mine)
+        ]
+        detail += (
+            f" Not mapped (invoices using them will fail until they are): {_listed(unmapped)}."
+            if unmapped
+            else " Every rate of the invoicing tool is mapped."
+        )
+    return Step(name, True, detail, anchor, key)
+
+
+def _fields_step(
+    flow: SyncFlow,
+    *,
+    key: str,
+    name: str,
+    required: list[str],
+    problem_of,
+) -> Step:
+    missing = [f for f in required if not getattr(flow, f)]
+    invalid = [(f, p) for f in required if (p := problem_of(f, getattr(flow, f)))]
+    first = (missing or [f for f, _ in invalid] or required or [""])[0]
+    anchor = f"#id_{first}" if first else ""
+    if not missing and not invalid:
+        return Step(name, True, "Set." if required else "Nothing needed.", anchor, key)
+    parts = []
+    if missing:
+        labels = [str(SyncFlow._meta.get_field(f).verbose_name) for f in missing]
+        parts.append(f"Not set: {_listed(labels, 8)}.")
+    parts.extend(p for _, p in invalid)
+    return Step(name, False, " ".join(parts), anchor, key)
+
+
+def flow_setup_checklist(
+    flow: SyncFlow,
+    *,
+    vat_mappings: Iterable | None = None,
+    journal_mappings: Iterable | None = None,
+    lookups: FlowLookups | None = None,
+) -> list[Step]:
+    """The flow's setup steps, done or missing, in the order an accountant goes through them.
+
+    Reads the flow, its mappings (or ``vat_mappings``/``journal_mappings``: rows as model
+    instances or mappings of field names, the ones a form is about to save) and the cached
+    lookups (or ``lookups``); never calls a tool. Values are checked against the lists last read
+    from the tools when there are any: an account the chart no longer has is a missing step."""
+    cache_rows = _cache_rows(flow, flow.folder)
+    if lookups is None or lookups.folder != flow.folder:
+        lookups = _lookups_from_rows(flow, flow.folder, cache_rows)
+    directions = flow_directions(flow)
+    sales, purchases = Direction.SALES in directions, Direction.PURCHASES in directions
+    source = flow.invoicing_connection if flow.invoicing_connection_id else None
+    target = flow.accounting_connection if flow.accounting_connection_id else None
+    steps = [
+        _connection_step(
+            source,
+            cache_rows,
+            key="invoicing_connected",
+            name="Invoicing tool connected",
+            tool="invoicing",
+        ),
+        _connection_step(
+            target,
+            cache_rows,
+            key="accounting_connected",
+            name="Accounting tool connected",
+            tool="accounting",
+        ),
+    ]
+
+    if not flow.folder:
+        steps.append(
+            Step(
+                "Accounting folder chosen",
+                False,
+                "Choose the folder the entries go to.",
+                "#id_folder",
+                "folder",
+            )
+        )
+    elif problem := folder_problem(flow.folder, lookups.folders):
+        steps.append(Step("Accounting folder chosen", False, problem, "#id_folder", "folder"))
+    else:
+        shown = f"{flow.folder_name} ({flow.folder})" if flow.folder_name else flow.folder
+        steps.append(Step("Accounting folder chosen", True, shown, "#id_folder", "folder"))
+
+    rows = _vat_rows(flow, vat_mappings)
+    steps.append(_vat_step(Direction.SALES, flow, rows, lookups))
+    steps.append(_vat_step(Direction.PURCHASES, flow, rows, lookups))
+
+    # Rounding lines are outside VAT. Where the accounting tool has no single plain 0 % code for
+    # a direction (Tryton's French chart: none for purchases, only intra-EU and export exemptions
+    # for sales), they are posted without a VAT code and there is nothing to set.
+    without_zero_code = {
+        d
+        for d in Direction
+        if lookups.vat_codes is not None
+        and suggest_vat_code(list(lookups.vat_codes), d, Decimal(0)) is None
+    }
+    steps.append(
+        _fields_step(
+            flow,
+            key="rounding_vat",
+            name="Rounding VAT codes set",
+            required=[
+                f
+                for f, direction in VAT_CODE_FIELD_DIRECTIONS.items()
+                if direction in directions
+                and (direction not in without_zero_code or getattr(flow, f))
+            ],
+            problem_of=lambda f, value: vat_code_problem(
+                value, VAT_CODE_FIELD_DIRECTIONS[f], lookups.vat_codes
+            ),
+        )
+    )
+
+    if flow.journals_by_source:
+        steps.append(_journal_mappings_step(flow, _journal_rows(flow, journal_mappings), lookups))
+    else:
+        steps.append(
+            _fields_step(
+                flow,
+                key="journals",
+                name="Journals set",
+                required=[
+                    f for f, on in zip(JOURNAL_FIELDS, (sales, purchases), strict=True) if on
+                ],
+                problem_of=lambda f, value: journal_problem(value, lookups.journals),
+            )
+        )
+
+    accounts = []
+    if sales:
+        accounts += ["default_sales_account", "customer_collective_account"]
+    if purchases:
+        accounts += ["default_purchases_account", "supplier_collective_account"]
+    accounts += ["rounding_credit_account", "rounding_debit_account"]
+    if flow.separate_discounts:
+        accounts += ["sales_discount_account"] if sales else []
+        accounts += ["purchases_discount_account"] if purchases else []
+    steps.append(
+        _fields_step(
+            flow,
+            key="accounts",
+            name="Accounts set",
+            required=accounts,
+            problem_of=lambda f, value: account_problem(value, lookups.accounts),
+        )
+    )
+
+    if flow.start_date:
+        steps.append(
+            Step(
+                "Configuration",
+                True,
+                f"Invoices from {flow.start_date:%Y-%m-%d}.",
+                "#id_start_date",
+                "configuration",
+            )
+        )
+    else:
+        steps.append(
+            Step(
+                "Configuration",
+                False,
+                "Set the synchronisation start date.",
+                "#id_start_date",
+                "configuration",
+            )
+        )
+    return steps
+
+
+def _journal_mappings_step(
+    flow: SyncFlow, rows: list[tuple[str, str]], lookups: FlowLookups
+) -> Step:
+    name, key, anchor = "Journals set", "journals", "#journal_mappings-group"
+    if not rows:
+        return Step(
+            name,
+            False,
+            "Journals are mapped one by one, and no journal mapping is set yet.",
+            anchor,
+            key,
+        )
+    problems = [p for _, target in rows if (p := journal_problem(target, lookups.journals))]
+    if lookups.source_journals is not None:
+        mapped = {source for source, _ in rows}
+        unmapped = [j.code for j in lookups.source_journals if j.code not in mapped]
+        if unmapped:
+            problems.append(f"Not mapped: the invoicing tool's journals {_listed(unmapped)}.")
+    if problems:
+        return Step(name, False, " ".join(problems), anchor, key)
+    return Step(
+        name, True, f"{len(rows)} journal mapping{'s' if len(rows) != 1 else ''}.", anchor, key
+    )
+
+
+def setup_missing(steps: Iterable[Step]) -> list[Step]:
+    return [step for step in steps if not step.done]
