@@ -11,18 +11,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from connectors.canonical import Account, AccountKind
+from mappings.flow_settings import SettingType, settings_of
 
-# The kinds each account setting takes, the most fitting first.
+# The kinds each account setting takes, the most fitting first (declared in
+# mappings/flow_settings.py).
 ACCOUNT_FIELD_KINDS: dict[str, tuple[AccountKind, ...]] = {
-    "default_sales_account": (AccountKind.REVENUE,),
-    "default_purchases_account": (AccountKind.EXPENSE,),
-    "customer_collective_account": (AccountKind.RECEIVABLE,),
-    "supplier_collective_account": (AccountKind.PAYABLE,),
-    # Rounding differences go to miscellaneous income/charges, which some charts type as neither.
-    "rounding_credit_account": (AccountKind.REVENUE, AccountKind.OTHER),
-    "rounding_debit_account": (AccountKind.EXPENSE, AccountKind.OTHER),
-    "sales_discount_account": (AccountKind.EXPENSE, AccountKind.REVENUE),
-    "purchases_discount_account": (AccountKind.EXPENSE, AccountKind.REVENUE),
+    setting.name: setting.account_kinds for setting in settings_of(SettingType.ACCOUNT)
 }
 
 # The fallback for a target that reports numbers only: the French chart (PCG) classes, most

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -11,6 +10,13 @@ from django.utils import timezone
 
 from connectors.currencies import is_currency_code
 from connectors.models import Client, Connection
+from mappings.flow_settings import (
+    FLOW_SETTINGS,
+    LABEL_MODE_CHOICES,
+    SCOPE_CHOICES,
+    FlowSetting,
+    SettingType,
+)
 
 # No accounting tool we sync with holds invoices from before this date.
 EARLIEST_START_DATE = dt.date(1990, 1, 1)
@@ -55,20 +61,10 @@ def validate_currency_code(value: str) -> None:
     )
 
 
-class Scope(models.TextChoices):
-    BOTH = "both", "Sales and purchases"
-    SALES = "sales", "Sales only"
-    PURCHASES = "purchases", "Purchases only"
-
-
-class LabelMode(models.TextChoices):
-    PARTNER_THEN_DESCRIPTION = (
-        "partner_then_description",
-        "Partner name on the third-party line, line description on the others",
-    )
-    PARTNER = "partner", "Partner name on all lines"
-    PARTNER_AND_DESCRIPTION = "partner_and_description", "Partner name + line description"
-    PARTNER_AND_NUMBER = "partner_and_number", "Partner name + invoice number"
+Scope = models.TextChoices("Scope", [(v.upper(), (v, label)) for v, label in SCOPE_CHOICES])
+LabelMode = models.TextChoices(
+    "LabelMode", [(v.upper(), (v, label)) for v, label in LABEL_MODE_CHOICES]
+)
 
 
 class DirectionChoice(models.TextChoices):
@@ -76,8 +72,37 @@ class DirectionChoice(models.TextChoices):
     PURCHASES = "purchases", "Purchases"
 
 
-def _account(verbose: str, help_text: str) -> models.CharField:
-    return models.CharField(verbose, max_length=50, blank=True, help_text=help_text)
+# The model field of each setting type; the declaration gives its label, help, default and bounds.
+_VALIDATORS = {
+    SettingType.CURRENCY: [validate_currency_code],
+    SettingType.DATE: [validate_start_date],
+}
+_BLANK_TEXT = (SettingType.TEXT, SettingType.ACCOUNT, SettingType.JOURNAL, SettingType.VAT_CODE)
+
+
+def _setting_field(setting: FlowSetting) -> models.Field:
+    options: dict = {"help_text": setting.help}
+    validators = list(_VALIDATORS.get(setting.type, ()))
+    if setting.minimum is not None:
+        validators.append(MinValueValidator(setting.minimum))
+    if validators:
+        options["validators"] = validators
+    if setting.type in _BLANK_TEXT:
+        return models.CharField(setting.label, max_length=setting.max_length, blank=True, **options)
+    if setting.type is SettingType.DATE:
+        return models.DateField(setting.label, null=True, blank=True, **options)
+    options["default"] = setting.default
+    if setting.type in (SettingType.CURRENCY, SettingType.CHOICE):
+        if setting.choices:
+            options["choices"] = list(setting.choices)
+        return models.CharField(setting.label, max_length=setting.max_length, **options)
+    if setting.type is SettingType.BOOL:
+        return models.BooleanField(setting.label, **options)
+    if setting.type is SettingType.DECIMAL:
+        return models.DecimalField(setting.label, max_digits=12, decimal_places=4, **options)
+    if setting.type is SettingType.INTEGER:
+        return models.PositiveIntegerField(setting.label, **options)
+    raise ValueError(f"no model field for the setting type {setting.type}")
 
 
 class SyncFlow(models.Model):
@@ -103,119 +128,9 @@ class SyncFlow(models.Model):
         verbose_name="accounting connection",
         help_text="Where entries are written.",
     )
-    folder = models.CharField(
-        "accounting folder",
-        max_length=100,
-        blank=True,
-        help_text="The company/folder of the accounting tool the entries go to.",
-    )
-    folder_name = models.CharField("folder name", max_length=200, blank=True)
-    company_currency = models.CharField(
-        "company currency",
-        max_length=3,
-        default="EUR",
-        validators=[validate_currency_code],
-        help_text="The folder's currency (ISO 4217); invoices in another currency are converted.",
-    )
-    enabled = models.BooleanField(
-        "enabled", default=False, help_text="Only enabled flows run on their schedule."
-    )
-
-    # Configuration
-    scope = models.CharField(
-        "what to synchronise", max_length=20, choices=Scope.choices, default=Scope.BOTH
-    )
-    start_date = models.DateField(
-        "start date",
-        null=True,
-        blank=True,
-        validators=[validate_start_date],
-        help_text="Invoices issued before this date are not synchronised (from 1990-01-01 to "
-        "one year from today).",
-    )
-    draft_entries = models.BooleanField(
-        "create entries as draft",
-        default=False,
-        help_text="Leave entries pending for an accountant to validate (where the tool allows).",
-    )
-    sync_without_attachment = models.BooleanField(
-        "synchronise invoices without PDF",
-        default=True,
-        help_text="When off, invoices without a PDF wait until the PDF is there.",
-    )
-    label_mode = models.CharField(
-        "entry labels",
-        max_length=40,
-        choices=LabelMode.choices,
-        default=LabelMode.PARTNER_THEN_DESCRIPTION,
-    )
-    rounding_tolerance = models.DecimalField(
-        "rounding tolerance",
-        max_digits=12,
-        decimal_places=4,
-        default=Decimal("0.05"),
-        validators=[MinValueValidator(Decimal("0"))],
-        help_text="The largest difference between the lines and the total that gets a rounding "
-        "line; beyond it the invoice fails with an amount error.",
-    )
-    schedule_minutes = models.PositiveIntegerField(
-        "run every (minutes)",
-        default=60,
-        validators=[MinValueValidator(1)],
-        help_text="How often an enabled flow runs in the background.",
-    )
-
-    # Journals
-    sales_journal = models.CharField("sales journal", max_length=50, blank=True)
-    purchases_journal = models.CharField("purchase journal", max_length=50, blank=True)
-    journals_by_source = models.BooleanField(
-        "map journals one by one",
-        default=False,
-        help_text="Use the journal mappings below (source journal → accounting journal) instead "
-        "of one journal per direction.",
-    )
-
-    # Accounts
-    default_sales_account = _account(
-        "sales account (products)",
-        "Used on sales lines without an account, or whose account is missing or inactive.",
-    )
-    default_purchases_account = _account(
-        "purchase account (expenses)",
-        "Used on purchase lines without an account, or whose account is missing or inactive.",
-    )
-    customer_collective_account = _account(
-        "customer collective account", "Generally 411 (4111 in Tryton's French chart)."
-    )
-    supplier_collective_account = _account(
-        "supplier collective account", "Generally 401 (4011 in Tryton's French chart)."
-    )
-    rounding_credit_account = _account(
-        "credit rounding account", "Takes rounding differences booked as a credit; generally 758."
-    )
-    rounding_debit_account = _account(
-        "debit rounding account", "Takes rounding differences booked as a debit; generally 658."
-    )
-    separate_discounts = models.BooleanField(
-        "post discounts separately",
-        default=False,
-        help_text="Post the gross amount on the product/expense account and the discount on the "
-        "discount account; otherwise the net amount goes on the product/expense account.",
-    )
-    sales_discount_account = _account("sales discount account", "Generally 709.")
-    purchases_discount_account = _account("purchase discount account", "Generally 609.")
-    sales_rounding_vat_code = models.CharField(
-        "sales rounding VAT code",
-        max_length=50,
-        blank=True,
-        help_text="VAT code put on sales rounding lines.",
-    )
-    purchases_rounding_vat_code = models.CharField(
-        "purchase rounding VAT code",
-        max_length=50,
-        blank=True,
-        help_text="VAT code put on purchase rounding lines.",
-    )
+    # Configuration: every flow setting declared in mappings/flow_settings.py, in its order.
+    # Class-body generation keeps the fields' order (and the migration state) as if written here.
+    locals().update({s.name: _setting_field(s) for s in FLOW_SETTINGS})
 
     # Bookkeeping (not configuration)
     config_version = models.PositiveIntegerField(
@@ -366,6 +281,10 @@ class JournalMapping(models.Model):
 
 class ConfigChange(models.Model):
     """One change of a flow's configuration or mappings: who, when, what (read-only audit)."""
+
+    # A read-only log: deleting its flow or client in the admin takes it along without asking for
+    # its delete permission (connectors.admin.CascadeLogsDeleteMixin).
+    deleted_with_owner = True
 
     class Action(models.TextChoices):
         CREATED = "created", "Created"

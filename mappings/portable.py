@@ -5,7 +5,7 @@ connections and their non-secret settings only.
 Format (version 1)::
 
     {"format": "invsync.flow", "version": 1,
-     "flow": {<every configuration field of SyncFlow by name>},
+     "flow": {"name", then every flow setting by its export key (mappings/flow_settings.py)},
      "client": "<client name>",
      "invoicing_connection": {"name", "provider", "auth_kind", "settings"},
      "accounting_connection": {"name", "provider", "auth_kind", "settings"},
@@ -19,9 +19,7 @@ default (so documents written before a field existed still import); an unknown k
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -30,8 +28,9 @@ from django.db import transaction
 from connectors.base import AuthKind, ConnectionKind
 from connectors.models import Client, Connection
 from connectors.services import client_create, connection_create
+from mappings.flow_settings import FLOW_SETTINGS, export_value
 from mappings.models import JournalMapping, SyncFlow, VatMapping
-from mappings.selectors import FLOW_RELATION_FIELDS, flow_configuration_fields
+from mappings.selectors import FLOW_RELATION_FIELDS
 from mappings.services import flow_create, flow_mappings_replace, flow_update
 
 FORMAT = "invsync.flow"
@@ -63,11 +62,11 @@ class PortableError(ValueError):
 
 
 def _plain(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    return value
+    return export_value(value)
+
+
+# The ``flow`` object: the flow's name, then every declared setting by its export key.
+FLOW_KEYS = ("name", *(setting.export_key for setting in FLOW_SETTINGS))
 
 
 def _connection_document(connection: Connection) -> dict[str, Any]:
@@ -84,7 +83,10 @@ def flow_export(*, flow: SyncFlow) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "version": VERSION,
-        "flow": {name: _plain(getattr(flow, name)) for name in flow_configuration_fields()},
+        "flow": {
+            "name": flow.name,
+            **{s.export_key: _plain(getattr(flow, s.name)) for s in FLOW_SETTINGS},
+        },
         "client": flow.client.name,
         "invoicing_connection": _connection_document(flow.invoicing_connection),
         "accounting_connection": _connection_document(flow.accounting_connection),
@@ -136,9 +138,12 @@ def _convert(model, name: str, value: Any, key: str) -> Any:
 
 def _read_flow(data: Any) -> dict[str, Any]:
     data = _require_object(data, "flow")
-    fields = flow_configuration_fields()
-    _check_keys(data, fields, "flow")
-    return {name: _convert(SyncFlow, name, value, f"flow.{name}") for name, value in data.items()}
+    _check_keys(data, FLOW_KEYS, "flow")
+    names = {s.export_key: s.name for s in FLOW_SETTINGS} | {"name": "name"}
+    return {
+        names[key]: _convert(SyncFlow, names[key], value, f"flow.{key}")
+        for key, value in data.items()
+    }
 
 
 def _read_connection(data: Any, key: str) -> dict[str, Any]:
@@ -323,9 +328,8 @@ def flow_import(
             warnings.extend(notes)
 
         values = {
-            name_: read.flow.get(name_, SyncFlow._meta.get_field(name_).get_default())
-            for name_ in flow_configuration_fields()
-            if name_ != "name"
+            s.name: read.flow.get(s.name, SyncFlow._meta.get_field(s.name).get_default())
+            for s in FLOW_SETTINGS
         }
         existing = SyncFlow.objects.filter(client=client, name=name).first()
         enabled_in_document = bool(values["enabled"])

@@ -16,20 +16,14 @@ from decimal import Decimal
 
 from connectors.canonical import Account, Direction, Journal, SourceTaxRate, VatCode
 from mappings.accounts import ACCOUNT_FIELD_KINDS, account_fits
+from mappings.flow_settings import SettingType, settings_of
 
 # Preferred numbers where the target's chart is the French one (PCG), most specific first;
 # prefixes are tried after exact numbers, so 706 finds 706 or else 7061, 70611... Only accounts of
 # the kind the setting takes are proposed, so another chart's same numbers are never picked; in
 # another chart, the one active account of the kind is proposed (see :func:`suggest_account`).
 FRENCH_CHART_PREFERENCES: dict[str, tuple[str, ...]] = {
-    "default_sales_account": ("706", "707", "70"),
-    "default_purchases_account": ("607", "606", "604", "60"),
-    "customer_collective_account": ("411",),
-    "supplier_collective_account": ("401",),
-    "rounding_credit_account": ("758",),
-    "rounding_debit_account": ("658",),
-    "sales_discount_account": ("709",),
-    "purchases_discount_account": ("609",),
+    setting.name: setting.french_chart_numbers for setting in settings_of(SettingType.ACCOUNT)
 }
 JOURNAL_KINDS = {
     Direction.SALES: ("revenue", "sales", "sale"),

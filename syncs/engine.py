@@ -38,14 +38,9 @@ from connectors.canonical import (
     quantize_money,
 )
 from connectors.errors import ErrorCode, InvsyncError
+from mappings.flow_settings import LABEL_MODES, vat_row_matching
 from syncs.config import FlowConfig, VatRule
 
-LABEL_MODES = (
-    "partner_then_description",
-    "partner",
-    "partner_and_description",
-    "partner_and_number",
-)
 ZERO = Decimal("0")
 
 
@@ -826,12 +821,4 @@ def _find_vat_rule(rules: tuple[VatRule, ...], line: InvoiceLine) -> VatRule | N
 def _find_rule(
     rules: tuple[VatRule, ...], tax_id: str | None, rate: Decimal | None
 ) -> VatRule | None:
-    if tax_id:
-        for rule in rules:
-            if rule.tax_id and rule.tax_id == tax_id:
-                return rule
-    if rate is not None:
-        for rule in rules:
-            if not rule.tax_id and rule.rate is not None and rule.rate == rate:
-                return rule
-    return None
+    return vat_row_matching(rules, tax_id=tax_id, rate=rate)

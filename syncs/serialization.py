@@ -32,16 +32,9 @@ from connectors.canonical import (
     quantize_money,
 )
 from connectors.errors import CATALOGUE, ErrorCode
+from mappings.flow_settings import ENGINE_SETTINGS, FlowSetting, SettingType, config_place
 from syncs.config import FlowConfig, VatRule
 from syncs.engine import EngineResult, Posted, Rejected, Skipped, Waiting
-
-SCOPES = ("both", "sales", "purchases")
-LABEL_MODES = (
-    "partner_then_description",
-    "partner",
-    "partner_and_description",
-    "partner_and_number",
-)
 
 # What Decimal() would also take but a contract file must not hold: whitespace, "1_000", "NaN",
 # "Infinity". An exponent is allowed because str(Decimal) may write one.
@@ -374,16 +367,46 @@ def invoice_to_json(invoice: Invoice) -> dict:
 
 # CONFIG.json
 
-_ACCOUNT_KEYS = (
-    "sales_default",
-    "purchases_default",
-    "customer_collective",
-    "supplier_collective",
-    "rounding_credit",
-    "rounding_debit",
-    "sales_discount",
-    "purchases_discount",
-)
+# The flow settings' parsers by type; each setting's place in the document is its declared
+# ``config_path`` (mappings/flow_settings.py).
+_SETTING_PARSERS: dict[SettingType, Callable[[Any, str], Any]] = {
+    SettingType.BOOL: _boolean,
+    SettingType.DATE: _opt_date,
+    SettingType.DECIMAL: _decimal,
+    SettingType.CURRENCY: _currency,
+    SettingType.ACCOUNT: _opt_string,
+    SettingType.JOURNAL: _opt_string,
+    SettingType.VAT_CODE: _opt_string,
+}
+
+
+def _setting_from_json(data: Mapping, setting: FlowSetting, default: Any) -> Any:
+    """A declared setting's value, at its ``config_path``; absent: ``default``."""
+    container, path = data, ""
+    for key in setting.config_path[:-1]:
+        container = _field(container, key, path, _object, {})
+        path = _path(path, key)
+    if setting.type is SettingType.CHOICE:
+        parse = _choice(tuple(value for value, _ in setting.choices))
+    else:
+        parse = _SETTING_PARSERS[setting.type]
+    value = _field(container, setting.config_path[-1], path, parse, default)
+    if setting.minimum is not None and value < setting.minimum:
+        bound = (
+            "must not be negative"
+            if setting.minimum == 0
+            else f"must be at least {setting.minimum}"
+        )
+        raise InputError(setting.engine_field, f"{bound}, got {value}")
+    return value
+
+
+def _setting_to_json(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return _decimal_text(value)
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return value
 
 
 def config_from_json(data: Mapping) -> FlowConfig:
@@ -393,41 +416,21 @@ def config_from_json(data: Mapping) -> FlowConfig:
     """
     data = _object(data, "")
     defaults = FlowConfig()
-    rounding_tolerance = _field(
-        data, "rounding_tolerance", "", _decimal, defaults.rounding_tolerance
-    )
-    if rounding_tolerance < 0:
-        raise InputError("rounding_tolerance", f"must not be negative, got {rounding_tolerance}")
+    settings = {
+        s.engine: _setting_from_json(data, s, getattr(defaults, s.engine)) for s in ENGINE_SETTINGS
+    }
 
     journals = _field(data, "journals", "", _object, {})
-    accounts = _field(data, "accounts", "", _object, {})
     vat = _field(data, "vat", "", _object, {})
-    vat_rounding = _field(vat, "rounding", "vat", _object, {})
     target = _field(data, "target", "", _object, {})
 
     return FlowConfig(
-        scope=_field(data, "scope", "", _choice(SCOPES), defaults.scope),
-        start_date=_field(data, "start_date", "", _opt_date, defaults.start_date),
-        draft=_field(data, "draft", "", _boolean, defaults.draft),
-        sync_without_attachment=_field(
-            data, "sync_without_attachment", "", _boolean, defaults.sync_without_attachment
-        ),
-        separate_discounts=_field(
-            data, "separate_discounts", "", _boolean, defaults.separate_discounts
-        ),
-        label_mode=_field(data, "label_mode", "", _choice(LABEL_MODES), defaults.label_mode),
-        rounding_tolerance=rounding_tolerance,
-        company_currency=_field(data, "company_currency", "", _currency, defaults.company_currency),
-        sales_journal=_field(journals, "sales", "journals", _opt_string, None),
-        purchases_journal=_field(journals, "purchases", "journals", _opt_string, None),
+        **settings,
         journals_by_source=_field(
             journals, "by_source_journal", "journals", _optional(_journal_map), None
         ),
-        **{key: _field(accounts, key, "accounts", _opt_string, None) for key in _ACCOUNT_KEYS},
         sales_vat=_vat_rules(vat, "sales"),
         purchases_vat=_vat_rules(vat, "purchases"),
-        sales_rounding_vat=_field(vat_rounding, "sales", "vat.rounding", _opt_string, None),
-        purchases_rounding_vat=_field(vat_rounding, "purchases", "vat.rounding", _opt_string, None),
         target=TargetLookups(
             accounts=tuple(
                 _target_account(item, _path("target.accounts", index))
@@ -497,31 +500,19 @@ def _target_journal(item: Any, path: str) -> str:
 
 def config_to_json(config: FlowConfig) -> dict:
     """The CONFIG.json document of a flow configuration and its target lookups."""
-    return {
-        "scope": config.scope,
-        "start_date": _opt_date_text(config.start_date),
-        "draft": config.draft,
-        "sync_without_attachment": config.sync_without_attachment,
-        "separate_discounts": config.separate_discounts,
-        "label_mode": config.label_mode,
-        "rounding_tolerance": _decimal_text(config.rounding_tolerance),
-        "company_currency": config.company_currency,
-        "journals": {
-            "sales": config.sales_journal,
-            "purchases": config.purchases_journal,
-            "by_source_journal": None
-            if config.journals_by_source is None
-            else dict(config.journals_by_source),
-        },
-        "accounts": {key: getattr(config, key) for key in _ACCOUNT_KEYS},
-        "vat": {
-            "sales": [_vat_rule_to_json(rule) for rule in config.sales_vat],
-            "purchases": [_vat_rule_to_json(rule) for rule in config.purchases_vat],
-            "rounding": {
-                "sales": config.sales_rounding_vat,
-                "purchases": config.purchases_rounding_vat,
-            },
-        },
+    document: dict[str, Any] = {}
+    for setting in ENGINE_SETTINGS:
+        config_place(
+            document, setting.config_path, _setting_to_json(getattr(config, setting.engine))
+        )
+    document["journals"]["by_source_journal"] = (
+        None if config.journals_by_source is None else dict(config.journals_by_source)
+    )
+    document["vat"] |= {
+        "sales": [_vat_rule_to_json(rule) for rule in config.sales_vat],
+        "purchases": [_vat_rule_to_json(rule) for rule in config.purchases_vat],
+    }
+    return document | {
         "target": {
             "accounts": [
                 {"number": account.number, "active": account.active, "name": account.name}
