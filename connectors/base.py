@@ -48,6 +48,7 @@ class AuthKind(StrEnum):
     API_KEY = "api_key"
     CREDENTIALS = "credentials"
     OAUTH2 = "oauth2"
+    NONE = "none"  # no sign-in: invsync receives the files itself (the e-invoice inbox)
 
 
 # The secret fields each auth kind stores (encrypted); the admin renders them write-only.
@@ -55,6 +56,7 @@ AUTH_FIELDS: dict[AuthKind, tuple[str, ...]] = {
     AuthKind.API_KEY: ("api_key",),
     AuthKind.CREDENTIALS: ("username", "password"),
     AuthKind.OAUTH2: ("client_id", "client_secret", "access_token", "refresh_token"),
+    AuthKind.NONE: (),
 }
 
 
@@ -222,6 +224,13 @@ class Connector(abc.ABC):
         keys its entries by connection, and flows on other connections to the same account are
         not recognised."""
         return ""
+
+    @classmethod
+    def settings_problem(cls, settings: Mapping[str, object]) -> str | None:
+        """What is wrong with the settings taken together (one setting's own problems are its
+        ``SettingField.check``'s), e.g. "at least one of these"; None: nothing. The connection
+        form and service refuse settings it finds fault with."""
+        return None
 
     @abc.abstractmethod
     def check_connection(self) -> ConnectionCheck:

@@ -58,6 +58,7 @@ class Connection(models.Model):
             (AuthKind.API_KEY.value, "API key"),
             (AuthKind.CREDENTIALS.value, "Login and password"),
             (AuthKind.OAUTH2.value, "OAuth2"),
+            (AuthKind.NONE.value, "None (files received by invsync)"),
         ],
         help_text="How invsync signs in to the tool.",
     )
@@ -143,3 +144,55 @@ class RateLimitSlot(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key[:12]} until {self.until:.3f}"
+
+
+class InboxFile(models.Model):
+    """One file an e-invoice inbox connection received (upload, watched folder or mailbox), kept
+    through Django's storage API under its SHA-256 (never under its name). Written and read only
+    by :class:`connectors.inbox_store.DatabaseInboxStore`. The same bytes twice are one row; a
+    second file with an invoice key (seller + number + issue date) another file holds is kept in
+    state ``duplicate`` for review and never reaches a run."""
+
+    class State(models.TextChoices):
+        READ = "read", "read: an invoice"
+        FAILED = "failed", "refused by the reader"
+        DUPLICATE = "duplicate", "duplicate of another file's invoice"
+
+    class Origin(models.TextChoices):
+        UPLOAD = "upload", "upload"
+        FOLDER = "folder", "watched folder"
+        MAILBOX = "mailbox", "mailbox"
+
+    connection = models.ForeignKey(
+        Connection, on_delete=models.CASCADE, related_name="inbox_files", verbose_name="connection"
+    )
+    sha256 = models.CharField("SHA-256", max_length=64)
+    name = models.CharField("file name", max_length=255, help_text="As received; shown only.")
+    size = models.PositiveBigIntegerField("size (bytes)")
+    storage_name = models.CharField("stored as", max_length=255, blank=True)
+    received_at = models.DateTimeField("received", db_index=True)
+    origin = models.CharField("origin", max_length=10, choices=Origin.choices)
+    state = models.CharField("state", max_length=10, choices=State.choices)
+    invoice_key = models.CharField(
+        "invoice key", max_length=100, blank=True, help_text="Seller + number + issue date."
+    )
+    seller = models.CharField("seller id", max_length=100, blank=True)
+    number = models.CharField("invoice number", max_length=200, blank=True)
+    issue_date = models.DateField("issue date", null=True, blank=True)
+    code = models.CharField("error code", max_length=64, blank=True)
+    message = models.TextField("message", blank=True, max_length=2000)
+
+    class Meta:
+        ordering = ["received_at", "id"]
+        verbose_name = "received e-invoice file"
+        constraints = [
+            models.UniqueConstraint(fields=["connection", "sha256"], name="inbox_file_unique_hash"),
+            models.UniqueConstraint(
+                fields=["connection", "invoice_key"],
+                condition=models.Q(state="read"),
+                name="inbox_file_unique_invoice",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.sha256[:12]})"

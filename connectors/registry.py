@@ -8,10 +8,11 @@ import inspect
 from collections.abc import Iterator, Sequence
 
 from connectors.base import AccountingTarget, ConnectionKind, Connector, InvoicingSource
+from connectors.providers.einvoice.inbox import EInvoiceInbox
 from connectors.providers.tryton.source import TrytonSource
 from connectors.providers.tryton.target import TrytonTarget
 
-SHIPPED: tuple[type[Connector], ...] = (TrytonSource, TrytonTarget)
+SHIPPED: tuple[type[Connector], ...] = (TrytonSource, TrytonTarget, EInvoiceInbox)
 
 _active: tuple[type[Connector], ...] = SHIPPED
 

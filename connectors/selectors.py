@@ -13,6 +13,7 @@ from django.db.models import QuerySet
 from connectors import registry
 from connectors.base import ConnectionKind, Connector, SettingField
 from connectors.errors import ErrorCode, InvsyncError
+from connectors.inbox_store import DatabaseInboxStore
 from connectors.models import Client, Connection
 from connectors.outbound import OutboundPolicy
 
@@ -39,7 +40,12 @@ def connector_for(connection: Connection) -> Connector:
     accept the connection's auth kind. The caller closes the connector. Its calls follow the
     configured outbound policy (:func:`outbound_policy`)."""
     config = replace(connection.as_config(), outbound=outbound_policy())
-    return connector_class_for(connection)(config)
+    cls = connector_class_for(connection)
+    if getattr(cls, "uses_inbox_store", False):
+        # The files an inbox received are kept by invsync (connectors.inbox_store): handed in as
+        # an object, the connector takes no ORM.
+        return cls(config, store=DatabaseInboxStore(connection.pk))
+    return cls(config)
 
 
 def outbound_policy() -> OutboundPolicy:
@@ -66,6 +72,16 @@ def provider_settings_fields(provider: str, kind: str) -> tuple[SettingField, ..
         return registry.get(provider, ConnectionKind(kind)).settings_fields
     except (KeyError, ValueError):
         return ()
+
+
+def provider_settings_problem(provider: str, kind: str, settings: object) -> str | None:
+    """What a provider finds wrong with its settings taken together (None: nothing, or the
+    provider is not installed)."""
+    try:
+        cls = registry.get(provider, ConnectionKind(kind))
+    except (KeyError, ValueError):
+        return None
+    return cls.settings_problem(settings if isinstance(settings, dict) else {})
 
 
 def client_list_for_user(user) -> QuerySet[Client]:

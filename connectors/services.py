@@ -14,9 +14,14 @@ from django.utils import timezone
 
 from connectors.base import AUTH_FIELDS, SETTING_MAX_LENGTH, AuthKind
 from connectors.canonical import ConnectionCheck
-from connectors.errors import InvsyncError
+from connectors.errors import ErrorCode, InvsyncError
 from connectors.models import Client, Connection
-from connectors.selectors import connector_for, provider_settings_fields
+from connectors.providers.einvoice.inbox import EInvoiceInbox, Receipt
+from connectors.selectors import (
+    connector_for,
+    provider_settings_fields,
+    provider_settings_problem,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +113,9 @@ def _check_settings(connection: Connection) -> None:
     ]
     if missing:
         raise ValidationError({"settings": f"Missing required setting(s): {', '.join(missing)}."})
+    problem = provider_settings_problem(connection.provider, connection.kind, connection.settings)
+    if problem:
+        raise ValidationError({"settings": problem[0].upper() + problem[1:] + "."})
 
 
 def credential_address_changes(
@@ -371,3 +379,23 @@ def client_create(*, name: str, notes: str = "") -> Client:
     client.full_clean()
     client.save()
     return client
+
+
+def inbox_upload(*, connection: Connection, files: list[tuple[str, bytes]]) -> list[Receipt]:
+    """Receive uploaded files (each one file or a zip of them) into an e-invoice inbox: every
+    file is stored once with its hash and read; one receipt per file. Raises InvsyncError when
+    the connection is no inbox accepting uploads, or a zip is refused as a whole (the files
+    before it are kept)."""
+    connector = connector_for(connection)
+    try:
+        if not isinstance(connector, EInvoiceInbox):
+            raise InvsyncError(
+                ErrorCode.CONFIGURATION_INCOMPLETE,
+                f"The connection {connection.name!r} is not an e-invoice inbox.",
+            )
+        receipts: list[Receipt] = []
+        for name, content in files:
+            receipts.extend(connector.receive_upload(name, content))
+        return receipts
+    finally:
+        connector.close()

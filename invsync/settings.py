@@ -159,6 +159,10 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env.str("DJANGO_STATIC_ROOT", default=str(VAR_DIR / "static")))
+# Files invsync receives (the e-invoice inbox), through Django's storage API: local under
+# MEDIA_ROOT by default (never served by URL). An S3-compatible bucket: add a storage named
+# "invsync_inbox" to STORAGES (docs/einvoices.md).
+MEDIA_ROOT = Path(env.str("INVSYNC_MEDIA_ROOT", default=str(VAR_DIR / "media")))
 
 # django-q2. The ORM broker needs nothing else; REDIS_URL switches to Redis for many workers.
 # `timeout` (a task is killed after it) must stay below `retry` (an unacknowledged task is handed
