@@ -14,7 +14,7 @@ from django_q.models import Schedule
 
 from connectors.errors import ErrorCode
 from mappings.selectors import flow_schedule_name
-from syncs.admin import daily_chart
+from syncs.admin.widgets import daily_chart
 from syncs.models import RecordStatus, RunStatus, SyncedRecord
 from syncs.selectors import flow_daily_outcomes
 from tests.factories import SyncedRecordFactory, SyncFlowFactory, SyncRunFactory, UserFactory

@@ -15,7 +15,7 @@ from django.utils.html import escape
 from connectors.errors import CATALOGUE, ErrorCode
 from mappings.models import SyncFlow, VatMapping
 from syncs import services as sync_services
-from syncs.admin import fix_links
+from syncs.admin.failures import fix_links
 from syncs.models import RecordStatus, SyncedRecord
 from syncs.services import flow_sync, record_overrides_set
 from tests.factories import (

@@ -1,0 +1,167 @@
+"""The dashboards (``admin:syncs_dashboards``, per flow ``admin:syncs_flow_dashboard``) and a
+flow's reconciliation (``admin:syncs_flow_reconciliation``). Served by the SyncRun admin
+(runs.py)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+
+from connectors.errors import InvsyncError
+from syncs import selectors as sync_selectors
+from syncs.admin.common import (
+    changelist_url,
+    error_panel_html,
+    failed_records_url,
+    progress_html,
+    records_url,
+)
+from syncs.admin.widgets import daily_chart
+from syncs.models import RecordStatus, RunStatus, SyncedRecord, SyncRun
+from syncs.reconciliation import BUCKETS, flow_reconcile
+
+
+class DashboardViewsMixin:
+    """The dashboard and reconciliation pages, for the SyncRun admin."""
+
+    def dashboard_urls(self) -> list:
+        wrap = self.admin_site.admin_view
+        return [
+            path("dashboards/", wrap(self.dashboards_view), name="syncs_dashboards"),
+            path(
+                "dashboards/<int:flow_pk>/",
+                wrap(self.flow_dashboard_view),
+                name="syncs_flow_dashboard",
+            ),
+            path(
+                "reconciliation/<int:flow_pk>/",
+                wrap(self.reconciliation_view),
+                name="syncs_flow_reconciliation",
+            ),
+        ]
+
+    def reconciliation_view(self, request, flow_pk: int):
+        """Source against what was written, for a period (default: this year so far)."""
+        self._check_dashboard_permission(request)
+        flow = get_object_or_404(sync_selectors.flow_list_for_user(request.user), pk=flow_pk)
+        today = timezone.localdate()
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": f"Reconciliation of {flow}",
+            "flow": flow,
+            "start": request.GET.get("from") or today.replace(month=1, day=1).isoformat(),
+            "end": request.GET.get("to") or today.isoformat(),
+        }
+        try:
+            start = dt.date.fromisoformat(context["start"])
+            end = dt.date.fromisoformat(context["end"])
+        except ValueError:
+            context["input_error"] = "Dates are written YYYY-MM-DD."
+        else:
+            if end < start:
+                context["input_error"] = "The period ends before it starts."
+            elif "run" in request.GET:
+                try:
+                    report = flow_reconcile(flow=flow, start=start, end=end)
+                except InvsyncError as error:
+                    context["tool_error"] = error_panel_html(error.code, error.message, error.field)
+                else:
+                    context["report"] = report.as_dict()
+                    context["buckets"] = BUCKETS
+        return TemplateResponse(request, "admin/syncs/reconciliation.html", context)
+
+    def _check_dashboard_permission(self, request) -> None:
+        # A dashboard shows runs and records: it needs the right to see both.
+        user = request.user
+        if not (
+            self.has_view_permission(request)
+            and (
+                user.has_perm("syncs.view_syncedrecord")
+                or user.has_perm("syncs.change_syncedrecord")
+            )
+        ):
+            raise PermissionDenied
+
+    def dashboards_view(self, request):
+        self._check_dashboard_permission(request)
+        flows = list(
+            sync_selectors.flow_list_with_run_stats(sync_selectors.flow_list_for_user(request.user))
+        )
+        counts = sync_selectors.flows_record_counts(flows)
+        next_runs = sync_selectors.flows_next_runs(flows)
+        rows = [
+            {
+                "flow": flow,
+                "counts": [
+                    (label, counts[flow.pk][status], records_url(flow.pk, status__exact=status))
+                    for status, label in RecordStatus.choices
+                ],
+                "last_run_status": (
+                    RunStatus(flow.last_run_status).label if flow.last_run_status else ""
+                ),
+                "last_run_started_at": flow.last_run_started_at,
+                "next_run": next_runs[flow.pk],
+                "dashboard_url": reverse("admin:syncs_flow_dashboard", args=[flow.pk]),
+                "failures_url": reverse("admin:syncs_flow_failures", args=[flow.pk]),
+            }
+            for flow in flows
+        ]
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "Dashboards",
+            "rows": rows,
+            "statuses": RecordStatus.choices,
+            "failures_url": reverse("admin:syncs_failures"),
+        }
+        return TemplateResponse(request, "admin/syncs/dashboards.html", context)
+
+    def flow_dashboard_view(self, request, flow_pk: int):
+        self._check_dashboard_permission(request)
+        flow = get_object_or_404(sync_selectors.flow_list_for_user(request.user), pk=flow_pk)
+        counts = sync_selectors.flow_record_counts(flow)
+        last_run = sync_selectors.flow_last_run(flow)
+        running = sync_selectors.flow_running_run(flow)
+        failures_url = reverse("admin:syncs_flow_failures", args=[flow.pk])
+        groups = sync_selectors.failures_by_code(SyncedRecord.objects.filter(flow=flow))
+        days = sync_selectors.flow_daily_outcomes(flow)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": f"Dashboard of {flow}",
+            "flow": flow,
+            "counts": [
+                (status, label, counts[status], records_url(flow.pk, status__exact=status))
+                for status, label in RecordStatus.choices
+            ],
+            "record_total": sum(counts.values()),
+            "last_run": last_run,
+            "last_run_progress": progress_html(last_run) if last_run else "",
+            "running": running,
+            "running_progress": progress_html(running) if running else "",
+            "next_run": sync_selectors.flow_next_run(flow),
+            "failures": [
+                {
+                    "code": group.code,
+                    "count": group.count,
+                    "info": group.info,
+                    "review_url": f"{failures_url}#code-{group.code}",
+                    "records_url": failed_records_url(flow.pk, group.code),
+                }
+                for group in groups
+            ],
+            "chart": daily_chart(days),
+            "days": days,
+            "failures_url": failures_url,
+            "flow_url": reverse("admin:mappings_syncflow_change", args=[flow.pk]),
+            "runs_url": changelist_url(SyncRun, flow__id__exact=flow.pk),
+            "records_url": records_url(flow.pk),
+            "dashboards_url": reverse("admin:syncs_dashboards"),
+        }
+        return TemplateResponse(request, "admin/syncs/flow_dashboard.html", context)
