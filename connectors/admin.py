@@ -5,6 +5,7 @@ history), and saving goes through connectors.services."""
 from __future__ import annotations
 
 from django import forms
+from django.apps import apps
 from django.contrib import admin, messages
 from django.db.models import Count
 from django.utils.decorators import method_decorator
@@ -37,11 +38,13 @@ class CascadeLogsDeleteMixin:
     client's go with the client.)"""
 
     def get_deleted_objects(self, objs, request):
-        from mappings.models import ConfigChange  # mappings and syncs depend on connectors
-        from syncs.models import SyncedRecord, SyncRun
-
         deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
-        logs = {str(model._meta.verbose_name) for model in (SyncRun, SyncedRecord, ConfigChange)}
+        # The upper apps mark their log models (``deleted_with_owner = True``).
+        logs = {
+            str(model._meta.verbose_name)
+            for model in apps.get_models()
+            if getattr(model, "deleted_with_owner", False)
+        }
         return deleted, counts, {p for p in perms_needed if str(p) not in logs}, protected
 
 

@@ -2,6 +2,8 @@ from django.conf import settings
 from django.core import checks
 
 from connectors import registry
+from connectors.ratelimit import DATABASE_VENDORS, STORES
+from connectors.selectors import outbound_policy
 
 
 @checks.register()
@@ -32,8 +34,6 @@ def check_credentials_keys(app_configs=None, **kwargs):
 @checks.register()
 def check_rate_limit_store(app_configs=None, **kwargs):
     from django.db import connections
-
-    from connectors.ratelimit import DATABASE_VENDORS, STORES
 
     store = getattr(settings, "INVSYNC_RATE_LIMIT_STORE", "auto")
     if store not in STORES:
@@ -67,8 +67,6 @@ def check_rate_limit_store(app_configs=None, **kwargs):
 @checks.register()
 def check_outbound_policy(app_configs=None, **kwargs):
     from django.core.exceptions import ImproperlyConfigured
-
-    from connectors.selectors import outbound_policy
 
     try:
         outbound_policy()

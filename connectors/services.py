@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from connectors import signals
 from connectors.base import AUTH_FIELDS, SETTING_MAX_LENGTH, AuthKind
 from connectors.canonical import ConnectionCheck
 from connectors.errors import ErrorCode, InvsyncError
@@ -292,20 +293,9 @@ def connection_update(
             ", ".join(address_changed),
         )
     if changed:
-        from mappings.services import flow_config_changed  # mappings depends on connectors
-
+        # The flows using it get a new configuration version (mappings.receivers).
         note = _address_change_note(stored, connection, address_changed) if reentered else None
-        for flow in {*connection.flows_as_source.all(), *connection.flows_as_target.all()}:
-            flow_config_changed(flow=flow)
-            if note is not None:
-                from mappings.audit import config_change_note
-
-                role = (
-                    "invoicing" if flow.invoicing_connection_id == connection.pk else "accounting"
-                )
-                config_change_note(
-                    flow=flow, changes={f"{role} connection {k}": v for k, v in note.items()}
-                )
+        signals.connection_changed.send(Connection, connection=connection, address_note=note)
     return connection
 
 
@@ -362,11 +352,9 @@ def connection_check(*, connection: Connection) -> ConnectionCheck:
 
 @transaction.atomic
 def client_delete(*, client: Client) -> None:
-    """Delete a client with its connections, flows and records, and its flows' schedules."""
-    from mappings.services import flow_delete  # mappings depends on connectors
-
-    for flow in client.flows.all():
-        flow_delete(flow=flow)
+    """Delete a client with its connections, flows and records, and its flows' schedules (the
+    flows go first, through mappings.receivers)."""
+    signals.client_deleting.send(Client, client=client)
     client.delete()
 
 

@@ -16,6 +16,8 @@ from connectors.base import ConnectionKind
 from connectors.canonical import Direction
 from connectors.errors import InvsyncError
 from connectors.models import Client, Connection, LookupCache
+from connectors.selectors import connector_class_for, connector_for
+from mappings.audit import config_change_record
 from mappings.checklist import flow_setup_checklist, setup_missing
 from mappings.lookups import (
     TARGET_FOLDER_LOOKUPS,
@@ -89,8 +91,6 @@ def flow_config_changed(*, flow: SyncFlow) -> None:
     are then retried automatically."""
     SyncFlow.objects.filter(pk=flow.pk).update(config_version=F("config_version") + 1)
     flow.refresh_from_db(fields=["config_version"])
-    from mappings.audit import config_change_record
-
     config_change_record(flow=flow)
 
 
@@ -240,8 +240,6 @@ def flow_mappings_replace(
 @transaction.atomic
 def flow_delete(*, flow: SyncFlow) -> None:
     """Delete a flow with its mappings, runs and records, and its schedule."""
-    from mappings.audit import config_change_record
-
     Schedule.objects.filter(name=flow_schedule_name(flow.pk)).delete()
     config_change_record(flow=flow, deleted=True)
     flow.delete()
@@ -253,8 +251,6 @@ def flow_mappings_suggest(*, flow: SyncFlow, rates: Iterable[Decimal] | None = N
     codes and a VAT mapping for every source rate with one sensible target code. Never overwrites a
     value already set. ``rates`` limits the VAT mappings to those source rates. Raises InvsyncError
     when a tool cannot be reached."""
-    from connectors.selectors import connector_for
-
     source = connector_for(flow.invoicing_connection)
     target = connector_for(flow.accounting_connection)
     try:
@@ -419,7 +415,6 @@ def _lookups_fetch(
     """Open ``connection``'s connector once and read each (list, folder, attribute) in
     ``reads``, caching each list as it comes. A failure is added to ``lookups.problems``; the
     lists read before it are kept."""
-    from connectors.selectors import connector_for  # the registry imports connector modules
 
     try:
         connector = connector_for(connection)
@@ -484,8 +479,6 @@ def flow_lookups_load(
                 reads=reads,
             )
     if flow.invoicing_connection_id and (refresh or lookups.source_rates is None):
-        from connectors.selectors import connector_class_for
-
         reads = [("tax_rates", "", "source_rates")]
         try:
             with_journals = connector_class_for(flow.invoicing_connection).supports_journals

@@ -35,6 +35,10 @@ class RunStatus(models.TextChoices):
 class SyncRun(models.Model):
     """One execution of a flow."""
 
+    # A read-only log: deleting its flow or client in the admin takes it along without asking for
+    # its delete permission (connectors.admin.CascadeLogsDeleteMixin).
+    deleted_with_owner = True
+
     flow = models.ForeignKey(
         SyncFlow, on_delete=models.CASCADE, related_name="runs", verbose_name="flow"
     )
@@ -101,6 +105,10 @@ class RecordStatus(models.TextChoices):
 
 class SyncedRecord(models.Model):
     """One source object's state in one flow."""
+
+    # A read-only log: deleting its flow or client in the admin takes it along without asking for
+    # its delete permission (connectors.admin.CascadeLogsDeleteMixin).
+    deleted_with_owner = True
 
     flow = models.ForeignKey(
         SyncFlow, on_delete=models.CASCADE, related_name="records", verbose_name="flow"

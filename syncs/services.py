@@ -76,7 +76,7 @@ from syncs.models import (
     legacy_external_id,
 )
 from syncs.partners import match_partner
-from syncs.serialization import invoice_to_json
+from syncs.serialization import invoice_from_json, invoice_to_json
 
 logger = logging.getLogger(__name__)
 
@@ -1001,8 +1001,6 @@ class _Run:
         """The entry was written but the run died before its PDF was attached."""
         if not self.target.supports_attachments:
             return
-        from syncs.serialization import invoice_from_json
-
         try:
             attachment = self.source.fetch_attachment(invoice_from_json(record.snapshot))
             self.target.attach(self.folder, ref, attachment)
