@@ -67,6 +67,19 @@ FRENCH_JOURNALS = (Journal("REV", "Revenue", "sales"), Journal("EXP", "Expense",
                    Journal("MISC", "Miscellaneous"))  # fmt: skip
 
 
+def refused(config) -> bool:
+    """The in-memory tools refuse any API key or password that starts with "wrong"."""
+    secrets = (config.credentials.get("api_key"), config.credentials.get("password"))
+    return any(str(value).startswith("wrong") for value in secrets if value)
+
+
+def ensure_accepted(config) -> None:
+    if refused(config):
+        raise ConnectorError(
+            ErrorCode.AUTHENTICATION_FAILED, "The in-memory tool refused the credentials."
+        )
+
+
 def memory_account_identity(settings) -> str:
     """The setting ``account`` names the in-memory account; without it each connection is its own
     account (the connector cannot name it)."""
@@ -85,6 +98,8 @@ class MemorySource(InvoicingSource):
     failing_attachments: set[str] = set()
     fail_listing: ConnectorError | None = None
     calls: Counter = Counter()
+    # Invoices per page of the listing (None: one page); each page counts in calls["invoice_pages"].
+    page_size: int | None = None
 
     @classmethod
     def reset(cls) -> None:
@@ -93,6 +108,7 @@ class MemorySource(InvoicingSource):
         cls.failing_attachments = set()
         cls.fail_listing = None
         cls.calls = Counter()
+        cls.page_size = None
 
     @classmethod
     def put(cls, *invoices: Invoice | SourceRecordError) -> None:
@@ -109,7 +125,7 @@ class MemorySource(InvoicingSource):
 
     def check_connection(self) -> ConnectionCheck:
         self.calls["check_connection"] += 1
-        if self.config.credentials.get("api_key") == "wrong":
+        if refused(self.config):
             return ConnectionCheck(False, "The invoicing tool refused the API key.")
         return ConnectionCheck(True, f"{len(self.invoices)} invoices visible.")
 
@@ -117,18 +133,27 @@ class MemorySource(InvoicingSource):
         self.calls["iter_invoices"] += 1
         if self.fail_listing is not None:
             raise self.fail_listing
+        ensure_accepted(self.config)
         wanted = {Direction(d) for d in directions}
 
         def key(item):
             return (item.updated_at is None, item.updated_at, item.source_id)
 
-        for item in sorted(self.invoices.values(), key=key):
-            if isinstance(item, Invoice):
-                if item.direction not in wanted:
-                    continue
-                if since is not None and item.updated_at is not None and item.updated_at < since:
-                    continue
-            yield item
+        listed = sorted(self.invoices.values(), key=key)
+        size = self.page_size or max(len(listed), 1)
+        for start in range(0, len(listed), size):
+            self.calls["invoice_pages"] += 1  # one "request" per page, read when reached
+            for item in listed[start : start + size]:
+                if isinstance(item, Invoice):
+                    if item.direction not in wanted:
+                        continue
+                    if (
+                        since is not None
+                        and item.updated_at is not None
+                        and item.updated_at < since
+                    ):
+                        continue
+                yield item
 
     def get_invoice(self, source_id: str) -> Invoice | SourceRecordError:
         self.calls["get_invoice"] += 1
@@ -188,6 +213,10 @@ class MemoryTarget(AccountingTarget):
     poison: dict[str, ConnectorError] = {}
     # The ledger's own currency: the folder reports it, and entries in another are refused.
     currency: str = "EUR"
+    # Tripwires for the sync tests: an entry written again under an external id the ledger holds,
+    # or an unbalanced one, fails the test (AssertionError). False: the double answers as a vendor
+    # must (tests/connectors/contract.py): the entry already there, or an error result.
+    strict: bool = True
     _ids = itertools.count(1)
 
     @classmethod
@@ -203,6 +232,7 @@ class MemoryTarget(AccountingTarget):
         cls.refuse = {}
         cls.poison = {}
         cls.currency = "EUR"
+        cls.strict = True
 
     @classmethod
     def add_partner(cls, name: str, **identifiers) -> TargetPartner:
@@ -220,10 +250,13 @@ class MemoryTarget(AccountingTarget):
 
     def check_connection(self) -> ConnectionCheck:
         self.calls["check_connection"] += 1
+        if refused(self.config):
+            return ConnectionCheck(False, "The in-memory ledger refused the credentials.")
         return ConnectionCheck(True, "Connected to the in-memory ledger.")
 
     def list_folders(self) -> list[Folder]:
         self.calls["list_folders"] += 1
+        ensure_accepted(self.config)
         return [Folder("1", "Test company", self.currency)]
 
     def list_vat_codes(self, folder: str) -> list[VatCode]:
@@ -236,10 +269,12 @@ class MemoryTarget(AccountingTarget):
 
     def list_accounts(self, folder: str, classes: Sequence[str] = ()) -> list[Account]:
         self.calls["list_accounts"] += 1
+        ensure_accepted(self.config)
         return [a for a in self.accounts if not classes or a.number.startswith(tuple(classes))]
 
     def find_partner_candidates(self, folder: str, partner: Partner) -> list[TargetPartner]:
         self.calls["find_partner_candidates"] += 1
+        ensure_accepted(self.config)
         return list(self.partners.values())
 
     def existing_partner_ids(self, folder: str, ids: Sequence[str]) -> set[str]:
@@ -256,6 +291,7 @@ class MemoryTarget(AccountingTarget):
 
     def create_entries(self, folder: str, entries: Sequence[EntryToWrite]) -> list[EntryResult]:
         self.calls["create_entries"] += 1
+        ensure_accepted(self.config)
         failure, after = type(self).fail_next_write, type(self).fail_after_write
         if failure is not None and not after:
             type(self).fail_next_write = None
@@ -279,9 +315,30 @@ class MemoryTarget(AccountingTarget):
                     EntryResult(posting.external_id, error=self.refuse[posting.external_id])
                 )
                 continue
-            assert posting.external_id not in self.entries, "entry written twice"
-            assert posting.total_debit == posting.total_credit, "unbalanced entry"
-            ref = EntryRef(f"m{next(self._ids)}", posting.reference, entry.attachment is not None)
+            held = self.entries.get(posting.external_id)
+            if held is not None and not held["ref"].posted and not posting.draft:
+                held["ref"] = replace(held["ref"], posted=True)  # finish a draft left behind
+                results.append(EntryResult(posting.external_id, ref=held["ref"]))
+                continue
+            if self.strict:
+                assert held is None, "entry written twice"
+                assert posting.total_debit == posting.total_credit, "unbalanced entry"
+            elif held is not None:
+                results.append(EntryResult(posting.external_id, ref=held["ref"]))
+                continue
+            elif not posting.lines or posting.total_debit != posting.total_credit:
+                error = ConnectorError(
+                    ErrorCode.TARGET_REJECTED,
+                    f"The entry for {posting.reference} does not balance.",
+                )
+                results.append(EntryResult(posting.external_id, error=error))
+                continue
+            ref = EntryRef(
+                f"m{next(self._ids)}",
+                posting.reference,
+                entry.attachment is not None,
+                posted=not posting.draft,
+            )
             self.entries[posting.external_id] = {
                 "ref": ref,
                 "posting": posting,
@@ -295,6 +352,7 @@ class MemoryTarget(AccountingTarget):
 
     def find_entries(self, folder: str, external_ids: Sequence[str]) -> dict[str, EntryRef]:
         self.calls["find_entries"] += 1
+        ensure_accepted(self.config)
         return {i: self.entries[i]["ref"] for i in external_ids if i in self.entries}
 
     def attach(self, folder: str, ref: EntryRef, attachment: Attachment) -> None:
