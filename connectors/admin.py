@@ -4,16 +4,20 @@ history), and saving goes through connectors.services."""
 
 from __future__ import annotations
 
+from functools import partial
+
 from django import forms
 from django.apps import apps
 from django.contrib import admin, messages
 from django.db.models import Count
+from django.urls import path, reverse
 from django.utils.decorators import method_decorator
-from django.utils.html import format_html_join
+from django.utils.html import format_html, format_html_join
 from django.views.decorators.debug import sensitive_post_parameters
 
 from connectors import registry
 from connectors.admin_filters import ClientScopedRelatedFilter, scoped_list_filter
+from connectors.admin_inbox import inbox_upload_view, is_inbox
 from connectors.base import AUTH_FIELDS, AuthKind, ConnectionKind
 from connectors.form_fields import BoundedJSONField
 from connectors.models import Client, Connection
@@ -364,6 +368,8 @@ class _ConnectionAdminFormBase(forms.ModelForm):
                 self.add_error("settings", f"{label} ({name}) {problem}, not {_shown(value)}.")
         if "settings" not in self.errors and (problem := settings_shape_problem(settings)):
             self.add_error("settings", problem)
+        if "settings" not in self.errors and (problem := connector.settings_problem(settings)):
+            self.add_error("settings", problem[0].upper() + problem[1:] + ".")
 
     def submitted_credentials(self) -> dict[str, str]:
         """The secrets typed in for the chosen auth kind (blank ones left out: they keep the
@@ -405,6 +411,7 @@ class ConnectionAdmin(ClientScopedAdminMixin, admin.ModelAdmin):
     search_fields = ("name", "client__name", "provider")
     list_select_related = ("client",)
     readonly_fields = (
+        "inbox_link",
         "credentials_status",
         "last_checked_at",
         "last_check_ok",
@@ -414,7 +421,7 @@ class ConnectionAdmin(ClientScopedAdminMixin, admin.ModelAdmin):
     )
     fieldsets = (
         (None, {"fields": ("client", "name", "kind", "provider", "auth_kind")}),
-        ("Settings", {"fields": ("settings",)}),
+        ("Settings", {"fields": ("settings", "inbox_link")}),
         (
             "Credentials (write-only)",
             {
@@ -432,6 +439,23 @@ class ConnectionAdmin(ClientScopedAdminMixin, admin.ModelAdmin):
     @method_decorator(sensitive_post_parameters(*(secret_field_name(n) for n in SECRET_NAMES)))
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
         return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def get_urls(self):
+        own = [
+            path(
+                "<path:object_id>/inbox/",
+                self.admin_site.admin_view(partial(inbox_upload_view, self)),
+                name="connectors_connection_inbox",
+            )
+        ]
+        return own + super().get_urls()
+
+    @admin.display(description="e-invoice inbox")
+    def inbox_link(self, obj: Connection) -> str:
+        if obj.pk is None or not is_inbox(obj):
+            return "-"
+        url = reverse("admin:connectors_connection_inbox", args=[obj.pk])
+        return format_html('<a href="{}">Upload e-invoices and see the files received</a>', url)
 
     @admin.display(description="provider", ordering="provider")
     def provider_display(self, obj: Connection) -> str:

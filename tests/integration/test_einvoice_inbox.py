@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.core.files.uploadedfile import SimpleUploadedFile
 
 from connectors.canonical import Direction, InvoiceType
 from connectors.errors import ErrorCode, InvsyncError
@@ -307,3 +308,67 @@ def test_a_missing_watched_folder_fails_the_run_with_a_configuration_code(tmp_pa
         items(connection)
     assert raised.value.code is ErrorCode.CONFIGURATION_INCOMPLETE
     assert not connector_for(connection).check_connection().ok
+
+
+# The admin's upload page.
+
+
+def test_the_admin_uploads_many_files_and_a_zip_on_the_inbox_page(client):
+    from connectors import roles
+    from tests.factories.models import UserFactory
+
+    connection = make_inbox()
+    user = UserFactory(roles=[roles.ACCOUNTANT], clients=[connection.client])
+    client.force_login(user)
+    url = f"/admin/connectors/connection/{connection.pk}/inbox/"
+    change = client.get(f"/admin/connectors/connection/{connection.pk}/change/")
+    assert url in change.content.decode()
+    files = [
+        SimpleUploadedFile(
+            "Facture_FR_BASICWL.pdf", (FNFE / "Facture_FR_BASICWL.pdf").read_bytes()
+        ),
+        SimpleUploadedFile("scan.png", PNG_1PX),
+        SimpleUploadedFile(
+            "batch.zip",
+            _zip({"a/Avoir.pdf": (FNFE / "Avoir_FR_type381_BASIC.pdf").read_bytes()}),
+        ),
+    ]
+    response = client.post(url, {"files": files}, follow=True)
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "Facture_FR_BASICWL.pdf: received." in page
+    assert "scan.png: kept but refused — the file is a png image" in page.lower()
+    assert "Avoir.pdf: received." in page
+    assert sorted(
+        InboxFile.objects.filter(connection=connection).values_list("name", flat=True)
+    ) == [
+        "Avoir.pdf",
+        "Facture_FR_BASICWL.pdf",
+        "scan.png",
+    ]
+
+
+def test_the_inbox_page_is_not_shown_to_staff_of_another_client(client):
+    from connectors import roles
+    from tests.factories.models import UserFactory
+
+    connection = make_inbox()
+    stranger = UserFactory(roles=[roles.ACCOUNTANT], clients=[ClientFactory()])
+    client.force_login(stranger)
+    url = f"/admin/connectors/connection/{connection.pk}/inbox/"
+    assert client.get(url).status_code == 404
+    assert client.post(url, {"files": [SimpleUploadedFile("x.xml", b"<x/>")]}).status_code == 404
+    assert not InboxFile.objects.exists()
+
+
+def test_the_upload_form_refuses_more_files_than_its_bound(client, monkeypatch):
+    from connectors import admin_inbox, roles
+    from tests.factories.models import UserFactory
+
+    monkeypatch.setattr(admin_inbox, "UPLOAD_MAX_FILES", 2)
+    connection = make_inbox()
+    client.force_login(UserFactory(roles=[roles.ACCOUNTANT], clients=[connection.client]))
+    files = [SimpleUploadedFile(f"f{i}.xml", b"<x/>") for i in range(3)]
+    response = client.post(f"/admin/connectors/connection/{connection.pk}/inbox/", {"files": files})
+    assert "3 files chosen; upload at most 2" in response.content.decode()
+    assert not InboxFile.objects.exists()
