@@ -48,12 +48,13 @@ PostgreSQL refuses to run as root: when root, the cluster runs as the system use
 Templates. A base database gets the modules (``trytond-admin --all``: ~51 s on a 2-core machine),
 then two templates are copied from it and built in parallel by ``sandbox_build.py`` run with the
 Tryton venv's Python (proteus directly on the database): ``accounting`` (~16 s) and ``invoicing``
-(~55 s: 35 invoices created and posted one by one). Template names carry a key hashing the
-installed versions, the admin password, the build script, this module's ``BUILD_FORMAT`` and the
-current year (fiscal years are derived from today), so a later session on the same root reuses
-them (0.3 s) and a change rebuilds them. Stale templates are dropped. From nothing (no venv, no
-cluster) to a served pool: about 2 min 20 s (install 18 s, initdb + start 1 s, base 51 s,
-roles 55 s, copies and server start 5 s).
+(~55 s: the 37 invoices of ``sample_invoices.json`` created and posted one by one). Template
+names carry a key hashing the installed versions, the admin password, the build script and the
+sample invoices it reads (``sample_invoices.py``, ``sample_invoices.json``), this module's
+``BUILD_FORMAT`` and the current year (fiscal years are derived from today), so a later session
+on the same root reuses them (0.3 s) and a change rebuilds them. Stale templates are dropped.
+From nothing (no venv, no cluster) to a served pool: about 2 min 20 s (install 18 s, initdb +
+start 1 s, base 51 s, roles 55 s, copies and server start 5 s).
 
 Per-test databases — what was measured (Tryton 8.2.1, PostgreSQL 15, 2 cores):
 
@@ -131,6 +132,12 @@ DEMO_SERVER_PORT = 8765
 TEST_DB_PREFIX = "invsync_t_"
 TEMPLATE_PREFIX = "invsync_tpl_"
 BUILD_SCRIPT = Path(__file__).with_name("sandbox_build.py")
+# What the build reads besides itself: a change to any of them rebuilds the templates.
+BUILD_INPUTS = [
+    BUILD_SCRIPT,
+    Path(__file__).with_name("sample_invoices.py"),
+    Path(__file__).with_name("sample_invoices.json"),
+]
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_ROOT = PROJECT_ROOT / "var" / "tryton"
 
@@ -856,7 +863,8 @@ class TrytonSandbox:
         )[:10]
 
     def template_key(self) -> str:
-        return _sha(self.base_key(), BUILD_SCRIPT.read_bytes(), str(date.today().year))[:10]
+        inputs = [path.read_bytes() for path in BUILD_INPUTS]
+        return _sha(self.base_key(), *inputs, str(date.today().year))[:10]
 
     def template_name(self, role: str) -> str:
         if role not in ROLES:

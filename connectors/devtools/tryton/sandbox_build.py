@@ -1,8 +1,9 @@
 """Build one Tryton template database for the invsync sandbox (run by the Tryton venv's Python).
 
 This file is executed by the interpreter of the dedicated Tryton virtualenv, never imported by
-invsync's Django code (invsync's venv has no trytond). ``sandbox.py`` hashes this file to decide
-whether the cached templates are still valid, so any change here triggers a rebuild.
+invsync's Django code (invsync's venv has no trytond). ``sandbox.py`` hashes this file and the
+sample invoices (``sample_invoices.py`` and ``.json``) to decide whether the cached templates are
+still valid, so any change there triggers a rebuild.
 
     python sandbox_build.py --config trytond.conf --database DB --role accounting|invoicing \\
         --manifest OUT.json [--today YYYY-MM-DD]
@@ -14,8 +15,9 @@ periods, strict move and invoice sequences, and payment terms.
 
 - ``accounting`` adds the parties a firm's books typically already hold (see ``EXISTING``), so
   partner matching by SIREN / VAT can be exercised, and describes accounts, taxes and journals.
-- ``invoicing`` adds customers and suppliers with valid identifiers and a few dozen invoices
-  created and posted through proteus (see ``invoice_specs``), and describes each in the manifest.
+- ``invoicing`` adds customers and suppliers with valid identifiers and the invoices of
+  ``sample_invoices.json`` (read by ``sample_invoices.py``; 37 today), created and posted through
+  proteus, checks Tryton's figures against the file's and describes each in the manifest.
 
 Everything is deterministic for a given ``--today``: identifiers come from fixed seeds,
 invoice dates are offsets from today.
@@ -32,6 +34,9 @@ from decimal import Decimal
 
 from proteus import Model, Wizard
 from proteus import config as proteus_config
+
+# A sibling module (this script's directory is first on sys.path): the sample invoices' file.
+from sample_invoices import TAXES, invoice_specs
 from stdnum import luhn
 from stdnum.be import vat as be_vat
 from stdnum.de import vat as de_vat
@@ -416,33 +421,13 @@ def describe_accounts(accounts):
     }
 
 
-TAX_TEMPLATES = {
-    # key: account_fr tax template XML id. Dated rates (20 %, 10 %) have a parent tax with dated
-    # children: invoice lines take the parent, which picks the child valid at the invoice date.
-    ("sale", "20"): "tva_vente_services_taux_normal",
-    ("sale_goods", "20"): "tva_vente_biens_taux_normal",
-    ("sale", "10"): "tva_vente_services_taux_intermediaire",
-    ("sale_goods", "5.5"): "tva_vente_biens_5_5",
-    ("sale_goods", "2.1"): "tva_vente_biens_2_1",
-    ("sale_goods", "0 intra"): "tva_vente_intracommunautaire_biens_0",
-    ("sale_goods", "0 export"): "tva_vente_biens_hors_communaute",
-    ("purchase", "20"): "tva_achat_services_taux_normal",
-    ("purchase_goods", "20"): "tva_achat_biens_taux_normal",
-    ("purchase_goods", "10"): "tva_achat_biens_taux_intermediaire",
-    ("purchase_goods", "5.5"): "tva_achat_biens_5_5",
-    # Reverse charge: a parent whose dated 20 % child has two children, +20 % on 44566
-    # (deductible) and -20 % on 4452 (due); the invoice states no VAT.
-    ("purchase_goods", "20 intra"): "tva_achat_intracommunautaire_biens_taux_normal",
-}
-
-
 def tax_map(company):
-    """Company taxes usable on invoice lines, by key of ``TAX_TEMPLATES``."""
+    """Company taxes usable on invoice lines, by key of ``sample_invoices.TAXES``."""
     Tax = Model.get("account.tax")
     ModelData = Model.get("ir.model.data")
     config = proteus_config.get_config()
     taxes = {}
-    for key, xml_id in TAX_TEMPLATES.items():
+    for key, (xml_id, _rates) in TAXES.items():
         template_id = ModelData.get_id("account_fr", xml_id, config.context)
         (taxes[key],) = Tax.find([("company", "=", company.id), ("template", "=", template_id)])
     return taxes
@@ -531,420 +516,6 @@ def describe_common(ctx):
 # ---------------------------------------------------------------- invoices (invoicing role)
 
 
-def invoice_specs(today: dt.date):
-    """The sample invoices, as plain data. ``days`` is the age of the invoice date.
-
-    Line tuple: (description, quantity, unit_price, tax key or None, account code).
-    ``expect``: what a flow that maps the 20, 10, 5.5 and 0 % rates (and not 2.1 %) should do.
-    """
-    last_year_december = dt.date(today.year - 1, 12, 15)
-    s20, g20, s10, g55, g21 = (
-        ("sale", "20"),
-        ("sale_goods", "20"),
-        ("sale", "10"),
-        ("sale_goods", "5.5"),
-        ("sale_goods", "2.1"),
-    )
-    g0 = ("sale_goods", "0 intra")
-    p20, pg20, pg10, pg55 = (
-        ("purchase", "20"),
-        ("purchase_goods", "20"),
-        ("purchase_goods", "10"),
-        ("purchase_goods", "5.5"),
-    )
-    pgi20 = ("purchase_goods", "20 intra")
-    specs = []
-
-    def add(key, type_, party, days, lines, **kw):
-        spec = {
-            "key": key,
-            "type": type_,
-            "party": party,
-            "days": days,
-            "lines": lines,
-            "state": "posted",
-            "currency": "EUR",
-            "term": "30 jours",
-            "expect": "sync",
-            "expected_error": None,
-            "reason": None,
-        }
-        spec.update(kw)
-        specs.append(spec)
-
-    # --- customer invoices, posted, synced
-    add(
-        "out_services_20",
-        "out",
-        "cabinet_durand",
-        95,
-        [("Conseil en organisation", 5, "650.00", s20, "706")],
-    )
-    add(
-        "out_goods_20_multi",
-        "out",
-        "boulangerie_martin",
-        90,
-        [
-            ("Four à sole 60x40", 1, "4200.00", g20, "7071"),
-            ("Installation et mise en service", 1, "350.00", s20, "706"),
-            ("Plaques de cuisson", 6, "45.90", g20, "7071"),
-        ],
-    )
-    add(
-        "out_food_5_5",
-        "out",
-        "restaurant_gourmet",
-        85,
-        [("Farine T65 (sac 25 kg)", 40, "18.75", g55, "7071")],
-    )
-    add(
-        "out_restaurant_10",
-        "out",
-        "restaurant_gourmet",
-        80,
-        [("Prestation traiteur séminaire", 1, "1840.00", s10, "706")],
-    )
-    add(
-        "out_mixed_rates",
-        "out",
-        "librairie_lefevre",
-        75,
-        [
-            ("Livres scolaires", 24, "12.50", g55, "7071"),
-            ("Fournitures de bureau", 10, "7.90", g20, "7071"),
-            ("Atelier lecture (animation)", 2, "120.00", s10, "706"),
-        ],
-    )
-    add(
-        "out_private_person",
-        "out",
-        "jean_dupuis",
-        70,
-        [("Réparation de vélo", 1, "89.00", s20, "706")],
-        term="direct",
-    )
-    add(
-        "out_eu_de_intra",
-        "out",
-        "mueller_gmbh",
-        65,
-        [("Pièces usinées (livraison intracommunautaire)", 200, "14.20", g0, "7071")],
-        reason="intra-EU supply of goods, 0 % VAT (reverse charge at the customer)",
-    )
-    add(
-        "out_eu_be_intra",
-        "out",
-        "van_den_berg",
-        60,
-        [("Cuve inox 500 L", 2, "2750.00", g0, "7071")],
-        reason="intra-EU supply of goods, 0 % VAT",
-    )
-    add(
-        "out_usd_export",
-        "out",
-        "acme_us",
-        55,
-        [("Export: moulds", 3, "980.00", ("sale_goods", "0 export"), "7071")],
-        currency="USD",
-        reason="invoice in USD; company currency EUR at 1 EUR = 1.08 USD",
-    )
-    add(
-        "out_rounding",
-        "out",
-        "librairie_lefevre",
-        50,
-        [
-            ("Marque-page", 1, "0.33", g20, "7071"),
-            ("Marque-page", 1, "0.33", g20, "7071"),
-            ("Marque-page", 1, "0.33", g20, "7071"),
-        ],
-        reason="tax rounded per document: 0.99 x 20 % = 0.198 -> 0.20, while the three "
-        "lines' taxes rounded one by one make 0.07 x 3 = 0.21; booked as stated (0.20 on "
-        "44571), no rounding line",
-    )
-    add(
-        "out_rounding_short",
-        "out",
-        "librairie_lefevre",
-        49,
-        [
-            ("Carte postale", 1, "0.32", g20, "7071"),
-            ("Carte postale", 1, "0.32", g20, "7071"),
-            ("Carte postale", 1, "0.32", g20, "7071"),
-        ],
-        reason="tax rounded per document: 0.96 x 20 % = 0.192 -> 0.19, while the lines' "
-        "taxes rounded one by one make 0.06 x 3 = 0.18; booked as stated (0.19 on 44571), "
-        "no rounding line",
-    )
-    add(
-        "out_rounding_vat_1_11",
-        "out",
-        "librairie_lefevre",
-        48,
-        [
-            ("Coffret marque-pages", 1, "2.77", g20, "7071"),
-            ("Coffret marque-pages", 1, "2.77", g20, "7071"),
-        ],
-        reason="Tryton states 5.54 x 20 % = 1.108 -> 1.11 while the lines' taxes rounded one "
-        "by one make 0.55 x 2 = 1.10: 44571 must hold 1.11, as the invoice says",
-    )
-    add(
-        "out_many_lines",
-        "out",
-        "boulangerie_martin",
-        45,
-        [
-            (
-                f"Consommable réf. {n:03d}",
-                n,
-                f"{Decimal('3.17') * n:.2f}",
-                g20 if n % 3 else g55,
-                "7071",
-            )
-            for n in range(1, 9)
-        ],
-    )
-    add(
-        "out_discount_line",
-        "out",
-        "cabinet_durand",
-        40,
-        [
-            ("Formation comptable (2 jours)", 2, "900.00", s20, "706"),
-            ("Remise fidélité", 1, "-180.00", s20, "7097"),
-        ],
-        reason="negative line booked on 7097 (discount granted; 709 itself has no type)",
-    )
-    add(
-        "out_last_year",
-        "out",
-        "cabinet_durand",
-        None,
-        [("Audit de fin d'année", 1, "2400.00", s20, "706")],
-        date=last_year_december,
-        reason="dated in the previous fiscal year",
-    )
-    add(
-        "out_big_amount",
-        "out",
-        "mueller_gmbh",
-        35,
-        [("Machine spéciale (livraison intracommunautaire)", 1, "125000.00", g0, "7071")],
-    )
-    add(
-        "out_services_recent",
-        "out",
-        "van_den_berg",
-        10,
-        [("Maintenance annuelle", 1, "1200.00", s20, "706")],
-        reason="services to an EU business charged 20 % here (simplification)",
-    )
-    add(
-        "out_paid",
-        "out",
-        "restaurant_gourmet",
-        30,
-        [("Vaisselle professionnelle", 12, "24.50", g20, "7071")],
-        state="paid",
-        term="direct",
-        reason="posted then paid in full (cash journal)",
-    )
-    # --- customer credit notes
-    add(
-        "out_credit_note",
-        "out",
-        "boulangerie_martin",
-        25,
-        [("Avoir: plaques de cuisson défectueuses", -2, "45.90", g20, "7071")],
-        reason="customer credit note (negative quantities), numbered in the AC sequence",
-    )
-    add(
-        "out_credit_note_from_invoice",
-        "out",
-        "cabinet_durand",
-        5,
-        "credit:out_services_20",
-        reason="customer credit note created by Tryton's credit wizard from out_services_20",
-    )
-    # --- failures and skips
-    add(
-        "out_unmapped_tax",
-        "out",
-        "librairie_lefevre",
-        20,
-        [
-            ("Presse quotidienne (abonnement)", 12, "1.90", g21, "7071"),
-            ("Sac cabas", 1, "3.50", g20, "7071"),
-        ],
-        expect="fail",
-        expected_error="ERROR_SYNC_INVOICE_MAPPING_TAX_RATE_NOT_FOUND",
-        reason="line taxed at 2.1 % (French press rate), a rate the default mapping leaves "
-        "unmapped",
-    )
-    add(
-        "out_cancelled",
-        "out",
-        "jean_dupuis",
-        15,
-        [("Commande annulée", 1, "300.00", s20, "706")],
-        state="cancelled",
-        expect="skip",
-        reason="posted then cancelled (Tryton posts a reversing move); status cancelled",
-    )
-    add(
-        "out_draft",
-        "out",
-        "boulangerie_martin",
-        2,
-        [("Devis transformé en facture (brouillon)", 1, "780.00", g20, "7071")],
-        state="draft",
-        expect="skip",
-        reason="draft: no number, not to be synced",
-    )
-    add(
-        "out_validated",
-        "out",
-        "cabinet_durand",
-        1,
-        [("Facture validée non comptabilisée", 1, "150.00", s20, "706")],
-        state="validated",
-        expect="skip",
-        reason="validated but not posted: no number, no move; not to be synced",
-    )
-
-    # --- supplier invoices
-    add(
-        "in_electricity_works",
-        "in",
-        "elec_fournier",
-        92,
-        [
-            ("Mise aux normes tableau électrique", 1, "2350.00", p20, "6226"),
-            ("Matériel électrique", 1, "418.60", pg20, "6063"),
-        ],
-        reference="EGF-2024-0912",
-    )
-    add(
-        "in_office_supplies",
-        "in",
-        "papeterie_moreau",
-        78,
-        [("Ramettes papier A4", 20, "4.35", pg20, "6064"), ("Agendas", 5, "11.90", pg20, "6064")],
-        reference="PM-88213",
-    )
-    add(
-        "in_transport",
-        "in",
-        "transports_roux",
-        66,
-        [("Transport palettes Lyon-Paris", 3, "210.00", p20, "6241")],
-        reference="TR/7781",
-    )
-    add(
-        "in_printing_books",
-        "in",
-        "imprimerie_girard",
-        58,
-        [("Impression catalogue", 500, "1.12", pg55, "6071")],
-        reference="IG-1456",
-        reason="supplier with a SIREN only, purchase at 5.5 %",
-    )
-    add(
-        "in_food_10",
-        "in",
-        "papeterie_moreau",
-        48,
-        [("Plateaux repas réunion", 14, "16.50", pg10, "6256")],
-        reference="PM-88507",
-    )
-    add(
-        "in_mixed_rates",
-        "in",
-        "elec_fournier",
-        38,
-        [
-            ("Contrat de maintenance", 1, "600.00", p20, "6226"),
-            ("Consommables", 1, "84.40", pg10, "6063"),
-            ("Documentation technique", 1, "42.00", pg55, "6064"),
-        ],
-        reference="EGF-2025-0131",
-    )
-    add(
-        "in_eu_supplier",
-        "in",
-        "bureau_vallee_be",
-        33,
-        [("Fauteuils de bureau", 4, "289.00", pg20, "6063")],
-        reference="BL-2025-77",
-        reason="Belgian supplier with a BE VAT number (taxed with the domestic 20 % purchase "
-        "tax for simplicity)",
-    )
-    add(
-        "in_eu_acquisition",
-        "in",
-        "bureau_vallee_be",
-        28,
-        [("Rayonnages métalliques (acquisition intracommunautaire)", 1, "2480.00", pgi20, "6063")],
-        reference="BL-2025-91",
-        reason="intra-EU acquisition of goods: the invoice states no VAT, the buyer self-assesses "
-        "20 % (496.00 debit 44566, 496.00 credit 4452, net zero)",
-    )
-    add(
-        "in_last_year",
-        "in",
-        "transports_roux",
-        None,
-        [("Transport décembre", 1, "640.00", p20, "6241")],
-        date=last_year_december,
-        reference="TR/7390",
-        reason="dated in the previous fiscal year",
-    )
-    add(
-        "in_recent",
-        "in",
-        "imprimerie_girard",
-        12,
-        [("Cartes de visite", 2, "65.00", pg20, "6064")],
-        reference="IG-1499",
-    )
-    add(
-        "in_credit_note",
-        "in",
-        "papeterie_moreau",
-        22,
-        [("Avoir: ramettes endommagées", -5, "4.35", pg20, "6064")],
-        reference="PM-AV-112",
-        reason="supplier credit note (negative quantities), numbered in the AF sequence",
-    )
-    add(
-        "in_credit_note_from_invoice",
-        "in",
-        "transports_roux",
-        5,
-        "credit:in_transport",
-        reference="TR/AV-12",
-        reason="supplier credit note created by Tryton's credit wizard from in_transport",
-    )
-    add(
-        "in_draft",
-        "in",
-        "elec_fournier",
-        3,
-        [("Facture fournisseur en attente", 1, "99.00", p20, "6226")],
-        reference="EGF-DRAFT",
-        state="draft",
-        expect="skip",
-        reason="draft supplier invoice: not to be synced",
-    )
-    for spec in specs:
-        spec["date"] = spec.get("date") or today - dt.timedelta(days=spec["days"])
-    # Tryton numbers invoices chronologically (an earlier date cannot follow a later number in
-    # the same sequence), so invoices are created and posted in date order.
-    specs.sort(key=lambda spec: spec["date"])
-    return specs
-
-
 CANONICAL_TYPES = {
     ("out", False): "customer_invoice",
     ("out", True): "customer_refund",
@@ -973,9 +544,9 @@ def build_invoices(ctx, today: dt.date, parties: dict):
     for spec in invoice_specs(today):
         party = parties[spec["party"]]
         invoice_date = spec["date"]
-        if isinstance(spec["lines"], str):
+        if spec["credit_of"]:
             # Credit note made by Tryton's credit wizard from an earlier posted invoice.
-            origin = created[spec["lines"].split(":", 1)[1]]
+            origin = created[spec["credit_of"]]
             credit = Wizard("account.invoice.credit", [origin])
             credit.form.with_refund = False
             credit.form.invoice_date = invoice_date
@@ -1022,6 +593,9 @@ def build_invoices(ctx, today: dt.date, parties: dict):
             pay_invoice(invoice, accounts, Journal)
         invoice.reload()
         assert invoice.state == state, (spec["key"], invoice.state, state)
+        made = (invoice.untaxed_amount, invoice.tax_amount, invoice.total_amount)
+        stated = tuple(Decimal(spec[name]) for name in ("untaxed", "tax", "total"))
+        assert made == stated, (spec["key"], "Tryton computed", made, "the file states", stated)
         created[spec["key"]] = invoice
         order.append((spec, invoice))
     return order
