@@ -18,7 +18,12 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from connectors.devtools.tryton.sandbox import SandboxError, TrytonSandbox
+try:
+    from connectors.devtools.tryton.sandbox import SandboxError, TrytonSandbox
+except ModuleNotFoundError as error:  # an installed wheel: the development tools are not in it
+    if not (error.name or "").startswith("connectors.devtools"):
+        raise
+    SandboxError = TrytonSandbox = None
 from connectors.models import Client, Connection
 from connectors.services import (
     client_create,
@@ -48,6 +53,13 @@ ADMIN_EMAIL = "admin@example.com"
 DEMO_RATES = ("20", "10", "5.5", "0")
 
 
+NEEDS_CHECKOUT = (
+    "The demo needs a source checkout of invsync (clone the repository, then run `bin/dev demo`): "
+    "it builds a local Tryton with the development tools in connectors/devtools, which the "
+    "installed package does not include."
+)
+
+
 class Command(BaseCommand):
     help = (
         "Set up a local demo (Tryton with sample invoices, a configured flow), run a first sync, "
@@ -70,6 +82,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
+        if TrytonSandbox is None:
+            raise CommandError(NEEDS_CHECKOUT)
         try:
             self.run_demo(**options)
         except KeyboardInterrupt:
