@@ -14,12 +14,14 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from connectors.canonical import Account, Direction, Folder, Journal, VatCode
+from connectors.canonical import Account, AccountKind, Direction, Folder, Journal, VatCode
 from connectors.errors import ErrorCode, InvsyncError
 from connectors.providers.tryton.client import TrytonConnection
 
 JOURNAL_KINDS = {"revenue": "sales", "expense": "purchases"}
 TAX_GROUP_DIRECTIONS = {"sale": Direction.SALES, "purchase": Direction.PURCHASES}
+# The flags of an account's type (account.account.type) that say its kind, read with the accounts.
+ACCOUNT_TYPE_FLAGS = ("receivable", "payable", "revenue", "expense")
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,7 @@ class _AccountRow:
     closed: bool
     active: bool
     party_required: bool
+    kind: AccountKind = AccountKind.UNKNOWN
 
 
 @dataclass(frozen=True)
@@ -109,7 +112,7 @@ class TrytonLookups(TrytonConnection):
         rows = self._account_rows(self._company(folder)).values()
         prefixes = tuple(str(c) for c in classes if str(c))
         return [
-            Account(row.code, row.name, active=row.active and not row.closed)
+            Account(row.code, row.name, active=row.active and not row.closed, kind=row.kind)
             for row in sorted(rows, key=lambda r: r.code)
             if row.has_type and (not prefixes or row.code.startswith(prefixes))
         ]
@@ -141,9 +144,10 @@ class TrytonLookups(TrytonConnection):
             rows = self.client.search_read(
                 "account.account",
                 [("company", "=", company)],
-                ["code", "name", "type", "closed", "active", "party_required"],
+                ["code", "name", "type", "closed", "active", "party_required",
+                 *(f"type.{flag}" for flag in ACCOUNT_TYPE_FLAGS)],
                 context=self._context(company, active_test=False),
-            )
+            )  # fmt: skip
             self._accounts[company] = {
                 row["code"]: _AccountRow(
                     id=row["id"],
@@ -153,6 +157,7 @@ class TrytonLookups(TrytonConnection):
                     closed=bool(row.get("closed")),
                     active=bool(row.get("active", True)),
                     party_required=bool(row.get("party_required")),
+                    kind=_account_kind(row),
                 )
                 for row in rows
                 if row.get("code")
@@ -212,6 +217,23 @@ class TrytonLookups(TrytonConnection):
                 return None
             self._currencies[code] = rows[0]["id"]
         return self._currencies[code]
+
+
+def _account_kind(row: dict[str, Any]) -> AccountKind:
+    """An account's kind from its type's flags. A receivable or payable type on an account that
+    takes no party (the French chart types its VAT accounts 445 so) is no third-party account."""
+    if row.get("type") is None:
+        return AccountKind.UNKNOWN
+    flags = row.get("type.") or {}
+    if flags.get("receivable") and row.get("party_required"):
+        return AccountKind.RECEIVABLE
+    if flags.get("payable") and row.get("party_required"):
+        return AccountKind.PAYABLE
+    if flags.get("revenue"):
+        return AccountKind.REVENUE
+    if flags.get("expense"):
+        return AccountKind.EXPENSE
+    return AccountKind.OTHER
 
 
 def _tax_label(tax: dict[str, Any]) -> str:
