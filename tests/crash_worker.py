@@ -15,7 +15,7 @@ runs ``syncs.services.flow_sync`` for the flow in this process, against the data
   PDFs is about to be sent.
 - ``attachment_sent``: Tryton stored the PDFs; the worker dies before reading the answer.
 - ``after_write``: ``create_entries`` returned; the records are not yet saved as synced
-  (``_Run._record_results``, which saves them in one transaction).
+  (``syncs.run.writes.record_results``, which saves them in one transaction).
 - ``none``: no kill (a plain worker).
 
 Right before dying it prints ``crash_worker: SIGKILL at <step> #<N>`` on stdout, so that the test
@@ -43,7 +43,7 @@ def _install(step: str, at: int) -> None:
     """Wrap the one function where ``step`` happens; the wrapper kills on its ``at``-th hit."""
     from connectors.providers.tryton.client import TrytonClient
     from connectors.providers.tryton.target import TrytonTarget
-    from syncs.services import _Run
+    from syncs.run import writes
 
     hits = 0
 
@@ -94,7 +94,7 @@ def _install(step: str, at: int) -> None:
     elif step == "attachment_sent":
         wrap(TrytonClient, "create", before=never, after=attachment_create)
     elif step == "after_write":
-        wrap(_Run, "_record_results", before=always)
+        wrap(writes, "record_results", before=always)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,7 +17,8 @@ from mappings.models import SyncFlow
 from mappings.overlaps import flows_sharing_ledger
 from mappings.services import SHARED_LEDGER, flow_update
 from syncs.models import RecordStatus, SyncedRecord, legacy_external_id
-from syncs.services import _Run, flow_sync, record_external_id
+from syncs.run.state import RunState
+from syncs.services import flow_sync, record_external_id
 from tests.factories import ClientFactory, InvoiceFactory
 from tests.integration.test_mapping_forms import change_url, complete_flow, form_data
 
@@ -52,7 +53,7 @@ def write_with_per_flow_keys(monkeypatch, flow) -> None:
     records as the migration does (they had no key column then)."""
     with monkeypatch.context() as patch:
         patch.setattr(
-            _Run, "_key", lambda self, sid: legacy_external_id(self.flow.pk, "invoice", sid)
+            RunState, "key", lambda self, sid: legacy_external_id(self.flow.pk, "invoice", sid)
         )
         run(flow)
     SyncedRecord.objects.filter(flow=flow).update(entry_key="")

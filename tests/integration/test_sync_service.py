@@ -627,7 +627,7 @@ def test_unknown_provider_fails_the_run_with_a_configuration_code(world, flow):
 
 
 def test_a_run_never_writes_back_overrides_it_loaded_before_a_person_saved_new_ones(world, flow):
-    from syncs.services import _save_record
+    from syncs.run.state import save_record
 
     source, _ = world
     bad = InvoiceFactory(lines=(InvoiceLineFactory(tax_rate=D("2.1")),))
@@ -636,7 +636,7 @@ def test_a_run_never_writes_back_overrides_it_loaded_before_a_person_saved_new_o
     stale = SyncedRecord.objects.get(flow=flow)  # what a running sync holds in memory
     SyncedRecord.objects.filter(pk=stale.pk).update(overrides={"lines": {"0": {"vat_code": "V20"}}})
     stale.error_message = "changed by the run"
-    _save_record(stale)
+    save_record(stale)
     fresh = SyncedRecord.objects.get(pk=stale.pk)
     assert fresh.overrides == {"lines": {"0": {"vat_code": "V20"}}}
     assert fresh.error_message == "changed by the run"

@@ -17,7 +17,7 @@ from connectors.models import Connection
 from mappings.models import SyncFlow
 from mappings.services import SHARED_LEDGER, flow_mappings_suggest, flow_update
 from syncs.models import RecordStatus, SyncedRecord, legacy_external_id
-from syncs.services import _Run
+from syncs.run.state import RunState
 from tests.factories import ClientFactory
 from tests.integration.test_tryton_sync import (  # noqa: F401 - the autouse fixture registers
     STANDARD_RATES,  # the Tryton connectors
@@ -120,7 +120,7 @@ def test_moves_under_old_per_flow_keys_are_not_written_again_after_the_upgrade(
     # Before the upgrade: keys per flow.
     with monkeypatch.context() as patch:
         patch.setattr(
-            _Run, "_key", lambda self, sid: legacy_external_id(self.flow.pk, "invoice", sid)
+            RunState, "key", lambda self, sid: legacy_external_id(self.flow.pk, "invoice", sid)
         )
         first = run(flow)
     written = synced(flow)
