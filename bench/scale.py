@@ -12,9 +12,9 @@ database (a copy of a migrated template) and an emptied Redis.
 
 What runs (also the harness of tests/integration/test_scale_out.py):
 
-- :class:`Services` starts a private PostgreSQL 15 cluster (``TrytonSandbox.start_postgres``: as
-  root, through ``runuser`` as a system user) and a private ``redis-server``, both on 127.0.0.1,
-  in a temporary directory removed by :meth:`Services.stop`.
+- :class:`Services` (connectors/devtools/local_servers.py, shared with the tests) starts a private
+  PostgreSQL 15 cluster and a private ``redis-server``, both on 127.0.0.1, in a temporary
+  directory removed by :meth:`Services.stop`.
 - :func:`run_scale` creates the flows (provider ``shared``: ``SharedSource`` generates each flow's
   invoices from its settings, ``SharedTarget`` records each entry written in Redis, see
   bench/connectors.py), starts the clusters with ``DJANGO_SETTINGS_MODULE=bench.scale_settings``
@@ -29,15 +29,10 @@ What runs (also the harness of tests/integration/test_scale_out.py):
 from __future__ import annotations
 
 import argparse
-import contextlib
-import importlib.util
 import json
 import os
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -48,161 +43,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 SETTINGS = "bench.scale_settings"
-TEMPLATE = "invsync_scale_template"
-PG_ROLE = "invsync"
 
+from connectors.devtools.local_servers import (  # noqa: E402 - after the sys.path fix above
+    Services,
+    Unavailable,
+    stop_process,
+)
 
-class Unavailable(RuntimeError):
-    """PostgreSQL 15, redis-server or a Python package the scale-out runs need is missing."""
-
-
-def missing() -> list[str]:
-    """What this machine lacks to run the scale-out measurement (empty: nothing)."""
-    from connectors.devtools.tryton.sandbox import TrytonSandbox
-
-    lacking = []
-    if not (TrytonSandbox._find_pg_bin() / "pg_ctl").exists():
-        lacking.append("PostgreSQL 15 server binaries (Debian: postgresql-15)")
-    if not shutil.which("redis-server"):
-        lacking.append("redis-server (Debian: redis-server)")
-    for module, package in (("psycopg", "psycopg[binary]"), ("redis", "redis")):
-        if importlib.util.find_spec(module) is None:
-            lacking.append(f"the Python package {package}")
-    return lacking
-
-
-# -- services ----------------------------------------------------------------------------------
-
-
-class Services:
-    """A private PostgreSQL cluster and Redis server, and a migrated template database."""
-
-    def __init__(self) -> None:
-        self.root: Path | None = None
-        self.sandbox = None
-        self.redis_process: subprocess.Popen | None = None
-        self.redis_url = ""
-        self._databases = 0
-
-    def __enter__(self) -> Services:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    def start(self) -> None:
-        lacking = missing()
-        if lacking:
-            raise Unavailable("missing: " + "; ".join(lacking))
-        from connectors.devtools.tryton.sandbox import TrytonSandbox
-
-        self.root = Path(tempfile.mkdtemp(prefix="invsync-scale-"))
-        self.root.chmod(0o755)  # PostgreSQL's system user must reach root/pg
-        (self.root / "var").mkdir()
-        self.sandbox = TrytonSandbox(root=self.root, verbose=False)
-        self.sandbox.start_postgres()
-        self._start_redis()
-        self.sandbox.sql(f"CREATE DATABASE {TEMPLATE}")
-        migrate = subprocess.run(
-            [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
-            cwd=ROOT, env=self.env(self.database_url(TEMPLATE)), capture_output=True, text=True,
-            timeout=600, check=False,
-        )  # fmt: skip
-        if migrate.returncode:
-            raise RuntimeError(f"migrate failed:\n{migrate.stdout}\n{migrate.stderr}")
-
-    def _start_redis(self) -> None:
-        import redis
-
-        from connectors.devtools.tryton.sandbox import free_port
-
-        port = free_port()
-        log = open(self.root / "redis.log", "wb")  # noqa: SIM115 - closed with the process
-        self.redis_process = subprocess.Popen(
-            [
-                "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                "--appendonly", "no", "--dir", str(self.root),
-            ],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-        log.close()
-        self.redis_url = f"redis://127.0.0.1:{port}/0"
-        client = redis.Redis.from_url(self.redis_url)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if self.redis_process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(
-                        "redis-server did not start:\n" + (self.root / "redis.log").read_text()
-                    ) from None
-                time.sleep(0.05)
-            finally:
-                client.close()
-
-    def database_url(self, name: str) -> str:
-        return f"postgres://{PG_ROLE}@127.0.0.1:{self.sandbox.pg_port}/{name}"
-
-    def fresh_database(self) -> str:
-        """A new database copied from the migrated template; returns its URL."""
-        self._databases += 1
-        name = f"invsync_scale_{self._databases}"
-        self.sandbox.sql(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
-        return self.database_url(name)
-
-    def env(self, database_url: str, **extra: str) -> dict[str, str]:
-        """The environment of every process of a run: same database, same Redis, same settings."""
-        return {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": SETTINGS,
-            "DATABASE_URL": database_url,
-            "REDIS_URL": self.redis_url,
-            "INVSYNC_VAR_DIR": str(self.root / "var"),
-            "LOG_LEVEL": "WARNING",
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-            **extra,
-        }
-
-    def flush_redis(self) -> None:
-        import redis
-
-        client = redis.Redis.from_url(self.redis_url)
-        try:
-            client.flushdb()
-        finally:
-            client.close()
-
-    def stop(self) -> None:
-        if self.redis_process is not None:
-            _stop_process(self.redis_process, timeout=10)
-            self.redis_process = None
-        if self.sandbox is not None:
-            self.sandbox.stop_postgres()
-            self.sandbox = None
-        if self.root is not None:
-            shutil.rmtree(self.root, ignore_errors=True)
-            self.root = None
-
-
-def _stop_process(process: subprocess.Popen, *, timeout: float) -> None:
-    """SIGTERM (a qcluster then finishes its tasks and stops), then SIGKILL its process group
-    (the process was started in a session of its own: the group is its id)."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=timeout)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait(timeout=10)
-
-
+__all__ = ["Services", "Unavailable", "measure", "run_scale"]
 # -- one measurement ---------------------------------------------------------------------------
 
 
@@ -230,13 +78,15 @@ def run_scale(
     """Sync ``flows`` flows of ``invoices`` invoices each, every flow queued ``repeat`` times, with
     ``clusters`` qcluster processes of ``workers`` workers on a fresh database; returns the
     report of ``drive`` plus ``clusters`` (each cluster's exit code and log tail)."""
-    env = services.env(services.fresh_database(), INVSYNC_Q_WORKERS=str(workers))
+    env = services.env(
+        services.fresh_database(), DJANGO_SETTINGS_MODULE=SETTINGS, INVSYNC_Q_WORKERS=str(workers)
+    )
     services.flush_redis()
     setup = _child(
         env, "setup", "--flows", str(flows), "--invoices", str(invoices),
         "--latency-ms", str(latency_ms), timeout=300,
     )  # fmt: skip
-    logs = [services.root / f"qcluster-{n}-{services._databases}.log" for n in range(clusters)]
+    logs = [services.root / f"qcluster-{n}-{services.databases}.log" for n in range(clusters)]
     processes = []
     try:
         for n, log in enumerate(logs, start=1):
@@ -254,7 +104,7 @@ def run_scale(
         )  # fmt: skip
     finally:
         for process in processes:
-            _stop_process(process, timeout=30)
+            stop_process(process, timeout=30)
     report["clusters"] = [
         {"returncode": process.returncode, "log_tail": log.read_text(errors="replace")[-3000:]}
         for process, log in zip(processes, logs, strict=True)

@@ -1,6 +1,9 @@
+import os
+
 import pytest
 
 from connectors import registry
+from connectors.devtools import local_servers
 from tests.doubles import MemorySource, MemoryTarget
 
 # The live Tryton fixtures (installed and started only when a test asks for them).
@@ -70,17 +73,14 @@ def file_db(transactional_db, django_db_blocker, tmp_path):
 @pytest.fixture(scope="session")
 def scale_services():
     """A private PostgreSQL cluster (with a migrated template database: ``fresh_database()``)
-    and a private ``redis-server`` (bench/scale.py), started once for the session's tests that
-    need them. Fails when the binaries are missing, unless ``INVSYNC_SCALE_UNAVAILABLE=skip``."""
-    import os
-
-    from bench import scale
-
-    lacking = scale.missing()
+    and a private ``redis-server`` (connectors/devtools/local_servers.py), started once for the
+    session's tests that need them. Fails when the binaries are missing, unless
+    ``INVSYNC_SCALE_UNAVAILABLE=skip``."""
+    lacking = local_servers.missing()
     if lacking:
         message = "this test needs: " + "; ".join(lacking)
         if os.environ.get("INVSYNC_SCALE_UNAVAILABLE") == "skip":
             pytest.skip(message)
         pytest.fail(message + " (or set INVSYNC_SCALE_UNAVAILABLE=skip)")
-    with scale.Services() as running:
+    with local_servers.Services() as running:
         yield running

@@ -4,9 +4,9 @@ one PostgreSQL database and one Redis queue, every flow queued three times in a 
 Twenty flows of a hundred invoices each, from ``SharedSource`` (generated from the flow's settings:
 the same invoices in every process) into ``SharedTarget`` (records in Redis how many times each
 entry was written); both registered in the workers by ``bench/scale_settings.py``. The harness is
-``bench/scale.py`` (:class:`Services` starts a private PostgreSQL 15 cluster and a private
-``redis-server``; :func:`run_scale` creates the flows, starts the clusters, queues the runs, waits
-and reports).
+``bench/scale.py`` (:func:`run_scale` creates the flows, starts the clusters, queues the runs, waits
+and reports) on the ``scale_services`` fixture (connectors/devtools/local_servers.py: a private
+PostgreSQL 15 cluster and a private ``redis-server``).
 
 Checked: every task done and none failed; every invoice synced and written exactly once; no two
 runs of a flow overlapped in time (the runs' own start and finish times, and the source connector
