@@ -168,12 +168,26 @@ def bench_scale(quick: bool) -> None:
         print(f"scale: skipped ({missing})", file=sys.stderr, flush=True)
 
 
+def bench_einvoice_read(quick: bool) -> None:
+    from bench.einvoices import bench_read
+
+    bench_read(quick, emit)
+
+
+def bench_einvoice_ingest(quick: bool) -> None:
+    from bench.einvoices import bench_ingest
+
+    bench_ingest(quick, emit)
+
+
 FIGURES = {
     "engine": bench_engine,
     "queries": bench_calls_and_queries,
     "backlog": bench_backlog,
     "tryton": bench_tryton,
     "scale": bench_scale,
+    "einvoice_read": bench_einvoice_read,
+    "einvoice_ingest": bench_einvoice_ingest,
 }
 
 
