@@ -161,7 +161,7 @@ class CountingTarget(AccountingTarget):
     _ids = itertools.count(1)
 
     @classmethod
-    def reset(cls, *, keep_entries: bool = True) -> None:
+    def reset(cls) -> None:
         cls.calls, cls.partners, cls.written = Counter(), {}, set()
 
     def check_connection(self) -> ConnectionCheck:
@@ -468,19 +468,6 @@ def register_shared() -> None:
     _shared_registration.enter_context(
         registry.override([*registry.SHIPPED, SharedSource, SharedTarget])
     )
-
-
-def shared_reset(redis_url: str) -> None:
-    """Forget every ledger and witness (before a measurement)."""
-    import redis
-
-    client = redis.Redis.from_url(redis_url)
-    try:
-        keys = list(client.scan_iter(match=_shared_key("*"), count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
 
 
 def shared_report(redis_url: str, ledgers: Sequence[str]) -> dict:

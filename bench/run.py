@@ -142,7 +142,7 @@ def backlog_child(count: int, var: str) -> None:
 
     with registered():
         GeneratedSource.configure(count=count, attachments=False)
-        CountingTarget.reset(keep_entries=False)
+        CountingTarget.reset()
         flow = _flow("backlog")
         start = time.perf_counter()
         run = flow_sync(flow=flow, trigger="command")

@@ -106,15 +106,6 @@ def flow_record_counts(flow: SyncFlow) -> dict[str, int]:
     return {status: counts.get(status, 0) for status in RecordStatus.values}
 
 
-def flow_failures_by_code(flow: SyncFlow) -> QuerySet:
-    return (
-        flow.records.filter(status=RecordStatus.FAILED)
-        .values("error_code")
-        .annotate(count=Count("id"))
-        .order_by("-count")
-    )
-
-
 # -- Failure review, progress and dashboards ------------------------------------------------------
 
 

@@ -240,10 +240,6 @@ class MemoryTarget(AccountingTarget):
         cls.partners[partner.id] = partner
         return partner
 
-    @property
-    def total_calls(self) -> int:
-        return sum(self.calls.values())
-
     @classmethod
     def account_identity(cls, settings) -> str:
         return memory_account_identity(settings)

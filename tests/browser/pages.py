@@ -43,13 +43,6 @@ def choose(select: Locator, starts_with: str) -> str:
     return matching[0]
 
 
-def choose_containing(select: Locator, text: str) -> str:
-    """Select the first option of ``select`` whose visible text contains ``text``."""
-    label = next(label for label in option_labels(select) if text in label)
-    select.select_option(label=label)
-    return label
-
-
 def step(page: Page, key: str) -> Locator:
     """One step of the flow's setup checklist (its class says done or missing)."""
     return page.locator(f"#step-{key}")

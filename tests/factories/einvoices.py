@@ -46,10 +46,6 @@ def embedded_xml(pdf: bytes) -> bytes:
     raise AssertionError("no XML attachment in the PDF")
 
 
-def _xpath(node, path: str) -> list:
-    return node.xpath(path)
-
-
 def _local(*names: str) -> str:
     return "/".join(f"*[local-name()='{name}']" for name in names)
 
