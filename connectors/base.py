@@ -37,6 +37,7 @@ from connectors.canonical import (
 )
 from connectors.errors import CONNECTION_CODES, ErrorCode, InvsyncError
 from connectors.outbound import OutboundPolicy
+from connectors.ratelimit import RateWindows, parse_rate_limit
 
 
 class ConnectionKind(StrEnum):
@@ -131,8 +132,6 @@ def whole_number(value: str) -> str | None:
 
 def rate_limit(value: str) -> str | None:
     """A setting check: requests per window, as connectors.ratelimit.parse_rate_limit reads it."""
-    from connectors.ratelimit import parse_rate_limit
-
     try:
         parse_rate_limit(value)
     except ValueError:
@@ -160,6 +159,9 @@ class ConnectionConfig:
     # Where the connector's calls may go (connectors.outbound); None: the strictest policy, public
     # addresses only. connectors.selectors.connector_for sets the configured one.
     outbound: OutboundPolicy | None = None
+    # The rate-limit windows its client waits on (connectors.ratelimit.RateWindows); None: counted
+    # in this process alone. connectors.selectors.connector_for hands in the deployment's.
+    rate_windows: RateWindows | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@ from django.conf import settings
 from django.core import checks
 
 from connectors import registry
-from connectors.ratelimit import DATABASE_VENDORS, STORES
+from connectors.ratelimit_store import DATABASE_VENDORS, STORES
 from connectors.selectors import outbound_policy
 
 

@@ -16,6 +16,7 @@ from connectors.errors import ErrorCode, InvsyncError
 from connectors.inbox_store import DatabaseInboxStore
 from connectors.models import Client, Connection
 from connectors.outbound import OutboundPolicy
+from connectors.ratelimit_store import SHARED_WINDOWS
 
 
 def connector_class_for(connection: Connection) -> type[Connector]:
@@ -38,8 +39,11 @@ def connector_for(connection: Connection) -> Connector:
 
     Raises InvsyncError(CONFIGURATION_INCOMPLETE) when the provider is not installed or does not
     accept the connection's auth kind. The caller closes the connector. Its calls follow the
-    configured outbound policy (:func:`outbound_policy`)."""
-    config = replace(connection.as_config(), outbound=outbound_policy())
+    configured outbound policy (:func:`outbound_policy`) and wait on the deployment's shared
+    rate-limit windows (:mod:`connectors.ratelimit_store`), handed in as an object."""
+    config = replace(
+        connection.as_config(), outbound=outbound_policy(), rate_windows=SHARED_WINDOWS
+    )
     cls = connector_class_for(connection)
     if getattr(cls, "uses_inbox_store", False):
         # The files an inbox received are kept by invsync (connectors.inbox_store): handed in as

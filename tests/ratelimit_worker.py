@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> None:
     from django.db import transaction
 
     from connectors.models import Client
-    from connectors.ratelimit import limiter_store, parse_rate_limit, shared_limiter
+    from connectors.ratelimit import parse_rate_limit
+    from connectors.ratelimit_store import limiter_store, shared_limiter
 
     limiter = shared_limiter(args.key, parse_rate_limit(args.limit), hold=args.hold)
     time.sleep(max(0.0, args.start - time.time()))

@@ -22,7 +22,7 @@ import pytest
 
 from connectors.errors import ErrorCode
 from connectors.providers.tryton.entries import external_id_of
-from connectors.ratelimit import forget_shared_limiters
+from connectors.ratelimit_store import forget_shared_limiters
 from mappings.models import SyncFlow
 from syncs.models import RecordStatus, RunStatus, SyncedRecord, SyncRun
 from syncs.services import flow_sync

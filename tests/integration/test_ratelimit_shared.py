@@ -1,5 +1,5 @@
 """A connection's rate limit holds across processes: the window lives in the database
-(connectors.ratelimit.DatabaseRateLimiter), on SQLite (a file, ``file_db``) and on PostgreSQL.
+(connectors.ratelimit_store.DatabaseRateLimiter), on SQLite (a file, ``file_db``) and on PostgreSQL.
 
 Several worker processes (tests/ratelimit_worker.py) send pretend requests through the limiter of
 one connection, all starting at the same instant; each reports when each request was sent and
@@ -24,9 +24,9 @@ from types import SimpleNamespace
 import pytest
 from django.db import transaction
 
-from connectors.ratelimit import (
+from connectors.ratelimit import RateLimiter
+from connectors.ratelimit_store import (
     DatabaseRateLimiter,
-    RateLimiter,
     forget_shared_limiters,
     limiter_store,
     shared_limiter,

@@ -10,16 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connectors.ratelimit import (
-    PENNYLANE_RATE_LIMIT,
-    QUICKBOOKS_RATE_LIMIT,
-    XERO_RATE_LIMIT,
-    RateLimiter,
-    effective_rate_limit,
-    forget_shared_limiters,
-    parse_rate_limit,
-    shared_limiter,
-)
+from connectors.ratelimit import RateLimiter, effective_rate_limit, parse_rate_limit
+from connectors.ratelimit_store import forget_shared_limiters, shared_limiter
 
 
 class FakeClock:
@@ -73,12 +65,6 @@ def test_a_connection_setting_overrides_the_connector_default():
     assert effective_rate_limit("", (60, 60.0)) == (60, 60.0)
     assert effective_rate_limit("10/1", (60, 60.0)) == (10, 1.0)
     assert effective_rate_limit("none", (60, 60.0)) is None
-
-
-def test_vendor_limits_match_their_published_ones():
-    assert XERO_RATE_LIMIT == (60, 60.0)
-    assert PENNYLANE_RATE_LIMIT == (25, 5.0)
-    assert QUICKBOOKS_RATE_LIMIT == (500, 60.0)
 
 
 def test_a_full_window_makes_the_next_request_wait_for_the_oldest_to_leave_it():

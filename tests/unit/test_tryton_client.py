@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 
+from connectors import http as http_module
 from connectors.base import AuthKind, ConnectionConfig, EntryToWrite
 from connectors.canonical import Direction, EntryLine, EntryRef, InvoiceType, Posting, TaxRole
 from connectors.errors import ConnectorError, ErrorCode, InvsyncError
-from connectors.providers.tryton import transport as transport_module
 from connectors.providers.tryton.client import TrytonClient, client_from_config
 from connectors.providers.tryton.entries import external_id_of
 from connectors.providers.tryton.lookups import _AccountRow, _PeriodRow
@@ -39,7 +39,8 @@ from connectors.providers.tryton.transport import (
     is_idempotent,
     loads,
 )
-from connectors.ratelimit import RateLimiter, forget_shared_limiters
+from connectors.ratelimit import RateLimiter
+from connectors.ratelimit_store import forget_shared_limiters
 from connectors.retry import NO_RETRY, Delivery, RetryPolicy
 
 PASSWORD = "s3cr3t-Pa55word!"
@@ -383,9 +384,9 @@ def test_503_retry_after_is_obeyed(server, client, sleeps):
     ("header", "seconds"), [("3", 3.0), ("1.5", 1.5), ("soon", None), ("", None)]
 )
 def test_retry_after_header_values(header, seconds):
-    assert transport_module._retry_after(header) == seconds
+    assert http_module.retry_after(header) == seconds
     date = email.utils.format_datetime(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=30))
-    assert 25 <= transport_module._retry_after(date) <= 30
+    assert 25 <= http_module.retry_after(date) <= 30
 
 
 def test_backoff_never_exceeds_its_cap():
@@ -499,7 +500,7 @@ def test_huge_user_error_is_capped(server, client):
     server.script["model.a.b"] = [error(["UserError", ["Refused " + "y" * 40_000, "", None]])]
     with pytest.raises(ConnectorError) as caught:
         client.call("model.a.b")
-    assert len(caught.value.message) <= transport_module.MESSAGE_LIMIT + 100
+    assert len(caught.value.message) <= http_module.MESSAGE_LIMIT + 100
 
 
 def test_answer_that_is_not_json_rpc_is_unexpected(server, client):
@@ -513,9 +514,9 @@ def test_every_documented_status_has_a_rule():
     keys = (401, 403, 404, 429, 500, 502, 503, 504, "connection", "dropped", "timeout", "UserError")
     for key in keys:
         assert key in ERROR_TABLE
-    not_applied = {k for k, rule in ERROR_TABLE.items() if rule.delivery is Delivery.NOT_APPLIED}
+    not_applied = {r.key for r in ERROR_TABLE.rows if r.delivery is Delivery.NOT_APPLIED}
     assert not_applied == {429, 503, "connection"}
-    unknown = {k for k, rule in ERROR_TABLE.items() if rule.delivery is Delivery.UNKNOWN}
+    unknown = {r.key for r in ERROR_TABLE.rows if r.delivery is Delivery.UNKNOWN}
     assert unknown == {500, 502, 504, "5xx", "dropped", "timeout"}
     assert ERROR_TABLE[401].relogin and ERROR_TABLE[401].delivery is Delivery.FINAL
 

@@ -16,7 +16,8 @@ which looks the outcome up (the error says ``unknown_outcome``; see the target's
 Final answers are never retried; 401 gets one new login. ``requests`` itself never retries.
 
 Rate limit (:mod:`connectors.ratelimit`): every request, retries included, waits for a slot of
-the connection's limiter when it has one (setting ``rate_limit``, e.g. ``"60/60"``).
+the connection's window when it has one (setting ``rate_limit``, e.g. ``"60/60"``); the window is
+an object handed in with the connection's config (no ORM here).
 
 Secrets: the password and the session token live in private attributes, are never logged (only
 method names, databases and outcomes are), never appear in ``repr`` and are scrubbed from every
@@ -26,7 +27,6 @@ message built from a server answer.
 from __future__ import annotations
 
 import base64
-import contextlib
 import itertools
 import logging
 import random
@@ -38,7 +38,6 @@ from typing import Any
 from urllib.parse import quote
 
 import requests
-from requests.adapters import HTTPAdapter
 
 from connectors.base import (
     ConnectionConfig,
@@ -50,29 +49,28 @@ from connectors.base import (
 )
 from connectors.canonical import ConnectionCheck
 from connectors.errors import ConnectorError, ErrorCode, InvsyncError
-from connectors.outbound import OutboundAdapter, OutboundPolicy, refusal_in
+from connectors.http import (
+    TIMEOUT,
+    ErrorRow,
+    HttpSession,
+    TransportFailure,
+    cut,
+    display_url,
+    retry_after,
+)
+from connectors.outbound import OutboundPolicy
 from connectors.providers.tryton.transport import (
     ERROR_TABLE,
-    USER_ERROR_CODES,
     TrytonError,
     TrytonWarning,
     _exception_name,
     _Failure,
-    _not_connected,
-    _retry_after,
-    _transport_detail,
     _verdict,
-    cut,
     dumps,
     is_idempotent,
     loads,
 )
-from connectors.ratelimit import (
-    DatabaseRateLimiter,
-    RateLimiter,
-    effective_rate_limit,
-    shared_limiter,
-)
+from connectors.ratelimit import PROCESS_WINDOWS, RateWindow, effective_rate_limit
 from connectors.retry import SETTINGS as RETRY_SETTINGS
 from connectors.retry import Delivery, Retrier, RetryPolicy
 
@@ -134,7 +132,7 @@ class TrytonClient:
         timeout: float = DEFAULT_TIMEOUT,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         retry: RetryPolicy | None = None,
-        rate_limiter: RateLimiter | DatabaseRateLimiter | None = None,
+        rate_limiter: RateWindow | None = None,
         http: requests.Session | None = None,
         outbound: OutboundPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
@@ -142,13 +140,12 @@ class TrytonClient:
     ) -> None:
         self.url = (url or "").strip().rstrip("/") + "/"
         # What messages and reprs show: the URL without any user:password@ part.
-        self.display_url = re.sub(r"(?<=://)[^/@]*@", "", self.url)
+        self.display_url = display_url(self.url)
         self.database = (database or "").strip()
         self.language = language
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.retry_policy = retry or RetryPolicy()
-        self.rate_limiter = rate_limiter
         # Public so that callers retry their own operations under the same policy.
         self.retrier = Retrier(self.retry_policy, sleep=sleep, rng=rng)
         self._username = username or ""
@@ -159,13 +156,24 @@ class TrytonClient:
         self._token: str | None = None
         self._authorization: str | None = None
         self._context: dict[str, Any] | None = None
-        self._http = http or requests.Session()
+        # The toolkit's session: (connect, read) timeouts, the outbound policy, no retries of
+        # its own, the rate-limit slot around every request.
+        self.transport = HttpSession(
+            timeout=timeout, connect_timeout=connect_timeout, rate_window=rate_limiter,
+            outbound=outbound, session=http,
+        )  # fmt: skip
+        self._http = self.transport.session
         self.outbound = outbound
-        # No silent retries below our own table; every connection under the outbound policy.
-        adapter = OutboundAdapter(outbound) if outbound else HTTPAdapter(max_retries=0)
-        self._http.mount("http://", adapter)
-        self._http.mount("https://", adapter)
         self.endpoint = f"{self.url}{quote(self.database, safe='')}/rpc/"
+
+    @property
+    def rate_limiter(self) -> RateWindow | None:
+        """The rate-limit window every request of this client waits for (None: none)."""
+        return self.transport.rate_window
+
+    @rate_limiter.setter
+    def rate_limiter(self, window: RateWindow | None) -> None:
+        self.transport.rate_window = window
 
     def __repr__(self) -> str:
         state = "logged in" if self._token else "not logged in"
@@ -223,7 +231,7 @@ class TrytonClient:
             except ConnectorError as error:
                 logger.debug("tryton: logout from %s failed: %s", self.database, error.code)
         self._drop_session()
-        self._http.close()
+        self.transport.close()
 
     def _drop_session(self) -> None:
         self._uid = self._token = self._authorization = None
@@ -448,27 +456,16 @@ class TrytonClient:
         if authenticated and self._authorization:
             headers["Authorization"] = self._authorization
         wait = timeout or self.timeout
-        slot = self.rate_limiter.slot() if self.rate_limiter else contextlib.nullcontext()
-        with slot:
-            started = time.monotonic()
-            try:
-                response = self._http.post(
-                    self.endpoint,
-                    data=body.encode("utf-8"),
-                    headers=headers,
-                    timeout=(self.connect_timeout, wait),
-                    allow_redirects=False,
-                )
-            except requests.ConnectTimeout:
-                raise self._failure("connection", method, detail="connection timed out") from None
-            except requests.Timeout:
-                raise self._failure("timeout", method, timeout=wait, settle=wait) from None
-            except requests.RequestException as error:
-                refused = refusal_in(error)
-                if refused is not None:
-                    raise self._failure("blocked", method, detail=refused.reason) from None
-                key = "connection" if _not_connected(error) else "dropped"
-                raise self._failure(key, method, detail=_transport_detail(error)) from None
+        started = time.monotonic()
+        try:
+            # JSON-RPC over POST, in a slot of the rate window; redirects never followed.
+            response = self.transport.send(
+                "POST", self.endpoint, data=body.encode("utf-8"), headers=headers, timeout=wait
+            )
+        except TransportFailure as failure:
+            if failure.kind == TIMEOUT:
+                raise self._failure(TIMEOUT, method, timeout=wait, settle=wait) from None
+            raise self._failure(failure.kind, method, detail=failure.detail) from None
         elapsed = (time.monotonic() - started) * 1000
         logger.debug(
             "tryton: %s on %s: HTTP %s in %.0f ms", method, self.database, response.status_code,
@@ -492,14 +489,11 @@ class TrytonClient:
         # The answer's body is never read into a message: it may be anything (another server's
         # error page, a private service's data); the status classifies the failure.
         status = response.status_code
-        key: int | str = status
-        if key not in ERROR_TABLE:
-            key = "5xx" if status >= 500 else "4xx" if status >= 400 else "3xx"
-        retry_after = None
+        wait_asked = None
         if status in (429, 503):
-            retry_after = _retry_after(response.headers.get("Retry-After"))
+            wait_asked = retry_after(response.headers.get("Retry-After"))
         return self._failure(
-            key, method, status=status, retry_after=retry_after,
+            ERROR_TABLE.match(status=status), method, status=status, retry_after=wait_asked,
             settle=wait if status == 504 else 0.0,
         )  # fmt: skip
 
@@ -511,22 +505,22 @@ class TrytonClient:
             message = str(parts[0] or "") if parts else ""
             description = str(parts[1] or "") if len(parts) > 1 else ""
             detail = f"{message} {description}".strip()
-            code = next(
-                (code for pattern, code in USER_ERROR_CODES if pattern.search(message)), None
-            )
-            return self._failure("UserError", method, detail=detail, kind=kind, code=code)
+            row = ERROR_TABLE.match(vendor_code=kind, message=message)
+            return self._failure(row, method, detail=detail, kind=kind)
         if kind == "UserWarning":
             parts = args if isinstance(args, list) else [args]
             key = str(parts[0] or "") if parts else ""
             text = " ".join(str(p) for p in parts[1:3] if p)
             detail = self._scrub(cut(text))
-            rule = ERROR_TABLE["UserWarning"]
-            message = rule.message.format(**self._format_args(method, detail=detail))
+            row = ERROR_TABLE.match(vendor_code=kind)
+            message = row.message.format(**self._format_args(method, detail=detail))
             return _Failure(TrytonWarning(key, message, detail=detail))
         if kind in ("LoginException", "ConcurrencyException"):
             parts = args if isinstance(args, list) else [args]
             detail = " ".join(str(p) for p in parts[:2] if p)
-            return self._failure(kind, method, detail=detail, kind=kind)
+            return self._failure(
+                ERROR_TABLE.match(vendor_code=kind), method, detail=detail, kind=kind
+            )
         if not kind:
             # Not Tryton's form of an error (a JSON-RPC 2.0 object, a bare text...): another
             # server. What it said is not repeated.
@@ -534,12 +528,12 @@ class TrytonClient:
         # Tryton's unexpected failure: [message, traceback]. Only the exception's name is kept.
         traceback = error[1] if len(error) > 1 else ""
         return self._failure(
-            "unexpected", method, detail=_exception_name(kind, traceback), kind="unexpected"
+            ERROR_TABLE.default, method, detail=_exception_name(kind, traceback), kind="unexpected"
         )
 
     def _failure(
         self,
-        key: int | str,
+        row: ErrorRow | str,
         method: str,
         *,
         status: int | None = None,
@@ -547,22 +541,22 @@ class TrytonClient:
         kind: str = "",
         timeout: float | None = None,
         retry_after: float | None = None,
-        code: ErrorCode | None = None,
         settle: float = 0.0,
     ) -> _Failure:
-        rule = ERROR_TABLE[key]
+        """The error of ``row`` (or of the row known by that key: a transport failure)."""
+        rule = row if isinstance(row, ErrorRow) else ERROR_TABLE[row]
         detail = self._scrub(cut(detail))
         message = rule.message.format(
             **self._format_args(method, status=status, detail=detail, timeout=timeout)
         )
         error = TrytonError(
-            code or rule.code,
+            rule.code,
             self._scrub(message),
             status=status,
             tryton_error=kind,
             detail=detail,
             retry_after=retry_after,
-            delivery=rule.delivery,
+            delivery=rule.delivery or Delivery.FINAL,
             settle=settle,
         )
         return _Failure(error, rule.relogin)
@@ -629,8 +623,9 @@ def client_from_config(
     settings of :data:`TRANSPORT_SETTINGS_FIELDS`), credentials ``username`` and ``password``.
     Raises InvsyncError with CONFIGURATION_INCOMPLETE when one is missing or malformed.
 
-    Every client of the same server, database and login in this process shares one rate
-    limiter."""
+    Every client of the same server, database and login shares one rate-limit window, taken from
+    the config's ``rate_windows`` (the deployment's, handed in by the service that builds the
+    connector), else counted in this process."""
     settings, credentials = config.settings, config.credentials
     url = (settings.get("url") or "").strip()
     database = (settings.get("database") or "").strip()
@@ -681,7 +676,8 @@ def client_from_config(
     )  # fmt: skip
     # A request in flight keeps its slot at most twice as long as the client lets it last.
     hold = 2 * (DEFAULT_CONNECT_TIMEOUT + max(timeout, REPORT_TIMEOUT))
-    client.rate_limiter = shared_limiter(
+    windows = config.rate_windows or PROCESS_WINDOWS
+    client.rate_limiter = windows.window(
         f"tryton\n{client.url}\n{database}\n{username}", limit, hold=hold
     )
     return client

@@ -64,12 +64,13 @@ from connectors.canonical import (
     TaxKind,
 )
 from connectors.errors import ConnectorError, ErrorCode, InvsyncError
+from connectors.http import cut
 from connectors.providers.tryton.client import (
     TRANSPORT_SETTINGS_FIELDS,
     TrytonClient,
     TrytonConnection,
 )
-from connectors.providers.tryton.transport import TrytonError, cut
+from connectors.providers.tryton.transport import TrytonError
 
 logger = logging.getLogger(__name__)
 
