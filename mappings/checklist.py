@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from connectors.canonical import Direction, SourceTaxRate
 from connectors.models import LookupCache
+from mappings.accounts import account_kind_problem
 from mappings.lookups import (
     JOURNAL_FIELDS,
     VAT_CODE_FIELD_DIRECTIONS,
@@ -359,7 +360,10 @@ def flow_setup_checklist(
             key="accounts",
             name="Accounts set",
             required=accounts,
-            problem_of=lambda f, value: account_problem(value, lookups.accounts),
+            problem_of=lambda f, value: (
+                account_problem(value, lookups.accounts)
+                or account_kind_problem(f, value, lookups.accounts)
+            ),
         )
     )
 

@@ -15,9 +15,15 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from connectors.canonical import Direction
+from mappings.accounts import (
+    ACCOUNT_FIELD_KINDS,
+    account_fits,
+    account_kind,
+    account_kind_problem,
+    field_kinds_text,
+)
 from mappings.checklist import VatRow, needs_collected_code, vat_row_for
 from mappings.lookups import (
-    ACCOUNT_FIELD_CLASSES,
     JOURNAL_FIELDS,
     VAT_CODE_FIELD_DIRECTIONS,
     FlowLookups,
@@ -46,10 +52,6 @@ FOLDER_FIRST_HELP = (
 
 
 NOT_IN_TOOL = "not in the accounting tool"
-
-
-def _class_text(classes: tuple[str, ...]) -> str:
-    return " or ".join(classes)
 
 
 def _choice_values(choices: list) -> set[str]:
@@ -83,13 +85,13 @@ def _use_select(
         field.help_text = f"{field.help_text} {help_text}".strip()
 
 
-def _account_note(value: str, accounts, classes: tuple[str, ...]) -> str:
+def _account_note(value: str, accounts) -> str:
     found = next((a for a in accounts if a.number == value), None)
     if found is None:
         return NOT_IN_TOOL
     if not found.active:
         return f"{account_label(found)}, inactive"
-    return f"{account_label(found)}, not class {_class_text(classes)}"
+    return f"{account_label(found)}, a {account_kind(found).value} account"
 
 
 def _vat_note(value: str, direction: str | None, vat_codes) -> str:
@@ -155,7 +157,7 @@ class SyncFlowAdminForm(LookupFormMixin, forms.ModelForm):
                 self.initial["folder"] = lookups.folders[0].id
         folder_first = not lookups.folder
         if lookups.accounts is not None:
-            for name, classes in ACCOUNT_FIELD_CLASSES.items():
+            for name in ACCOUNT_FIELD_KINDS:
                 if name not in fields:
                     continue
                 _use_select(
@@ -163,11 +165,11 @@ class SyncFlowAdminForm(LookupFormMixin, forms.ModelForm):
                     [
                         (a.number, account_label(a))
                         for a in lookups.accounts
-                        if a.active and a.number.startswith(classes)
+                        if a.active and account_fits(a, name)
                     ],
                     self._current(name),
-                    lambda value, c=classes: _account_note(value, lookups.accounts, c),
-                    f"Active class {_class_text(classes)} accounts of the accounting tool.",
+                    lambda value: _account_note(value, lookups.accounts),
+                    f"Active {field_kinds_text(name)} accounts of the accounting tool.",
                 )
         if lookups.vat_codes is not None:
             for name, direction in VAT_CODE_FIELD_DIRECTIONS.items():
@@ -193,7 +195,7 @@ class SyncFlowAdminForm(LookupFormMixin, forms.ModelForm):
                         lambda value: NOT_IN_TOOL,
                     )
         if folder_first:
-            for name in (*ACCOUNT_FIELD_CLASSES, *VAT_CODE_FIELD_DIRECTIONS, *JOURNAL_FIELDS):
+            for name in (*ACCOUNT_FIELD_KINDS, *VAT_CODE_FIELD_DIRECTIONS, *JOURNAL_FIELDS):
                 if name in fields:
                     fields[name].help_text = f"{fields[name].help_text} {FOLDER_FIRST_HELP}".strip()
 
@@ -259,8 +261,11 @@ class SyncFlowAdminForm(LookupFormMixin, forms.ModelForm):
                 cleaned["folder_name"] = chosen.name
             if folder != self.instance.folder and chosen.currency:
                 cleaned["company_currency"] = chosen.currency
-        for name in ACCOUNT_FIELD_CLASSES:
-            if problem := account_problem(cleaned.get(name) or "", lookups.accounts):
+        for name in ACCOUNT_FIELD_KINDS:
+            value = cleaned.get(name) or ""
+            if problem := account_problem(value, lookups.accounts) or account_kind_problem(
+                name, value, lookups.accounts
+            ):
                 self.add_error(name, problem)
         for name, direction in VAT_CODE_FIELD_DIRECTIONS.items():
             if problem := vat_code_problem(cleaned.get(name) or "", direction, lookups.vat_codes):

@@ -12,6 +12,7 @@ from django.db.models import Q
 
 from connectors.canonical import (
     Account,
+    AccountKind,
     Direction,
     Folder,
     Journal,
@@ -106,6 +107,21 @@ def _direction_or_none(value) -> Direction | None:
     return Direction(value) if value else None
 
 
+def _account_kind(value) -> AccountKind:
+    """A cached account kind; lists cached before kinds were read (or an unknown one) are
+    ``unknown``, and judged by their numbers."""
+    try:
+        return AccountKind(value or AccountKind.UNKNOWN)
+    except ValueError:
+        return AccountKind.UNKNOWN
+
+
+def _account_row(row: dict) -> Account:
+    return Account(
+        row["number"], row.get("name", ""), row.get("active", True), _account_kind(row.get("kind"))
+    )
+
+
 def _tax_kind(value) -> TaxKind:
     """A cached tax kind; lists cached before kinds were read (or an unknown one) are standard."""
     try:
@@ -122,9 +138,7 @@ def lookup_rows_decode(name: str, role: str, payload: list) -> tuple:
                 Folder(str(f["id"]), f.get("name", ""), f.get("currency") or "EUR") for f in payload
             )
         if name == "accounts":
-            return tuple(
-                Account(a["number"], a.get("name", ""), a.get("active", True)) for a in payload
-            )
+            return tuple(_account_row(a) for a in payload)
         if name == "vat_codes":
             return tuple(
                 VatCode(
@@ -322,7 +336,10 @@ def lookups_to_payload(
     accounts: list[Account], vat_codes: list[VatCode], journals: list[Journal]
 ) -> dict[str, list]:
     return {
-        "accounts": [{"number": a.number, "name": a.name, "active": a.active} for a in accounts],
+        "accounts": [
+            {"number": a.number, "name": a.name, "active": a.active, "kind": a.kind.value}
+            for a in accounts
+        ],
         "vat_codes": [
             {
                 "code": v.code,
@@ -339,10 +356,7 @@ def lookups_to_payload(
 
 def lookups_from_payload(payload: dict[str, list]) -> TargetLookups:
     return TargetLookups(
-        accounts=tuple(
-            Account(a["number"], a.get("name", ""), a.get("active", True))
-            for a in payload["accounts"]
-        ),
+        accounts=tuple(_account_row(a) for a in payload["accounts"]),
         vat_codes=tuple(
             VatCode(
                 v["code"],

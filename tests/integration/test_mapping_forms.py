@@ -109,23 +109,17 @@ def unreachable(*args, **kwargs):
 # -- Selects from the accounting tool ---------------------------------------------------------
 
 
-def test_account_selects_offer_the_targets_active_accounts_of_the_right_class_as_code_and_name(
+def test_account_selects_offer_the_targets_active_accounts_of_the_right_kind_as_code_and_name(
     admin_client, memory_connectors
 ):
-    flow = complete_flow()
+    flow = complete_flow()  # the in-memory chart states numbers only: kinds read from them
     response = admin_client.get(change_url(flow))
     assert response.status_code == 200
     form = response.context["adminform"].form
 
-    assert choices(form, "customer_collective_account") == {
-        "4111": "4111 – Clients",
-        "4011": "4011 – Fournisseurs",
-        "44571": "44571 – TVA collectée",
-        "44566": "44566 – TVA déductible",
-    }  # 411 is inactive: not offered
-    assert choices(form, "supplier_collective_account") == choices(
-        form, "customer_collective_account"
-    )
+    # 411 is inactive: not offered; the VAT accounts (445) are no third-party accounts.
+    assert choices(form, "customer_collective_account") == {"4111": "4111 – Clients"}
+    assert choices(form, "supplier_collective_account") == {"4011": "4011 – Fournisseurs"}
     sales = {"706", "707", "758", "709"}
     purchases = {"6071", "6063", "658", "609"}  # 607 is closed
     for name in ("default_sales_account", "rounding_credit_account"):
