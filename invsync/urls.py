@@ -4,11 +4,15 @@ from django.db import models
 from django.urls import include, path
 
 from connectors.form_fields import BoundedJSONField
+from invsync.admin import admin_pages_for_superusers_only
 
 # One sign-in: the admin's login page sends to allauth's (email, password, then the TOTP code of
 # users who have one), which comes back to the admin.
 admin.autodiscover()
 admin.site.login = secure_admin_login(admin.site.login)
+
+# social-auth's own admin pages: superusers only until OAuth2 connections use them.
+admin_pages_for_superusers_only(admin.site)
 
 # Every admin form's JSON field, third-party admins' included (allauth's authenticators,
 # social-auth's extra data), refuses with a message what would crash the page: deep nesting,
