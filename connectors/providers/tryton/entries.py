@@ -92,8 +92,15 @@ class TrytonEntries(TrytonLookups):
         # Moves an earlier attempt wrote but did not finish: (index, entry, move id).
         unposted: list[tuple[int, EntryToWrite, int]] = []
         unattached: list[tuple[int, EntryToWrite, int]] = []
+        # An external id given twice in the batch is written once: the repeat gets its result.
+        first_of: dict[str, int] = {}
+        repeats: dict[int, int] = {}
         for index, entry in enumerate(entries):
             external_id = entry.posting.external_id
+            if external_id and external_id in first_of:
+                repeats[index] = first_of[external_id]
+                continue
+            first_of.setdefault(external_id, index)
             if not external_id:
                 results[index] = EntryResult(
                     external_id,
@@ -157,6 +164,8 @@ class TrytonEntries(TrytonLookups):
                     str(move_id), numbers.get(move_id, ""), move_id in attached, move_id in posted
                 ),
             )
+        for index, first in repeats.items():
+            results[index] = results[first]
         return [results[index] for index in range(len(entries))]
 
     def _post(
