@@ -11,8 +11,11 @@ from decimal import Decimal
 from django.utils import timezone
 
 from connectors.canonical import Direction, SourceTaxRate
+from connectors.errors import InvsyncError
 from connectors.models import LookupCache
+from connectors.selectors import connector_class_for
 from mappings.accounts import account_kind_problem
+from mappings.capabilities import target_limits
 from mappings.lookups import (
     JOURNAL_FIELDS,
     VAT_CODE_FIELD_DIRECTIONS,
@@ -387,7 +390,28 @@ def flow_setup_checklist(
                 "configuration",
             )
         )
+    if limits := _target_limits(target):
+        steps.append(
+            Step(
+                "What the accounting tool cannot do",
+                True,
+                " ".join(limits),
+                "#id_accounting_connection",
+                "target_limits",
+            )
+        )
     return steps
+
+
+def _target_limits(connection) -> list[str]:
+    """What the flow's accounting tool cannot do (nothing said for a provider not installed:
+    the connection step says that)."""
+    if connection is None:
+        return []
+    try:
+        return target_limits(connector_class_for(connection))
+    except InvsyncError:
+        return []
 
 
 def _journal_mappings_step(

@@ -127,11 +127,10 @@ class FlowSetting:
     required: bool = False
     direction: Direction | None = None
     required_if: str | None = None
-    # accounts: the kinds the setting takes (most fitting first), the French chart classes it
-    # takes where a target reports numbers only, and the French chart numbers to propose (most
-    # specific first)
+    # accounts: the kinds the setting takes (most fitting first; a target that reports numbers
+    # only has them read by mappings.accounts.kind_from_number), and the numbers to propose where
+    # the target's chart is the French one (most specific first)
     account_kinds: tuple[AccountKind, ...] = ()
-    account_classes: tuple[str, ...] = ()
     french_chart_numbers: tuple[str, ...] = ()
     # engine and CONFIG.json
     engine: str | None = None
@@ -170,7 +169,6 @@ def _account(
     direction: Direction | None = None,
     required_if: str | None = None,
     kinds: tuple[AccountKind, ...],
-    classes: tuple[str, ...],
     suggested: tuple[str, ...],
 ) -> FlowSetting:
     return FlowSetting(
@@ -185,7 +183,6 @@ def _account(
         direction=direction,
         required_if=required_if,
         account_kinds=kinds,
-        account_classes=classes,
         french_chart_numbers=suggested,
         engine=engine,
         config_path=("accounts", engine),
@@ -347,7 +344,6 @@ FLOW_SETTINGS: tuple[FlowSetting, ...] = (
         engine="sales_default",
         direction=_SALES,
         kinds=(AccountKind.REVENUE,),
-        classes=("7",),
         suggested=("706", "707", "70"),
     ),
     _account(
@@ -357,27 +353,24 @@ FLOW_SETTINGS: tuple[FlowSetting, ...] = (
         engine="purchases_default",
         direction=_PURCHASES,
         kinds=(AccountKind.EXPENSE,),
-        classes=("6",),
         suggested=("607", "606", "604", "60"),
     ),
     _account(
         "customer_collective_account",
         "customer collective account",
-        "Generally 411 (4111 in Tryton's French chart).",
+        "The receivable account the customers' side of sales entries is booked on.",
         engine="customer_collective",
         direction=_SALES,
         kinds=(AccountKind.RECEIVABLE,),
-        classes=("4",),
         suggested=("411",),
     ),
     _account(
         "supplier_collective_account",
         "supplier collective account",
-        "Generally 401 (4011 in Tryton's French chart).",
+        "The payable account the suppliers' side of purchase entries is booked on.",
         engine="supplier_collective",
         direction=_PURCHASES,
         kinds=(AccountKind.PAYABLE,),
-        classes=("4",),
         suggested=("401",),
     ),
     # Rounding differences go to miscellaneous income/charges, which some charts type as neither
@@ -385,19 +378,17 @@ FLOW_SETTINGS: tuple[FlowSetting, ...] = (
     _account(
         "rounding_credit_account",
         "credit rounding account",
-        "Takes rounding differences booked as a credit; generally 758.",
+        "Takes rounding differences booked as a credit (miscellaneous income).",
         engine="rounding_credit",
         kinds=(AccountKind.REVENUE, AccountKind.OTHER),
-        classes=("7",),
         suggested=("758",),
     ),
     _account(
         "rounding_debit_account",
         "debit rounding account",
-        "Takes rounding differences booked as a debit; generally 658.",
+        "Takes rounding differences booked as a debit (miscellaneous charges).",
         engine="rounding_debit",
         kinds=(AccountKind.EXPENSE, AccountKind.OTHER),
-        classes=("6",),
         suggested=("658",),
     ),
     FlowSetting(
@@ -414,25 +405,23 @@ FLOW_SETTINGS: tuple[FlowSetting, ...] = (
     _account(
         "sales_discount_account",
         "sales discount account",
-        "Generally 709.",
+        "Takes the discounts granted on sales.",
         engine="sales_discount",
         group="Discounts",
         direction=_SALES,
         required_if="separate_discounts",
         kinds=(AccountKind.EXPENSE, AccountKind.REVENUE),
-        classes=("6", "7"),
         suggested=("709",),
     ),
     _account(
         "purchases_discount_account",
         "purchase discount account",
-        "Generally 609.",
+        "Takes the discounts obtained on purchases.",
         engine="purchases_discount",
         group="Discounts",
         direction=_PURCHASES,
         required_if="separate_discounts",
         kinds=(AccountKind.EXPENSE, AccountKind.REVENUE),
-        classes=("6", "7"),
         suggested=("609",),
     ),
     # Required unless the accounting tool has no plain 0 % code for the direction (the checklist

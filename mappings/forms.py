@@ -15,6 +15,8 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from connectors.canonical import Direction
+from connectors.errors import InvsyncError
+from connectors.selectors import connector_class_for
 from mappings.accounts import (
     ACCOUNT_FIELD_KINDS,
     account_fits,
@@ -22,6 +24,7 @@ from mappings.accounts import (
     account_kind_problem,
     field_kinds_text,
 )
+from mappings.capabilities import drafts_refused
 from mappings.checklist import VatRow, needs_collected_code, vat_row_for
 from mappings.lookups import (
     JOURNAL_FIELDS,
@@ -52,6 +55,15 @@ FOLDER_FIRST_HELP = (
 
 
 NOT_IN_TOOL = "not in the accounting tool"
+
+
+def _drafts_refused(connection) -> str | None:
+    """Why ``connection``'s tool cannot take drafts (None: it can, or its provider is not
+    installed, which the connection fields say)."""
+    try:
+        return drafts_refused(connector_class_for(connection))
+    except InvsyncError:
+        return None
 
 
 def _choice_values(choices: list) -> set[str]:
@@ -142,6 +154,17 @@ class SyncFlowAdminForm(LookupFormMixin, forms.ModelForm):
         self.shared_ledger_confirmed: list[int] = []
         if self.lookups is not None:
             self._use_lookups(self.lookups)
+        self._offer_drafts()
+
+    def _offer_drafts(self) -> None:
+        """A target without draft entries is not offered them: the box is disabled (a flow that
+        has it ticked keeps it, and saving says why it cannot)."""
+        field = self.fields.get("draft_entries")
+        if field is None or not self.instance.accounting_connection_id:
+            return
+        if refused := _drafts_refused(self.instance.accounting_connection):
+            field.disabled = not self.instance.draft_entries
+            field.help_text = f"{field.help_text} {refused}".strip()
 
     def _use_lookups(self, lookups: FlowLookups) -> None:
         fields = self.fields
@@ -220,6 +243,10 @@ class SyncFlowAdminForm(LookupFormMixin, forms.ModelForm):
             self.add_error(
                 "schedule_minutes", f"Run at least every {MAX_SCHEDULE_MINUTES} minutes."
             )
+        target = cleaned.get("accounting_connection")
+        refused = target is not None and cleaned.get("draft_entries") and _drafts_refused(target)
+        if refused:
+            self.add_error("draft_entries", f"{refused} Untick this box.")
         lookups = self._lookups_for(cleaned)
         if lookups is not None:
             self._check_against(lookups, cleaned)

@@ -36,18 +36,7 @@ from mappings.models import SyncFlow
 TARGET_FOLDER_LOOKUPS = ("accounts", "vat_codes", "journals")
 SOURCE_LOOKUPS = ("tax_rates", "journals")
 
-# The account classes each account setting takes (French chart: 4 third parties, 6 expenses,
-# 7 revenue).
-ACCOUNT_FIELD_CLASSES: dict[str, tuple[str, ...]] = {
-    "default_sales_account": ("7",),
-    "default_purchases_account": ("6",),
-    "customer_collective_account": ("4",),
-    "supplier_collective_account": ("4",),
-    "rounding_credit_account": ("7",),
-    "rounding_debit_account": ("6",),
-    "sales_discount_account": ("6", "7"),
-    "purchases_discount_account": ("6", "7"),
-}
+# The kinds of account each account setting takes: mappings.accounts.ACCOUNT_FIELD_KINDS.
 VAT_CODE_FIELD_DIRECTIONS: dict[str, Direction] = {
     "sales_rounding_vat_code": Direction.SALES,
     "purchases_rounding_vat_code": Direction.PURCHASES,

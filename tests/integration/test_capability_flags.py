@@ -5,11 +5,18 @@ import pytest
 
 from connectors.canonical import Partner, TaxRole
 from connectors.errors import ErrorCode
+from mappings.checklist import flow_setup_checklist
 from mappings.models import SyncFlow
 from syncs.models import RecordStatus, SyncedRecord
 from syncs.services import flow_sync
 from tests.doubles import MemoryTarget
 from tests.factories import InvoiceFactory, SyncFlowFactory
+from tests.integration.test_mapping_forms import (
+    admin_client,  # noqa: F401 (a fixture)
+    change_url,
+    complete_flow,
+    form_data,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -83,3 +90,45 @@ def test_a_target_that_books_vat_from_the_code_gets_tax_lines_without_an_account
         if line.tax_role is TaxRole.TAX
     )
     assert tax_accounts == ["", "44571"]  # the first entry's, named by its VAT code
+
+
+# -- What the flow page says and refuses ----------------------------------------------------------
+
+
+def test_the_flow_form_offers_no_drafts_to_a_target_without_them_and_refuses_them_on_save(
+    admin_client,  # noqa: F811
+    memory_connectors,
+    monkeypatch,
+):
+    flow = complete_flow()
+    form = admin_client.get(change_url(flow)).context["adminform"].form
+    assert not form.fields["draft_entries"].disabled  # the in-memory target has drafts
+
+    monkeypatch.setattr(MemoryTarget, "supports_draft_entries", False)
+    form = admin_client.get(change_url(flow)).context["adminform"].form
+    assert form.fields["draft_entries"].disabled
+    assert "has no draft entries" in form.fields["draft_entries"].help_text
+
+    SyncFlow.objects.filter(pk=flow.pk).update(draft_entries=True)  # set before, say
+    response = admin_client.get(change_url(flow))
+    response = admin_client.post(change_url(flow), form_data(response))
+    assert response.status_code == 200
+    (error,) = response.context["adminform"].form.errors["draft_entries"]
+    assert "has no draft entries" in error and "Untick this box" in error
+
+
+@pytest.mark.parametrize(
+    ("flag", "said"),
+    [
+        ("supports_attachments", "PDFs will not be attached"),
+        ("supports_partner_creation", f"fail with code {ErrorCode.PARTNER_NOT_FOUND.value}"),
+        ("supports_draft_entries", "has no draft entries"),
+        ("vat_codes_name_accounts", "tax lines go without an account"),
+    ],
+)
+def test_the_checklist_says_what_the_target_cannot_do(memory_connectors, monkeypatch, flag, said):
+    flow = complete_flow()
+    assert "target_limits" not in [s.key for s in flow_setup_checklist(flow)]
+    monkeypatch.setattr(MemoryTarget, flag, False)
+    (step,) = [s for s in flow_setup_checklist(flow) if s.key == "target_limits"]
+    assert step.done and said in step.detail  # said, not missing: the flow may still run

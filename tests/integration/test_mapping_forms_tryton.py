@@ -1,4 +1,4 @@
-"""The flow's admin page against a live Tryton: the selects list Tryton's chart by class with names,
+"""The flow's admin page against a live Tryton: the selects list Tryton's chart by kind with names,
 VAT proposals cover the sample invoicing database's rates, and the preview of the next invoices
 gives balanced entries (and the manifest's expected outcomes) while writing nothing to Tryton."""
 
@@ -11,8 +11,9 @@ from django.urls import reverse
 
 from connectors.canonical import Direction
 from connectors.selectors import connector_for
+from mappings.accounts import ACCOUNT_FIELD_KINDS, account_fits
 from mappings.checklist import VatRow, vat_rate_covered
-from mappings.lookups import ACCOUNT_FIELD_CLASSES, flow_cached_lookups
+from mappings.lookups import flow_cached_lookups
 from syncs.models import SyncedRecord
 from syncs.preview import flow_preview
 from tests.factories import UserFactory
@@ -39,7 +40,7 @@ def change_url(flow) -> str:
     return reverse("admin:mappings_syncflow_change", args=[flow.pk])
 
 
-def test_the_flow_page_lists_trytons_accounts_of_each_class_with_their_names(admin_client, flow):
+def test_the_flow_page_lists_trytons_accounts_of_each_kind_with_their_names(admin_client, flow):
     response = admin_client.get(change_url(flow))
     assert response.status_code == 200
     assert not [m for m in page_messages(response) if "could not be read" in m]
@@ -51,22 +52,22 @@ def test_the_flow_page_lists_trytons_accounts_of_each_class_with_their_names(adm
         folders = target.list_folders()
     finally:
         target.close()
-    for name, classes in ACCOUNT_FIELD_CLASSES.items():
+    for name in ACCOUNT_FIELD_KINDS:
         expected = {
-            a.number: f"{a.number} – {a.name}"
-            for a in chart
-            if a.active and a.number.startswith(classes)
+            a.number: f"{a.number} – {a.name}" for a in chart if a.active and account_fits(a, name)
         }
         offered = choices(form, name)
         assert expected, name
         assert all(label.split(" – ", 1)[1] for label in expected.values()), name
-        # Every active account of the class, and beyond them only the stored value if the
+        # Every active account of the kind, and beyond them only the stored value if the
         # chart does not offer it.
         assert expected.items() <= offered.items(), name
         assert set(offered) - set(expected) <= {getattr(flow, name)}, name
     collectives = choices(form, "customer_collective_account")
     assert collectives["4111"].startswith("4111 – ")
-    assert all(number.startswith("4") for number in collectives)
+    assert all(number.startswith("41") for number in collectives)  # Tryton's receivable ones
+    assert "44571" not in collectives and "4011" not in collectives
+    assert "758" in choices(form, "rounding_credit_account")  # typed neither revenue nor expense
     assert set(choices(form, "folder")) == {f.id for f in folders}
 
 
