@@ -50,6 +50,8 @@ from connectors.base import (
 from connectors.canonical import ConnectionCheck
 from connectors.errors import ConnectorError, ErrorCode, InvsyncError
 from connectors.http import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_TIMEOUT,
     TIMEOUT,
     ErrorRow,
     HttpSession,
@@ -76,9 +78,7 @@ from connectors.retry import Delivery, Retrier, RetryPolicy
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_TIMEOUT = 30.0  # seconds to wait for an answer (reports get REPORT_TIMEOUT)
-DEFAULT_CONNECT_TIMEOUT = 10.0
-REPORT_TIMEOUT = 120.0
+REPORT_TIMEOUT = 120.0  # seconds to wait for a rendered report (other answers: DEFAULT_TIMEOUT)
 
 
 # -- The client ------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from connectors.base import EntryResult, EntryToWrite
 from connectors.canonical import Attachment, Direction, EntryLine, EntryRef, Posting, TaxRole
 from connectors.errors import ConnectorError, ErrorCode, InvsyncError
 from connectors.providers.tryton.lookups import TrytonLookups, _PeriodRow
-from connectors.providers.tryton.transport import TrytonError, _is_refusal, _rejected
+from connectors.providers.tryton.transport import TrytonError, is_refusal, rejected
 from connectors.retry import Delivery, Verdict
 
 logger = logging.getLogger(__name__)
@@ -133,7 +133,7 @@ class TrytonEntries(TrytonLookups):
                     if len(to_write) == 1
                     else f"a batch of {len(to_write)} entries"
                 )
-                raise _rejected(error, f"Tryton refused {what}") from None
+                raise rejected(error, f"Tryton refused {what}") from None
             written = [
                 (index, entry, move_id)
                 for (index, entry, _), move_id in zip(to_write, move_ids, strict=True)
@@ -181,22 +181,22 @@ class TrytonEntries(TrytonLookups):
             self._post_moves([move_id for _, _, move_id in to_post], context)
             return {}
         except TrytonError as error:
-            if not _is_refusal(error):
+            if not is_refusal(error):
                 self._discard([move_id for _, _, move_id in written], context)
-                raise _rejected(error, "Tryton refused to post the entries") from None
+                raise rejected(error, "Tryton refused to post the entries") from None
             if len(to_post) == 1:
                 index, entry, move_id = to_post[0]
                 self._discard([move_id], context)
-                return {index: _rejected(error, _post_refused(entry))}
+                return {index: rejected(error, _post_refused(entry))}
         refused: dict[int, InvsyncError] = {}
         for index, entry, move_id in to_post:
             try:
                 self._post_moves([move_id], context)
             except TrytonError as error:
-                if not _is_refusal(error):
-                    raise _rejected(error, "Tryton refused to post the entries") from None
+                if not is_refusal(error):
+                    raise rejected(error, "Tryton refused to post the entries") from None
                 self._discard([move_id], context)
-                refused[index] = _rejected(error, _post_refused(entry))
+                refused[index] = rejected(error, _post_refused(entry))
         return refused
 
     def _post_moves(self, move_ids: list[int], context: dict[str, Any]) -> None:
@@ -221,7 +221,7 @@ class TrytonEntries(TrytonLookups):
             )
             return {move_id for move_id, _ in items}
         except TrytonError as error:
-            if not _is_refusal(error):
+            if not is_refusal(error):
                 raise
             if len(items) == 1:
                 logger.warning("tryton: file refused for move %s: %s", items[0][0], error)
@@ -233,7 +233,7 @@ class TrytonEntries(TrytonLookups):
                     "ir.attachment", [_attachment_values(move_id, attachment)], context=context
                 )
             except TrytonError as error:
-                if not _is_refusal(error):
+                if not is_refusal(error):
                     raise
                 logger.warning("tryton: file refused for move %s: %s", move_id, error)
                 continue
@@ -303,7 +303,7 @@ class TrytonEntries(TrytonLookups):
                 context=self._context(company),
             )
         except TrytonError as error:
-            raise _rejected(error, f"Tryton refused the file {attachment.filename!r}") from None
+            raise rejected(error, f"Tryton refused the file {attachment.filename!r}") from None
 
     # -- building a move ---------------------------------------------------------------------
 

@@ -26,7 +26,7 @@ from stdnum.fr import siret as stdnum_siret
 from connectors.canonical import Direction, Partner, TargetPartner
 from connectors.errors import ErrorCode, InvsyncError
 from connectors.providers.tryton.lookups import TrytonLookups
-from connectors.providers.tryton.transport import TrytonError, _is_refusal, _rejected
+from connectors.providers.tryton.transport import TrytonError, is_refusal, rejected
 
 logger = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ class TrytonPartners(TrytonLookups):
         try:
             (party_id,) = self.client.create("party.party", [values], context=context)
         except TrytonError as error:
-            raise _rejected(
+            raise rejected(
                 error, f"Tryton refused to create the party {values['name']!r}"
             ) from None
         if sirets:
@@ -197,7 +197,7 @@ class TrytonPartners(TrytonLookups):
                     "party.party", [values for _, values, _ in batch], context=context
                 )
             except TrytonError as error:
-                if not _is_refusal(error):
+                if not is_refusal(error):
                     raise
                 return super().create_partners(folder, partners)
             with_siret = [
@@ -254,7 +254,7 @@ class TrytonPartners(TrytonLookups):
                 context=context,
             )  # fmt: skip
         except TrytonError as error:
-            if not _is_refusal(error):
+            if not is_refusal(error):
                 raise
             for party_id, siret in sirets:
                 self._add_siret(party_id, siret, context)
@@ -269,7 +269,7 @@ class TrytonPartners(TrytonLookups):
                 context=context,
             )  # fmt: skip
         except TrytonError as error:
-            if not _is_refusal(error):
+            if not is_refusal(error):
                 raise
             # The party stands with its SIREN; the SIRET is a detail a person can add.
             logger.warning("tryton: SIRET not added to party %s: %s", party_id, error)

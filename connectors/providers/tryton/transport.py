@@ -342,12 +342,12 @@ def _exception_name(message: Any, traceback: Any) -> str:
     return ""
 
 
-def _is_refusal(error: TrytonError) -> bool:
+def is_refusal(error: TrytonError) -> bool:
     """Tryton refused this request on its merits (not the transport, the login or the rights)."""
     return error.code == ErrorCode.TARGET_REJECTED and not isinstance(error, TrytonWarning)
 
 
-def _rejected(error: TrytonError, what: str) -> ConnectorError:
+def rejected(error: TrytonError, what: str) -> ConnectorError:
     """Keep transport and access codes; say what was refused for the rest."""
     if error.is_transient or error.code != ErrorCode.TARGET_REJECTED:
         return error
