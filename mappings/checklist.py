@@ -16,8 +16,13 @@ from connectors.models import LookupCache
 from connectors.selectors import connector_class_for
 from mappings.accounts import account_kind_problem
 from mappings.capabilities import target_limits
+from mappings.flow_settings import (
+    FLOW_SETTINGS,
+    SettingType,
+    required_settings,
+    vat_row_matching,
+)
 from mappings.lookups import (
-    JOURNAL_FIELDS,
     VAT_CODE_FIELD_DIRECTIONS,
     FlowLookups,
     _cache_rows,
@@ -91,15 +96,7 @@ def vat_rate_covered(source: SourceTaxRate, rows: Iterable[VatRow]) -> bool:
 def vat_row_for(source: SourceTaxRate, rows: Iterable[VatRow]) -> VatRow | None:
     """The row the engine maps this source tax with (by tax id first, then by rate), if any."""
     rows = [row for row in rows if row.direction == source.direction.value]
-    if source.tax_id:
-        for row in rows:
-            if row.tax_id and row.tax_id == source.tax_id:
-                return row
-    if source.rate is not None:
-        for row in rows:
-            if not row.tax_id and row.rate is not None and row.rate == source.rate:
-                return row
-    return None
+    return vat_row_matching(rows, tax_id=source.tax_id, rate=source.rate)
 
 
 def needs_collected_code(source: SourceTaxRate) -> bool:
@@ -266,8 +263,8 @@ def flow_setup_checklist(
     cache_rows = _cache_rows(flow, flow.folder)
     if lookups is None or lookups.folder != flow.folder:
         lookups = _lookups_from_rows(flow, flow.folder, cache_rows)
-    directions = flow_directions(flow)
-    sales, purchases = Direction.SALES in directions, Direction.PURCHASES in directions
+    # Which settings are required follows from their declaration (mappings/flow_settings.py).
+    values = {s.name: getattr(flow, s.name) for s in FLOW_SETTINGS}
     source = flow.invoicing_connection if flow.invoicing_connection_id else None
     target = flow.accounting_connection if flow.accounting_connection_id else None
     steps = [
@@ -323,9 +320,8 @@ def flow_setup_checklist(
             name="Rounding VAT codes set",
             required=[
                 f
-                for f, direction in VAT_CODE_FIELD_DIRECTIONS.items()
-                if direction in directions
-                and (direction not in without_zero_code or getattr(flow, f))
+                for f in required_settings(SettingType.VAT_CODE, values)
+                if VAT_CODE_FIELD_DIRECTIONS[f] not in without_zero_code or getattr(flow, f)
             ],
             problem_of=lambda f, value: vat_code_problem(
                 value, VAT_CODE_FIELD_DIRECTIONS[f], lookups.vat_codes
@@ -341,28 +337,17 @@ def flow_setup_checklist(
                 flow,
                 key="journals",
                 name="Journals set",
-                required=[
-                    f for f, on in zip(JOURNAL_FIELDS, (sales, purchases), strict=True) if on
-                ],
+                required=required_settings(SettingType.JOURNAL, values),
                 problem_of=lambda f, value: journal_problem(value, lookups.journals),
             )
         )
 
-    accounts = []
-    if sales:
-        accounts += ["default_sales_account", "customer_collective_account"]
-    if purchases:
-        accounts += ["default_purchases_account", "supplier_collective_account"]
-    accounts += ["rounding_credit_account", "rounding_debit_account"]
-    if flow.separate_discounts:
-        accounts += ["sales_discount_account"] if sales else []
-        accounts += ["purchases_discount_account"] if purchases else []
     steps.append(
         _fields_step(
             flow,
             key="accounts",
             name="Accounts set",
-            required=accounts,
+            required=required_settings(SettingType.ACCOUNT, values),
             problem_of=lambda f, value: (
                 account_problem(value, lookups.accounts)
                 or account_kind_problem(f, value, lookups.accounts)

@@ -463,6 +463,11 @@ def settings_of(kind: SettingType) -> tuple[FlowSetting, ...]:
     return tuple(s for s in FLOW_SETTINGS if s.type is kind)
 
 
+def required_settings(kind: SettingType, values: Mapping[str, Any]) -> list[str]:
+    """The names of the settings of ``kind`` the checklist asks for, in declaration order."""
+    return [s.name for s in settings_of(kind) if s.required_for(values)]
+
+
 def setting_for_engine_field(field: str) -> FlowSetting | None:
     """The setting behind a field the engine names in an error (``accounts.rounding_credit``)."""
     return next((s for s in ENGINE_SETTINGS if s.engine_field == field), None)
@@ -523,10 +528,10 @@ def engine_value(setting: FlowSetting, value: Any) -> Any:
     return value
 
 
-def engine_values(values: Mapping[str, Any]) -> dict[str, Any]:
+def engine_values(flow: Any) -> dict[str, Any]:
     """The :class:`syncs.config.FlowConfig` keyword arguments of every declared engine setting,
-    from the flow's settings by name (a model instance's ``__dict__``, say)."""
-    return {s.engine: engine_value(s, values[s.name]) for s in ENGINE_SETTINGS}
+    read from ``flow``'s attributes (a ``SyncFlow``)."""
+    return {s.engine: engine_value(s, getattr(flow, s.name)) for s in ENGINE_SETTINGS}
 
 
 def config_lookup(document: Mapping, path: tuple[str, ...]) -> Any:

@@ -24,6 +24,7 @@ from connectors.canonical import (
 )
 from connectors.errors import error_info
 from connectors.models import LookupCache
+from mappings.flow_settings import SettingType, settings_of
 from mappings.models import SyncFlow
 
 # -- Lookups: what the flow's tools offer to the mapping forms ----------------------------------
@@ -36,12 +37,13 @@ from mappings.models import SyncFlow
 TARGET_FOLDER_LOOKUPS = ("accounts", "vat_codes", "journals")
 SOURCE_LOOKUPS = ("tax_rates", "journals")
 
-# The kinds of account each account setting takes: mappings.accounts.ACCOUNT_FIELD_KINDS.
+# The settings checked against the target's lists, from their declaration
+# (mappings/flow_settings.py): the direction of each VAT code setting, the journals (the kinds
+# of account each account setting takes: mappings.accounts.ACCOUNT_FIELD_KINDS).
 VAT_CODE_FIELD_DIRECTIONS: dict[str, Direction] = {
-    "sales_rounding_vat_code": Direction.SALES,
-    "purchases_rounding_vat_code": Direction.PURCHASES,
+    s.name: s.direction for s in settings_of(SettingType.VAT_CODE) if s.direction
 }
-JOURNAL_FIELDS = ("sales_journal", "purchases_journal")
+JOURNAL_FIELDS = tuple(s.name for s in settings_of(SettingType.JOURNAL))
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from connectors.errors import InvsyncError
 from connectors.selectors import connection_account_identity
+from mappings.flow_settings import scope_directions
 from mappings.models import SyncFlow
 
 
@@ -44,7 +45,7 @@ def flow_ledger(flow: SyncFlow) -> Ledger | None:
 def scopes_overlap(scope: str, other: str) -> bool:
     """Whether two flows' scopes share invoices: a sales-only and a purchases-only flow never
     read the same invoice."""
-    return scope == other or "both" in (scope, other)
+    return bool(set(scope_directions(scope)) & set(scope_directions(other)))
 
 
 def flows_sharing_ledger(flow: SyncFlow, *, enabled_only: bool = False) -> list[SyncFlow]:

@@ -5,6 +5,7 @@ setup checklist in mappings.checklist, the VAT proposals in mappings.proposals."
 from __future__ import annotations
 
 from connectors.canonical import Direction
+from mappings.flow_settings import FLOW_SETTINGS, scope_directions
 from mappings.models import SyncFlow
 
 # The flow's links to its client and connections: set through the services, exported by name.
@@ -12,14 +13,10 @@ FLOW_RELATION_FIELDS = ("client", "invoicing_connection", "accounting_connection
 
 
 def flow_configuration_fields() -> tuple[str, ...]:
-    """The names of the flow's own configuration fields (name included), in model order: every
-    editable field except the id and the relations. Bookkeeping fields (configuration version,
-    cursor, run lease, timestamps) are not editable and so never listed."""
-    return tuple(
-        field.name
-        for field in SyncFlow._meta.concrete_fields
-        if field.editable and not field.primary_key and field.name not in FLOW_RELATION_FIELDS
-    )
+    """The names of the flow's own configuration fields: its name, then every declared flow
+    setting (mappings/flow_settings.py). Bookkeeping fields (configuration version, cursor, run
+    lease, timestamps) are not settings and so never listed."""
+    return ("name", *(setting.name for setting in FLOW_SETTINGS))
 
 
 def flow_schedule_name(flow_id: int) -> str:
@@ -75,4 +72,4 @@ def flow_get_by_name_or_id(value: str) -> SyncFlow:
 
 def flow_directions(flow: SyncFlow) -> list[Direction]:
     """The directions in the flow's scope."""
-    return [d for d in Direction if flow.scope in ("both", d.value)]
+    return list(scope_directions(flow.scope))

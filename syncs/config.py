@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from connectors.canonical import Direction, TargetLookups
+from mappings.flow_settings import in_scope
 
 
 @dataclass(frozen=True)
@@ -60,4 +61,4 @@ class FlowConfig:
         return self.sales_vat if direction is Direction.SALES else self.purchases_vat
 
     def in_scope(self, direction: Direction) -> bool:
-        return self.scope == "both" or self.scope == direction.value
+        return in_scope(self.scope, direction)

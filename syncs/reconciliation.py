@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from connectors.base import SourceRecordError
-from connectors.canonical import Direction, Invoice, quantize_money
+from connectors.canonical import Invoice, quantize_money
 from connectors.selectors import connector_for
+from mappings.flow_settings import scope_directions
 from mappings.models import SyncFlow
 from syncs.models import RecordStatus, SyncedRecord
 from syncs.services import record_external_id
@@ -133,7 +134,7 @@ def flow_reconcile(*, flow: SyncFlow, start: dt.date, end: dt.date) -> Report:
     Calls the invoicing tool (a full listing) and the accounting tool (entries of synced records,
     in batches); writes nothing."""
     report = Report(flow, start, end)
-    directions = [d for d in Direction if flow.scope in ("both", d.value)]
+    directions = list(scope_directions(flow.scope))
     source = connector_for(flow.invoicing_connection)
     target = connector_for(flow.accounting_connection)
     try:

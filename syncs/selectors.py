@@ -7,7 +7,6 @@ import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from decimal import Decimal
 
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import TruncDate
@@ -16,6 +15,7 @@ from django.utils import timezone
 from connectors.canonical import Direction, Invoice, InvoiceType, TargetLookups
 from connectors.errors import CATALOGUE, ErrorCode, ErrorInfo, InvsyncError
 from connectors.selectors import client_list_for_user, connector_class_for
+from mappings.flow_settings import engine_values
 from mappings.models import SyncFlow
 from mappings.selectors import flow_schedule_name
 from syncs.config import FlowConfig, VatRule
@@ -52,31 +52,14 @@ def flow_engine_config(flow: SyncFlow, lookups: TargetLookups) -> FlowConfig:
             drafts, vat_accounts = target.supports_draft_entries, target.vat_codes_name_accounts
         except InvsyncError:
             pass
+    settings = engine_values(flow)
+    settings["draft"] = settings["draft"] and drafts
     return FlowConfig(
-        scope=flow.scope,
-        start_date=flow.start_date,
-        draft=flow.draft_entries and drafts,
+        **settings,
         vat_codes_name_accounts=vat_accounts,
-        sync_without_attachment=flow.sync_without_attachment,
-        separate_discounts=flow.separate_discounts,
-        label_mode=flow.label_mode,
-        rounding_tolerance=Decimal(flow.rounding_tolerance),
-        company_currency=flow.company_currency or "EUR",
-        sales_journal=_blank_to_none(flow.sales_journal),
-        purchases_journal=_blank_to_none(flow.purchases_journal),
         journals_by_source=by_source,
-        sales_default=_blank_to_none(flow.default_sales_account),
-        purchases_default=_blank_to_none(flow.default_purchases_account),
-        customer_collective=_blank_to_none(flow.customer_collective_account),
-        supplier_collective=_blank_to_none(flow.supplier_collective_account),
-        rounding_credit=_blank_to_none(flow.rounding_credit_account),
-        rounding_debit=_blank_to_none(flow.rounding_debit_account),
-        sales_discount=_blank_to_none(flow.sales_discount_account),
-        purchases_discount=_blank_to_none(flow.purchases_discount_account),
         sales_vat=tuple(rules["sales"]),
         purchases_vat=tuple(rules["purchases"]),
-        sales_rounding_vat=_blank_to_none(flow.sales_rounding_vat_code),
-        purchases_rounding_vat=_blank_to_none(flow.purchases_rounding_vat_code),
         target=lookups,
     )
 
