@@ -19,10 +19,10 @@ from connectors.base import SourceRecordError
 from connectors.canonical import Account, InvoiceStatus, InvoiceType
 from connectors.errors import ConnectorError, ErrorCode, error_info
 from connectors.models import LookupCache
-from mappings import admin as flow_admin
 from mappings.checklist import flow_setup_checklist
 from mappings.models import SyncFlow, VatMapping
 from mappings.services import flow_create, flow_lookups_load, flow_update
+from syncs.admin import flows as flow_admin
 from syncs.models import PartnerLink, SyncedRecord
 from tests.doubles import MemorySource, MemoryTarget
 from tests.factories import (

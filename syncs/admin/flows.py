@@ -1,0 +1,403 @@
+"""The flow's page in the admin (admin:mappings_syncflow_*): the configuration form, the mapping
+inlines, the setup checklist, the preview of the next invoices, and the actions that start runs
+and retries. It is where mappings and runs meet, so it lives in the top layer; the inlines, forms
+and lookup helpers it uses are mappings'. Every write goes through mappings.services or
+syncs.services."""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.http import Http404, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import NoReverseMatch, path, reverse
+from django.utils.formats import date_format
+from django.utils.html import format_html
+from django.utils.text import slugify
+from django.utils.timezone import localtime
+
+from connectors.admin import CascadeLogsDeleteMixin, ClientScopedAdminMixin
+from connectors.admin_filters import ClientScopedRelatedFilter
+from connectors.errors import InvsyncError, error_info
+from mappings.admin import (
+    PROPOSE_VAT,
+    JournalMappingInline,
+    VatMappingInline,
+    _lookups_for,
+    _proposing,
+    _report_lookup_problems,
+    _stored_flow_lookups,
+    _vat_proposals,
+    _without_query_key,
+)
+from mappings.audit import one_record_per_save
+from mappings.checklist import flow_setup_checklist
+from mappings.flow_settings import flow_fieldsets
+from mappings.forms import SyncFlowAdminForm
+from mappings.lookups import FlowLookups, lookup_names
+from mappings.models import SyncFlow
+from mappings.portable import flow_export
+from mappings.services import (
+    flow_config_changed,
+    flow_create,
+    flow_delete,
+    flow_lookups_load,
+    flow_schedule_sync,
+    flow_update,
+)
+from syncs import services as sync_services
+from syncs.models import RecordStatus, RunStatus, SyncedRecord
+from syncs.preview import flow_preview
+from syncs.selectors import flow_list_with_run_stats
+
+__all__ = ["SyncFlowAdmin"]
+
+
+def _dashboard_url(flow: SyncFlow) -> str:
+    # The dashboard belongs to the syncs admin; a flow page works without it.
+    try:
+        return reverse("admin:syncs_flow_dashboard", args=[flow.pk])
+    except NoReverseMatch:
+        return ""
+
+
+BOOKKEEPING_FIELDS = (
+    "config_version",
+    "source_cursor",
+    "lease_owner",
+    "lease_until",
+    "created_at",
+    "updated_at",
+)
+
+
+@admin.register(SyncFlow)
+class SyncFlowAdmin(CascadeLogsDeleteMixin, ClientScopedAdminMixin, admin.ModelAdmin):
+    form = SyncFlowAdminForm
+    inlines = (VatMappingInline, JournalMappingInline)
+    list_display = (
+        "name",
+        "client",
+        "invoicing_connection",
+        "accounting_connection",
+        "enabled",
+        "setup_progress",
+        "last_run",
+        "failed_records",
+    )
+    list_filter = ("enabled", ("client", ClientScopedRelatedFilter), "scope")
+    search_fields = ("name", "client__name")
+    readonly_fields = BOOKKEEPING_FIELDS
+    # The settings' fieldsets come from their declaration (mappings/flow_settings.py); the
+    # shared-ledger confirmation is the form's own field, shown after "enabled".
+    fieldsets = (
+        *flow_fieldsets(extra={"What to sync": ("confirm_shared_ledger",)}),
+        ("Bookkeeping", {"fields": BOOKKEEPING_FIELDS, "classes": ("collapse",)}),
+    )
+    actions = ("sync_now", "retry_failed_records", "export_configuration")
+
+    def get_queryset(self, request):
+        queryset = flow_list_with_run_stats(super().get_queryset(request))
+        # The checklist reads the mappings of every flow listed.
+        return queryset.prefetch_related("vat_mappings", "journal_mappings")
+
+    @admin.display(description="setup")
+    def setup_progress(self, obj: SyncFlow):
+        steps = flow_setup_checklist(obj)
+        missing = [step.name for step in steps if not step.done]
+        return format_html(
+            '<span title="{}">{}/{}</span>',
+            f"Missing: {', '.join(missing)}" if missing else "Setup complete",
+            len(steps) - len(missing),
+            len(steps),
+        )
+
+    @admin.display(description="last run", ordering="last_run_started_at")
+    def last_run(self, obj: SyncFlow) -> str:
+        if not obj.last_run_status:
+            return "never"
+        label = RunStatus(obj.last_run_status).label
+        started = date_format(localtime(obj.last_run_started_at), "SHORT_DATETIME_FORMAT")
+        return f"{label} ({started})"
+
+    @admin.display(description="failed records", ordering="failed_record_count")
+    def failed_records(self, obj: SyncFlow):
+        if not obj.failed_record_count:
+            return 0
+        url = reverse("admin:syncs_syncedrecord_changelist")
+        return format_html(
+            '<a href="{}?flow__id__exact={}&amp;status__exact={}">{}</a>',
+            url,
+            obj.pk,
+            RecordStatus.FAILED.value,
+            obj.failed_record_count,
+        )
+
+    # The form and inlines get the flow's lookups: selects, and values checked against them.
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        return type(
+            form.__name__,
+            (form,),
+            {
+                "lookups": _stored_flow_lookups(request, obj),
+                "load_lookups": staticmethod(lambda flow: _lookups_for(request, flow)),
+            },
+        )
+
+    def get_formset_kwargs(self, request, obj, inline, prefix):
+        kwargs = super().get_formset_kwargs(request, obj, inline, prefix)
+        if isinstance(inline, VatMappingInline):
+            proposals = _vat_proposals(request, obj)
+            if proposals:
+                kwargs["initial"] = [
+                    {**proposal.as_initial(), "source_name": proposal.source_name}
+                    for proposal in proposals
+                ]
+        return kwargs
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None and obj.pk is not None:
+            context.update(self._flow_page_context(request, obj))
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def _flow_page_context(self, request, obj: SyncFlow) -> dict:
+        # The stored flow: after a refused save ``obj`` holds the values typed in.
+        flow = SyncFlow.objects.select_related(
+            "client", "invoicing_connection", "accounting_connection"
+        ).get(pk=obj.pk)
+        lookups = _lookups_for(request, flow)
+        steps = flow_setup_checklist(flow, lookups=lookups)
+        if _proposing(request):
+            self._report_proposals(request, flow, lookups)
+        return {
+            "flow_setup": {
+                "steps": steps,
+                "done": sum(step.done for step in steps),
+                "total": len(steps),
+                "complete": all(step.done for step in steps),
+                "lookups": lookups,
+                "folder_first": not flow.folder,
+                "target_fetched_at": lookups.target_fetched_at,
+                "source_fetched_at": lookups.source_fetched_at,
+                "invoicing_connection_url": reverse(
+                    "admin:connectors_connection_change", args=[flow.invoicing_connection_id]
+                ),
+                "accounting_connection_url": reverse(
+                    "admin:connectors_connection_change", args=[flow.accounting_connection_id]
+                ),
+            },
+            "flow_tools": {
+                "preview_url": reverse("admin:mappings_syncflow_preview", args=[flow.pk]),
+                "refresh_url": reverse("admin:mappings_syncflow_refresh_lookups", args=[flow.pk]),
+                "propose_url": "?" + PROPOSE_VAT + "=1#vat_mappings-group",
+                "dashboard_url": _dashboard_url(flow),
+                "can_change": self.has_change_permission(request, flow),
+            },
+        }
+
+    def _report_proposals(self, request, flow: SyncFlow, lookups: FlowLookups) -> None:
+        proposals = _vat_proposals(request, flow)
+        if lookups.source_rates is None:
+            messages.warning(
+                request, "The invoicing tool's VAT rates are unknown: there is nothing to propose."
+            )
+        elif not proposals:
+            messages.info(request, "Every VAT rate the invoicing tool uses is mapped already.")
+        else:
+            open_rows = sum(1 for p in proposals if not p.target_code)
+            messages.info(
+                request,
+                f"{len(proposals)} VAT mapping{'s' if len(proposals) != 1 else ''} proposed "
+                "below, pre-filled and not saved yet: check each VAT code"
+                + (
+                    f" and choose one for the {open_rows} rate{'s' if open_rows != 1 else ''} "
+                    "without an obvious code"
+                    if open_rows
+                    else ""
+                )
+                + ", remove the rows you do not want, then save.",
+            )
+
+    # Saving: the flow through its services, then the inlines, then the version and schedule.
+
+    def response_change(self, request, obj):
+        # Django keeps the query string on "Save and continue editing"; proposals must not come
+        # back once saved (rows the accountant removed would be proposed, and saved, again).
+        response = super().response_change(request, obj)
+        return _without_query_key(response, PROPOSE_VAT)
+
+    def response_add(self, request, obj, post_url_continue=None):
+        response = super().response_add(request, obj, post_url_continue)
+        return _without_query_key(response, PROPOSE_VAT)
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        if request.method != "POST":
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        # The flow, then its VAT and journal rows, are saved in steps: the audit records them as
+        # the one change they are, by the same person, in the save's own transaction.
+        with transaction.atomic(), one_record_per_save():
+            return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def save_model(self, request, obj, form, change):
+        data = {name: form.cleaned_data[name] for name in form.cleaned_data}
+        data.pop("confirm_shared_ledger", None)  # a confirmation, not a flow field
+        # The rows the inlines save next: the services' completeness check counts them.
+        rows = getattr(form, "prospective_mappings", {})
+        confirmed = getattr(form, "shared_ledger_confirmed", [])
+        if change:
+            flow_update(flow=obj, data=data, shared_ledger_confirmed=confirmed, **rows)
+        else:
+            saved = flow_create(**data, shared_ledger_confirmed=confirmed, **rows)
+            # The admin goes on with the instance it built (inlines, log entry, redirect).
+            obj.__dict__.update(saved.__dict__)
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        flow = form.instance
+        # After the mappings are saved, so a run never pairs the new version with old mappings.
+        if any(formset.has_changed() for formset in formsets):
+            flow_config_changed(flow=flow)
+        flow_schedule_sync(flow=flow)
+
+    def delete_model(self, request, obj):
+        flow_delete(flow=obj)
+
+    def delete_queryset(self, request, queryset):
+        for flow in queryset:
+            flow_delete(flow=flow)
+
+    # Refresh and preview pages.
+
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        return [
+            path(
+                "<path:object_id>/refresh-lookups/",
+                wrap(self.refresh_lookups_view),
+                name="mappings_syncflow_refresh_lookups",
+            ),
+            path(
+                "<path:object_id>/preview/",
+                wrap(self.preview_view),
+                name="mappings_syncflow_preview",
+            ),
+            *super().get_urls(),
+        ]
+
+    def _flow_or_404(self, request, object_id: str) -> SyncFlow:
+        flow = self.get_object(request, unquote(object_id))
+        if flow is None:
+            raise Http404("No such flow.")
+        return flow
+
+    def refresh_lookups_view(self, request, object_id: str):
+        """Read the flow's lists from both tools again (POST), then back to the flow."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        flow = self._flow_or_404(request, object_id)
+        if not self.has_change_permission(request, flow):
+            raise PermissionDenied
+        lookups = flow_lookups_load(flow=flow, refresh=True)
+        _report_lookup_problems(request, lookups)
+        read = []
+        if lookups.folders is not None and not any(
+            p.tool == "accounting" for p in lookups.problems
+        ):
+            read.append(f"{len(lookups.folders)} folder{'s' if len(lookups.folders) != 1 else ''}")
+            if flow.folder and lookups.has_folder_lists:
+                read.append(
+                    f"{len(lookups.accounts)} accounts, {len(lookups.vat_codes)} VAT codes and "
+                    f"{len(lookups.journals)} journals from the accounting tool"
+                )
+        if lookups.source_rates is not None and not any(
+            p.tool == "invoicing" for p in lookups.problems
+        ):
+            read.append(f"{len(lookups.source_rates)} tax rates from the invoicing tool")
+        if read:
+            messages.success(request, f"Read {'; '.join(read)}.")
+        return HttpResponseRedirect(reverse("admin:mappings_syncflow_change", args=[flow.pk]))
+
+    def preview_view(self, request, object_id: str):
+        """What the next run would write for the next invoices of the source. Writes nothing."""
+        flow = self._flow_or_404(request, object_id)
+        if not self.has_view_or_change_permission(request, flow):
+            raise PermissionDenied
+        lookups = _lookups_for(request, flow)
+        preview, error = None, None
+        try:
+            preview = flow_preview(flow, lookups=lookups)
+        except InvsyncError as exc:
+            info = error_info(exc.code)
+            error = {"code": exc.code.value, "message": exc.message, "resolution": info.resolution}
+        steps = flow_setup_checklist(flow, lookups=lookups)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "original": flow,
+            "title": f"Preview of {flow}",
+            "preview": preview,
+            "error": error,
+            "missing_steps": [step for step in steps if not step.done],
+            "flow_url": reverse("admin:mappings_syncflow_change", args=[flow.pk]),
+            "dashboard_url": _dashboard_url(flow),
+            "lookups": lookups,
+            "names": lookup_names(lookups.target_lookups()),
+        }
+        return TemplateResponse(request, "admin/mappings/syncflow/preview.html", context)
+
+    # Actions. Starting a run needs the right to add runs; retrying, the right to change records
+    # (the admin itself never edits either).
+
+    def has_sync_permission(self, request) -> bool:
+        return request.user.has_perm("syncs.add_syncrun")
+
+    def has_retry_permission(self, request) -> bool:
+        return request.user.has_perm("syncs.change_syncedrecord")
+
+    @admin.action(description="Sync now", permissions=["sync"])
+    def sync_now(self, request, queryset):
+        queued = 0
+        for flow in queryset:
+            try:
+                sync_services.flow_sync_enqueue(flow=flow, trigger="manual")
+            except InvsyncError as exc:
+                self.message_user(request, f"{flow}: {exc.message}", messages.ERROR)
+            else:
+                queued += 1
+        if queued:
+            self.message_user(
+                request,
+                f"Queued a sync of {queued} flow{'s' if queued != 1 else ''}.",
+                messages.SUCCESS,
+            )
+
+    @admin.action(description="Retry all failed records", permissions=["retry"])
+    def retry_failed_records(self, request, queryset):
+        records = SyncedRecord.objects.filter(flow__in=queryset, status=RecordStatus.FAILED)
+        count = sync_services.records_retry_enqueue(records=records)
+        self.message_user(
+            request,
+            f"Queued {count} failed record{'s' if count != 1 else ''} for retry.",
+            messages.SUCCESS if count else messages.INFO,
+        )
+
+    @admin.action(description="Export configuration (JSON)", permissions=["view"])
+    def export_configuration(self, request, queryset):
+        flows = list(queryset[:2])
+        if len(flows) != 1:
+            self.message_user(request, "Select exactly one flow to export.", messages.WARNING)
+            return None
+        flow = flows[0]
+        response = HttpResponse(
+            json.dumps(flow_export(flow=flow), indent=2, ensure_ascii=False) + "\n",
+            content_type="application/json",
+        )
+        filename = f"flow-{slugify(flow.client.name)}-{slugify(flow.name)}.json"
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response
