@@ -271,13 +271,16 @@ def _remove_root(root: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def own_root(tmp_path_factory):
-    """A sandbox root of this module's own, templates built, nothing running."""
+def own_root(tmp_path_factory, tryton_sandbox):
+    """A sandbox root of this module's own, its templates copied from the session's shared root
+    (built once for the session: copying takes seconds, building again minutes), nothing
+    running."""
     root = tmp_path_factory.mktemp("tryton-own-root")
     _link_shared_venv(root)
     sandbox = TrytonSandbox(root)
     try:
-        sandbox.ensure_templates()
+        sandbox.copy_templates_from(tryton_sandbox)
+        assert sandbox.templates_ready()
     except SandboxError as error:
         _remove_root(root)
         pytest.fail(f"Tryton sandbox unavailable: {error}", pytrace=False)
