@@ -38,10 +38,16 @@ from connectors.canonical import (
     quantize_money,
 )
 from connectors.errors import ErrorCode, InvsyncError
-from mappings.flow_settings import LABEL_MODES, vat_row_matching
+from mappings.flow_settings import LABEL_MODES, SETTINGS_BY_ENGINE, vat_row_matching
 from syncs.config import FlowConfig, VatRule
 
 ZERO = Decimal("0")
+
+
+def _setting_field(key: str) -> str:
+    """The field an error names for the flow setting the engine reads as ``key``
+    (``accounts.rounding_credit``): its place in CONFIG.json, as declared."""
+    return SETTINGS_BY_ENGINE[key].engine_field
 
 
 @dataclass(frozen=True)
@@ -680,11 +686,8 @@ class _Builder:
             account = self.accounts.get(given)
             if account is not None and account.active:
                 return given
-        default, field = (
-            (self.config.sales_default, "accounts.sales_default")
-            if self.sales
-            else (self.config.purchases_default, "accounts.purchases_default")
-        )
+        key = "sales_default" if self.sales else "purchases_default"
+        default, field = getattr(self.config, key), _setting_field(key)
         why = ""
         if given:
             state = "is not active" if given in self.accounts else "does not exist"
@@ -703,6 +706,10 @@ class _Builder:
             context=f"Line {index + 1} of invoice {self.invoice.number}: {why}"
             f"the default {kind} account",
         )
+
+    def _setting_account(self, key: str) -> str:
+        """The account a flow setting names (``key``: its FlowConfig attribute), checked."""
+        return self._checked_account(getattr(self.config, key), _setting_field(key))
 
     def _checked_account(self, number: str | None, field: str, *, context: str = "") -> str:
         label = context or f"The account {field.split('.')[-1].replace('_', ' ')}"
@@ -731,12 +738,10 @@ class _Builder:
         return self.config.customer_collective if self.sales else self.config.supplier_collective
 
     def _collective_field(self) -> str:
-        return "accounts.customer_collective" if self.sales else "accounts.supplier_collective"
+        return _setting_field("customer_collective" if self.sales else "supplier_collective")
 
     def _discount_account(self, index: int) -> str:
-        if self.sales:
-            return self._checked_account(self.config.sales_discount, "accounts.sales_discount")
-        return self._checked_account(self.config.purchases_discount, "accounts.purchases_discount")
+        return self._setting_account("sales_discount" if self.sales else "purchases_discount")
 
     def _tax_account(self, code: str) -> str | None:
         if not self.config.vat_codes_name_accounts:
@@ -748,10 +753,7 @@ class _Builder:
         return account
 
     def _rounding_draft(self, amount: Decimal) -> _Draft:
-        if amount < 0:
-            account = self._checked_account(self.config.rounding_credit, "accounts.rounding_credit")
-        else:
-            account = self._checked_account(self.config.rounding_debit, "accounts.rounding_debit")
+        account = self._setting_account("rounding_credit" if amount < 0 else "rounding_debit")
         code = self.config.sales_rounding_vat if self.sales else self.config.purchases_rounding_vat
         if code and self.vat_codes and code not in self.vat_codes:
             raise InvsyncError(
