@@ -301,3 +301,6 @@ class EntryRef:
 class ConnectionCheck:
     ok: bool
     message: str
+    # A failed check's catalogue code (connectors.errors.ErrorCode, e.g. a refused login's
+    # ERROR_CONNECTION_AUTHENTICATION_FAILED); "" when ok or when the connector does not say.
+    code: str = ""

@@ -337,11 +337,11 @@ def connection_check(*, connection: Connection) -> ConnectionCheck:
         finally:
             connector.close()
     except InvsyncError as exc:
-        result = ConnectionCheck(False, exc.message)
+        result = ConnectionCheck(False, exc.message, exc.code)
 
     max_length = Connection._meta.get_field("last_check_message").max_length
     message = _without_secrets(str(result.message), connection.credentials or {})[:max_length]
-    result = ConnectionCheck(bool(result.ok), message)
+    result = ConnectionCheck(bool(result.ok), message, result.code)
 
     connection.last_checked_at = timezone.now()
     connection.last_check_ok = result.ok

@@ -126,7 +126,9 @@ class MemorySource(InvoicingSource):
     def check_connection(self) -> ConnectionCheck:
         self.calls["check_connection"] += 1
         if refused(self.config):
-            return ConnectionCheck(False, "The invoicing tool refused the API key.")
+            return ConnectionCheck(
+                False, "The invoicing tool refused the API key.", ErrorCode.AUTHENTICATION_FAILED
+            )
         return ConnectionCheck(True, f"{len(self.invoices)} invoices visible.")
 
     def iter_invoices(self, *, since, directions) -> Iterator[Invoice | SourceRecordError]:
@@ -247,7 +249,11 @@ class MemoryTarget(AccountingTarget):
     def check_connection(self) -> ConnectionCheck:
         self.calls["check_connection"] += 1
         if refused(self.config):
-            return ConnectionCheck(False, "The in-memory ledger refused the credentials.")
+            return ConnectionCheck(
+                False,
+                "The in-memory ledger refused the credentials.",
+                ErrorCode.AUTHENTICATION_FAILED,
+            )
         return ConnectionCheck(True, "Connected to the in-memory ledger.")
 
     def list_folders(self) -> list[Folder]:

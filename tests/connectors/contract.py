@@ -132,6 +132,7 @@ class ConnectorContract:
         assert isinstance(check, ConnectionCheck)
         assert check.ok is False
         assert check.message.strip()
+        assert check.code in REFUSED_LOGIN_CODES, f"the failed check has no catalogue code: {check}"
         assert_no_secret(secret, check, connector)
 
 

@@ -171,6 +171,13 @@ class RaisingCheckSource(MemorySource):
         return super().check_connection()
 
 
+class CodelessCheckSource(MemorySource):
+    def check_connection(self):
+        if refused(self.config):
+            return ConnectionCheck(False, "Refused.")
+        return super().check_connection()
+
+
 class BareRefusalSource(MemorySource):
     def iter_invoices(self, *, since, directions):
         if refused(self.config):
@@ -338,6 +345,7 @@ class HalfBatchTarget(MemoryTarget):
 BROKEN_SOURCES = [
     (LeakyCheckSource, "test_a_refused_login_is_a_failed_check_without_the_secret"),
     (RaisingCheckSource, "test_a_refused_login_is_a_failed_check_without_the_secret"),
+    (CodelessCheckSource, "test_a_refused_login_is_a_failed_check_without_the_secret"),
     (BareRefusalSource,
      "test_a_refused_login_makes_the_listing_raise_a_catalogue_error_without_the_secret"),
     (LeakyRefusalSource,

@@ -693,7 +693,7 @@ def connection_check(client: TrytonClient, probe: Callable[[TrytonClient], str])
         client.login()
         summary = probe(client)
     except InvsyncError as error:
-        return ConnectionCheck(False, check_failure_message(client, error))
+        return ConnectionCheck(False, check_failure_message(client, error), error.code)
     return ConnectionCheck(True, f"Connected to Tryton database {client.database!r}: {summary}")
 
 
@@ -740,7 +740,7 @@ class TrytonConnection:
         try:
             client = self.client
         except InvsyncError as error:
-            return ConnectionCheck(False, error.message)
+            return ConnectionCheck(False, error.message, error.code)
         return connection_check(client, self._probe)
 
     def _probe(self, client: TrytonClient) -> str:
