@@ -487,7 +487,7 @@ FORM_GROUPS: tuple[tuple[str | None, tuple[str, ...]], ...] = (
     ("VAT for rounding", ()),
     ("Labels & tolerance", ()),
 )
-# Fields shown in a group after its settings, in the order they are displayed.
+# Groups whose settings are displayed in another order than the declaration's (the model's).
 _FORM_ORDER_OVERRIDES: dict[str, tuple[str, ...]] = {
     # The schedule reads next to the switch it governs.
     "What to sync": (
