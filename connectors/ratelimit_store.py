@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator
 from django.conf import settings
 from django.db import DatabaseError, connections
 
-from connectors.ratelimit import SLACK, PROCESS_WINDOWS, RateLimiter
+from connectors.ratelimit import PROCESS_WINDOWS, SLACK, RateLimiter
 
 STORES = ("auto", "database", "process")
 DATABASE_VENDORS = ("sqlite", "postgresql")
