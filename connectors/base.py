@@ -301,8 +301,10 @@ class AccountingTarget(Connector):
 
     @abc.abstractmethod
     def list_accounts(self, folder: str, classes: Sequence[str] = ()) -> list[Account]:
-        """The folder's chart: every account that can take entry lines (active or not), filtered
-        to those whose number starts with one of ``classes`` when given."""
+        """The folder's chart: every account that can take entry lines (active or not), each with
+        the kind the tool reports (``AccountKind``; ``unknown`` where the tool gives numbers only),
+        read in the call that lists the chart, not one call per account. Filtered to those whose
+        number starts with one of ``classes`` when given."""
 
     @abc.abstractmethod
     def find_partner_candidates(self, folder: str, partner: Partner) -> list[TargetPartner]:
