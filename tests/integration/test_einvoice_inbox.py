@@ -372,3 +372,40 @@ def test_the_upload_form_refuses_more_files_than_its_bound(client, monkeypatch):
     response = client.post(f"/admin/connectors/connection/{connection.pk}/inbox/", {"files": files})
     assert "3 files chosen; upload at most 2" in response.content.decode()
     assert not InboxFile.objects.exists()
+
+
+# A flow on the inbox, as the scheduled sync runs it.
+
+
+def test_a_flow_run_reads_the_watched_folder_and_books_each_invoice_with_its_file(tmp_path):
+    from connectors import registry
+    from syncs.models import RecordStatus, SyncedRecord
+    from syncs.services import flow_sync
+    from tests.doubles import MemoryTarget
+    from tests.factories.models import ConnectionFactory, SyncFlowFactory
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    invoice_pdf = (FNFE / "Facture_FR_BASICWL.pdf").read_bytes()
+    (folder / "facture.pdf").write_bytes(invoice_pdf)
+    (folder / "scan.png").write_bytes(PNG_1PX)
+    MemoryTarget.reset()
+    with registry.override([EInvoiceInbox, MemoryTarget]):
+        inbox = make_inbox(folder=str(folder), uploads="no")
+        flow = SyncFlowFactory(
+            client=inbox.client,
+            invoicing_connection=inbox,
+            accounting_connection=ConnectionFactory(client=inbox.client, kind="accounting"),
+        )
+        run = flow_sync(flow=flow, trigger="schedule")
+        assert run is not None and (run.synced_count, run.failed_count) == (1, 1)
+        records = {r.status: r for r in SyncedRecord.objects.filter(flow=flow)}
+        assert records[RecordStatus.FAILED].error_code == ErrorCode.EINVOICE_UNSUPPORTED.value
+        assert "scan.png" in records[RecordStatus.FAILED].error_message
+        (entry,) = MemoryTarget.entries.values()
+        assert entry["attachment"].content == invoice_pdf
+        assert (folder / "done" / "facture.pdf").exists()
+        assert (folder / "failed" / "scan.png").exists()
+        # The next scheduled run finds nothing new and writes nothing.
+        again = flow_sync(flow=flow, trigger="schedule")
+        assert again.synced_count == 0 and len(MemoryTarget.entries) == 1
