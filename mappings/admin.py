@@ -27,12 +27,23 @@ from mappings.models import ConfigChange, JournalMapping, SyncFlow, VatMapping
 from mappings.proposals import flow_vat_proposals
 from mappings.services import flow_lookups_load
 
-__all__ = ["ConfigChangeAdmin", "JournalMappingInline", "VatMappingInline"]
+__all__ = [
+    "PROPOSE_VAT",
+    "ConfigChangeAdmin",
+    "JournalMappingInline",
+    "VatMappingInline",
+    "flow_page_lookups",
+    "proposing_vat",
+    "report_lookup_problems",
+    "stored_flow_page_lookups",
+    "vat_proposals_for_page",
+    "without_query_key",
+]
 
 PROPOSE_VAT = "propose_vat"
 
 
-def _without_query_key(response, key: str):
+def without_query_key(response, key: str):
     """A redirect response whose target URL no longer carries ``key`` in its query string."""
     location = response.get("Location") if hasattr(response, "get") else None
     if not location or key not in location:
@@ -53,7 +64,7 @@ def _when(moment) -> str:
     return date_format(localtime(moment), "Y-m-d H:i")
 
 
-def _report_lookup_problems(request, lookups: FlowLookups) -> None:
+def report_lookup_problems(request, lookups: FlowLookups) -> None:
     """One admin message per tool that could not be read: its error code, what it means for
     this page, and what to do."""
     for problem in lookups.problems:
@@ -90,7 +101,7 @@ def _may_read_tools(request) -> bool:
     return request.user.has_perm("mappings.change_syncflow")
 
 
-def _lookups_for(request, flow: SyncFlow) -> FlowLookups:
+def flow_page_lookups(request, flow: SyncFlow) -> FlowLookups:
     """The flow's lookups (cache first, else read from the tools once), memoised on the request
     so that the form, both inlines and the checklist share one read."""
     memo = request.__dict__.setdefault("_invsync_flow_lookups", {})
@@ -98,29 +109,29 @@ def _lookups_for(request, flow: SyncFlow) -> FlowLookups:
     if key not in memo:
         if _may_read_tools(request):
             lookups = flow_lookups_load(flow=flow)
-            _report_lookup_problems(request, lookups)
+            report_lookup_problems(request, lookups)
         else:
             lookups = flow_cached_lookups(flow)
         memo[key] = lookups
     return memo[key]
 
 
-def _stored_flow_lookups(request, flow: SyncFlow | None) -> FlowLookups | None:
+def stored_flow_page_lookups(request, flow: SyncFlow | None) -> FlowLookups | None:
     if flow is None or flow.pk is None:
         return None  # the add page: no connection chosen yet
-    return _lookups_for(request, flow)
+    return flow_page_lookups(request, flow)
 
 
-def _proposing(request) -> bool:
+def proposing_vat(request) -> bool:
     return request.method == "GET" and PROPOSE_VAT in request.GET
 
 
-def _vat_proposals(request, flow: SyncFlow | None) -> list:
-    if flow is None or flow.pk is None or not _proposing(request):
+def vat_proposals_for_page(request, flow: SyncFlow | None) -> list:
+    if flow is None or flow.pk is None or not proposing_vat(request):
         return []
     memo = request.__dict__.setdefault("_invsync_vat_proposals", {})
     if flow.pk not in memo:
-        memo[flow.pk] = flow_vat_proposals(flow, _lookups_for(request, flow))
+        memo[flow.pk] = flow_vat_proposals(flow, flow_page_lookups(request, flow))
     return memo[flow.pk]
 
 
@@ -129,7 +140,7 @@ def _vat_proposals(request, flow: SyncFlow | None) -> list:
 
 class LookupInlineMixin:
     def get_formset(self, request, obj=None, **kwargs):
-        lookups = _stored_flow_lookups(request, obj)
+        lookups = stored_flow_page_lookups(request, obj)
         if lookups is not None:
             kwargs["form"] = type(self.form.__name__, (self.form,), {"lookups": lookups})
         return super().get_formset(request, obj, **kwargs)
@@ -151,7 +162,7 @@ class VatMappingInline(LookupInlineMixin, admin.TabularInline):
     verbose_name_plural = "VAT mappings (source rate or tax → accounting VAT code)"
 
     def get_extra(self, request, obj=None, **kwargs):
-        proposals = _vat_proposals(request, obj)
+        proposals = vat_proposals_for_page(request, obj)
         return len(proposals) if proposals else self.extra
 
 

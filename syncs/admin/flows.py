@@ -27,12 +27,12 @@ from mappings.admin import (
     PROPOSE_VAT,
     JournalMappingInline,
     VatMappingInline,
-    _lookups_for,
-    _proposing,
-    _report_lookup_problems,
-    _stored_flow_lookups,
-    _vat_proposals,
-    _without_query_key,
+    flow_page_lookups,
+    proposing_vat,
+    report_lookup_problems,
+    stored_flow_page_lookups,
+    vat_proposals_for_page,
+    without_query_key,
 )
 from mappings.audit import one_record_per_save
 from mappings.checklist import flow_setup_checklist
@@ -145,15 +145,15 @@ class SyncFlowAdmin(CascadeLogsDeleteMixin, ClientScopedAdminMixin, admin.ModelA
             form.__name__,
             (form,),
             {
-                "lookups": _stored_flow_lookups(request, obj),
-                "load_lookups": staticmethod(lambda flow: _lookups_for(request, flow)),
+                "lookups": stored_flow_page_lookups(request, obj),
+                "load_lookups": staticmethod(lambda flow: flow_page_lookups(request, flow)),
             },
         )
 
     def get_formset_kwargs(self, request, obj, inline, prefix):
         kwargs = super().get_formset_kwargs(request, obj, inline, prefix)
         if isinstance(inline, VatMappingInline):
-            proposals = _vat_proposals(request, obj)
+            proposals = vat_proposals_for_page(request, obj)
             if proposals:
                 kwargs["initial"] = [
                     {**proposal.as_initial(), "source_name": proposal.source_name}
@@ -171,9 +171,9 @@ class SyncFlowAdmin(CascadeLogsDeleteMixin, ClientScopedAdminMixin, admin.ModelA
         flow = SyncFlow.objects.select_related(
             "client", "invoicing_connection", "accounting_connection"
         ).get(pk=obj.pk)
-        lookups = _lookups_for(request, flow)
+        lookups = flow_page_lookups(request, flow)
         steps = flow_setup_checklist(flow, lookups=lookups)
-        if _proposing(request):
+        if proposing_vat(request):
             self._report_proposals(request, flow, lookups)
         return {
             "flow_setup": {
@@ -202,7 +202,7 @@ class SyncFlowAdmin(CascadeLogsDeleteMixin, ClientScopedAdminMixin, admin.ModelA
         }
 
     def _report_proposals(self, request, flow: SyncFlow, lookups: FlowLookups) -> None:
-        proposals = _vat_proposals(request, flow)
+        proposals = vat_proposals_for_page(request, flow)
         if lookups.source_rates is None:
             messages.warning(
                 request, "The invoicing tool's VAT rates are unknown: there is nothing to propose."
@@ -230,11 +230,11 @@ class SyncFlowAdmin(CascadeLogsDeleteMixin, ClientScopedAdminMixin, admin.ModelA
         # Django keeps the query string on "Save and continue editing"; proposals must not come
         # back once saved (rows the accountant removed would be proposed, and saved, again).
         response = super().response_change(request, obj)
-        return _without_query_key(response, PROPOSE_VAT)
+        return without_query_key(response, PROPOSE_VAT)
 
     def response_add(self, request, obj, post_url_continue=None):
         response = super().response_add(request, obj, post_url_continue)
-        return _without_query_key(response, PROPOSE_VAT)
+        return without_query_key(response, PROPOSE_VAT)
 
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
         if request.method != "POST":
@@ -304,7 +304,7 @@ class SyncFlowAdmin(CascadeLogsDeleteMixin, ClientScopedAdminMixin, admin.ModelA
         if not self.has_change_permission(request, flow):
             raise PermissionDenied
         lookups = flow_lookups_load(flow=flow, refresh=True)
-        _report_lookup_problems(request, lookups)
+        report_lookup_problems(request, lookups)
         read = []
         if lookups.folders is not None and not any(
             p.tool == "accounting" for p in lookups.problems
@@ -328,7 +328,7 @@ class SyncFlowAdmin(CascadeLogsDeleteMixin, ClientScopedAdminMixin, admin.ModelA
         flow = self._flow_or_404(request, object_id)
         if not self.has_view_or_change_permission(request, flow):
             raise PermissionDenied
-        lookups = _lookups_for(request, flow)
+        lookups = flow_page_lookups(request, flow)
         preview, error = None, None
         try:
             preview = flow_preview(flow, lookups=lookups)
