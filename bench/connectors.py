@@ -179,7 +179,7 @@ class CountingTarget(AccountingTarget):
         self.calls["list_journals"] += 1
         return list(JOURNALS)
 
-    def list_accounts(self, folder: str, classes: Sequence[str] = ()) -> list[Account]:
+    def list_accounts(self, folder: str) -> list[Account]:
         self.calls["list_accounts"] += 1
         return list(ACCOUNTS)
 
@@ -413,7 +413,7 @@ class SharedTarget(_SharedConnector, AccountingTarget):
         self._wait()
         return list(JOURNALS)
 
-    def list_accounts(self, folder: str, classes: Sequence[str] = ()) -> list[Account]:
+    def list_accounts(self, folder: str) -> list[Account]:
         self._wait()
         return list(ACCOUNTS)
 

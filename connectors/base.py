@@ -300,11 +300,10 @@ class AccountingTarget(Connector):
         """The folder's journals."""
 
     @abc.abstractmethod
-    def list_accounts(self, folder: str, classes: Sequence[str] = ()) -> list[Account]:
+    def list_accounts(self, folder: str) -> list[Account]:
         """The folder's chart: every account that can take entry lines (active or not), each with
         the kind the tool reports (``AccountKind``; ``unknown`` where the tool gives numbers only),
-        read in the call that lists the chart, not one call per account. Filtered to those whose
-        number starts with one of ``classes`` when given."""
+        read in the call that lists the chart, not one call per account."""
 
     @abc.abstractmethod
     def find_partner_candidates(self, folder: str, partner: Partner) -> list[TargetPartner]:

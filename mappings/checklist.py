@@ -59,7 +59,7 @@ class VatRow:
     collected_code: str = ""  # reverse charge: the collected VAT code beside ``code``
 
 
-def _vat_rows(flow: SyncFlow, rows: Iterable | None) -> list[VatRow]:
+def flow_vat_rows(flow: SyncFlow, rows: Iterable | None) -> list[VatRow]:
     if rows is None:
         rows = flow.vat_mappings.all() if flow.pk else ()
     result = []
@@ -115,7 +115,7 @@ def _source_tax_text(source: SourceTaxRate) -> str:
     return f"{_rate_text(source.rate)} ({source.name})" if source.name else _rate_text(source.rate)
 
 
-def _listed(items: Iterable[str], limit: int = 6) -> str:
+def listed_text(items: Iterable[str], limit: int = 6) -> str:
     items = list(dict.fromkeys(items))
     shown = ", ".join(items[:limit])
     return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
@@ -188,7 +188,7 @@ def _vat_step(
         if code and vat_code_problem(code, direction, lookups.vat_codes) is not None
     ]
     if bad_codes:
-        problems.append(f"not {label} codes of the accounting tool: {_listed(bad_codes)}")
+        problems.append(f"not {label} codes of the accounting tool: {listed_text(bad_codes)}")
     if lookups.source_rates is not None:
         # A reverse-charge purchase mapped to one code only would fail every such invoice.
         unpaired = [
@@ -201,7 +201,7 @@ def _vat_step(
         ]
         if unpaired:
             problems.append(
-                "reverse-charge taxes mapped without a collected VAT code: " + _listed(unpaired)
+                "reverse-charge taxes mapped without a collected VAT code: " + listed_text(unpaired)
             )
     if problems:
         text = "; ".join(problems)
@@ -218,7 +218,7 @@ def _vat_step(
             if s.direction is direction and not vat_rate_covered(s, mine)
         ]
         detail += (
-            f" Not mapped (invoices using them will fail until they are): {_listed(unmapped)}."
+            f" Not mapped (invoices using them will fail until they are): {listed_text(unmapped)}."
             if unmapped
             else " Every rate of the invoicing tool is mapped."
         )
@@ -242,7 +242,7 @@ def _fields_step(
     parts = []
     if missing:
         labels = [str(SyncFlow._meta.get_field(f).verbose_name) for f in missing]
-        parts.append(f"Not set: {_listed(labels, 8)}.")
+        parts.append(f"Not set: {listed_text(labels, 8)}.")
     parts.extend(p for _, p in invalid)
     return Step(name, False, " ".join(parts), anchor, key)
 
@@ -300,7 +300,7 @@ def flow_setup_checklist(
         shown = f"{flow.folder_name} ({flow.folder})" if flow.folder_name else flow.folder
         steps.append(Step("Accounting folder chosen", True, shown, "#id_folder", "folder"))
 
-    rows = _vat_rows(flow, vat_mappings)
+    rows = flow_vat_rows(flow, vat_mappings)
     steps.append(_vat_step(Direction.SALES, flow, rows, lookups))
     steps.append(_vat_step(Direction.PURCHASES, flow, rows, lookups))
 
@@ -416,7 +416,7 @@ def _journal_mappings_step(
         mapped = {source for source, _ in rows}
         unmapped = [j.code for j in lookups.source_journals if j.code not in mapped]
         if unmapped:
-            problems.append(f"Not mapped: the invoicing tool's journals {_listed(unmapped)}.")
+            problems.append(f"Not mapped: the invoicing tool's journals {listed_text(unmapped)}.")
     if problems:
         return Step(name, False, " ".join(problems), anchor, key)
     return Step(

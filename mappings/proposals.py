@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from mappings.checklist import _listed, _vat_rows, vat_rate_covered
+from mappings.checklist import flow_vat_rows, listed_text, vat_rate_covered
 from mappings.lookups import FlowLookups
 from mappings.models import SyncFlow
 from mappings.selectors import flow_directions
@@ -45,7 +45,7 @@ def flow_vat_proposals(
     the source's rates were never read."""
     if lookups.source_rates is None:
         return []
-    rows = _vat_rows(flow, vat_mappings)
+    rows = flow_vat_rows(flow, vat_mappings)
     directions = flow_directions(flow)
     missing = [
         s
@@ -63,7 +63,7 @@ def flow_vat_proposals(
         name = (
             names.get((row.direction, row.tax_id), "")
             if row.tax_id
-            else _listed([n for n in by_rate.get((row.direction, row.rate), []) if n], 3)
+            else listed_text([n for n in by_rate.get((row.direction, row.rate), []) if n], 3)
         )
         proposals.append(
             VatProposal(

@@ -26,7 +26,7 @@ from connectors.canonical import Direction, EntryLine, EntryRef, InvoiceType, Po
 from connectors.errors import ConnectorError, ErrorCode, InvsyncError
 from connectors.providers.tryton.client import TrytonClient, client_from_config
 from connectors.providers.tryton.entries import external_id_of
-from connectors.providers.tryton.lookups import _AccountRow, _PeriodRow
+from connectors.providers.tryton.lookups import AccountRow, PeriodRow
 from connectors.providers.tryton.source import TrytonSource
 from connectors.providers.tryton.target import TrytonTarget
 from connectors.providers.tryton.transport import (
@@ -575,14 +575,14 @@ TARGET_CONFIG = ConnectionConfig(
 
 
 def _row(id_, code, *, party=False, has_type=True):
-    return _AccountRow(id_, code, code, has_type, False, True, party)
+    return AccountRow(id_, code, code, has_type, False, True, party)
 
 
 def _target(client: TrytonClient) -> TrytonTarget:
     target = TrytonTarget(TARGET_CONFIG, client=client)
     target._journals = {"REV": 1}
     target._periods[1] = [
-        _PeriodRow(9, "2026-03", dt.date(2026, 3, 1), dt.date(2026, 3, 31), "open")
+        PeriodRow(9, "2026-03", dt.date(2026, 3, 1), dt.date(2026, 3, 31), "open")
     ]
     target._accounts[1] = {
         "4111": _row(10, "4111", party=True),

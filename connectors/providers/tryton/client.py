@@ -63,14 +63,14 @@ from connectors.http import (
 from connectors.outbound import OutboundPolicy
 from connectors.providers.tryton.transport import (
     ERROR_TABLE,
+    RpcFailure,
     TrytonError,
     TrytonWarning,
-    _exception_name,
-    _Failure,
-    _verdict,
     dumps,
+    exception_name,
     is_idempotent,
     loads,
+    verdict_of,
 )
 from connectors.ratelimit import PROCESS_WINDOWS, RateWindow, effective_rate_limit
 from connectors.retry import SETTINGS as RETRY_SETTINGS
@@ -418,7 +418,7 @@ class TrytonClient:
                     self.login()  # retried on its own; its errors are final here
                 try:
                     return self._post(method, params, authenticated, timeout)
-                except _Failure as failure:
+                except RpcFailure as failure:
                     if (
                         failure.relogin
                         and authenticated
@@ -439,12 +439,12 @@ class TrytonClient:
                 return attempt()
             return self.retrier.call(
                 attempt,
-                retry_on=_Failure,
-                classify=_verdict,
+                retry_on=RpcFailure,
+                classify=verdict_of,
                 idempotent=read,
                 what=f"tryton: {method} on {self.database}",
             )
-        except _Failure as failure:
+        except RpcFailure as failure:
             error = failure.error
             if error.delivery is Delivery.UNKNOWN and not read:
                 error.unknown_outcome = True
@@ -485,7 +485,7 @@ class TrytonClient:
             raise self._failure("protocol", method, detail="no result")
         return answer["result"]
 
-    def _http_failure(self, method: str, response: requests.Response, wait: float) -> _Failure:
+    def _http_failure(self, method: str, response: requests.Response, wait: float) -> RpcFailure:
         # The answer's body is never read into a message: it may be anything (another server's
         # error page, a private service's data); the status classifies the failure.
         status = response.status_code
@@ -497,7 +497,7 @@ class TrytonClient:
             settle=wait if status == 504 else 0.0,
         )  # fmt: skip
 
-    def _tryton_failure(self, method: str, error: Any) -> _Failure:
+    def _tryton_failure(self, method: str, error: Any) -> RpcFailure:
         kind = error[0] if isinstance(error, list) and error and isinstance(error[0], str) else ""
         args = error[1] if isinstance(error, list) and len(error) > 1 else None
         if kind == "UserError":
@@ -514,7 +514,7 @@ class TrytonClient:
             detail = self._scrub(cut(text))
             row = ERROR_TABLE.match(vendor_code=kind)
             message = row.message.format(**self._format_args(method, detail=detail))
-            return _Failure(TrytonWarning(key, message, detail=detail))
+            return RpcFailure(TrytonWarning(key, message, detail=detail))
         if kind in ("LoginException", "ConcurrencyException"):
             parts = args if isinstance(args, list) else [args]
             detail = " ".join(str(p) for p in parts[:2] if p)
@@ -528,7 +528,7 @@ class TrytonClient:
         # Tryton's unexpected failure: [message, traceback]. Only the exception's name is kept.
         traceback = error[1] if len(error) > 1 else ""
         return self._failure(
-            ERROR_TABLE.default, method, detail=_exception_name(kind, traceback), kind="unexpected"
+            ERROR_TABLE.default, method, detail=exception_name(kind, traceback), kind="unexpected"
         )
 
     def _failure(
@@ -542,7 +542,7 @@ class TrytonClient:
         timeout: float | None = None,
         retry_after: float | None = None,
         settle: float = 0.0,
-    ) -> _Failure:
+    ) -> RpcFailure:
         """The error of ``row`` (or of the row known by that key: a transport failure)."""
         rule = row if isinstance(row, ErrorRow) else ERROR_TABLE[row]
         detail = self._scrub(cut(detail))
@@ -559,7 +559,7 @@ class TrytonClient:
             delivery=rule.delivery or Delivery.FINAL,
             settle=settle,
         )
-        return _Failure(error, rule.relogin)
+        return RpcFailure(error, rule.relogin)
 
     def _format_args(self, method: str, **values: Any) -> dict[str, Any]:
         return {

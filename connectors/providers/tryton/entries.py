@@ -22,7 +22,7 @@ from typing import Any
 from connectors.base import EntryResult, EntryToWrite
 from connectors.canonical import Attachment, Direction, EntryLine, EntryRef, Posting, TaxRole
 from connectors.errors import ConnectorError, ErrorCode, InvsyncError
-from connectors.providers.tryton.lookups import TrytonLookups, _PeriodRow
+from connectors.providers.tryton.lookups import PeriodRow, TrytonLookups
 from connectors.providers.tryton.transport import TrytonError, is_refusal, rejected
 from connectors.retry import Delivery, Verdict
 
@@ -357,7 +357,7 @@ class TrytonEntries(TrytonLookups):
             "lines": [["create", lines]],
         }
 
-    def _period(self, company: int, date: dt.date) -> _PeriodRow:
+    def _period(self, company: int, date: dt.date) -> PeriodRow:
         periods = [p for p in self._period_rows(company) if p.start <= date <= p.end]
         if not periods:
             raise _refuse(

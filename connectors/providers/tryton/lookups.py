@@ -9,7 +9,6 @@ and currencies, each read once per target and kept.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -25,7 +24,7 @@ ACCOUNT_TYPE_FLAGS = ("receivable", "payable", "revenue", "expense")
 
 
 @dataclass(frozen=True)
-class _AccountRow:
+class AccountRow:
     id: int
     code: str
     name: str
@@ -37,7 +36,7 @@ class _AccountRow:
 
 
 @dataclass(frozen=True)
-class _PeriodRow:
+class PeriodRow:
     id: int
     name: str
     start: dt.date
@@ -49,8 +48,8 @@ class TrytonLookups(TrytonConnection):
     """What the target reads of the ledger's set-up, cached per target (the caches are set up by
     :class:`~connectors.providers.tryton.target.TrytonTarget`)."""
 
-    _accounts: dict[int, dict[str, _AccountRow]]
-    _periods: dict[int, list[_PeriodRow]]
+    _accounts: dict[int, dict[str, AccountRow]]
+    _periods: dict[int, list[PeriodRow]]
     _company_currencies: dict[int, str]
     _journals: dict[str, int] | None
     _taxes: dict[int, dict[str, dict[str, Any]]]
@@ -108,13 +107,12 @@ class TrytonLookups(TrytonConnection):
             if row.get("code")
         ]
 
-    def list_accounts(self, folder: str, classes: Sequence[str] = ()) -> list[Account]:
+    def list_accounts(self, folder: str) -> list[Account]:
         rows = self._account_rows(self._company(folder)).values()
-        prefixes = tuple(str(c) for c in classes if str(c))
         return [
             Account(row.code, row.name, active=row.active and not row.closed, kind=row.kind)
             for row in sorted(rows, key=lambda r: r.code)
-            if row.has_type and (not prefixes or row.code.startswith(prefixes))
+            if row.has_type
         ]
 
     def list_vat_codes(self, folder: str) -> list[VatCode]:
@@ -139,7 +137,7 @@ class TrytonLookups(TrytonConnection):
             )
         return codes
 
-    def _account_rows(self, company: int) -> dict[str, _AccountRow]:
+    def _account_rows(self, company: int) -> dict[str, AccountRow]:
         if company not in self._accounts:
             rows = self.client.search_read(
                 "account.account",
@@ -149,7 +147,7 @@ class TrytonLookups(TrytonConnection):
                 context=self._context(company, active_test=False),
             )  # fmt: skip
             self._accounts[company] = {
-                row["code"]: _AccountRow(
+                row["code"]: AccountRow(
                     id=row["id"],
                     code=row["code"],
                     name=row.get("name") or "",
@@ -184,7 +182,7 @@ class TrytonLookups(TrytonConnection):
             self._journals = {row["code"]: row["id"] for row in rows if row.get("code")}
         return self._journals
 
-    def _period_rows(self, company: int) -> list[_PeriodRow]:
+    def _period_rows(self, company: int) -> list[PeriodRow]:
         if company not in self._periods:
             rows = self.client.search_read(
                 "account.period",
@@ -200,7 +198,7 @@ class TrytonLookups(TrytonConnection):
                     self._company_currencies[company] = str(code).upper()
                     break
             self._periods[company] = [
-                _PeriodRow(row["id"], row.get("name") or "", row["start_date"], row["end_date"],
+                PeriodRow(row["id"], row.get("name") or "", row["start_date"], row["end_date"],
                            row.get("state") or "open")
                 for row in rows
             ]  # fmt: skip

@@ -35,7 +35,7 @@ from typing import Any, ClassVar
 from connectors.base import AccountingTarget, AuthKind, ConnectionConfig, SettingField, http_url
 from connectors.providers.tryton.client import TRANSPORT_SETTINGS_FIELDS, TrytonClient
 from connectors.providers.tryton.entries import TrytonEntries
-from connectors.providers.tryton.lookups import _AccountRow, _PeriodRow
+from connectors.providers.tryton.lookups import AccountRow, PeriodRow
 from connectors.providers.tryton.partners import TrytonPartners
 from connectors.providers.tryton.source import tryton_account_identity
 
@@ -76,8 +76,8 @@ class TrytonTarget(TrytonPartners, TrytonEntries, AccountingTarget):
     def __init__(self, config: ConnectionConfig, *, client: TrytonClient | None = None) -> None:
         super().__init__(config)
         self._client = client
-        self._accounts: dict[int, dict[str, _AccountRow]] = {}
-        self._periods: dict[int, list[_PeriodRow]] = {}
+        self._accounts: dict[int, dict[str, AccountRow]] = {}
+        self._periods: dict[int, list[PeriodRow]] = {}
         self._company_currencies: dict[int, str] = {}  # read with the periods
         self._journals: dict[str, int] | None = None
         self._taxes: dict[int, dict[str, dict[str, Any]]] = {}

@@ -313,7 +313,7 @@ class TrytonWarning(TrytonError):
         self.key = key
 
 
-class _Failure(Exception):
+class RpcFailure(Exception):
     """Internal: a mapped error and whether the table says to log in again."""
 
     def __init__(self, error: TrytonError, relogin: bool = False) -> None:
@@ -322,15 +322,15 @@ class _Failure(Exception):
         self.relogin = relogin
 
 
-def _verdict(failure: BaseException) -> Verdict:
-    assert isinstance(failure, _Failure)
+def verdict_of(failure: BaseException) -> Verdict:
+    assert isinstance(failure, RpcFailure)
     return Verdict(failure.error.delivery, failure.error.retry_after)
 
 
 _EXCEPTION_NAME = re.compile(r"([A-Za-z_][\w.]{0,99}(?:Error|Exception|Warning|Fault))(?::|$)")
 
 
-def _exception_name(message: Any, traceback: Any) -> str:
+def exception_name(message: Any, traceback: Any) -> str:
     """The name of the exception behind a Tryton internal error (``KeyError``), from the last
     line of its traceback or the first of its message; "" when neither starts with one. Never
     anything else of the server's text."""
