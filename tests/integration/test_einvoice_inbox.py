@@ -307,7 +307,9 @@ def test_a_missing_watched_folder_fails_the_run_with_a_configuration_code(tmp_pa
     with pytest.raises(InvsyncError) as raised:
         items(connection)
     assert raised.value.code is ErrorCode.CONFIGURATION_INCOMPLETE
-    assert not connector_for(connection).check_connection().ok
+    check = connector_for(connection).check_connection()
+    assert not check.ok
+    assert check.code == ErrorCode.CONFIGURATION_INCOMPLETE
 
 
 # The admin's upload page.

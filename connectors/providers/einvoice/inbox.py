@@ -373,12 +373,18 @@ class EInvoiceInbox(InvoicingSource):
 
     def check_connection(self) -> ConnectionCheck:
         if problem := self.settings_problem(self.config.settings):
-            return ConnectionCheck(False, problem[0].upper() + problem[1:] + ".")
+            return ConnectionCheck(
+                False,
+                problem[0].upper() + problem[1:] + ".",
+                code=ErrorCode.CONFIGURATION_INCOMPLETE,
+            )
         ways = ["uploads"] if self.uploads else []
         if self.folder:
             if not os.path.isdir(self.folder) or not os.access(self.folder, os.R_OK | os.X_OK):
                 return ConnectionCheck(
-                    False, "The watched folder is not a folder invsync can read."
+                    False,
+                    "The watched folder is not a folder invsync can read.",
+                    code=ErrorCode.CONFIGURATION_INCOMPLETE,
                 )
             writable = os.access(self.folder, os.W_OK)
             ways.append(
