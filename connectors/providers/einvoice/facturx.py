@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import logging
 
-from facturx import get_xml_from_pdf
-
 from connectors.providers.einvoice.document import unsupported
 
 # The library logs the XML it extracts at debug level and each skipped attachment as a warning:
@@ -24,6 +22,10 @@ logging.getLogger("pypdf").setLevel(logging.ERROR)
 def extract_xml(pdf: bytes) -> tuple[str, bytes]:
     """(embedded file name, XML bytes). A PDF without an e-invoice inside is UNSUPPORTED (a
     plain PDF), and so is one pypdf cannot read: nothing shows it is an e-invoice at all."""
+    # Imported on first use: factur-x loads pypdf and costs ~30 MB, which every worker would
+    # carry from start-up (the inbox is in the registry) even when no e-invoice is ever read.
+    from facturx import get_xml_from_pdf
+
     try:
         filename, xml = get_xml_from_pdf(pdf, check_xsd=False)
     except Exception as error:  # pypdf raises many kinds of errors on damaged PDFs

@@ -13,7 +13,6 @@ import re
 from collections import defaultdict
 from decimal import ROUND_HALF_UP, Decimal
 
-from facturx.facturx import FACTURX_LEVEL2xsd, UBL_21_xsd, ZUGFERD_xsd
 from lxml import etree
 
 from connectors.providers.einvoice.document import Document, EInvoiceError, Syntax, invalid
@@ -35,6 +34,9 @@ def _schema(relative: str) -> etree.XMLSchema:
 
 
 def _schema_for(document: Document, root: etree._Element) -> tuple[str, str]:
+    # Imported on first use, like connectors.providers.einvoice.facturx (pypdf, ~30 MB).
+    from facturx.facturx import FACTURX_LEVEL2xsd, UBL_21_xsd, ZUGFERD_xsd
+
     if document.syntax is Syntax.ZUGFERD1:
         return ZUGFERD_xsd, "ZUGFeRD 1.0"
     if document.syntax is Syntax.UBL:
