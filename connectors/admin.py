@@ -35,6 +35,19 @@ from connectors.services import (
 )
 
 
+class ReadOnlyAdminMixin:
+    """A log: viewable, never added, changed or deleted by hand."""
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
 class CascadeLogsDeleteMixin:
     """Runs, records and configuration changes are read-only logs nobody may delete one by one,
     yet they belong to their flow or client: deleting a flow (or a client) takes them along

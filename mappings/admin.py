@@ -14,7 +14,7 @@ from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 from django.utils.timezone import localtime
 
-from connectors.admin import ClientScopedAdminMixin
+from connectors.admin import ClientScopedAdminMixin, ReadOnlyAdminMixin
 from connectors.admin_filters import ClientScopedRelatedFilter
 from mappings.forms import (
     JournalMappingForm,
@@ -176,7 +176,7 @@ class JournalMappingInline(LookupInlineMixin, admin.TabularInline):
 
 
 @admin.register(ConfigChange)
-class ConfigChangeAdmin(ClientScopedAdminMixin, admin.ModelAdmin):
+class ConfigChangeAdmin(ReadOnlyAdminMixin, ClientScopedAdminMixin, admin.ModelAdmin):
     """The audit of flow configuration: read-only, as a log should be."""
 
     client_lookup = "client"
@@ -205,15 +205,6 @@ class ConfigChangeAdmin(ClientScopedAdminMixin, admin.ModelAdmin):
             return f"{obj.flow_label} (since moved to another client)"
         url = reverse("admin:mappings_syncflow_change", args=[flow.pk])
         return format_html('<a href="{}">{}</a>', url, flow)
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
     @admin.display(description="settings changed")
     def changed_settings(self, obj: ConfigChange) -> str:

@@ -15,19 +15,6 @@ from syncs import selectors as sync_selectors
 from syncs.models import RecordStatus, SyncedRecord, SyncRun
 
 
-class ReadOnlyAdminMixin:
-    """A log: viewable, never added, changed or deleted by hand."""
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-
 def error_panel_html(code: str, message: str, field: str = ""):
     """The failure as the person fixing it needs it: code, what it means, the message, the fix."""
     if not code:

@@ -12,14 +12,14 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from connectors.admin import ClientScopedAdminMixin
+from connectors.admin import ClientScopedAdminMixin, ReadOnlyAdminMixin
 from connectors.admin_filters import ClientScopedRelatedFilter
 from connectors.canonical import TargetLookups
 from connectors.errors import InvsyncError
 from mappings.lookups import cached_target_lookups, lookup_names
 from syncs import selectors as sync_selectors
 from syncs import services as sync_services
-from syncs.admin.common import ReadOnlyAdminMixin, error_panel_html, pretty_json
+from syncs.admin.common import error_panel_html, pretty_json
 from syncs.admin.failures import FailureReviewMixin
 from syncs.forms import RecordOverridesForm
 from syncs.models import RecordStatus, SyncedRecord

@@ -7,10 +7,10 @@ from django.contrib import admin
 from django.http import Http404, JsonResponse
 from django.urls import path, reverse
 
-from connectors.admin import ClientScopedAdminMixin
+from connectors.admin import ClientScopedAdminMixin, ReadOnlyAdminMixin
 from connectors.admin_filters import ClientScopedRelatedFilter
 from syncs import selectors as sync_selectors
-from syncs.admin.common import ReadOnlyAdminMixin, error_panel_html, progress_html
+from syncs.admin.common import error_panel_html, progress_html
 from syncs.admin.dashboards import DashboardViewsMixin
 from syncs.models import RunStatus, SyncRun
 
