@@ -2,6 +2,7 @@ from allauth.account.decorators import secure_admin_login
 from django.contrib import admin
 from django.db import models
 from django.urls import include, path
+from django.utils.translation import gettext_lazy as _
 
 from connectors.form_fields import BoundedJSONField
 from invsync.admin import admin_pages_for_superusers_only
@@ -22,9 +23,11 @@ for _model_admin in admin.site._registry.values():
 
 urlpatterns = [
     path("accounts/", include("allauth.urls")),
+    # The admin header's language switch posts here (Django's set_language: cookie, then back).
+    path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", admin.site.urls),
 ]
 
 admin.site.site_header = "invsync"
 admin.site.site_title = "invsync"
-admin.site.index_title = "Clients, flows and records"
+admin.site.index_title = _("Clients, flows and records")

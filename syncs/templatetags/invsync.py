@@ -6,6 +6,8 @@ from collections.abc import Mapping
 
 from django import template
 
+from connectors.formatting import format_amount, format_date, format_money
+
 register = template.Library()
 
 
@@ -18,3 +20,23 @@ def named(code, names: Mapping[str, str] | None) -> str:
     code = str(code)
     name = (names or {}).get(code, "")
     return f"{code} — {name}" if name and name != code else code
+
+
+@register.filter
+def money(amount, currency: str = "") -> str:
+    """``{{ record.total|money:record.currency }}``: ``€125,000.00`` in English, ``125 000,00 €``
+    in French (connectors.formatting.format_money). Empty for no amount."""
+    return format_money(amount, currency or "")
+
+
+@register.filter
+def amount(value, currency: str = "") -> str:
+    """The number alone, grouped, with the currency's decimals (table cells whose column names the
+    currency): ``125,000.00`` / ``125 000,00``."""
+    return format_amount(value, currency or "")
+
+
+@register.filter
+def short_date(value) -> str:
+    """A date, or a moment in local time, in the language's short format (``31/12/2026``)."""
+    return format_date(value)
