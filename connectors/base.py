@@ -36,6 +36,7 @@ from connectors.canonical import (
     VatCode,
 )
 from connectors.errors import CONNECTION_CODES, ErrorCode, InvsyncError
+from connectors.oauth import TokenSource
 from connectors.outbound import OutboundPolicy
 from connectors.ratelimit import RateWindows, parse_rate_limit
 
@@ -162,6 +163,10 @@ class ConnectionConfig:
     # The rate-limit windows its client waits on (connectors.ratelimit.RateWindows); None: counted
     # in this process alone. connectors.selectors.connector_for hands in the deployment's.
     rate_windows: RateWindows | None = field(default=None, repr=False, compare=False)
+    # OAuth2: where the access token comes from (connectors.oauth.TokenSource; refreshed there,
+    # single-flight). None for the other auth kinds. connectors.selectors.connector_for hands in
+    # the connection's (connectors.token_store); a client gets it with HttpClient(bearer=...).
+    tokens: TokenSource | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,8 @@ class ErrorCode(models.TextChoices):
     PERMISSION_DENIED = "ERROR_CONNECTION_PERMISSION_DENIED"
     RATE_LIMITED = "ERROR_CONNECTION_RATE_LIMITED"
     UNAVAILABLE = "ERROR_CONNECTION_UNAVAILABLE"
+    OAUTH_GRANT_REVOKED = "ERROR_CONNECTION_OAUTH_GRANT_REVOKED"
+    OAUTH_AUTHORIZATION_FAILED = "ERROR_CONNECTION_OAUTH_AUTHORIZATION_FAILED"
     CONFIGURATION_INCOMPLETE = "ERROR_SYNC_CONFIGURATION_INCOMPLETE"
     UNEXPECTED = "ERROR_UNEXPECTED"
 
@@ -212,6 +214,21 @@ CATALOGUE: dict[ErrorCode, ErrorInfo] = {
         _T,
         "connection",
     ),
+    ErrorCode.OAUTH_GRANT_REVOKED: ErrorInfo(
+        "The tool refused or revoked invsync's OAuth2 authorisation.",
+        "Reconnect: open the connection and use its Reconnect (Connect to …) button to sign in "
+        "to the tool and grant access again, then retry.",
+        _C,
+        "connection",
+    ),
+    ErrorCode.OAUTH_AUTHORIZATION_FAILED: ErrorInfo(
+        "Connecting to the tool with OAuth2 did not complete.",
+        "Access was declined, the sign-in page was opened from another session or took too long, "
+        "or the tool refused the authorisation code (see the message). Use Connect again; if it "
+        "keeps failing, check the OAuth app's client id and secret.",
+        _C,
+        "connection",
+    ),
     ErrorCode.CONFIGURATION_INCOMPLETE: ErrorInfo(
         "The flow's configuration is incomplete.",
         "Complete the missing settings of the flow (the message names them), then retry.",
@@ -239,6 +256,7 @@ CONNECTION_CODES = frozenset(
         ErrorCode.RATE_LIMITED,
         ErrorCode.UNAVAILABLE,
         ErrorCode.CONFIGURATION_INCOMPLETE,
+        ErrorCode.OAUTH_GRANT_REVOKED,
     }
 )
 

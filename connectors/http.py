@@ -45,6 +45,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 
 from connectors.errors import ConnectorError, ErrorCode
+from connectors.oauth import TokenSource
 from connectors.outbound import OutboundAdapter, OutboundPolicy, refusal_in
 from connectors.ratelimit import RateWindow
 from connectors.retry import Delivery, Retrier, RetryPolicy, Verdict
@@ -409,7 +410,13 @@ class HttpClient:
     read the vendor's error code and message from an answer (``vendor_error``: response ->
     (code, message), both may be None). ``authenticate`` (optional) renews the credentials; it is
     called once when a row says ``reauthenticate``. ``headers`` are sent with every request
-    (their values are secrets: scrubbed from every message)."""
+    (their values are secrets: scrubbed from every message).
+
+    ``bearer`` (OAuth2, :class:`connectors.oauth.TokenSource`): every request carries
+    ``Authorization: Bearer <access token>`` (refreshed by the source before it expires); a 401
+    answer, or a row saying ``reauthenticate``, has the source refresh the refused token once
+    and the call is sent again. A refused grant comes out as the source's ``OAUTH_GRANT_REVOKED``
+    error."""
 
     base_url: str
     vendor: str
@@ -419,6 +426,7 @@ class HttpClient:
     headers: dict[str, str] = field(default_factory=dict, repr=False)
     vendor_error: Callable[[requests.Response], tuple[str | None, str | None]] | None = None
     authenticate: Callable[[HttpClient], None] | None = None
+    bearer: TokenSource | None = field(default=None, repr=False)
     sleep: Callable[[float], None] = time.sleep
     rng: random.Random | None = None
     scrubber: Scrubber = field(default_factory=Scrubber, repr=False)
@@ -457,12 +465,19 @@ class HttpClient:
         def attempt() -> requests.Response:
             nonlocal renewed
             while True:
+                token = self._bearer_token()
                 try:
                     return self._once(method, url, timeout, kwargs)
                 except HttpError as error:
-                    if error.action is Action.REAUTHENTICATE and self.authenticate and not renewed:
+                    refused = error.action is Action.REAUTHENTICATE or (
+                        self.bearer is not None and error.status == 401
+                    )
+                    if refused and not renewed and (self.bearer or self.authenticate):
                         renewed = True
-                        self.authenticate(self)
+                        if self.bearer is not None and token is not None:
+                            self.bearer.refresh(token)
+                        elif self.authenticate:
+                            self.authenticate(self)
                         continue
                     raise
 
@@ -478,6 +493,16 @@ class HttpClient:
             if error.delivery is Delivery.UNKNOWN and not read:
                 error.unknown_outcome = True
             raise
+
+    def _bearer_token(self) -> str | None:
+        """The bearer's current token, set as the Authorization header (None: no bearer)."""
+        if self.bearer is None:
+            return None
+        token = self.bearer.access_token()
+        # Every token ever sent stays scrubbed (a refused one is still a secret).
+        self.scrubber.add(token)
+        self.headers["Authorization"] = f"Bearer {token}"
+        return token
 
     def get_json(self, path: str, **kwargs: Any) -> Any:
         return self.request("GET", path, **kwargs).json()
