@@ -79,9 +79,14 @@ def format_money(amount, currency: str = "", *, language: str | None = None) -> 
 
 def format_date(value, *, language: str | None = None) -> str:
     """A date (or the local date and time of a moment) in the language's short format:
-    ``12/31/2026`` (en), ``31/12/2026`` (fr). Empty for none."""
+    ``12/31/2026`` (en), ``31/12/2026`` (fr); ISO text is read first. Empty for none."""
     if value in (None, ""):
         return ""
+    if isinstance(value, str):  # an ISO date from a JSON snapshot or preview
+        try:
+            value = (dt.datetime if "T" in value else dt.date).fromisoformat(value)
+        except ValueError:
+            return value
     with _language(language):
         if isinstance(value, dt.datetime):
             moment = localtime(value) if is_aware(value) else value

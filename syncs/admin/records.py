@@ -11,11 +11,13 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext_lazy as _
 
 from connectors.admin import ClientScopedAdminMixin, ReadOnlyAdminMixin
 from connectors.admin_filters import ClientScopedRelatedFilter
 from connectors.canonical import TargetLookups
 from connectors.errors import InvsyncError
+from connectors.formatting import format_money
 from mappings.lookups import cached_target_lookups, lookup_names
 from syncs import selectors as sync_selectors
 from syncs import services as sync_services
@@ -37,7 +39,7 @@ class SyncedRecordAdmin(
         "flow",
         "invoice_type",
         "partner_name",
-        "total",
+        "total_display",
         "status",
         "error_code_display",
         "attempts",
@@ -75,8 +77,7 @@ class SyncedRecordAdmin(
                     "invoice_type",
                     "issue_date",
                     "partner_name",
-                    "currency",
-                    "total",
+                    "total_display",
                 )
             },
         ),
@@ -121,7 +122,7 @@ class SyncedRecordAdmin(
         "issue_date",
         "partner_name",
         "currency",
-        "total",
+        "total_display",
         "status",
         "attempts",
         "next_attempt_at",
@@ -139,6 +140,10 @@ class SyncedRecordAdmin(
         "fingerprint",
     )
     actions = ("retry",)
+
+    @admin.display(description=_("total"), ordering="total")
+    def total_display(self, obj: SyncedRecord) -> str:
+        return format_money(obj.total, obj.currency)
 
     @admin.display(description="error code", ordering="error_code")
     def error_code_display(self, obj: SyncedRecord):

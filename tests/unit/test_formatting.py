@@ -61,6 +61,7 @@ def test_dates_follow_the_language():
     assert format_date(day, language="en") == "12/31/2026"
     moment = dt.datetime(2026, 12, 31, 15, 4, tzinfo=dt.UTC)
     assert format_date(moment, language="fr") == "31/12/2026 15:04"
+    assert format_date("2026-12-31", language="fr") == "31/12/2026"  # from a JSON snapshot
 
 
 def test_money_filter_renders_the_record_total_for_the_active_language():
