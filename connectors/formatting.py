@@ -77,6 +77,19 @@ def format_money(amount, currency: str = "", *, language: str | None = None) -> 
     return f"{sign}{number}{NBSP}{code}"
 
 
+def format_rate(rate, *, language: str | None = None) -> str:
+    """A VAT rate as a percentage with the language's decimal mark: ``5.5 %`` (en), ``5,5 %``
+    (fr); trailing zeros dropped (``20.0000`` is ``20 %``). Text that is not a number is kept."""
+    value = _decimal(rate)
+    if value is None:
+        return "" if rate in (None, "") else str(rate)
+    normal = value.normalize()
+    if normal == normal.to_integral():
+        normal = normal.quantize(Decimal(1))
+    with _language(language):
+        return f"{formats.number_format(normal, use_l10n=True)}{NBSP}%"
+
+
 def format_date(value, *, language: str | None = None) -> str:
     """A date (or the local date and time of a moment) in the language's short format:
     ``12/31/2026`` (en), ``31/12/2026`` (fr); ISO text is read first. Empty for none."""

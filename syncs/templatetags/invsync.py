@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 from django import template
 
-from connectors.formatting import format_amount, format_date, format_money
+from connectors.formatting import format_amount, format_date, format_money, format_rate
 
 register = template.Library()
 
@@ -40,3 +40,9 @@ def amount(value, currency: str = "") -> str:
 def short_date(value) -> str:
     """A date, or a moment in local time, in the language's short format (``31/12/2026``)."""
     return format_date(value)
+
+
+@register.filter
+def rate(value) -> str:
+    """A VAT rate with the language's decimal mark: ``5.5 %`` / ``5,5 %``."""
+    return format_rate(value)

@@ -7,7 +7,7 @@ import pytest
 from django.template import Context, Template
 from django.utils import translation
 
-from connectors.formatting import format_amount, format_date, format_money
+from connectors.formatting import format_amount, format_date, format_money, format_rate
 
 NBSP = "\u00a0"
 
@@ -71,3 +71,10 @@ def test_money_filter_renders_the_record_total_for_the_active_language():
         assert template.render(context) == f"125{NBSP}000,00{NBSP}€"
     with translation.override("en"):
         assert template.render(context) == "€125,000.00"
+
+
+def test_vat_rates_use_the_language_decimal_mark_and_drop_trailing_zeros():
+    assert format_rate(Decimal("5.5000"), language="fr") == f"5,5{NBSP}%"
+    assert format_rate("2.1", language="en") == f"2.1{NBSP}%"
+    assert format_rate(Decimal("20.0000"), language="fr") == f"20{NBSP}%"
+    assert format_rate("—") == "—"
