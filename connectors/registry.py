@@ -9,10 +9,11 @@ from collections.abc import Iterator, Sequence
 
 from connectors.base import AccountingTarget, ConnectionKind, Connector, InvoicingSource
 from connectors.providers.einvoice.inbox import EInvoiceInbox
+from connectors.providers.pennylane.target import PennylaneTarget
 from connectors.providers.tryton.source import TrytonSource
 from connectors.providers.tryton.target import TrytonTarget
 
-SHIPPED: tuple[type[Connector], ...] = (TrytonSource, TrytonTarget, EInvoiceInbox)
+SHIPPED: tuple[type[Connector], ...] = (TrytonSource, TrytonTarget, EInvoiceInbox, PennylaneTarget)
 
 _active: tuple[type[Connector], ...] = SHIPPED
 

@@ -1,0 +1,1 @@
+"""Pennylane (Company API v2) as an accounting target."""
