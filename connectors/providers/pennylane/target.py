@@ -327,9 +327,15 @@ class PennylaneTarget(AccountingTarget):
             body["vat_number"] = partner.vat_number
         if partner.company_number:
             body["reg_no"] = digits(partner.company_number)[:9]
-        if partner.country:
-            body["country_alpha2"] = partner.country.upper()[:2]
+        if partner.email:
+            body["emails"] = [partner.email]
+        country = (partner.country or "FR").upper()[:2]
         if direction == Direction.SALES:
+            # Pennylane requires a billing address: what the invoice gives, the rest left blank.
+            body["billing_address"] = {
+                "address": partner.address or "", "postal_code": "", "city": "",
+                "country_alpha2": country,
+            }  # fmt: skip
             kind, row = CUSTOMER, self.client.post("company_customers", body)
         else:
             kind, row = SUPPLIER, self.client.post("suppliers", body)
