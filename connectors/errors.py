@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from django.db import models
+from django.utils.translation import gettext
+from django.utils.translation import gettext_noop as _  # marked here, translated when read
 
 
 class ErrorKind(StrEnum):
@@ -49,196 +51,270 @@ class ErrorCode(models.TextChoices):
     UNEXPECTED = "ERROR_UNEXPECTED"
 
 
+# What each kind means, in the reader's language (the failure review shows it beside a code).
+KIND_LABELS = {
+    ErrorKind.CONFIGURATION: _("configuration"),
+    ErrorKind.TRANSIENT: _("transient"),
+    ErrorKind.DATA: _("data"),
+}
+
+
 @dataclass(frozen=True)
 class ErrorInfo:
-    description: str
-    resolution: str
+    """A code's entry. The texts are stored in English and read in the active language:
+    ``description`` and ``resolution`` translate when read (locale/fr/LC_MESSAGES/django.po)."""
+
+    description_text: str
+    resolution_text: str
     kind: ErrorKind
     setting: str = ""  # the flow setting (model field or inline) that usually fixes it
+
+    @property
+    def description(self) -> str:
+        return gettext(self.description_text)
+
+    @property
+    def resolution(self) -> str:
+        return gettext(self.resolution_text)
+
+    @property
+    def kind_label(self) -> str:
+        return gettext(KIND_LABELS[self.kind])
 
 
 _C, _T, _D = ErrorKind.CONFIGURATION, ErrorKind.TRANSIENT, ErrorKind.DATA
 
 CATALOGUE: dict[ErrorCode, ErrorInfo] = {
     ErrorCode.ACCOUNT_NUMBER_NOT_FOUND: ErrorInfo(
-        "An account used by the invoice does not exist in the accounting tool.",
-        "The line's account (from the invoicing tool) was missing or unknown, and so was the "
-        "default account of the flow. Create the account in the accounting tool, correct the "
-        "account on the invoice's items in the invoicing tool, or choose an existing default "
-        "sales/purchase account in the flow, then retry.",
+        _("An account used by the invoice does not exist in the accounting tool."),
+        _(
+            "The line's account (from the invoicing tool) was missing or unknown, and so was the "
+            "default account of the flow. Create the account in the accounting tool, correct the "
+            "account on the invoice's items in the invoicing tool, or choose an existing default "
+            "sales/purchase account in the flow, then retry."
+        ),
         _C,
         "default_sales_account",
     ),
     ErrorCode.ACCOUNT_NUMBER_NOT_ACTIVE: ErrorInfo(
-        "An account used by the invoice is not active (closed) in the accounting tool.",
-        "The line's account and the flow's default account cannot receive entries. Re-open the "
-        "account in the accounting tool or choose an active default sales/purchase account in "
-        "the flow, then retry.",
+        _("An account used by the invoice is not active (closed) in the accounting tool."),
+        _(
+            "The line's account and the flow's default account cannot receive entries. Re-open "
+            "the account in the accounting tool or choose an active default sales/purchase "
+            "account in the flow, then retry."
+        ),
         _C,
         "default_sales_account",
     ),
     ErrorCode.PARTNER_NOT_FOUND: ErrorInfo(
-        "The customer or supplier linked to this invoice no longer exists in the accounting tool.",
-        "It was matched or created earlier and has since been deleted in the accounting tool. "
-        "Re-create it there, or remove the partner link in invsync so that it is matched or "
-        "created again, then retry.",
+        _(
+            "The customer or supplier linked to this invoice no longer exists in the accounting "
+            "tool."
+        ),
+        _(
+            "It was matched or created earlier and has since been deleted in the accounting tool. "
+            "Re-create it there, or remove the partner link in invsync so that it is matched or "
+            "created again, then retry."
+        ),
         _D,
         "partner_links",
     ),
     ErrorCode.AMOUNT_VALIDATION: ErrorInfo(
-        "The invoice's amounts (untaxed, tax, total) do not add up.",
-        "Either untaxed + tax differs from the total, or the lines differ from the total by more "
-        "than the flow's rounding tolerance. Check the invoice in the invoicing tool; if its "
-        "amounts are right, raise the flow's rounding tolerance and retry.",
+        _("The invoice's amounts (untaxed, tax, total) do not add up."),
+        _(
+            "Either untaxed + tax differs from the total, or the lines differ from the total by "
+            "more than the flow's rounding tolerance. Check the invoice in the invoicing tool; if "
+            "its amounts are right, raise the flow's rounding tolerance and retry."
+        ),
         _D,
         "rounding_tolerance",
     ),
     ErrorCode.CONTACT_NOT_FOUND: ErrorInfo(
-        "The invoicing tool could not return the invoice's customer or supplier.",
-        "The invoice points at a contact that the invoicing tool does not return (deleted, or not "
-        "visible to the connected user). Restore the contact or check the connection's access "
-        "rights in the invoicing tool, then retry.",
+        _("The invoicing tool could not return the invoice's customer or supplier."),
+        _(
+            "The invoice points at a contact that the invoicing tool does not return (deleted, or "
+            "not visible to the connected user). Restore the contact or check the connection's "
+            "access rights in the invoicing tool, then retry."
+        ),
         _D,
     ),
     ErrorCode.JOURNAL_NOT_LINKED: ErrorInfo(
-        "The invoice has no journal in the invoicing tool.",
-        "This flow maps the invoicing tool's journals one by one, so every invoice needs one. "
-        "Link a journal to the invoice in the invoicing tool, or switch the flow to one journal "
-        "per direction, then retry.",
+        _("The invoice has no journal in the invoicing tool."),
+        _(
+            "This flow maps the invoicing tool's journals one by one, so every invoice needs one. "
+            "Link a journal to the invoice in the invoicing tool, or switch the flow to one "
+            "journal per direction, then retry."
+        ),
         _D,
         "journal_mappings",
     ),
     ErrorCode.LINE_VALIDATION: ErrorInfo(
-        "An invoice line is not valid: it has neither a tax rate nor a tax code.",
-        "Give every line of the invoice a tax (0 % counts) in the invoicing tool, then retry.",
+        _("An invoice line is not valid: it has neither a tax rate nor a tax code."),
+        _("Give every line of the invoice a tax (0 % counts) in the invoicing tool, then retry."),
         _D,
     ),
     ErrorCode.MAPPING_TAX_RATE_NOT_FOUND: ErrorInfo(
-        "A VAT rate of the invoice is not mapped to a VAT code of the accounting tool.",
-        "Add the rate (or the source tax) to the flow's sales or purchase VAT mapping, choosing "
-        "the accounting tool's VAT code, then retry.",
+        _("A VAT rate of the invoice is not mapped to a VAT code of the accounting tool."),
+        _(
+            "Add the rate (or the source tax) to the flow's sales or purchase VAT mapping, "
+            "choosing the accounting tool's VAT code, then retry."
+        ),
         _C,
         "vat_mappings",
     ),
     ErrorCode.PARTNER_VALIDATION: ErrorInfo(
-        "The invoice has no customer or supplier.",
-        "An entry needs a third party. Set the customer or supplier on the invoice in the "
-        "invoicing tool, then retry.",
+        _("The invoice has no customer or supplier."),
+        _(
+            "An entry needs a third party. Set the customer or supplier on the invoice in the "
+            "invoicing tool, then retry."
+        ),
         _D,
     ),
     ErrorCode.PDF: ErrorInfo(
-        "The invoice's PDF could not be retrieved.",
-        "The invoice has no PDF, or fetching it from the invoicing tool failed. Check that the "
-        "invoice has its PDF in the invoicing tool; if the flow should not wait for PDFs, allow "
-        "syncing without attachment in the flow's configuration, then retry.",
+        _("The invoice's PDF could not be retrieved."),
+        _(
+            "The invoice has no PDF, or fetching it from the invoicing tool failed. Check that "
+            "the invoice has its PDF in the invoicing tool; if the flow should not wait for PDFs, "
+            "allow syncing without attachment in the flow's configuration, then retry."
+        ),
         _D,
         "sync_without_attachment",
     ),
     ErrorCode.MAPPING_JOURNAL_NOT_FOUND: ErrorInfo(
-        "The invoice's journal is not mapped to a journal of the accounting tool.",
-        "Map the invoicing tool's journal to an accounting journal in the flow (or set the "
-        "flow's sales/purchase journal), then retry.",
+        _("The invoice's journal is not mapped to a journal of the accounting tool."),
+        _(
+            "Map the invoicing tool's journal to an accounting journal in the flow (or set the "
+            "flow's sales/purchase journal), then retry."
+        ),
         _C,
         "journal_mappings",
     ),
     ErrorCode.PARTNER_AMBIGUOUS: ErrorInfo(
-        "Several customers or suppliers in the accounting tool match the invoice's partner.",
-        "invsync never guesses. Merge or correct the duplicates in the accounting tool (or make "
-        "their VAT/company numbers distinct), then retry.",
+        _("Several customers or suppliers in the accounting tool match the invoice's partner."),
+        _(
+            "invsync never guesses. Merge or correct the duplicates in the accounting tool (or "
+            "make their VAT/company numbers distinct), then retry."
+        ),
         _D,
         "partner_links",
     ),
     ErrorCode.DUPLICATE_IN_TARGET: ErrorInfo(
-        "The accounting tool already holds an entry for this invoice that invsync did not write.",
-        "Check the accounting tool: if the existing entry is right, mark the record as skipped; "
-        "otherwise delete it there and retry.",
+        _(
+            "The accounting tool already holds an entry for this invoice that invsync did not "
+            "write."
+        ),
+        _(
+            "Check the accounting tool: if the existing entry is right, mark the record as "
+            "skipped; otherwise delete it there and retry."
+        ),
         _D,
     ),
     ErrorCode.INVALID_SOURCE_DATA: ErrorInfo(
-        "The invoicing tool returned an invoice that cannot be read.",
-        "A field is missing or malformed (see the message). Correct the invoice in the invoicing "
-        "tool, then retry.",
+        _("The invoicing tool returned an invoice that cannot be read."),
+        _(
+            "A field is missing or malformed (see the message). Correct the invoice in the "
+            "invoicing tool, then retry."
+        ),
         _D,
     ),
     ErrorCode.TARGET_REJECTED: ErrorInfo(
-        "The accounting tool refused the entry.",
-        "Its message says why (a closed period, a missing fiscal year, a locked journal...). Fix "
-        "that in the accounting tool, then retry.",
+        _("The accounting tool refused the entry."),
+        _(
+            "Its message says why (a closed period, a missing fiscal year, a locked journal...). "
+            "Fix that in the accounting tool, then retry."
+        ),
         _D,
     ),
     ErrorCode.EINVOICE_INVALID: ErrorInfo(
-        "The e-invoice breaks a rule of its standard (EN16931, Factur-X/ZUGFeRD, UBL).",
-        "The message names the rule and the field (for example BR-CO-15: the total without VAT "
-        "plus the VAT total must equal the total with VAT). Ask the sender for a corrected "
-        "invoice, or a credit note and a new invoice; invsync does not guess amounts.",
+        _("The e-invoice breaks a rule of its standard (EN16931, Factur-X/ZUGFeRD, UBL)."),
+        _(
+            "The message names the rule and the field (for example BR-CO-15: the total without "
+            "VAT plus the VAT total must equal the total with VAT). Ask the sender for a "
+            "corrected invoice, or a credit note and a new invoice; invsync does not guess "
+            "amounts."
+        ),
         _D,
     ),
     ErrorCode.EINVOICE_UNSUPPORTED: ErrorInfo(
-        "The file is not an e-invoice invsync reads.",
-        "invsync reads Factur-X/ZUGFeRD PDFs, ZUGFeRD 1.0 and UN/CEFACT CII XML, and UBL 2.1 "
-        "invoices and credit notes. A plain PDF, a scan or an image, or another standard "
-        "(FatturaPA, ...) must be entered by hand; ask the sender for one of those formats.",
+        _("The file is not an e-invoice invsync reads."),
+        _(
+            "invsync reads Factur-X/ZUGFeRD PDFs, ZUGFeRD 1.0 and UN/CEFACT CII XML, and UBL 2.1 "
+            "invoices and credit notes. A plain PDF, a scan or an image, or another standard "
+            "(FatturaPA, ...) must be entered by hand; ask the sender for one of those formats."
+        ),
         _D,
     ),
     ErrorCode.EINVOICE_NOT_OURS: ErrorInfo(
-        "Neither the seller nor the buyer of the e-invoice is this connection's company.",
-        "invsync tells a sale from a purchase by finding the company among the invoice's "
-        "parties (VAT number, SIREN/SIRET or legal id; the exact name where the invoice gives "
-        "no identifier). Check that the file belongs to this company, or add the identifier the "
-        "invoice uses to the connection's company identifiers, then retry.",
+        _("Neither the seller nor the buyer of the e-invoice is this connection's company."),
+        _(
+            "invsync tells a sale from a purchase by finding the company among the invoice's "
+            "parties (VAT number, SIREN/SIRET or legal id; the exact name where the invoice gives "
+            "no identifier). Check that the file belongs to this company, or add the identifier "
+            "the invoice uses to the connection's company identifiers, then retry."
+        ),
         _D,
         "connection",
     ),
     ErrorCode.AUTHENTICATION_FAILED: ErrorInfo(
-        "A connected tool refused the credentials.",
-        "Open the connection, enter valid credentials (or reconnect OAuth2) and use Test "
-        "connection, then retry.",
+        _("A connected tool refused the credentials."),
+        _(
+            "Open the connection, enter valid credentials (or reconnect OAuth2) and use Test "
+            "connection, then retry."
+        ),
         _C,
         "connection",
     ),
     ErrorCode.PERMISSION_DENIED: ErrorInfo(
-        "The connected user lacks a permission in the tool.",
-        "Grant the connected user access to the folder, journals and accounts used, then retry.",
+        _("The connected user lacks a permission in the tool."),
+        _("Grant the connected user access to the folder, journals and accounts used, then retry."),
         _C,
         "connection",
     ),
     ErrorCode.RATE_LIMITED: ErrorInfo(
-        "The tool's request limit was reached.",
-        "Nothing to do: invsync waits as the tool asks and resumes on the next run.",
+        _("The tool's request limit was reached."),
+        _("Nothing to do: invsync waits as the tool asks and resumes on the next run."),
         _T,
     ),
     ErrorCode.UNAVAILABLE: ErrorInfo(
-        "A connected tool could not be reached or answered with a server error.",
-        "Nothing to do if it is temporary: the next run resumes where this one stopped. If it "
-        "lasts, check the connection's address and the tool's status.",
+        _("A connected tool could not be reached or answered with a server error."),
+        _(
+            "Nothing to do if it is temporary: the next run resumes where this one stopped. If it "
+            "lasts, check the connection's address and the tool's status."
+        ),
         _T,
         "connection",
     ),
     ErrorCode.OAUTH_GRANT_REVOKED: ErrorInfo(
-        "The tool refused or revoked invsync's OAuth2 authorisation.",
-        "Reconnect: open the connection and use its Reconnect (Connect to …) button to sign in "
-        "to the tool and grant access again, then retry.",
+        _("The tool refused or revoked invsync's OAuth2 authorisation."),
+        _(
+            "Reconnect: open the connection and use its Reconnect (Connect to …) button to sign "
+            "in to the tool and grant access again, then retry."
+        ),
         _C,
         "connection",
     ),
     ErrorCode.OAUTH_AUTHORIZATION_FAILED: ErrorInfo(
-        "Connecting to the tool with OAuth2 did not complete.",
-        "Access was declined, the sign-in page was opened from another session or took too long, "
-        "or the tool refused the authorisation code (see the message). Use Connect again; if it "
-        "keeps failing, check the OAuth app's client id and secret.",
+        _("Connecting to the tool with OAuth2 did not complete."),
+        _(
+            "Access was declined, the sign-in page was opened from another session or took too "
+            "long, or the tool refused the authorisation code (see the message). Use Connect "
+            "again; if it keeps failing, check the OAuth app's client id and secret."
+        ),
         _C,
         "connection",
     ),
     ErrorCode.CONFIGURATION_INCOMPLETE: ErrorInfo(
-        "The flow's configuration is incomplete.",
-        "Complete the missing settings of the flow (the message names them), then retry.",
+        _("The flow's configuration is incomplete."),
+        _("Complete the missing settings of the flow (the message names them), then retry."),
         _C,
         "configuration",
     ),
     ErrorCode.UNEXPECTED: ErrorInfo(
-        "An unexpected error occurred.",
-        "Retry once; if it persists, report the record's message and its INVOICE.json and "
-        "CONFIG.json downloads to the maintainers.",
+        _("An unexpected error occurred."),
+        _(
+            "Retry once; if it persists, report the record's message and its INVOICE.json and "
+            "CONFIG.json downloads to the maintainers."
+        ),
         _T,
     ),
 }
