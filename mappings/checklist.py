@@ -7,6 +7,7 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from enum import StrEnum
 
 from django.utils import timezone
 
@@ -38,16 +39,42 @@ from mappings.selectors import flow_directions
 from mappings.suggestions import suggest_vat_code
 
 
+class StepState(StrEnum):
+    """Where a setup step stands. Only ``done`` is shown done (✓); ``to_check`` is usable but
+    not complete (e.g. source rates left unmapped: the invoices using them will fail) and does
+    not keep the flow from being enabled; ``missing`` does; ``note`` is something to know about
+    the flow's tools, not a step to do, and is not counted."""
+
+    DONE = "done"
+    TO_CHECK = "to_check"
+    MISSING = "missing"
+    NOTE = "note"
+
+
 @dataclass(frozen=True)
 class Step:
-    """One step of a flow's setup: done or not, what is missing, and where on the flow's page
+    """One step of a flow's setup: where it stands, what is missing, and where on the flow's page
     to fix it."""
 
     name: str
-    done: bool
+    state: StepState
     detail: str
     fix_url_anchor: str
     key: str = ""
+
+    @property
+    def done(self) -> bool:
+        return self.state is StepState.DONE
+
+    @property
+    def blocking(self) -> bool:
+        """Keeps the flow from being enabled."""
+        return self.state is StepState.MISSING
+
+    @property
+    def counted(self) -> bool:
+        """A step to do (a note is not)."""
+        return self.state is not StepState.NOTE
 
 
 @dataclass(frozen=True)
@@ -130,7 +157,7 @@ def _connection_step(
 ) -> Step:
     anchor = f"#id_{key.replace('_connected', '_connection')}"
     if connection is None:
-        return Step(name, False, f"Choose the {tool} connection.", anchor, key)
+        return Step(name, StepState.MISSING, f"Choose the {tool} connection.", anchor, key)
     # A list read since the connection was last changed counts as a successful check.
     lookups_at = max(
         (
@@ -148,20 +175,22 @@ def _connection_step(
     ):
         when = f" ({_when(checked_at)})" if checked_at else ""
         if connection.last_check_ok:
-            return Step(name, True, f"Last check succeeded{when}.", anchor, key)
+            return Step(name, StepState.DONE, f"Last check succeeded{when}.", anchor, key)
         return Step(
             name,
-            False,
+            StepState.MISSING,
             f"Last check failed{when}: {connection.last_check_message} "
             f"Fix the connection {connection.name!r}, then test it again.",
             anchor,
             key,
         )
     if lookups_at is not None:
-        return Step(name, True, f"Lists read from the tool ({_when(lookups_at)}).", anchor, key)
+        return Step(
+            name, StepState.DONE, f"Lists read from the tool ({_when(lookups_at)}).", anchor, key
+        )
     return Step(
         name,
-        False,
+        StepState.MISSING,
         f"Never checked: use Test connection on {connection.name!r}, or “Refresh from the "
         "accounting tool” on this page.",
         anchor,
@@ -176,10 +205,12 @@ def _vat_step(
     key, name = f"{direction.value}_vat", f"{label.capitalize()} VAT mapped"
     anchor = "#vat_mappings-group"
     if direction not in flow_directions(flow):
-        return Step(name, True, f"Not needed: {direction.value} are out of scope.", anchor, key)
+        return Step(
+            name, StepState.DONE, f"Not needed: {direction.value} are out of scope.", anchor, key
+        )
     mine = [r for r in rows if r.direction == direction.value]
     if not mine:
-        return Step(name, False, f"No {label} VAT mapping yet.", anchor, key)
+        return Step(name, StepState.MISSING, f"No {label} VAT mapping yet.", anchor, key)
     problems = []
     bad_codes = [
         code
@@ -206,23 +237,27 @@ def _vat_step(
     if problems:
         text = "; ".join(problems)
         # Not str.capitalize(): it would lowercase the codes and tax names that follow.
-        return Step(name, False, text[:1].upper() + text[1:] + ".", anchor, key)
+        return Step(name, StepState.MISSING, text[:1].upper() + text[1:] + ".", anchor, key)
     detail = f"{len(mine)} mapping{'s' if len(mine) != 1 else ''}."
     if lookups.source_rates is not None:
         # Sources list every tax they have, not only those invoices use (Tryton's chart holds
-        # overseas and press rates most firms never bill): an unmapped one is a warning, and an
-        # invoice that does use it fails alone with MAPPING_TAX_RATE_NOT_FOUND.
+        # overseas and press rates most firms never bill): an unmapped one does not keep the
+        # flow from running (an invoice that uses it fails alone with MAPPING_TAX_RATE_NOT_FOUND),
+        # but the step is not done either: it is to check, never shown done.
         unmapped = [
             _source_tax_text(s)
             for s in lookups.source_rates
             if s.direction is direction and not vat_rate_covered(s, mine)
         ]
-        detail += (
-            f" Not mapped (invoices using them will fail until they are): {listed_text(unmapped)}."
-            if unmapped
-            else " Every rate of the invoicing tool is mapped."
-        )
-    return Step(name, True, detail, anchor, key)
+        if unmapped:
+            count = len(dict.fromkeys(unmapped))
+            detail += (
+                f" {count} rate{'s' if count != 1 else ''} of the invoicing tool not mapped "
+                f"(invoices using them will fail until they are): {listed_text(unmapped)}."
+            )
+            return Step(name, StepState.TO_CHECK, detail, anchor, key)
+        detail += " Every rate of the invoicing tool is mapped."
+    return Step(name, StepState.DONE, detail, anchor, key)
 
 
 def _fields_step(
@@ -238,13 +273,13 @@ def _fields_step(
     first = (missing or [f for f, _ in invalid] or required or [""])[0]
     anchor = f"#id_{first}" if first else ""
     if not missing and not invalid:
-        return Step(name, True, "Set." if required else "Nothing needed.", anchor, key)
+        return Step(name, StepState.DONE, "Set." if required else "Nothing needed.", anchor, key)
     parts = []
     if missing:
         labels = [str(SyncFlow._meta.get_field(f).verbose_name) for f in missing]
         parts.append(f"Not set: {listed_text(labels, 8)}.")
     parts.extend(p for _, p in invalid)
-    return Step(name, False, " ".join(parts), anchor, key)
+    return Step(name, StepState.MISSING, " ".join(parts), anchor, key)
 
 
 def flow_setup_checklist(
@@ -288,17 +323,21 @@ def flow_setup_checklist(
         steps.append(
             Step(
                 "Accounting folder chosen",
-                False,
+                StepState.MISSING,
                 "Choose the folder the entries go to.",
                 "#id_folder",
                 "folder",
             )
         )
     elif problem := folder_problem(flow.folder, lookups.folders):
-        steps.append(Step("Accounting folder chosen", False, problem, "#id_folder", "folder"))
+        steps.append(
+            Step("Accounting folder chosen", StepState.MISSING, problem, "#id_folder", "folder")
+        )
     else:
         shown = f"{flow.folder_name} ({flow.folder})" if flow.folder_name else flow.folder
-        steps.append(Step("Accounting folder chosen", True, shown, "#id_folder", "folder"))
+        steps.append(
+            Step("Accounting folder chosen", StepState.DONE, shown, "#id_folder", "folder")
+        )
 
     rows = flow_vat_rows(flow, vat_mappings)
     steps.append(_vat_step(Direction.SALES, flow, rows, lookups))
@@ -359,7 +398,7 @@ def flow_setup_checklist(
         steps.append(
             Step(
                 "Configuration",
-                True,
+                StepState.DONE,
                 f"Invoices from {flow.start_date:%Y-%m-%d}.",
                 "#id_start_date",
                 "configuration",
@@ -369,7 +408,7 @@ def flow_setup_checklist(
         steps.append(
             Step(
                 "Configuration",
-                False,
+                StepState.MISSING,
                 "Set the synchronisation start date.",
                 "#id_start_date",
                 "configuration",
@@ -379,7 +418,7 @@ def flow_setup_checklist(
         steps.append(
             Step(
                 "What the accounting tool cannot do",
-                True,
+                StepState.NOTE,
                 " ".join(limits),
                 "#id_accounting_connection",
                 "target_limits",
@@ -406,7 +445,7 @@ def _journal_mappings_step(
     if not rows:
         return Step(
             name,
-            False,
+            StepState.MISSING,
             "Journals are mapped one by one, and no journal mapping is set yet.",
             anchor,
             key,
@@ -418,11 +457,16 @@ def _journal_mappings_step(
         if unmapped:
             problems.append(f"Not mapped: the invoicing tool's journals {listed_text(unmapped)}.")
     if problems:
-        return Step(name, False, " ".join(problems), anchor, key)
+        return Step(name, StepState.MISSING, " ".join(problems), anchor, key)
     return Step(
-        name, True, f"{len(rows)} journal mapping{'s' if len(rows) != 1 else ''}.", anchor, key
+        name,
+        StepState.DONE,
+        f"{len(rows)} journal mapping{'s' if len(rows) != 1 else ''}.",
+        anchor,
+        key,
     )
 
 
 def setup_missing(steps: Iterable[Step]) -> list[Step]:
-    return [step for step in steps if not step.done]
+    """The steps that keep the flow from being enabled."""
+    return [step for step in steps if step.blocking]

@@ -331,7 +331,7 @@ def flow_enabling_check(
     if not missing:
         return
     if before is not None and before.enabled:
-        done_before = {step.key for step in flow_setup_checklist(before) if step.done}
+        done_before = {step.key for step in flow_setup_checklist(before) if not step.blocking}
         lost = [step for step in missing if step.key in done_before]
         if lost:
             raise ValidationError(

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import TruncDate
 from django.utils import timezone
+from django_q.models import Task
 
 from connectors.canonical import Direction, Invoice, InvoiceType, TargetLookups
 from connectors.errors import CATALOGUE, ErrorCode, ErrorInfo, InvsyncError
@@ -93,15 +94,19 @@ def flow_record_counts(flow: SyncFlow) -> dict[str, int]:
 
 
 def flow_list_with_run_stats(queryset: QuerySet[SyncFlow] | None = None) -> QuerySet[SyncFlow]:
-    """Flows annotated with ``last_run_status``, ``last_run_started_at`` and
+    """Flows annotated with their last run's ``last_run_id``, ``last_run_status``,
+    ``last_run_started_at``, ``last_run_failed_count`` and ``last_run_error_code``, and with
     ``failed_record_count``."""
     queryset = SyncFlow.objects.all() if queryset is None else queryset
     last_runs = SyncRun.objects.filter(flow=OuterRef("pk")).order_by("-started_at", "-id")
     return queryset.select_related(
         "client", "invoicing_connection", "accounting_connection"
     ).annotate(
+        last_run_id=Subquery(last_runs.values("id")[:1]),
         last_run_status=Subquery(last_runs.values("status")[:1]),
         last_run_started_at=Subquery(last_runs.values("started_at")[:1]),
+        last_run_failed_count=Subquery(last_runs.values("failed_count")[:1]),
+        last_run_error_code=Subquery(last_runs.values("error_code")[:1]),
         failed_record_count=Count("records", filter=Q(records__status=RecordStatus.FAILED)),
     )
 
@@ -202,6 +207,32 @@ def flows_next_runs(flows: Iterable[SyncFlow]) -> dict[int, dt.datetime | None]:
 
 def flow_next_run(flow: SyncFlow) -> dt.datetime | None:
     return flows_next_runs([flow])[flow.pk]
+
+
+@dataclass(frozen=True)
+class QueuedRun:
+    """What became of a queued "Sync now": its run, once started (``run``); else, when its task
+    ended without one (the flow was busy, disabled or gone), the task's answer (``outcome``);
+    else both None: still waiting for a worker."""
+
+    run: SyncRun | None
+    outcome: str | None = None
+
+
+def queued_run(*, flow: SyncFlow, task_id: str, since: dt.datetime | None) -> QueuedRun:
+    """The run a queued task of ``flow`` started: the run its finished task names, else the
+    flow's first run started since ``since`` (when the task was queued; the task's own answer
+    comes only once the run is over)."""
+    task = Task.get_task(task_id) if task_id else None
+    result = task.result if task is not None and isinstance(task.result, dict) else None
+    if result and result.get("flow") == flow.pk:
+        run = flow.runs.filter(pk=result.get("run")).first() if result.get("run") else None
+        if run is not None:
+            return QueuedRun(run)
+        return QueuedRun(None, str(result.get("status") or ""))
+    if since is None:
+        return QueuedRun(None)
+    return QueuedRun(flow.runs.filter(started_at__gte=since).order_by("started_at", "id").first())
 
 
 def run_progress(run: SyncRun) -> dict:

@@ -13,6 +13,7 @@ from django.utils.safestring import mark_safe
 from connectors.errors import CATALOGUE, ErrorCode
 from syncs import selectors as sync_selectors
 from syncs.models import RecordStatus, SyncedRecord, SyncRun
+from syncs.states import run_progress_text
 
 
 def error_panel_html(code: str, message: str, field: str = ""):
@@ -43,9 +44,10 @@ def error_panel_html(code: str, message: str, field: str = ""):
 _BUSY_BAR = mark_safe('<progress style="width:8em"></progress>')
 
 
-def progress_html(run: SyncRun):
-    """The run's progress as "n of m" with a bar. ``total`` grows while the source is read: the bar
-    is of what the run has found so far."""
+def progress_html(run: SyncRun, tool: str | None = None):
+    """The run's progress with a bar: while it runs, what it is doing ("Reading invoices from
+    Tryton…, 120 read, 100 processed"; ``total`` grows while the source is read, so the bar is of
+    what the run has found so far); once over, "n of m processed"."""
     progress = sync_selectors.run_progress(run)
     processed, total = progress["processed"], progress["total"]
     if total:
@@ -55,17 +57,15 @@ def progress_html(run: SyncRun):
             total,
             progress["percent"],
         )
-        text = format_html("{} of {} ({} %)", processed, total, progress["percent"])
     else:
         # Nothing found yet: an indeterminate bar while running, none after.
         bar = _BUSY_BAR if progress["running"] else ""
-        text = format_html("{} of {}", processed, total)
     return format_html(
         '<span class="run-progress" data-run="{}">{} <span class="run-progress-text">{}</span>'
         "</span>",
         run.pk,
         bar,
-        text,
+        run_progress_text(run, tool),
     )
 
 

@@ -22,8 +22,9 @@ from syncs.admin.common import (
     records_url,
 )
 from syncs.admin.widgets import daily_chart
-from syncs.models import RecordStatus, RunStatus, SyncedRecord, SyncRun
+from syncs.models import RecordStatus, SyncedRecord, SyncRun
 from syncs.reconciliation import BUCKETS, flow_reconcile
+from syncs.states import run_state_text, state_text
 
 
 class DashboardViewsMixin:
@@ -103,7 +104,11 @@ class DashboardViewsMixin:
                     for status, label in RecordStatus.choices
                 ],
                 "last_run_status": (
-                    RunStatus(flow.last_run_status).label if flow.last_run_status else ""
+                    state_text(
+                        flow.last_run_status, flow.last_run_failed_count, flow.last_run_error_code
+                    )
+                    if flow.last_run_status
+                    else ""
                 ),
                 "last_run_started_at": flow.last_run_started_at,
                 "next_run": next_runs[flow.pk],
@@ -142,6 +147,7 @@ class DashboardViewsMixin:
             ],
             "record_total": sum(counts.values()),
             "last_run": last_run,
+            "last_run_state": run_state_text(last_run) if last_run else "",
             "last_run_progress": progress_html(last_run) if last_run else "",
             "running": running,
             "running_progress": progress_html(running) if running else "",

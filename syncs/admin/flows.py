@@ -15,10 +15,13 @@ from django.db import transaction
 from django.http import Http404, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, path, reverse
+from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import format_html
+from django.utils.http import urlencode
 from django.utils.text import slugify
 from django.utils.timezone import localtime
+from django.utils.translation import gettext as _
 
 from connectors.admin import CascadeLogsDeleteMixin, ClientScopedAdminMixin
 from connectors.admin_filters import ClientScopedRelatedFilter
@@ -35,7 +38,7 @@ from mappings.admin import (
     without_query_key,
 )
 from mappings.audit import one_record_per_save
-from mappings.checklist import flow_setup_checklist
+from mappings.checklist import StepState, flow_setup_checklist
 from mappings.flow_settings import flow_fieldsets
 from mappings.forms import SyncFlowAdminForm
 from mappings.lookups import FlowLookups, lookup_names
@@ -49,10 +52,12 @@ from mappings.services import (
     flow_schedule_sync,
     flow_update,
 )
+from syncs import selectors as sync_selectors
 from syncs import services as sync_services
-from syncs.models import RecordStatus, RunStatus, SyncedRecord
+from syncs.models import RecordStatus, SyncedRecord
 from syncs.preview import flow_preview
 from syncs.selectors import flow_list_with_run_stats
+from syncs.states import run_state_text, state_text
 
 __all__ = ["SyncFlowAdmin"]
 
@@ -107,22 +112,38 @@ class SyncFlowAdmin(CascadeLogsDeleteMixin, ClientScopedAdminMixin, admin.ModelA
 
     @admin.display(description="setup")
     def setup_progress(self, obj: SyncFlow):
-        steps = flow_setup_checklist(obj)
-        missing = [step.name for step in steps if not step.done]
+        steps = [step for step in flow_setup_checklist(obj) if step.counted]
+        missing = [step.name for step in steps if step.blocking]
+        to_check = [step.name for step in steps if step.state is StepState.TO_CHECK]
+        title = "; ".join(
+            part
+            for part in (
+                _("Missing: %(steps)s") % {"steps": ", ".join(missing)} if missing else "",
+                _("To check: %(steps)s") % {"steps": ", ".join(to_check)} if to_check else "",
+            )
+            if part
+        )
         return format_html(
-            '<span title="{}">{}/{}</span>',
-            f"Missing: {', '.join(missing)}" if missing else "Setup complete",
-            len(steps) - len(missing),
+            '<span title="{}">{}/{}{}</span>',
+            title or _("Setup complete"),
+            sum(step.done for step in steps),
             len(steps),
+            format_html(" ⚠ {}", _("to check")) if to_check and not missing else "",
         )
 
     @admin.display(description="last run", ordering="last_run_started_at")
-    def last_run(self, obj: SyncFlow) -> str:
+    def last_run(self, obj: SyncFlow):
         if not obj.last_run_status:
-            return "never"
-        label = RunStatus(obj.last_run_status).label
+            return _("never")
+        # From the run's counts: a run with failed records reads "Completed, N failed".
+        label = state_text(obj.last_run_status, obj.last_run_failed_count, obj.last_run_error_code)
         started = date_format(localtime(obj.last_run_started_at), "SHORT_DATETIME_FORMAT")
-        return f"{label} ({started})"
+        return format_html(
+            '<a href="{}">{}</a> ({})',
+            reverse("admin:syncs_syncrun_change", args=[obj.last_run_id]),
+            label,
+            started,
+        )
 
     @admin.display(description="failed records", ordering="failed_record_count")
     def failed_records(self, obj: SyncFlow):
@@ -175,12 +196,15 @@ class SyncFlowAdmin(CascadeLogsDeleteMixin, ClientScopedAdminMixin, admin.ModelA
         steps = flow_setup_checklist(flow, lookups=lookups)
         if proposing_vat(request):
             self._report_proposals(request, flow, lookups)
+        counted = [step for step in steps if step.counted]
         return {
             "flow_setup": {
                 "steps": steps,
-                "done": sum(step.done for step in steps),
-                "total": len(steps),
-                "complete": all(step.done for step in steps),
+                "done": sum(step.done for step in counted),
+                "total": len(counted),
+                "to_check": sum(step.state is StepState.TO_CHECK for step in counted),
+                # Nothing keeps the flow from being enabled (steps to check do not).
+                "complete": not any(step.blocking for step in counted),
                 "lookups": lookups,
                 "folder_first": not flow.folder,
                 "target_fetched_at": lookups.target_fetched_at,
@@ -343,7 +367,7 @@ class SyncFlowAdmin(CascadeLogsDeleteMixin, ClientScopedAdminMixin, admin.ModelA
             "title": f"Preview of {flow}",
             "preview": preview,
             "error": error,
-            "missing_steps": [step for step in steps if not step.done],
+            "missing_steps": [step for step in steps if step.blocking],
             "flow_url": reverse("admin:mappings_syncflow_change", args=[flow.pk]),
             "dashboard_url": _dashboard_url(flow),
             "lookups": lookups,
@@ -362,18 +386,34 @@ class SyncFlowAdmin(CascadeLogsDeleteMixin, ClientScopedAdminMixin, admin.ModelA
 
     @admin.action(description="Sync now", permissions=["sync"])
     def sync_now(self, request, queryset):
-        queued = 0
         for flow in queryset:
+            since = timezone.now()
             try:
-                sync_services.flow_sync_enqueue(flow=flow, trigger="manual")
+                task_id = sync_services.flow_sync_enqueue(flow=flow, trigger="manual")
             except InvsyncError as exc:
                 self.message_user(request, f"{flow}: {exc.message}", messages.ERROR)
+                continue
+            # The run the task started: there already when a worker was quick (or tasks run in
+            # the request); else a page that follows it until it starts.
+            queued = sync_selectors.queued_run(flow=flow, task_id=task_id, since=since)
+            if queued.run is not None:
+                link = format_html(
+                    '<a href="{}">{}</a> — {}',
+                    reverse("admin:syncs_syncrun_change", args=[queued.run.pk]),
+                    _("run %(number)s") % {"number": queued.run.pk},
+                    run_state_text(queued.run),
+                )
             else:
-                queued += 1
-        if queued:
+                url = reverse("admin:syncs_syncrun_queued", args=[flow.pk])
+                link = format_html(
+                    '<a href="{}?{}">{}</a>',
+                    url,
+                    urlencode({"task": task_id or "", "since": since.timestamp()}),
+                    _("follow its run"),
+                )
             self.message_user(
                 request,
-                f"Queued a sync of {queued} flow{'s' if queued != 1 else ''}.",
+                format_html(_("Queued a sync of “{}”: {}."), flow, link),
                 messages.SUCCESS,
             )
 

@@ -3,9 +3,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
+
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, JsonResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.translation import gettext_lazy as _
 
 from connectors.admin import ClientScopedAdminMixin, ReadOnlyAdminMixin
 from connectors.admin_filters import ClientScopedRelatedFilter
@@ -13,6 +20,7 @@ from syncs import selectors as sync_selectors
 from syncs.admin.common import error_panel_html, progress_html
 from syncs.admin.dashboards import DashboardViewsMixin
 from syncs.models import RunStatus, SyncRun
+from syncs.states import run_progress_text, run_state_text
 
 
 @admin.register(SyncRun)
@@ -24,7 +32,7 @@ class SyncRunAdmin(
         "id",
         "flow",
         "trigger",
-        "status",
+        "state_display",
         "started_at",
         "duration_display",
         "progress_display",
@@ -36,10 +44,11 @@ class SyncRunAdmin(
     )
     list_display_links = ("id", "flow")
     list_filter = (("flow", ClientScopedRelatedFilter), "status", "trigger")
-    list_select_related = ("flow", "flow__client")
+    # The flow's invoicing connection names the tool a running run reads from.
+    list_select_related = ("flow", "flow__client", "flow__invoicing_connection")
     date_hierarchy = "started_at"
     fieldsets = (
-        (None, {"fields": ("flow", "trigger", "status", "started_at", "finished_at")}),
+        (None, {"fields": ("flow", "trigger", "state_display", "started_at", "finished_at")}),
         ("Failure", {"fields": ("error_panel",)}),
         (
             "Counts",
@@ -61,7 +70,7 @@ class SyncRunAdmin(
     readonly_fields = (
         "flow",
         "trigger",
-        "status",
+        "state_display",
         "started_at",
         "finished_at",
         "error_panel",
@@ -84,6 +93,11 @@ class SyncRunAdmin(
         seconds = int(duration.total_seconds())
         return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
+    @admin.display(description=_("state"), ordering="status")
+    def state_display(self, obj: SyncRun) -> str:
+        # From the run's counts: a run with failed records reads "Completed, N failed".
+        return run_state_text(obj)
+
     @admin.display(description="why the run stopped")
     def error_panel(self, obj: SyncRun):
         return error_panel_html(obj.error_code, obj.error_message)
@@ -98,6 +112,11 @@ class SyncRunAdmin(
         wrap = self.admin_site.admin_view
         return [
             *self.dashboard_urls(),
+            path(
+                "queued/<int:flow_pk>/",
+                wrap(self.queued_view),
+                name="syncs_syncrun_queued",
+            ),
             path(
                 "<int:pk>/progress.json",
                 wrap(self.progress_view),
@@ -123,4 +142,37 @@ class SyncRunAdmin(
         if run is None or not self.has_view_permission(request, run):
             raise Http404("No such run.")
         # admin_view marks the response never-cached: each poll reads the run again.
-        return JsonResponse(sync_selectors.run_progress(run))
+        return JsonResponse(
+            {
+                **sync_selectors.run_progress(run),
+                "state": run_state_text(run),
+                "text": run_progress_text(run),
+            }
+        )
+
+    def queued_view(self, request, flow_pk: int):
+        """Where "Sync now" links: the run the queued task started (a redirect to its page), or
+        a page that waits for it (reloading itself), or what the task found instead (the flow
+        busy with another run, disabled or gone)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        flow = get_object_or_404(sync_selectors.flow_list_for_user(request.user), pk=flow_pk)
+        since = None
+        with contextlib.suppress(ValueError, OverflowError):
+            since = dt.datetime.fromtimestamp(float(request.GET.get("since", "")), tz=dt.UTC)
+        queued = sync_selectors.queued_run(
+            flow=flow, task_id=request.GET.get("task", "")[:64], since=since
+        )
+        if queued.run is not None:
+            return redirect("admin:syncs_syncrun_change", queued.run.pk)
+        running = sync_selectors.flow_running_run(flow) if queued.outcome == "busy" else None
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": _("Sync of %(flow)s") % {"flow": flow},
+            "flow": flow,
+            "outcome": queued.outcome,
+            "running": running,
+            "runs_url": f"{reverse('admin:syncs_syncrun_changelist')}?flow__id__exact={flow.pk}",
+        }
+        return TemplateResponse(request, "admin/syncs/syncrun/queued.html", context)

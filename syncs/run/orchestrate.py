@@ -116,13 +116,16 @@ def _process_chunk(state: RunState, items: list, *, force: bool = False) -> None
     records = {
         r.source_id: r for r in SyncedRecord.objects.filter(flow=state.flow, source_id__in=ids)
     }
+    # Read, not yet processed: said at once ("Reading invoices from …, N read"), so that a page
+    # following the run sees the chunk while it is evaluated, partnered and written.
+    state.run.total += len(items)
+    state.run.save(update_fields=["total"])
     chunk = Chunk()
     for item in items:
         record = records.get(item.source_id)
         if record is None:
             record = SyncedRecord(flow=state.flow, source_id=item.source_id)
             records[item.source_id] = record
-        state.run.total += 1
         _evaluate(state, record, item, chunk, force=force)
     if chunk.ready:
         partners.resolve_partners(state, chunk)

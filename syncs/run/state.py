@@ -74,6 +74,8 @@ class RunState:
     # flows (this one included) whose entries may carry the old per-flow keys.
     relatives: dict[int, SyncFlow] = field(default_factory=dict)
     legacy_flows: list[int] = field(default_factory=list)
+    # The records this run tried to book (by source id): each counts one attempt per run.
+    attempted: set[str] = field(default_factory=set)
     _config: FlowConfig | None = None
 
     @property
@@ -103,7 +105,16 @@ class RunState:
         name = f"{what}_count"
         setattr(self.run, name, getattr(self.run, name) + 1)
 
+    def attempt(self, record: SyncedRecord) -> None:
+        """Count this run's try at booking ``record``: once per run, whether it failed before
+        its write (engine, partner, PDF) or at it, or was written. Invoices left unchanged,
+        skipped or waiting for their PDF are not tried."""
+        if record.source_id not in self.attempted:
+            self.attempted.add(record.source_id)
+            record.attempts += 1
+
     def fail(self, record: SyncedRecord, error: InvsyncError) -> None:
+        self.attempt(record)
         record.status = RecordStatus.FAILED
         record.error_code = error.code
         record.error_message = clip(error.message)
@@ -111,7 +122,7 @@ class RunState:
         record.config_version = self.flow.config_version
         record.last_run = self.run
         record.next_attempt_at = (
-            timezone.now() + retry_delay(record.attempts + 1) if error.is_transient else None
+            timezone.now() + retry_delay(record.attempts) if error.is_transient else None
         )
         self.count("failed")
 

@@ -60,7 +60,7 @@ def push(state: RunState, batch: list[Ready]) -> None:
     with transaction.atomic():
         for ready in batch:
             ready.record.status = RecordStatus.PUSHING
-            ready.record.attempts += 1
+            state.attempt(ready.record)
             ready.record.entry_key = ready.posting.external_id[:200]
             ready.record.save(update_fields=["status", "attempts", "entry_key", "updated_at"])
     if state.relatives or state.legacy_flows:

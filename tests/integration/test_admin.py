@@ -381,7 +381,7 @@ def test_a_vat_rate_mapped_twice_is_refused(admin_client, data):
 
 def test_flow_list_shows_the_last_run_and_a_link_to_failed_records(admin_client, data):
     html = admin_client.get(_url(SyncFlow, "changelist")).content.decode()
-    assert "Finished with failed records" in html
+    assert "Completed, 1 failed" in html
     assert f"flow__id__exact={data[SyncFlow].pk}&amp;status__exact=failed" in html
 
 
@@ -398,7 +398,12 @@ def test_sync_now_action_queues_each_flow(admin_client, data, monkeypatch):
         follow=True,
     )
     assert sorted(calls) == sorted([(data[SyncFlow].pk, "manual"), (other.pk, "manual")])
-    assert "Queued a sync of 2 flows." in _messages(response)
+    # Each flow's message links to a page that follows its run until it starts.
+    texts = _messages(response)
+    for flow in (data[SyncFlow], other):
+        (text,) = [t for t in texts if f"Queued a sync of “{flow}”" in t]
+        queued = reverse("admin:syncs_syncrun_queued", args=[flow.pk])
+        assert f'<a href="{queued}?task=task-id&amp;since=' in text and "follow its run" in text
 
 
 def test_retry_all_failed_records_action_passes_the_failed_records(admin_client, data, monkeypatch):

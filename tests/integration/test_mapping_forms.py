@@ -19,7 +19,7 @@ from connectors.base import SourceRecordError
 from connectors.canonical import Account, InvoiceStatus, InvoiceType
 from connectors.errors import ConnectorError, ErrorCode, error_info
 from connectors.models import LookupCache
-from mappings.checklist import flow_setup_checklist
+from mappings.checklist import StepState, flow_setup_checklist
 from mappings.models import SyncFlow, VatMapping
 from mappings.services import flow_create, flow_lookups_load, flow_update
 from syncs.admin import flows as flow_admin
@@ -481,12 +481,17 @@ def test_checklist_follows_the_scope_the_connections_and_the_source_rates(memory
     assert steps["purchases_vat"] == (True, "Not needed: purchases are out of scope.")
     assert all(done for done, _ in steps.values())
 
-    # Once the source's rates are read, those not mapped are named (a warning, not a blocker:
-    # sources list taxes nobody bills, and an invoice using one fails alone with its code).
+    # Once the source's rates are read, those not mapped are named: the step is to check, not
+    # done (never shown ✓), and not a blocker either (sources list taxes nobody bills, and an
+    # invoice using one fails alone with its code).
     MemorySource.put(InvoiceFactory(lines=(InvoiceLineFactory(tax_rate=Decimal("5.5")),)))
     flow_lookups_load(flow=flow)
-    done, detail = _steps(flow)["sales_vat"]
-    assert done and "Not mapped (invoices using them will fail until they are): 5.5 %" in detail
+    step = {s.key: s for s in flow_setup_checklist(flow)}["sales_vat"]
+    assert step.state is StepState.TO_CHECK and not step.done and not step.blocking
+    assert (
+        "1 rate of the invoicing tool not mapped (invoices using them will fail until they "
+        "are): 5.5 %" in step.detail
+    )
 
     # A failed check of a connection is a missing step, until the tool is read again.
     flow.accounting_connection.last_check_ok = False

@@ -370,7 +370,8 @@ def test_retry_action_queues_a_run_that_pushes_the_failed_records(world, flow, q
     source.failing_attachments.clear()
     assert records_retry_enqueue(records=[record]) == 1
     record.refresh_from_db()
-    assert record.status == RecordStatus.SYNCED and record.attempts == 1  # one push
+    # Two tries: the first failed on its PDF before any write, the retry wrote it.
+    assert record.status == RecordStatus.SYNCED and record.attempts == 2
     assert SyncRun.objects.filter(trigger="retry").count() == 1
     # Twice is harmless: nothing is failed any more, nothing is queued.
     assert records_retry_enqueue(records=[record]) == 0

@@ -197,7 +197,7 @@ class Command(BaseCommand):
                 self.stdout.write(f"  Test connection {connection.name}: {check.message}")
             flow = SyncFlow.objects.get(pk=flow.pk)
             flow_lookups_load(flow=flow)  # the checklist checks values against the tool's lists
-            missing = [s.name for s in flow_setup_checklist(flow) if not s.done]
+            missing = [s.name for s in flow_setup_checklist(flow) if s.blocking]
             if missing:
                 self.stdout.write(
                     f"  The flow stays disabled until its setup is complete: {', '.join(missing)}."
