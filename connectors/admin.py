@@ -21,6 +21,14 @@ from connectors.admin_inbox import inbox_upload_view, is_inbox
 from connectors.base import AUTH_FIELDS, AuthKind, ConnectionKind
 from connectors.form_fields import BoundedJSONField
 from connectors.models import Client, Connection
+from connectors.oauth_admin import (
+    CHANGE_FORM_REQUEST,
+    oauth_callback_view,
+    oauth_company_view,
+    oauth_connect_view,
+    oauth_disconnect_view,
+    oauth_status,
+)
 from connectors.selectors import client_list_for_user
 from connectors.services import (
     CONNECTION_EDITABLE_FIELDS,
@@ -426,6 +434,7 @@ class ConnectionAdmin(ClientScopedAdminMixin, admin.ModelAdmin):
     readonly_fields = (
         "inbox_link",
         "credentials_status",
+        "oauth_connection",
         "last_checked_at",
         "last_check_ok",
         "last_check_message",
@@ -443,6 +452,7 @@ class ConnectionAdmin(ClientScopedAdminMixin, admin.ModelAdmin):
                 "fields": (*(secret_field_name(n) for n in SECRET_NAMES), "credentials_status"),
             },
         ),
+        ("OAuth2", {"fields": ("oauth_connection",)}),
         ("Last check", {"fields": ("last_checked_at", "last_check_ok", "last_check_message")}),
         ("Dates", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
     )
@@ -451,7 +461,12 @@ class ConnectionAdmin(ClientScopedAdminMixin, admin.ModelAdmin):
     # A crash page (DEBUG) or an error report never shows the typed secrets.
     @method_decorator(sensitive_post_parameters(*(secret_field_name(n) for n in SECRET_NAMES)))
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
-        return super().changeform_view(request, object_id, form_url, extra_context)
+        # The OAuth2 line shows its buttons to staff who may change the connection.
+        with CHANGE_FORM_REQUEST.bind(request):
+            response = super().changeform_view(request, object_id, form_url, extra_context)
+            if hasattr(response, "render"):  # a TemplateResponse renders late: render it here
+                response.render()
+            return response
 
     def get_urls(self):
         own = [
@@ -459,7 +474,25 @@ class ConnectionAdmin(ClientScopedAdminMixin, admin.ModelAdmin):
                 "<path:object_id>/inbox/",
                 self.admin_site.admin_view(partial(inbox_upload_view, self)),
                 name="connectors_connection_inbox",
-            )
+            ),
+            # OAuth2: one callback address for every connection (the state names it).
+            path(
+                "oauth/callback/",
+                self.admin_site.admin_view(partial(oauth_callback_view, self)),
+                name="connectors_connection_oauth_callback",
+            ),
+            *(
+                path(
+                    f"<path:object_id>/oauth/{action}/",
+                    self.admin_site.admin_view(partial(view, self)),
+                    name=f"connectors_connection_oauth_{action}",
+                )
+                for action, view in (
+                    ("connect", oauth_connect_view),
+                    ("company", oauth_company_view),
+                    ("disconnect", oauth_disconnect_view),
+                )
+            ),
         ]
         return own + super().get_urls()
 
@@ -469,6 +502,13 @@ class ConnectionAdmin(ClientScopedAdminMixin, admin.ModelAdmin):
             return "-"
         url = reverse("admin:connectors_connection_inbox", args=[obj.pk])
         return format_html('<a href="{}">Upload e-invoices and see the files received</a>', url)
+
+    @admin.display(description="OAuth2 connection")
+    def oauth_connection(self, obj: Connection) -> str:
+        request = CHANGE_FORM_REQUEST.get()
+        return oauth_status(
+            obj, can_change=request is not None and self.has_change_permission(request, obj)
+        )
 
     @admin.display(description="provider", ordering="provider")
     def provider_display(self, obj: Connection) -> str:

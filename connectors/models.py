@@ -74,6 +74,15 @@ class Connection(models.Model):
         default=dict,
         help_text="Encrypted at rest; write-only in the admin.",
     )
+    oauth_tokens = EncryptedJSONField(
+        "OAuth2 tokens",
+        blank=True,
+        default=dict,
+        editable=False,
+        help_text="The OAuth2 grant's tokens (access, refresh, expiry, scopes, the companies it "
+        "gives), encrypted at rest, written only by connectors.oauth_flow and "
+        "connectors.token_store; never shown.",
+    )
     last_checked_at = models.DateTimeField("last checked", null=True, blank=True)
     last_check_ok = models.BooleanField("last check succeeded", null=True, blank=True)
     last_check_message = models.CharField("last check message", max_length=500, blank=True)

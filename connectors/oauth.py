@@ -28,6 +28,9 @@ from connectors.errors import ErrorCode, InvsyncError
 
 # An access token expiring within this many seconds is refreshed before it is sent.
 REFRESH_MARGIN = 60.0
+# The connection setting holding the company (tenant) picked among those the grant gives; a
+# provider that signs in with OAuth2 declares it (SettingField, not required) and reads it.
+COMPANY_SETTING = "company_id"
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,13 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db.models import QuerySet
 
 from connectors import registry
-from connectors.base import ConnectionKind, Connector, SettingField
+from connectors.base import AuthKind, ConnectionKind, Connector, SettingField
 from connectors.errors import ErrorCode, InvsyncError
 from connectors.inbox_store import DatabaseInboxStore
 from connectors.models import Client, Connection
 from connectors.outbound import OutboundPolicy
 from connectors.ratelimit_store import SHARED_WINDOWS
+from connectors.token_store import DatabaseTokenSource
 
 
 def connector_class_for(connection: Connection) -> type[Connector]:
@@ -42,7 +43,15 @@ def connector_for(connection: Connection) -> Connector:
     configured outbound policy (:func:`outbound_policy`) and wait on the deployment's shared
     rate-limit windows (:mod:`connectors.ratelimit_store`), handed in as an object."""
     config = replace(
-        connection.as_config(), outbound=outbound_policy(), rate_windows=SHARED_WINDOWS
+        connection.as_config(),
+        outbound=outbound_policy(),
+        rate_windows=SHARED_WINDOWS,
+        # OAuth2: the tokens stored on the connection, refreshed single-flight (token_store).
+        tokens=(
+            DatabaseTokenSource(connection.pk, label=connection.name)
+            if connection.auth_kind == AuthKind.OAUTH2 and connection.pk
+            else None
+        ),
     )
     cls = connector_class_for(connection)
     if getattr(cls, "uses_inbox_store", False):

@@ -210,6 +210,19 @@ INVSYNC_OUTBOUND_ALLOWED_NETWORKS = env.list(
     "INVSYNC_OUTBOUND_ALLOWED_NETWORKS", default=["127.0.0.0/8", "::1/128"] if DEBUG else []
 )
 
+# OAuth2 connections (connectors/oauth_backends.py): the firm's OAuth app at each vendor,
+# INVSYNC_OAUTH_<VENDOR>_CLIENT_ID and _CLIENT_SECRET (a connection may carry its own app's
+# instead), _BASE_URL (replaces the vendor's address: tests and the dev sandbox point it at
+# connectors/devtools/oauth_server.py) and _SCOPES (space-separated; default: the backend's).
+INVSYNC_OAUTH_VENDORS = ("pennylane", "xero", "stripe")
+INVSYNC_OAUTH = {
+    vendor: {
+        name: env.str(f"INVSYNC_OAUTH_{vendor.upper()}_{name.upper()}", default="")
+        for name in ("client_id", "client_secret", "base_url", "scopes")
+    }
+    for vendor in INVSYNC_OAUTH_VENDORS
+}
+
 # Error reports (the DEBUG page too) never show a typed secret: invsync/error_reports.py.
 DEFAULT_EXCEPTION_REPORTER_FILTER = "invsync.error_reports.SecretsExceptionReporterFilter"
 

@@ -10,7 +10,9 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from connectors.errors import ErrorCode, ErrorInfo
+from connectors.base import AuthKind
+from connectors.errors import CATALOGUE, ErrorCode, ErrorInfo
+from connectors.oauth_admin import connect_url
 from mappings.models import SyncFlow
 from syncs import selectors as sync_selectors
 from syncs.admin.common import changelist_url, failed_records_url, records_url
@@ -26,7 +28,7 @@ def fix_links(flow: SyncFlow, info: ErrorInfo | None) -> list[tuple[str, str]]:
         return []
     flow_url = reverse("admin:mappings_syncflow_change", args=[flow.pk])
     if setting == "connection":
-        return [
+        links = [
             (
                 "Invoicing connection",
                 reverse("admin:connectors_connection_change", args=[flow.invoicing_connection_id]),
@@ -36,6 +38,16 @@ def fix_links(flow: SyncFlow, info: ErrorInfo | None) -> list[tuple[str, str]]:
                 reverse("admin:connectors_connection_change", args=[flow.accounting_connection_id]),
             ),
         ]
+        if info is CATALOGUE[ErrorCode.OAUTH_GRANT_REVOKED]:
+            # Reconnect starts the OAuth2 dance of the flow's OAuth2 connection(s) at once.
+            connections = (flow.invoicing_connection, flow.accounting_connection)
+            reconnect = [
+                (f"Reconnect {connection.name}", connect_url(connection))
+                for connection in connections
+                if connection.auth_kind == AuthKind.OAUTH2
+            ]
+            links = reconnect + links
+        return links
     if setting == "partner_links":
         return [("Partner links of the flow", changelist_url(PartnerLink, flow__id__exact=flow.pk))]
     if setting in ("vat_mappings", "journal_mappings"):

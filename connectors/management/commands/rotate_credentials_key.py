@@ -1,5 +1,5 @@
-"""Re-encrypt every stored credential under the newest key: the connections' credentials and the
-staff's two-factor secrets (allauth's TOTP secrets, recovery-code seeds).
+"""Re-encrypt every stored credential under the newest key: the connections' credentials and
+OAuth2 tokens, and the staff's two-factor secrets (allauth's TOTP secrets, recovery-code seeds).
 
 To rotate: generate a key, put it first in INVSYNC_CREDENTIALS_KEYS (keeping the old one after it),
 restart, run this command, then remove the old key.
@@ -27,21 +27,26 @@ class Command(BaseCommand):
                 "it (or the key derived from DJANGO_SECRET_KEY is in use and cannot be rotated)."
             )
         table = db.ops.quote_name(Connection._meta.db_table)
-        column = db.ops.quote_name(Connection._meta.get_field("credentials").column)
         rotated = 0
         with transaction.atomic(), db.cursor() as cursor:
             # Work on the stored tokens themselves: MultiFernet.rotate decrypts with any listed key
             # and encrypts with the first, without the clear values ever reaching Python objects.
-            cursor.execute(f"SELECT id, {column} FROM {table}")  # noqa: S608 - quoted names
-            for pk, token in cursor.fetchall():
-                if not token:
-                    continue
-                new = crypto.rotate(token)
-                cursor.execute(
-                    f"UPDATE {table} SET {column} = %s WHERE id = %s",  # noqa: S608
-                    [new, pk],
-                )
-                rotated += 1
+            # Both encrypted columns: the credentials and the OAuth2 grant's tokens.
+            for field_name in ("credentials", "oauth_tokens"):
+                column = db.ops.quote_name(Connection._meta.get_field(field_name).column)
+                # Row locks: a token refresh (connectors.token_store) waits, never overwritten.
+                lock = " FOR UPDATE" if db.features.has_select_for_update else ""
+                cursor.execute(f"SELECT id, {column} FROM {table}{lock}")  # noqa: S608
+                for pk, token in cursor.fetchall():
+                    if not token:
+                        continue
+                    new = crypto.rotate(token)
+                    cursor.execute(
+                        f"UPDATE {table} SET {column} = %s WHERE id = %s",  # noqa: S608
+                        [new, pk],
+                    )
+                    if field_name == "credentials":
+                        rotated += 1
             authenticators = _rotate_authenticators()
         self.stdout.write(
             f"Re-encrypted the credentials of {rotated} connection(s) and the two-factor secrets "

@@ -1,0 +1,194 @@
+"""The OAuth2 backends: one small social-core ``BaseOAuth2PKCE`` subclass per vendor (PKCE S256
+and ``state``), and the explicit registry of them (:data:`BACKENDS`), looked up by connector key.
+
+A backend knows its vendor's authorize, token and revoke addresses, the scopes invsync asks for,
+and how to list the companies (tenants) a grant gives. The OAuth app's client id and secret come
+from the connection (a firm's own app: its ``client_id``/``client_secret`` credentials) or else
+from the settings (``INVSYNC_OAUTH_<VENDOR>_CLIENT_ID`` / ``_CLIENT_SECRET``); the vendor's base
+address may be replaced by ``INVSYNC_OAUTH_<VENDOR>_BASE_URL`` (tests and the dev sandbox point it
+at :mod:`connectors.devtools.oauth_server`).
+
+Only the authorization-code dance and the token calls go through social-core; its user pipeline
+never runs (the tokens belong to a Connection, not to a user: :mod:`connectors.oauth_flow`).
+Xero and Stripe Connect add one class each and list it in :data:`BACKENDS`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar
+
+from django.conf import settings
+from social_core.backends.oauth import BaseOAuth2PKCE
+from social_core.exceptions import SocialAuthBaseException
+
+
+class InvsyncOAuth2(BaseOAuth2PKCE):
+    """What every vendor's backend shares. Subclasses set ``vendor`` (the settings' name),
+    ``connector_keys``, ``BASE_URL``, the paths and ``DEFAULT_SCOPE``, and may override
+    :meth:`granted_companies`."""
+
+    vendor: ClassVar[str] = ""
+    title: ClassVar[str] = ""
+    connector_keys: ClassVar[tuple[str, ...]] = ()
+    BASE_URL: ClassVar[str] = ""
+    AUTHORIZATION_PATH: ClassVar[str] = "/oauth/authorize"
+    TOKEN_PATH: ClassVar[str] = "/oauth/token"
+    REVOKE_PATH: ClassVar[str] = ""  # "": the vendor cannot revoke
+    ACCESS_TOKEN_METHOD = "POST"
+    REVOKE_TOKEN_METHOD = "POST"
+    SCOPE_SEPARATOR = " "
+    REDIRECT_STATE = False  # one fixed redirect address; the state travels as ``state``
+    STATE_PARAMETER = True
+    SEND_USER_AGENT = True
+
+    def __init__(
+        self,
+        strategy: Any,
+        redirect_uri: str | None = None,
+        *,
+        client: tuple[str, str] | None = None,
+    ) -> None:
+        super().__init__(strategy, redirect_uri)
+        self._client = client if client and all(client) else None
+
+    # -- where, and as whom --------------------------------------------------------------------
+
+    @classmethod
+    def configured(cls, name: str) -> str:
+        """``INVSYNC_OAUTH_<VENDOR>_<NAME>`` from the settings ("" when unset)."""
+        table = getattr(settings, "INVSYNC_OAUTH", {}) or {}
+        return str((table.get(cls.vendor) or {}).get(name) or "")
+
+    def root(self) -> str:
+        return (self.configured("base_url") or self.BASE_URL).rstrip("/")
+
+    def authorization_url(self) -> str:
+        return self.root() + self.AUTHORIZATION_PATH
+
+    def access_token_url(self) -> str:
+        return self.root() + self.TOKEN_PATH
+
+    def revoke_token_url(self, token: str, uid: str) -> str:
+        return self.root() + self.REVOKE_PATH if self.REVOKE_PATH else ""
+
+    def revoke_token_params(self, token: str, uid: str) -> dict[str, Any]:
+        client_id, client_secret = self.get_key_and_secret()
+        return {"token": token, "client_id": client_id, "client_secret": client_secret}
+
+    def get_key_and_secret(self) -> tuple[str, str]:
+        if self._client:
+            return self._client
+        return self.configured("client_id"), self.configured("client_secret")
+
+    def get_scope(self) -> list[str]:
+        configured = self.configured("scopes")
+        return configured.split() if configured else list(self.DEFAULT_SCOPE or [])
+
+    @classmethod
+    def has_client(cls, own: tuple[str, str] | None = None) -> bool:
+        return bool(own and all(own)) or bool(
+            cls.configured("client_id") and cls.configured("client_secret")
+        )
+
+    # -- the dance, without social-auth's user pipeline ------------------------------------------
+
+    def exchange_code(self) -> dict[str, Any]:
+        """The callback's half of the dance, on ``self.data`` (the callback's query): the
+        vendor's error (declined...) raised, ``state`` checked against this session's (once,
+        within its lifetime), the code exchanged with the PKCE verifier. Returns the token
+        endpoint's answer. Raises social-core's exceptions (``AuthCanceled``,
+        ``AuthSessionError``, ``AuthCredentialError``, ``AuthProviderError``...)."""
+        self.process_error(self.data)
+        state = self.validate_state()
+        response = self.request_access_token(
+            self.access_token_url(),
+            data=self.auth_complete_params(state),
+            headers=self.auth_headers(),
+            auth=self.auth_complete_credentials(),
+            method=self.ACCESS_TOKEN_METHOD,
+        )
+        self.get_access_token(response)  # raises when the answer holds none
+        return response
+
+    def granted_companies(self, access_token: str) -> list[tuple[str, str]]:
+        """The companies (tenants) the grant gives, as (id, name); [] when the vendor does not
+        say (the grant is then for one account)."""
+        return []
+
+    def api_get(self, path: str, access_token: str) -> Any:
+        return self.get_json(
+            self.root() + path, headers={"Authorization": f"Bearer {access_token}"}
+        )
+
+
+class PennylaneOAuth2(InvsyncOAuth2):
+    """Pennylane (https://pennylane.readme.io/docs/oauth-20-walkthrough): authorization code at
+    ``app.pennylane.com/oauth/authorize``, tokens at ``/oauth/token`` (access tokens for 24 h,
+    refresh tokens rotated on use), revocation at ``/oauth/revoke``. A company grant is for one
+    company (``GET /api/external/v2/me`` names it); a firm grant gives several, listed by the
+    firm API."""
+
+    name = "invsync-pennylane"
+    vendor = "pennylane"
+    title = "Pennylane"
+    connector_keys = ("pennylane",)
+    BASE_URL = "https://app.pennylane.com"
+    REVOKE_PATH = "/oauth/revoke"
+    # Pennylane API v2 scopes (https://pennylane.readme.io/docs/v2-scopes) for a target writing
+    # ledger entries with their PDF and creating customers and suppliers.
+    DEFAULT_SCOPE = [
+        "ledger",
+        "customers:all",
+        "suppliers:all",
+        "file_attachments:all",
+    ]
+
+    def granted_companies(self, access_token: str) -> list[tuple[str, str]]:
+        try:
+            listed = self.api_get("/api/external/firm/v1/companies", access_token)
+        except SocialAuthBaseException:  # a company grant has no firm API: ask /me below
+            listed = None
+        items = listed.get("items") if isinstance(listed, dict) else None
+        if isinstance(items, list) and items:
+            return [(str(c.get("id")), str(c.get("name") or c.get("id"))) for c in items]
+        me = self.api_get("/api/external/v2/me", access_token)
+        company = me.get("company") if isinstance(me, dict) else None
+        if isinstance(company, dict) and company.get("id") is not None:
+            return [(str(company["id"]), str(company.get("name") or company["id"]))]
+        return []
+
+
+# The explicit registry: a vendor's backend is available when its class is named here.
+BACKENDS: tuple[type[InvsyncOAuth2], ...] = (PennylaneOAuth2,)
+
+
+_active: tuple[type[InvsyncOAuth2], ...] = BACKENDS
+
+
+def backend_for(connector_key: str) -> type[InvsyncOAuth2] | None:
+    """The OAuth2 backend of the connector ``connector_key`` (None: it has none)."""
+    for cls in _active:
+        if connector_key in cls.connector_keys:
+            return cls
+    return None
+
+
+def backend_named(name: str) -> type[InvsyncOAuth2] | None:
+    for cls in _active:
+        if cls.name == name:
+            return cls
+    return None
+
+
+@contextlib.contextmanager
+def override(backends: Sequence[type[InvsyncOAuth2]]) -> Iterator[None]:
+    """Use ``backends`` as the registry inside the block (tests add a backend for a double)."""
+    global _active
+    previous = _active
+    _active = tuple(backends)
+    try:
+        yield
+    finally:
+        _active = previous
