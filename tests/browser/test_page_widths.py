@@ -116,7 +116,8 @@ SCROLL_WIDTH = """() => ({
         .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1)
         .slice(0, 3)
         .map(e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '')
-             + (e.className && typeof e.className === 'string' ? '.' + e.className.split(' ')[0] : '')
+             + (typeof e.className === 'string' && e.className
+                ? '.' + e.className.split(' ')[0] : '')
              + ' ' + Math.round(e.getBoundingClientRect().right) + 'px'),
 })"""
 
