@@ -325,7 +325,9 @@ class PennylaneFake:
 
     def start(self) -> PennylaneFake:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+            self._thread = threading.Thread(
+                target=self._httpd.serve_forever, args=(0.05,), daemon=True
+            )
             self._thread.start()
         return self
 
@@ -946,6 +948,7 @@ def _matches(item: dict, rule: dict) -> bool:
 def _handler(fake: PennylaneFake) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body go in two writes: no 40 ms delayed ACK
 
         def log_message(self, *args: Any) -> None:
             pass
