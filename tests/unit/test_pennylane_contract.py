@@ -3,16 +3,21 @@ it is refused with the reason and recorded, a good one is served, every response
 the contract, and its switches (rate limit, expired/revoked/firm tokens, refused entries, 5xx)
 answer as Pennylane does."""
 
+import base64
+import hashlib
 import json
 import re
+import secrets
 from decimal import Decimal
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
 
+from connectors.devtools.oauth_server import CLIENT_ID, CLIENT_SECRET, OAuthServer
 from connectors.devtools.pennylane_contract import CONTRACT_DIR, Contract, load_contract
-from connectors.devtools.pennylane_fake import PennylaneFake
+from connectors.devtools.pennylane_fake import PennylaneFake, oauth_server_verifier
 
 ADDRESS = {
     "address": "3 rue des Lilas",
@@ -478,3 +483,69 @@ def test_calls_are_counted_per_operation(fake, api):
 
     assert fake.calls == {"getLedgerAccounts": 1, "getJournals": 1, "postLedgerEntries": 1}
     assert sum(Decimal(1) for _ in fake.answers) == 3
+
+
+def _oauth_tokens(server: OAuthServer) -> dict:
+    """The authorization-code dance with PKCE against the local OAuth server."""
+    verifier = secrets.token_urlsafe(32)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+    redirect_uri = "http://127.0.0.1/callback"
+    consent = requests.get(
+        f"{server.url}/oauth/authorize",
+        params={
+            "response_type": "code",
+            "client_id": CLIENT_ID,
+            "redirect_uri": redirect_uri,
+            "state": "s1",
+            "scope": "ledger_entries:all",
+            "code_challenge": challenge.decode().rstrip("="),
+            "code_challenge_method": "S256",
+        },
+        allow_redirects=False,
+    )
+    code = parse_qs(urlsplit(consent.headers["Location"]).query)["code"][0]
+    return requests.post(
+        f"{server.url}/oauth/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": redirect_uri,
+            "code_verifier": verifier,
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+        },
+    ).json()
+
+
+def test_access_tokens_of_the_local_oauth_server_are_accepted_until_expired_or_revoked(fake):
+    companies = (("101", "Boulangerie Martin SAS"), ("202", "Atelier Dubois SARL"))
+    for company_id, name in companies:
+        fake.add_company(name, company_id=int(company_id))
+    with OAuthServer(companies=companies) as server:
+        fake.trust(oauth_server_verifier(server))
+        tokens = _oauth_tokens(server)
+        bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
+
+        granted = requests.get(f"{fake.api_url}/me", headers={**bearer, "X-Company-Id": "202"})
+        server.expire_access_tokens()
+        expired = requests.get(f"{fake.api_url}/me", headers={**bearer, "X-Company-Id": "202"})
+        refreshed = requests.post(
+            f"{server.url}/oauth/token",
+            data={
+                "grant_type": "refresh_token",
+                "refresh_token": tokens["refresh_token"],
+                "client_id": CLIENT_ID,
+                "client_secret": CLIENT_SECRET,
+            },
+        ).json()
+        bearer = {"Authorization": f"Bearer {refreshed['access_token']}"}
+        again = requests.get(f"{fake.api_url}/me", headers={**bearer, "X-Company-Id": "101"})
+        server.revoke_all()
+        revoked = requests.get(f"{fake.api_url}/me", headers={**bearer, "X-Company-Id": "101"})
+
+    assert granted.json()["company"]["name"] == "Atelier Dubois SARL"
+    assert expired.status_code == 401
+    assert again.json()["company"]["name"] == "Boulangerie Martin SAS"
+    assert revoked.status_code == 401
+    assert revoked.json()["error_description"] == "The access token was revoked"
+    assert fake.violations == []
