@@ -24,6 +24,12 @@ The watched folder: its top-level files are read (hidden files and sub-folders a
 ``failed/`` (refused) under the folder, never deleted. Where the folder cannot be written (a
 read-only share) the file stays and is recognised by its hash on the next run: the same bytes
 are never stored twice.
+
+The mailbox (:mod:`.mailbox`, IMAP): the PDF, XML and zip attachments of the folder's unseen
+messages, at most :data:`~.mailbox.MAILBOX_BATCH` messages per run; each message is fetched
+without being marked, its attachments stored, and only then marked seen or moved. Its login and
+password are the connection's credentials (auth kind ``credentials``; an inbox without a
+mailbox has none: auth kind ``none``).
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ import logging
 import os
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import ClassVar, Protocol
@@ -62,6 +68,15 @@ from connectors.canonical import (
 from connectors.errors import ErrorCode, InvsyncError
 from connectors.providers.einvoice.detect import MAX_FILE_BYTES
 from connectors.providers.einvoice.document import EInvoiceError
+from connectors.providers.einvoice.mailbox import (
+    MAILBOX_BATCH,
+    MAILBOX_SETTINGS,
+    MESSAGE_MAX_BYTES,
+    MailboxClient,
+    MailboxSettings,
+    einvoice_attachments,
+    mailbox_problem,
+)
 from connectors.providers.einvoice.mapping import OurCompany, partner_of
 from connectors.providers.einvoice.reader import EInvoice, read_einvoice
 
@@ -107,6 +122,17 @@ class StoredFile:
     @property
     def source_id(self) -> str:
         return self.invoice_key if self.state == FileState.READ else f"file:{self.sha256}"
+
+
+@dataclass
+class MailboxReport:
+    """What reading the mailbox did: messages read, the files they brought, the messages without
+    an e-invoice attachment and those too large to fetch (each a failed record)."""
+
+    messages: int = 0
+    receipts: list[Receipt] = field(default_factory=list)
+    without_einvoice: int = 0
+    too_large: int = 0
 
 
 @dataclass(frozen=True)
@@ -218,13 +244,15 @@ SETTINGS_FIELDS = (
         required=False,
         check=_folder,
     ),
+    *MAILBOX_SETTINGS,
 )
 
 
 class EInvoiceInbox(InvoicingSource):
     key = "einvoice_inbox"
     name = "E-invoice inbox (Factur-X, CII, UBL)"
-    auth_kinds = (AuthKind.NONE,)
+    # None: uploads and a folder need no sign-in; Login and password: the mailbox's.
+    auth_kinds = (AuthKind.NONE, AuthKind.CREDENTIALS)
     settings_fields = SETTINGS_FIELDS
     supports_attachments = True
     # connectors.selectors.connector_for hands such a connector its store.
@@ -244,6 +272,7 @@ class EInvoiceInbox(InvoicingSource):
         )
         self.folder = str(settings.get("folder") or "").strip() or None
         self.uploads = str(settings.get("uploads") or "yes").strip().lower() != "no"
+        self.mailbox = MailboxSettings.from_settings(settings)
 
     @classmethod
     def settings_problem(cls, settings: Mapping[str, object]) -> str | None:
@@ -252,9 +281,15 @@ class EInvoiceInbox(InvoicingSource):
                 "an e-invoice inbox needs at least one of our company's identifiers (SIREN, "
                 "SIRET, VAT number, legal id or exact name) to tell purchases from sales"
             )
+        if problem := mailbox_problem(settings):
+            return problem
         uploads = str(settings.get("uploads") or "yes").strip().lower() != "no"
-        if not uploads and not str(settings.get("folder") or "").strip():
-            return "an e-invoice inbox needs a way in: accept uploads, or a watched folder"
+        if not uploads and not any(
+            str(settings.get(name) or "").strip() for name in ("folder", "imap_host")
+        ):
+            return (
+                "an e-invoice inbox needs a way in: accept uploads, a watched folder or a mailbox"
+            )
         return None
 
     # -- the store ------------------------------------------------------------------------------
@@ -346,14 +381,16 @@ class EInvoiceInbox(InvoicingSource):
                 logger.warning("inbox %s: cannot read %s: %s", self.config.label, path.name, error)
                 continue
             if size > MAX_FILE_BYTES:
-                receipt = self._too_large(path.name, size)
+                receipt = self._too_large(path.name, size, Origin.FOLDER, "left in failed/")
             else:
                 receipt = self.receive(path.name, content, Origin.FOLDER)
             receipts.append(receipt)
             _move_aside(root, path, receipt.file.state == FileState.READ)
         return receipts
 
-    def _too_large(self, name: str, size: int) -> Receipt:
+    def _too_large(
+        self, name: str, size: int, origin: str, where: str, limit: int = MAX_FILE_BYTES
+    ) -> Receipt:
         marker = hashlib.sha256(f"too-large\x1f{name}\x1f{size}".encode()).hexdigest()
         known = self._store().find(marker)
         if known is not None:
@@ -362,11 +399,111 @@ class EInvoiceInbox(InvoicingSource):
             name=display_name(name),
             content=b"",
             sha256=marker,
-            origin=Origin.FOLDER,
+            origin=origin,
             state=FileState.FAILED,
             code=ErrorCode.EINVOICE_UNSUPPORTED.value,
-            message=f"the file is {size // (1024 * 1024)} MB, more than the "
-            f"{MAX_FILE_BYTES // (1024 * 1024)} MB invsync reads (left in failed/, not stored)",
+            message=f"the {'file' if origin == Origin.FOLDER else 'message'} is "
+            f"{size // (1024 * 1024)} MB, more than the {limit // (1024 * 1024)} MB invsync "
+            f"reads ({where}, not stored)",
+        )
+
+    # -- the mailbox ----------------------------------------------------------------------------
+
+    def _mailbox_client(self) -> MailboxClient:
+        assert self.mailbox is not None
+        if self.config.auth_kind != AuthKind.CREDENTIALS:
+            raise InvsyncError(
+                ErrorCode.CONFIGURATION_INCOMPLETE,
+                f"The mailbox of the e-invoice inbox {self.config.label!r} needs its login and "
+                "password: choose the authentication 'Login and password' and enter them.",
+                field="auth_kind",
+            )
+        return MailboxClient(
+            self.mailbox,
+            self.config.credentials,
+            policy=self.config.outbound,
+            label=self.config.label,
+        )
+
+    def collect_mailbox(self) -> MailboxReport:
+        """Store the e-invoice attachments of the mailbox's unseen messages (at most
+        MAILBOX_BATCH), each message marked seen or moved once its files are stored: a crash
+        before that leaves it unseen, and reading it again stores nothing twice (same hash).
+        A refused login or an unreachable server raises (the run fails with its code)."""
+        report = MailboxReport()
+        if self.mailbox is None:
+            return report
+        self._store()
+        self._company_or_error()
+        with self._mailbox_client() as client:
+            uids = client.unseen(MAILBOX_BATCH)
+            sizes = client.sizes(uids)
+            for uid in uids:
+                size = sizes.get(uid, 0)
+                if size > MESSAGE_MAX_BYTES:
+                    receipts = [
+                        self._too_large(
+                            f"message {uid} of {self.mailbox.folder}",
+                            size,
+                            Origin.MAILBOX,
+                            "left in the mailbox",
+                            MESSAGE_MAX_BYTES,
+                        )
+                    ]
+                    report.too_large += 1
+                else:
+                    raw = client.fetch(uid)
+                    if raw is None:  # expunged meanwhile
+                        continue
+                    receipts = self._receive_message(raw)
+                    if not receipts:
+                        report.without_einvoice += 1
+                client.done(uid)
+                report.messages += 1
+                report.receipts.extend(receipts)
+        logger.info(
+            "inbox %s: mailbox %s: %d message(s) read, %d file(s), %d without an e-invoice, "
+            "%d too large",
+            self.config.label,
+            self.mailbox.label,
+            report.messages,
+            len(report.receipts),
+            report.without_einvoice,
+            report.too_large,
+        )
+        return report
+
+    def _receive_message(self, raw: bytes) -> list[Receipt]:
+        """Store the message's e-invoice attachments (a zip's files one by one)."""
+        attachments, _others = einvoice_attachments(raw)
+        receipts: list[Receipt] = []
+        for attachment in attachments:
+            name, content = attachment.name, attachment.content
+            if content[:4] == b"PK\x03\x04" or name.lower().endswith(".zip"):
+                try:
+                    members = list(unzip(name, content))
+                except ZipRefused as refused:
+                    receipts.append(self._refused(name, content, refused))
+                    continue
+                receipts.extend(self.receive(m, data, Origin.MAILBOX) for m, data in members)
+            else:
+                receipts.append(self.receive(name, content, Origin.MAILBOX))
+        return receipts
+
+    def _refused(self, name: str, content: bytes, error: InvsyncError) -> Receipt:
+        """Keep a file refused as a whole (a zip that cannot be opened) as a failed record."""
+        sha256 = hashlib.sha256(content).hexdigest()
+        known = self._store().find(sha256)
+        if known is not None:
+            return Receipt(known, created=False)
+        return self._store().add(
+            name=display_name(name),
+            content=content[:MAX_FILE_BYTES],
+            sha256=sha256,
+            origin=Origin.MAILBOX,
+            state=FileState.FAILED,
+            code=error.code.value,
+            message=error.message,
         )
 
     # -- the source contract --------------------------------------------------------------------
@@ -390,6 +527,13 @@ class EInvoiceInbox(InvoicingSource):
             ways.append(
                 "the watched folder" + ("" if writable else " (read-only: files stay in place)")
             )
+        if self.mailbox is not None:
+            try:
+                with self._mailbox_client() as client:
+                    unseen = client.count_unseen()
+            except InvsyncError as error:
+                return ConnectionCheck(False, error.message, code=error.code)
+            ways.append(f"the mailbox {self.mailbox.label}, {unseen} unseen message(s)")
         return ConnectionCheck(True, f"E-invoice inbox ready: {' and '.join(ways)}.")
 
     def iter_invoices(
@@ -401,6 +545,7 @@ class EInvoiceInbox(InvoicingSource):
         self._company_or_error()
         store = self._store()
         self.collect_folder()
+        self.collect_mailbox()
         for stored in store.files(since):
             item = self._item(stored)
             if isinstance(item, Invoice) and item.type.direction not in wanted:
