@@ -130,6 +130,9 @@ class PennylaneTarget(AccountingTarget):
         self._journals: dict[str, list[dict[str, Any]]] = {}
         self._partners: dict[str, list[TargetPartner]] = {}
         self._partner_accounts: dict[str, dict[str, str]] = {}  # partner id -> ledger account id
+        # (journal id, date) -> the entries invsync wrote there, by external id: read once per
+        # connector (one run), kept up to date with what it writes.
+        self._days: dict[tuple[str, str], dict[str, EntryRef]] = {}
 
     @classmethod
     def account_identity(cls, settings: Mapping[str, str]) -> str:
@@ -200,6 +203,16 @@ class PennylaneTarget(AccountingTarget):
             ):
                 rows[number] = row
         return rows
+
+    def _account_number(self, folder: str, account_id: str) -> str:
+        """The number of one ledger account, read when the cached chart does not hold it."""
+        for row in self._accounts.get(folder, []):
+            if ref_id(row.get("id")) == account_id:
+                return str(row.get("number") or "")
+        rows = list(self.client.list("ledger_accounts", [("id", "eq", account_id)], limit=1))
+        if folder in self._accounts:
+            self._accounts[folder].extend(rows)
+        return str(rows[0].get("number") or "") if rows else ""
 
     def list_accounts(self, folder: str) -> list[Account]:
         return [
@@ -339,8 +352,9 @@ class PennylaneTarget(AccountingTarget):
             kind, row = CUSTOMER, self.client.post("company_customers", body)
         else:
             kind, row = SUPPLIER, self.client.post("suppliers", body)
-        numbers = {ref_id(r.get("id")): str(r.get("number") or "")
-                   for r in self._accounts.get(folder, [])}  # fmt: skip
+        # Pennylane opens the partner's own account (411…, 401…) with it: read its number.
+        account_id = ref_id(row.get("ledger_account"))
+        numbers = {account_id: self._account_number(folder, account_id)} if account_id else {}
         created = self._target_partner(kind, row, numbers)
         if folder in self._partners:
             self._partners[folder].append(created)
@@ -387,14 +401,13 @@ class PennylaneTarget(AccountingTarget):
         self._folder(folder)
         results: list[EntryResult] = []
         done: dict[str, EntryRef] = {}
-        seen_days: dict[tuple[str, str], dict[str, EntryRef]] = {}
         for entry in entries:
             posting = entry.posting
             if posting.external_id in done:
                 results.append(EntryResult(posting.external_id, ref=done[posting.external_id]))
                 continue
             try:
-                ref = self._write(folder, entry, seen_days)
+                ref = self._write(folder, entry)
             except InvsyncError as error:
                 if error.code in CONNECTION_CODES:
                     raise
@@ -404,12 +417,7 @@ class PennylaneTarget(AccountingTarget):
             results.append(EntryResult(posting.external_id, ref=ref))
         return results
 
-    def _write(
-        self,
-        folder: str,
-        entry: EntryToWrite,
-        seen_days: dict[tuple[str, str], dict[str, EntryRef]],
-    ) -> EntryRef:
+    def _write(self, folder: str, entry: EntryToWrite) -> EntryRef:
         posting = entry.posting
         journal_id = self._journal_id(folder, posting.journal)
         if journal_id is None:
@@ -419,9 +427,9 @@ class PennylaneTarget(AccountingTarget):
                 field="journal",
             )
         day = (journal_id, posting.date.isoformat())
-        if day not in seen_days:
-            seen_days[day] = self._entries_on(folder, *day)
-        existing = seen_days[day].get(posting.external_id)
+        if day not in self._days:
+            self._days[day] = self._entries_on(folder, *day)
+        existing = self._days[day].get(posting.external_id)
         if existing is not None:
             return existing  # written before (another run, a crash): never twice
         body = self._entry_body(folder, posting, journal_id)
@@ -438,13 +446,13 @@ class PennylaneTarget(AccountingTarget):
             # The answer was lost: Pennylane may hold the entry. Look before writing again.
             again = self._entries_on(folder, *day)
             if posting.external_id in again:
-                seen_days[day] = again
+                self._days[day] = again
                 return again[posting.external_id]
             row = self.client.post("ledger_entries", body)
         ref = self._entry_ref(row)
         if entry.attachment is not None and not ref.has_attachment:
             ref = EntryRef(ref.id, ref.number, has_attachment=True, posted=True)
-        seen_days[day][posting.external_id] = ref
+        self._days[day][posting.external_id] = ref
         return ref
 
     def _entry_body(self, folder: str, posting: Posting, journal_id: str) -> dict[str, Any]:
