@@ -223,7 +223,8 @@ def queued_run(*, flow: SyncFlow, task_id: str, since: dt.datetime | None) -> Qu
     """The run a queued task of ``flow`` started: the run its finished task names, else the
     flow's first run started since ``since`` (when the task was queued; the task's own answer
     comes only once the run is over)."""
-    task = Task.get_task(task_id) if task_id else None
+    # By id only (Task.get_task also looks names up, and "Sync now" tasks share theirs).
+    task = Task.objects.filter(id=task_id).first() if task_id else None
     result = task.result if task is not None and isinstance(task.result, dict) else None
     if result and result.get("flow") == flow.pk:
         run = flow.runs.filter(pk=result.get("run")).first() if result.get("run") else None
