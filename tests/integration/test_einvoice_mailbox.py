@@ -8,12 +8,14 @@ and never the password.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import zipfile
 from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+from django.urls import reverse
 
 from connectors import registry
 from connectors.canonical import Direction, InvoiceType
@@ -28,6 +30,7 @@ from syncs.services import flow_sync
 from tests.doubles import MemoryTarget
 from tests.factories.einvoices import FATTURAPA, MISSING_REASON, PNG_1PX, SAMPLES
 from tests.factories.models import ClientFactory, ConnectionFactory, SyncFlowFactory
+from tests.integration.test_admin import _form_data
 
 pytest_plugins = ["tests.imapserver"]
 
@@ -355,3 +358,57 @@ def test_a_scheduled_run_books_the_mailed_invoices_with_their_files(mailbox):
         assert mailbox.flags() == [{"\\Seen"}, {"\\Seen"}]
         again = flow_sync(flow=flow, trigger="schedule")
         assert again.synced_count == 0 and len(MemoryTarget.entries) == 2
+
+
+# The admin.
+
+
+def test_the_inbox_form_takes_the_mailbox_settings_and_its_login_and_password(
+    admin_client, mailbox
+):
+    connection = connection_create(
+        client=ClientFactory(),
+        name="Inbox",
+        kind="invoicing",
+        provider="einvoice_inbox",
+        auth_kind="none",
+        settings={"vat_number": BUYER_VAT},
+    )
+    change = reverse("admin:connectors_connection_change", args=[connection.pk])
+    response = admin_client.get(change)
+    page = response.content.decode()
+    for name in ("imap_host", "imap_port", "imap_tls", "imap_folder", "imap_move_to"):
+        assert name in page
+    data = _form_data(response)
+    mailbox_settings = {
+        "vat_number": BUYER_VAT,
+        "imap_host": "127.0.0.1",
+        "imap_port": str(mailbox.server.port),
+        "imap_tls": "none",
+        "imap_move_to": "Done",
+    }
+
+    # Without TLS, only on this machine.
+    refused = {**data, "settings": json.dumps({**mailbox_settings, "imap_host": "mail.example"})}
+    response = admin_client.post(change, refused)
+    assert response.status_code == 200
+    assert "only accepted on this machine" in " ".join(
+        response.context["adminform"].form.errors["settings"]
+    )
+
+    data.update(
+        auth_kind="credentials",
+        settings=json.dumps(mailbox_settings),
+        credential_username=mailbox.user,
+        credential_password=mailbox.password,
+    )
+    assert admin_client.post(change, data).status_code == 302
+    connection.refresh_from_db()
+    assert connection.credentials == mailbox.credentials
+    check = connection_check(connection=connection)
+    assert check.ok and "0 unseen message" in check.message, check.message
+    inbox_page = admin_client.get(
+        reverse("admin:connectors_connection_inbox", args=[connection.pk])
+    ).content.decode()
+    assert "The mailbox <code>127.0.0.1</code>" in inbox_page and "<code>Done</code>" in inbox_page
+    assert mailbox.password not in admin_client.get(change).content.decode()
