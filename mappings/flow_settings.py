@@ -27,6 +27,12 @@ from typing import Any, Protocol, TypeVar
 from connectors.canonical import AccountKind, Direction
 
 
+def _(text: str) -> str:
+    """Marks a person-facing text for translation (``makemessages`` collects it); it stays English
+    here, and the form, the admin and the checklist translate it where they show it."""
+    return text
+
+
 class SettingType(StrEnum):
     """What a setting holds; the model field, the form and the documents follow from it."""
 
@@ -45,20 +51,20 @@ class SettingType(StrEnum):
 # -- Choices: one definition each -----------------------------------------------------------------
 
 SCOPE_CHOICES: tuple[tuple[str, str], ...] = (
-    ("both", "Sales and purchases"),
-    ("sales", "Sales only"),
-    ("purchases", "Purchases only"),
+    ("both", _("Sales and purchases")),
+    ("sales", _("Sales only")),
+    ("purchases", _("Purchases only")),
 )
 SCOPES: tuple[str, ...] = tuple(value for value, _ in SCOPE_CHOICES)
 
 LABEL_MODE_CHOICES: tuple[tuple[str, str], ...] = (
     (
         "partner_then_description",
-        "Partner name on the third-party line, line description on the others",
+        _("Partner name on the third-party line, line description on the others"),
     ),
-    ("partner", "Partner name on all lines"),
-    ("partner_and_description", "Partner name + line description"),
-    ("partner_and_number", "Partner name + invoice number"),
+    ("partner", _("Partner name on all lines")),
+    ("partner_and_description", _("Partner name + line description")),
+    ("partner_and_number", _("Partner name + invoice number")),
 )
 LABEL_MODES: tuple[str, ...] = tuple(value for value, _ in LABEL_MODE_CHOICES)
 
@@ -165,7 +171,7 @@ def _account(
     help: str,
     *,
     engine: str,
-    group: str = "Accounts",
+    group: str = _("Accounts"),
     direction: Direction | None = None,
     required_if: str | None = None,
     kinds: tuple[AccountKind, ...],
@@ -196,26 +202,26 @@ FLOW_SETTINGS: tuple[FlowSetting, ...] = (
     FlowSetting(
         "folder",
         SettingType.TEXT,
-        "accounting folder",
-        "The company/folder of the accounting tool the entries go to.",
-        group="Connections & folder",
+        _("accounting folder"),
+        _("The company/folder of the accounting tool the entries go to."),
+        group=_("Connections & folder"),
         default="",
         max_length=100,
     ),
     FlowSetting(
         "folder_name",
         SettingType.TEXT,
-        "folder name",
-        group="Connections & folder",
+        _("folder name"),
+        group=_("Connections & folder"),
         default="",
         max_length=200,
     ),
     FlowSetting(
         "company_currency",
         SettingType.CURRENCY,
-        "company currency",
-        "The folder's currency (ISO 4217); invoices in another currency are converted.",
-        group="Connections & folder",
+        _("company currency"),
+        _("The folder's currency (ISO 4217); invoices in another currency are converted."),
+        group=_("Connections & folder"),
         default="EUR",
         max_length=3,
         engine="company_currency",
@@ -224,16 +230,16 @@ FLOW_SETTINGS: tuple[FlowSetting, ...] = (
     FlowSetting(
         "enabled",
         SettingType.BOOL,
-        "enabled",
-        "Only enabled flows run on their schedule.",
-        group="What to sync",
+        _("enabled"),
+        _("Only enabled flows run on their schedule."),
+        group=_("What to sync"),
         default=False,
     ),
     FlowSetting(
         "scope",
         SettingType.CHOICE,
-        "what to synchronise",
-        group="What to sync",
+        _("what to synchronise"),
+        group=_("What to sync"),
         default="both",
         max_length=20,
         choices=SCOPE_CHOICES,
@@ -243,10 +249,12 @@ FLOW_SETTINGS: tuple[FlowSetting, ...] = (
     FlowSetting(
         "start_date",
         SettingType.DATE,
-        "start date",
-        "Invoices issued before this date are not synchronised (from 1990-01-01 to one year "
-        "from today).",
-        group="What to sync",
+        _("start date"),
+        _(
+            "Invoices issued before this date are not synchronised (from 1990-01-01 to one year "
+            "from today)."
+        ),
+        group=_("What to sync"),
         required=True,
         engine="start_date",
         config_path=("start_date",),
@@ -254,9 +262,9 @@ FLOW_SETTINGS: tuple[FlowSetting, ...] = (
     FlowSetting(
         "draft_entries",
         SettingType.BOOL,
-        "create entries as draft",
-        "Leave entries pending for an accountant to validate (where the tool allows).",
-        group="What to sync",
+        _("create entries as draft"),
+        _("Leave entries pending for an accountant to validate (where the tool allows)."),
+        group=_("What to sync"),
         default=False,
         engine="draft",
         config_path=("draft",),
@@ -264,9 +272,9 @@ FLOW_SETTINGS: tuple[FlowSetting, ...] = (
     FlowSetting(
         "sync_without_attachment",
         SettingType.BOOL,
-        "synchronise invoices without PDF",
-        "When off, invoices without a PDF wait until the PDF is there.",
-        group="What to sync",
+        _("synchronise invoices without PDF"),
+        _("When off, invoices without a PDF wait until the PDF is there."),
+        group=_("What to sync"),
         default=True,
         engine="sync_without_attachment",
         config_path=("sync_without_attachment",),
@@ -274,8 +282,8 @@ FLOW_SETTINGS: tuple[FlowSetting, ...] = (
     FlowSetting(
         "label_mode",
         SettingType.CHOICE,
-        "entry labels",
-        group="Labels & tolerance",
+        _("entry labels"),
+        group=_("Labels & tolerance"),
         default="partner_then_description",
         max_length=40,
         choices=LABEL_MODE_CHOICES,
@@ -285,10 +293,12 @@ FLOW_SETTINGS: tuple[FlowSetting, ...] = (
     FlowSetting(
         "rounding_tolerance",
         SettingType.DECIMAL,
-        "rounding tolerance",
-        "The largest difference between the lines and the total that gets a rounding line; "
-        "beyond it the invoice fails with an amount error.",
-        group="Labels & tolerance",
+        _("rounding tolerance"),
+        _(
+            "The largest difference between the lines and the total that gets a rounding line; "
+            "beyond it the invoice fails with an amount error."
+        ),
+        group=_("Labels & tolerance"),
         default=Decimal("0.05"),
         minimum=Decimal("0"),
         engine="rounding_tolerance",
@@ -297,17 +307,17 @@ FLOW_SETTINGS: tuple[FlowSetting, ...] = (
     FlowSetting(
         "schedule_minutes",
         SettingType.INTEGER,
-        "run every (minutes)",
-        "How often an enabled flow runs in the background.",
-        group="What to sync",
+        _("run every (minutes)"),
+        _("How often an enabled flow runs in the background."),
+        group=_("What to sync"),
         default=60,
         minimum=1,
     ),
     FlowSetting(
         "sales_journal",
         SettingType.JOURNAL,
-        "sales journal",
-        group="Journals",
+        _("sales journal"),
+        group=_("Journals"),
         default="",
         max_length=50,
         required=True,
@@ -318,8 +328,8 @@ FLOW_SETTINGS: tuple[FlowSetting, ...] = (
     FlowSetting(
         "purchases_journal",
         SettingType.JOURNAL,
-        "purchase journal",
-        group="Journals",
+        _("purchase journal"),
+        group=_("Journals"),
         default="",
         max_length=50,
         required=True,
@@ -331,16 +341,18 @@ FLOW_SETTINGS: tuple[FlowSetting, ...] = (
     FlowSetting(
         "journals_by_source",
         SettingType.BOOL,
-        "map journals one by one",
-        "Use the journal mappings below (source journal → accounting journal) instead of one "
-        "journal per direction.",
-        group="Journals",
+        _("map journals one by one"),
+        _(
+            "Use the journal mappings below (source journal → accounting journal) instead of one "
+            "journal per direction."
+        ),
+        group=_("Journals"),
         default=False,
     ),
     _account(
         "default_sales_account",
-        "sales account (products)",
-        "Used on sales lines without an account, or whose account is missing or inactive.",
+        _("sales account (products)"),
+        _("Used on sales lines without an account, or whose account is missing or inactive."),
         engine="sales_default",
         direction=_SALES,
         kinds=(AccountKind.REVENUE,),
@@ -348,8 +360,8 @@ FLOW_SETTINGS: tuple[FlowSetting, ...] = (
     ),
     _account(
         "default_purchases_account",
-        "purchase account (expenses)",
-        "Used on purchase lines without an account, or whose account is missing or inactive.",
+        _("purchase account (expenses)"),
+        _("Used on purchase lines without an account, or whose account is missing or inactive."),
         engine="purchases_default",
         direction=_PURCHASES,
         kinds=(AccountKind.EXPENSE,),
@@ -357,8 +369,8 @@ FLOW_SETTINGS: tuple[FlowSetting, ...] = (
     ),
     _account(
         "customer_collective_account",
-        "customer collective account",
-        "The receivable account the customers' side of sales entries is booked on.",
+        _("customer collective account"),
+        _("The receivable account the customers' side of sales entries is booked on."),
         engine="customer_collective",
         direction=_SALES,
         kinds=(AccountKind.RECEIVABLE,),
@@ -366,8 +378,8 @@ FLOW_SETTINGS: tuple[FlowSetting, ...] = (
     ),
     _account(
         "supplier_collective_account",
-        "supplier collective account",
-        "The payable account the suppliers' side of purchase entries is booked on.",
+        _("supplier collective account"),
+        _("The payable account the suppliers' side of purchase entries is booked on."),
         engine="supplier_collective",
         direction=_PURCHASES,
         kinds=(AccountKind.PAYABLE,),
@@ -377,16 +389,16 @@ FLOW_SETTINGS: tuple[FlowSetting, ...] = (
     # revenue nor expense: "other" accounts are taken too.
     _account(
         "rounding_credit_account",
-        "credit rounding account",
-        "Takes rounding differences booked as a credit (miscellaneous income).",
+        _("credit rounding account"),
+        _("Takes rounding differences booked as a credit (miscellaneous income)."),
         engine="rounding_credit",
         kinds=(AccountKind.REVENUE, AccountKind.OTHER),
         suggested=("758",),
     ),
     _account(
         "rounding_debit_account",
-        "debit rounding account",
-        "Takes rounding differences booked as a debit (miscellaneous charges).",
+        _("debit rounding account"),
+        _("Takes rounding differences booked as a debit (miscellaneous charges)."),
         engine="rounding_debit",
         kinds=(AccountKind.EXPENSE, AccountKind.OTHER),
         suggested=("658",),
@@ -394,20 +406,22 @@ FLOW_SETTINGS: tuple[FlowSetting, ...] = (
     FlowSetting(
         "separate_discounts",
         SettingType.BOOL,
-        "post discounts separately",
-        "Post the gross amount on the product/expense account and the discount on the discount "
-        "account; otherwise the net amount goes on the product/expense account.",
-        group="Discounts",
+        _("post discounts separately"),
+        _(
+            "Post the gross amount on the product/expense account and the discount on the discount "
+            "account; otherwise the net amount goes on the product/expense account."
+        ),
+        group=_("Discounts"),
         default=False,
         engine="separate_discounts",
         config_path=("separate_discounts",),
     ),
     _account(
         "sales_discount_account",
-        "sales discount account",
-        "Takes the discounts granted on sales.",
+        _("sales discount account"),
+        _("Takes the discounts granted on sales."),
         engine="sales_discount",
-        group="Discounts",
+        group=_("Discounts"),
         direction=_SALES,
         required_if="separate_discounts",
         kinds=(AccountKind.EXPENSE, AccountKind.REVENUE),
@@ -415,10 +429,10 @@ FLOW_SETTINGS: tuple[FlowSetting, ...] = (
     ),
     _account(
         "purchases_discount_account",
-        "purchase discount account",
-        "Takes the discounts obtained on purchases.",
+        _("purchase discount account"),
+        _("Takes the discounts obtained on purchases."),
         engine="purchases_discount",
-        group="Discounts",
+        group=_("Discounts"),
         direction=_PURCHASES,
         required_if="separate_discounts",
         kinds=(AccountKind.EXPENSE, AccountKind.REVENUE),
@@ -429,9 +443,9 @@ FLOW_SETTINGS: tuple[FlowSetting, ...] = (
     FlowSetting(
         "sales_rounding_vat_code",
         SettingType.VAT_CODE,
-        "sales rounding VAT code",
-        "VAT code put on sales rounding lines.",
-        group="VAT for rounding",
+        _("sales rounding VAT code"),
+        _("VAT code put on sales rounding lines."),
+        group=_("VAT for rounding"),
         default="",
         max_length=50,
         required=True,
@@ -442,9 +456,9 @@ FLOW_SETTINGS: tuple[FlowSetting, ...] = (
     FlowSetting(
         "purchases_rounding_vat_code",
         SettingType.VAT_CODE,
-        "purchase rounding VAT code",
-        "VAT code put on purchase rounding lines.",
-        group="VAT for rounding",
+        _("purchase rounding VAT code"),
+        _("VAT code put on purchase rounding lines."),
+        group=_("VAT for rounding"),
         default="",
         max_length=50,
         required=True,

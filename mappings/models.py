@@ -7,6 +7,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from connectors.currencies import is_currency_code
 from connectors.models import Client, Connection
@@ -35,15 +36,21 @@ def validate_start_date(value: dt.date) -> None:
     """Refuse start dates before 1990 or more than a year ahead (a mistyped year, most often)."""
     if value < EARLIEST_START_DATE:
         raise ValidationError(
-            f"{value.isoformat()} is before {EARLIEST_START_DATE.isoformat()}: "
-            "enter the date of the first invoice to synchronise.",
+            _(
+                "%(date)s is before %(earliest)s: enter the date of the first invoice to "
+                "synchronise."
+            )
+            % {"date": value.isoformat(), "earliest": EARLIEST_START_DATE.isoformat()},
             code="start_date_too_early",
         )
     latest = latest_start_date()
     if value > latest:
         raise ValidationError(
-            f"{value.isoformat()} is more than a year ahead (the latest start date is "
-            f"{latest.isoformat()}): check the year.",
+            _(
+                "%(date)s is more than a year ahead (the latest start date is %(latest)s): "
+                "check the year."
+            )
+            % {"date": value.isoformat(), "latest": latest.isoformat()},
             code="start_date_too_late",
         )
 
@@ -53,23 +60,26 @@ def validate_currency_code(value: str) -> None:
     if is_currency_code(value):
         return
     upper = value.strip().upper()
-    hint = f" Did you mean {upper}?" if is_currency_code(upper) else ""
-    raise ValidationError(
-        f"“{value}” is not an ISO 4217 currency code (three capital letters such as EUR, USD, "
-        f"GBP).{hint}",
-        code="currency_code",
-    )
+    message = _(
+        "“%(value)s” is not an ISO 4217 currency code (three capital letters such as EUR, USD, "
+        "GBP)."
+    ) % {"value": value}
+    if is_currency_code(upper):
+        message = f"{message} " + _("Did you mean %(code)s?") % {"code": upper}
+    raise ValidationError(message, code="currency_code")
 
 
-Scope = models.TextChoices("Scope", [(v.upper(), (v, label)) for v, label in SCOPE_CHOICES])
+# Labels are declared in English in flow_settings and translated where shown.
+Scope = models.TextChoices("Scope", [(v.upper(), (v, _(label))) for v, label in SCOPE_CHOICES])
 LabelMode = models.TextChoices(
-    "LabelMode", [(v.upper(), (v, label)) for v, label in LABEL_MODE_CHOICES]
+    "LabelMode",
+    [(v.upper(), (v, _(label))) for v, label in LABEL_MODE_CHOICES],
 )
 
 
 class DirectionChoice(models.TextChoices):
-    SALES = "sales", "Sales"
-    PURCHASES = "purchases", "Purchases"
+    SALES = "sales", _("Sales")
+    PURCHASES = "purchases", _("Purchases")
 
 
 # The model field of each setting type; the declaration gives its label, help, default and bounds.
@@ -81,27 +91,29 @@ _BLANK_TEXT = (SettingType.TEXT, SettingType.ACCOUNT, SettingType.JOURNAL, Setti
 
 
 def _setting_field(setting: FlowSetting) -> models.Field:
-    options: dict = {"help_text": setting.help}
+    # The declaration's texts are English; shown in the reader's language (lazily, no migration).
+    label = _(setting.label)
+    options: dict = {"help_text": _(setting.help) if setting.help else ""}
     validators = list(_VALIDATORS.get(setting.type, ()))
     if setting.minimum is not None:
         validators.append(MinValueValidator(setting.minimum))
     if validators:
         options["validators"] = validators
     if setting.type in _BLANK_TEXT:
-        return models.CharField(setting.label, max_length=setting.max_length, blank=True, **options)
+        return models.CharField(label, max_length=setting.max_length, blank=True, **options)
     if setting.type is SettingType.DATE:
-        return models.DateField(setting.label, null=True, blank=True, **options)
+        return models.DateField(label, null=True, blank=True, **options)
     options["default"] = setting.default
     if setting.type in (SettingType.CURRENCY, SettingType.CHOICE):
         if setting.choices:
-            options["choices"] = list(setting.choices)
-        return models.CharField(setting.label, max_length=setting.max_length, **options)
+            options["choices"] = [(v, _(text)) for v, text in setting.choices]
+        return models.CharField(label, max_length=setting.max_length, **options)
     if setting.type is SettingType.BOOL:
-        return models.BooleanField(setting.label, **options)
+        return models.BooleanField(label, **options)
     if setting.type is SettingType.DECIMAL:
-        return models.DecimalField(setting.label, max_digits=12, decimal_places=4, **options)
+        return models.DecimalField(label, max_digits=12, decimal_places=4, **options)
     if setting.type is SettingType.INTEGER:
-        return models.PositiveIntegerField(setting.label, **options)
+        return models.PositiveIntegerField(label, **options)
     raise ValueError(f"no model field for the setting type {setting.type}")
 
 
@@ -109,24 +121,24 @@ class SyncFlow(models.Model):
     """One invoicing connection → one accounting connection and folder, with its configuration."""
 
     client = models.ForeignKey(
-        Client, on_delete=models.CASCADE, related_name="flows", verbose_name="client"
+        Client, on_delete=models.CASCADE, related_name="flows", verbose_name=_("client")
     )
-    name = models.CharField("name", max_length=200)
+    name = models.CharField(_("name"), max_length=200)
     invoicing_connection = models.ForeignKey(
         Connection,
         on_delete=models.RESTRICT,
         related_name="flows_as_source",
         limit_choices_to={"kind": "invoicing"},
-        verbose_name="invoicing connection",
-        help_text="Where invoices are read.",
+        verbose_name=_("invoicing connection"),
+        help_text=_("Where invoices are read."),
     )
     accounting_connection = models.ForeignKey(
         Connection,
         on_delete=models.RESTRICT,
         related_name="flows_as_target",
         limit_choices_to={"kind": "accounting"},
-        verbose_name="accounting connection",
-        help_text="Where entries are written.",
+        verbose_name=_("accounting connection"),
+        help_text=_("Where entries are written."),
     )
     # Configuration: every flow setting declared in mappings/flow_settings.py, in its order.
     # Class-body generation keeps the fields' order (and the migration state) as if written here.
@@ -134,30 +146,32 @@ class SyncFlow(models.Model):
 
     # Bookkeeping (not configuration)
     config_version = models.PositiveIntegerField(
-        "configuration version",
+        _("configuration version"),
         default=1,
         editable=False,
-        help_text="Raised on every change of configuration or mappings; failed records are "
-        "retried automatically once it moves.",
+        help_text=_(
+            "Raised on every change of configuration or mappings; failed records are "
+            "retried automatically once it moves."
+        ),
     )
     source_cursor = models.DateTimeField(
-        "read up to",
+        _("read up to"),
         null=True,
         blank=True,
         editable=False,
-        help_text="Changes in the invoicing tool up to this time have been read.",
+        help_text=_("Changes in the invoicing tool up to this time have been read."),
     )
-    lease_owner = models.CharField("run lease owner", max_length=64, blank=True, editable=False)
-    lease_until = models.DateTimeField("run lease until", null=True, blank=True, editable=False)
-    created_at = models.DateTimeField("created", auto_now_add=True)
-    updated_at = models.DateTimeField("updated", auto_now=True)
+    lease_owner = models.CharField(_("run lease owner"), max_length=64, blank=True, editable=False)
+    lease_until = models.DateTimeField(_("run lease until"), null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
     class Meta:
         ordering = ["client__name", "name"]
         constraints = [
             models.UniqueConstraint(fields=["client", "name"], name="flow_unique_name"),
         ]
-        verbose_name = "sync flow"
+        verbose_name = _("sync flow")
 
     def __str__(self) -> str:
         return f"{self.client} · {self.name}"
@@ -182,36 +196,39 @@ class VatMapping(models.Model):
     """A source VAT rate (or a source tax id) → a VAT code of the accounting tool."""
 
     flow = models.ForeignKey(
-        SyncFlow, on_delete=models.CASCADE, related_name="vat_mappings", verbose_name="flow"
+        SyncFlow, on_delete=models.CASCADE, related_name="vat_mappings", verbose_name=_("flow")
     )
-    direction = models.CharField("direction", max_length=20, choices=DirectionChoice.choices)
+    direction = models.CharField(_("direction"), max_length=20, choices=DirectionChoice.choices)
     source_rate = models.DecimalField(
-        "source rate (%)",
+        _("source rate (%)"),
         max_digits=7,
         decimal_places=3,
         null=True,
         blank=True,
-        help_text="The VAT rate in the invoicing tool, e.g. 20 or 5.5.",
+        help_text=_("The VAT rate in the invoicing tool, e.g. 20 or 5.5."),
     )
     source_tax_id = models.CharField(
-        "source tax id",
+        _("source tax id"),
         max_length=100,
         blank=True,
-        help_text="Map one source tax by its id instead of by rate (it wins over the rate).",
+        help_text=_("Map one source tax by its id instead of by rate (it wins over the rate)."),
     )
     target_code = models.CharField(
-        "accounting VAT code",
+        _("accounting VAT code"),
         max_length=50,
-        help_text="The VAT code in the accounting tool (for a reverse-charge tax: the deductible "
-        "one).",
+        help_text=_(
+            "The VAT code in the accounting tool (for a reverse-charge tax: the deductible one)."
+        ),
     )
     collected_code = models.CharField(
-        "collected VAT code (reverse charge)",
+        _("collected VAT code (reverse charge)"),
         max_length=50,
         blank=True,
-        help_text="Only for a purchase tax the buyer self-assesses (reverse charge, intra-EU "
-        "acquisition): the VAT code of the VAT due (e.g. 4452). The same amount is booked on both "
-        "codes, deductible as a debit and collected as a credit.",
+        help_text=_(
+            "Only for a purchase tax the buyer self-assesses (reverse charge, intra-EU "
+            "acquisition): the VAT code of the VAT due (e.g. 4452). The same amount is booked on "
+            "both codes, deductible as a debit and collected as a credit."
+        ),
     )
 
     class Meta:
@@ -234,7 +251,7 @@ class VatMapping(models.Model):
                 name="vat_mapping_has_rate_or_tax_id",
             ),
         ]
-        verbose_name = "VAT mapping"
+        verbose_name = _("VAT mapping")
 
     def __str__(self) -> str:
         what = self.source_tax_id or f"{self.source_rate} %"
@@ -261,10 +278,10 @@ class JournalMapping(models.Model):
     """A source journal → a journal of the accounting tool (when journals are mapped one by one)."""
 
     flow = models.ForeignKey(
-        SyncFlow, on_delete=models.CASCADE, related_name="journal_mappings", verbose_name="flow"
+        SyncFlow, on_delete=models.CASCADE, related_name="journal_mappings", verbose_name=_("flow")
     )
-    source_journal = models.CharField("source journal", max_length=100)
-    target_journal = models.CharField("accounting journal", max_length=50)
+    source_journal = models.CharField(_("source journal"), max_length=100)
+    target_journal = models.CharField(_("accounting journal"), max_length=50)
 
     class Meta:
         ordering = ["source_journal"]
@@ -273,7 +290,7 @@ class JournalMapping(models.Model):
                 fields=["flow", "source_journal"], name="journal_mapping_unique"
             ),
         ]
-        verbose_name = "journal mapping"
+        verbose_name = _("journal mapping")
 
     def __str__(self) -> str:
         return f"{self.source_journal} → {self.target_journal}"
@@ -287,12 +304,12 @@ class ConfigChange(models.Model):
     deleted_with_owner = True
 
     class Action(models.TextChoices):
-        CREATED = "created", "Created"
-        CHANGED = "changed", "Changed"
-        DELETED = "deleted", "Deleted"
+        CREATED = "created", _("Created")
+        CHANGED = "changed", _("Changed")
+        DELETED = "deleted", _("Deleted")
 
     client = models.ForeignKey(
-        Client, on_delete=models.CASCADE, related_name="config_changes", verbose_name="client"
+        Client, on_delete=models.CASCADE, related_name="config_changes", verbose_name=_("client")
     )
     flow = models.ForeignKey(
         SyncFlow,
@@ -300,39 +317,42 @@ class ConfigChange(models.Model):
         null=True,
         blank=True,
         related_name="config_changes",
-        verbose_name="flow",
+        verbose_name=_("flow"),
     )
     flow_label = models.CharField(
-        "flow name", max_length=300, help_text="The flow's name then (kept after a deletion)."
+        _("flow name"), max_length=300, help_text=_("The flow's name then (kept after a deletion).")
     )
-    at = models.DateTimeField("when", auto_now_add=True, db_index=True)
+    at = models.DateTimeField(_("when"), auto_now_add=True, db_index=True)
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.SET_NULL,
         null=True,
         blank=True,
         related_name="+",
-        verbose_name="who",
+        verbose_name=_("who"),
     )
     actor_label = models.CharField(
-        "who (as recorded)",
+        _("who (as recorded)"),
         max_length=200,
-        help_text="The user's email or name, or the command or process that made the change.",
+        help_text=_("The user's email or name, or the command or process that made the change."),
     )
-    action = models.CharField("action", max_length=20, choices=Action.choices)
+    action = models.CharField(_("action"), max_length=20, choices=Action.choices)
     changes = models.JSONField(
-        "what changed",
+        _("what changed"),
         default=dict,
-        help_text="Each changed setting with its value before and after; mappings added and "
-        "removed.",
+        help_text=_(
+            "Each changed setting with its value before and after; mappings added and removed."
+        ),
     )
     snapshot = models.JSONField(
-        "configuration after", default=dict, help_text="The whole configuration after the change."
+        _("configuration after"),
+        default=dict,
+        help_text=_("The whole configuration after the change."),
     )
 
     class Meta:
         ordering = ["-at", "-id"]
-        verbose_name = "configuration change"
+        verbose_name = _("configuration change")
 
     def __str__(self) -> str:
         return f"{self.flow_label}: {self.get_action_display()} by {self.actor_label}"
