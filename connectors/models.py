@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from connectors.base import AUTH_FIELDS, AuthKind, ConnectionConfig, ConnectionKind
 from connectors.crypto import EncryptedJSONField
@@ -10,26 +11,27 @@ from connectors.crypto import EncryptedJSONField
 class Client(models.Model):
     """The company whose books are synced. An accounting firm manages many."""
 
-    name = models.CharField("name", max_length=200, unique=True)
+    name = models.CharField(_("name"), max_length=200, unique=True)
     notes = models.TextField(
-        "notes",
+        _("notes"),
         blank=True,
         max_length=10_000,
-        help_text="Free text for the firm's staff (at most 10,000 characters).",
+        help_text=_("Free text for the firm's staff (at most 10,000 characters)."),
     )
     members = models.ManyToManyField(
         settings.AUTH_USER_MODEL,
         blank=True,
         related_name="invsync_clients",
-        verbose_name="staff members",
-        help_text="Staff users who may see and manage this client's connections, flows and "
-        "records.",
+        verbose_name=_("staff members"),
+        help_text=_(
+            "Staff users who may see and manage this client's connections, flows and records."
+        ),
     )
-    created_at = models.DateTimeField("created", auto_now_add=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
 
     class Meta:
         ordering = ["name"]
-        verbose_name = "client"
+        verbose_name = _("client")
 
     def __str__(self) -> str:
         return self.name
@@ -39,20 +41,20 @@ class Connection(models.Model):
     """One client's account at one tool. Credentials are encrypted at rest and never shown back."""
 
     client = models.ForeignKey(
-        Client, on_delete=models.CASCADE, related_name="connections", verbose_name="client"
+        Client, on_delete=models.CASCADE, related_name="connections", verbose_name=_("client")
     )
-    name = models.CharField("name", max_length=200, help_text="How this connection is shown.")
+    name = models.CharField(_("name"), max_length=200, help_text=_("How this connection is shown."))
     kind = models.CharField(
-        "kind",
+        _("kind"),
         max_length=20,
         choices=[(k.value, k.value.title()) for k in ConnectionKind],
-        help_text="An invoicing tool (the source) or an accounting tool (the target).",
+        help_text=_("An invoicing tool (the source) or an accounting tool (the target)."),
     )
     provider = models.CharField(
-        "provider", max_length=50, help_text="The connector's key in the connector registry."
+        _("provider"), max_length=50, help_text=_("The connector's key in the connector registry.")
     )
     auth_kind = models.CharField(
-        "authentication",
+        _("authentication"),
         max_length=20,
         choices=[
             (AuthKind.API_KEY.value, "API key"),
@@ -60,34 +62,36 @@ class Connection(models.Model):
             (AuthKind.OAUTH2.value, "OAuth2"),
             (AuthKind.NONE.value, "None (files received by invsync)"),
         ],
-        help_text="How invsync signs in to the tool.",
+        help_text=_("How invsync signs in to the tool."),
     )
     settings = models.JSONField(
-        "settings",
+        _("settings"),
         default=dict,
         blank=True,
-        help_text="Non-secret settings the provider needs (server address, database...).",
+        help_text=_("Non-secret settings the provider needs (server address, database...)."),
     )
     credentials = EncryptedJSONField(
         "credentials",
         blank=True,
         default=dict,
-        help_text="Encrypted at rest; write-only in the admin.",
+        help_text=_("Encrypted at rest; write-only in the admin."),
     )
     oauth_tokens = EncryptedJSONField(
         "OAuth2 tokens",
         blank=True,
         default=dict,
         editable=False,
-        help_text="The OAuth2 grant's tokens (access, refresh, expiry, scopes, the companies it "
-        "gives), encrypted at rest, written only by connectors.oauth_flow and "
-        "connectors.token_store; never shown.",
+        help_text=_(
+            "The OAuth2 grant's tokens (access, refresh, expiry, scopes, the companies it "
+            "gives), encrypted at rest, written only by connectors.oauth_flow and "
+            "connectors.token_store; never shown."
+        ),
     )
-    last_checked_at = models.DateTimeField("last checked", null=True, blank=True)
-    last_check_ok = models.BooleanField("last check succeeded", null=True, blank=True)
-    last_check_message = models.CharField("last check message", max_length=500, blank=True)
-    created_at = models.DateTimeField("created", auto_now_add=True)
-    updated_at = models.DateTimeField("updated", auto_now=True)
+    last_checked_at = models.DateTimeField(_("last checked"), null=True, blank=True)
+    last_check_ok = models.BooleanField(_("last check succeeded"), null=True, blank=True)
+    last_check_message = models.CharField(_("last check message"), max_length=500, blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
     class Meta:
         ordering = ["client__name", "name"]
@@ -116,12 +120,14 @@ class LookupCache(models.Model):
     so forms, previews and downloads work without calling the tool each time."""
 
     connection = models.ForeignKey(
-        Connection, on_delete=models.CASCADE, related_name="lookups", verbose_name="connection"
+        Connection, on_delete=models.CASCADE, related_name="lookups", verbose_name=_("connection")
     )
-    folder = models.CharField("folder", max_length=100, blank=True)
-    name = models.CharField("lookup", max_length=50, help_text="folders, vat_codes, journals...")
-    payload = models.JSONField("payload", default=list)
-    fetched_at = models.DateTimeField("fetched", auto_now=True)
+    folder = models.CharField(_("folder"), max_length=100, blank=True)
+    name = models.CharField(
+        _("lookup"), max_length=50, help_text=_("folders, vat_codes, journals...")
+    )
+    payload = models.JSONField(_("payload"), default=list)
+    fetched_at = models.DateTimeField(_("fetched"), auto_now=True)
 
     class Meta:
         constraints = [
@@ -129,7 +135,7 @@ class LookupCache(models.Model):
                 fields=["connection", "folder", "name"], name="lookup_cache_unique"
             ),
         ]
-        verbose_name = "lookup cache"
+        verbose_name = _("lookup cache")
 
     def __str__(self) -> str:
         return f"{self.connection} {self.folder} {self.name}"
@@ -141,14 +147,14 @@ class RateLimitSlot(models.Model):
     :class:`connectors.ratelimit.DatabaseRateLimiter`, in SQL of its own."""
 
     id = models.CharField(primary_key=True, max_length=32)
-    key = models.CharField(max_length=64, help_text="SHA-256 of the account at the vendor")
-    until = models.FloatField(help_text="Unix time at which the slot frees")
+    key = models.CharField(max_length=64, help_text=_("SHA-256 of the account at the vendor"))
+    until = models.FloatField(help_text=_("Unix time at which the slot frees"))
     in_flight = models.BooleanField(default=True)
 
     class Meta:
         db_table = "connectors_ratelimitslot"  # connectors.ratelimit.TABLE: its SQL names it
         indexes = [models.Index(fields=["key", "until"], name="ratelimit_key_until")]
-        verbose_name = "rate limit slot"
+        verbose_name = _("rate limit slot")
         default_permissions = ()
 
     def __str__(self) -> str:
@@ -163,37 +169,40 @@ class InboxFile(models.Model):
     state ``duplicate`` for review and never reaches a run."""
 
     class State(models.TextChoices):
-        READ = "read", "read: an invoice"
-        FAILED = "failed", "refused by the reader"
-        DUPLICATE = "duplicate", "duplicate of another file's invoice"
+        READ = "read", _("read: an invoice")
+        FAILED = "failed", _("refused by the reader")
+        DUPLICATE = "duplicate", _("duplicate of another file's invoice")
 
     class Origin(models.TextChoices):
-        UPLOAD = "upload", "upload"
-        FOLDER = "folder", "watched folder"
-        MAILBOX = "mailbox", "mailbox"
+        UPLOAD = "upload", _("upload")
+        FOLDER = "folder", _("watched folder")
+        MAILBOX = "mailbox", _("mailbox")
 
     connection = models.ForeignKey(
-        Connection, on_delete=models.CASCADE, related_name="inbox_files", verbose_name="connection"
+        Connection,
+        on_delete=models.CASCADE,
+        related_name="inbox_files",
+        verbose_name=_("connection"),
     )
-    sha256 = models.CharField("SHA-256", max_length=64)
-    name = models.CharField("file name", max_length=255, help_text="As received; shown only.")
+    sha256 = models.CharField(_("SHA-256"), max_length=64)
+    name = models.CharField(_("file name"), max_length=255, help_text=_("As received; shown only."))
     size = models.PositiveBigIntegerField("size (bytes)")
-    storage_name = models.CharField("stored as", max_length=255, blank=True)
-    received_at = models.DateTimeField("received", db_index=True)
-    origin = models.CharField("origin", max_length=10, choices=Origin.choices)
-    state = models.CharField("state", max_length=10, choices=State.choices)
+    storage_name = models.CharField(_("stored as"), max_length=255, blank=True)
+    received_at = models.DateTimeField(_("received"), db_index=True)
+    origin = models.CharField(_("origin"), max_length=10, choices=Origin.choices)
+    state = models.CharField(_("state"), max_length=10, choices=State.choices)
     invoice_key = models.CharField(
-        "invoice key", max_length=100, blank=True, help_text="Seller + number + issue date."
+        _("invoice key"), max_length=100, blank=True, help_text=_("Seller + number + issue date.")
     )
-    seller = models.CharField("seller id", max_length=100, blank=True)
-    number = models.CharField("invoice number", max_length=200, blank=True)
-    issue_date = models.DateField("issue date", null=True, blank=True)
-    code = models.CharField("error code", max_length=64, blank=True)
-    message = models.TextField("message", blank=True, max_length=2000)
+    seller = models.CharField(_("seller id"), max_length=100, blank=True)
+    number = models.CharField(_("invoice number"), max_length=200, blank=True)
+    issue_date = models.DateField(_("issue date"), null=True, blank=True)
+    code = models.CharField(_("error code"), max_length=64, blank=True)
+    message = models.TextField(_("message"), blank=True, max_length=2000)
 
     class Meta:
         ordering = ["received_at", "id"]
-        verbose_name = "received e-invoice file"
+        verbose_name = _("received e-invoice file")
         constraints = [
             models.UniqueConstraint(fields=["connection", "sha256"], name="inbox_file_unique_hash"),
             models.UniqueConstraint(

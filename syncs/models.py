@@ -3,6 +3,7 @@ from __future__ import annotations
 import hashlib
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from connectors.canonical import InvoiceType
 from connectors.errors import CATALOGUE, ErrorCode
@@ -19,17 +20,17 @@ INVOICE_TYPE_CHOICES = [
 
 
 class RunTrigger(models.TextChoices):
-    SCHEDULE = "schedule", "Schedule"
-    MANUAL = "manual", "Sync now"
-    RETRY = "retry", "Retry"
-    COMMAND = "command", "Command line"
+    SCHEDULE = "schedule", _("Schedule")
+    MANUAL = "manual", _("Sync now")
+    RETRY = "retry", _("Retry")
+    COMMAND = "command", _("Command line")
 
 
 class RunStatus(models.TextChoices):
-    RUNNING = "running", "Running"
-    SUCCEEDED = "succeeded", "Succeeded"
-    PARTIAL = "partial", "Finished with failed records"
-    FAILED = "failed", "Failed"
+    RUNNING = "running", _("Running")
+    SUCCEEDED = "succeeded", _("Succeeded")
+    PARTIAL = "partial", _("Finished with failed records")
+    FAILED = "failed", _("Failed")
 
 
 class SyncRun(models.Model):
@@ -40,42 +41,44 @@ class SyncRun(models.Model):
     deleted_with_owner = True
 
     flow = models.ForeignKey(
-        SyncFlow, on_delete=models.CASCADE, related_name="runs", verbose_name="flow"
+        SyncFlow, on_delete=models.CASCADE, related_name="runs", verbose_name=_("flow")
     )
-    trigger = models.CharField("trigger", max_length=20, choices=RunTrigger.choices)
+    trigger = models.CharField(_("trigger"), max_length=20, choices=RunTrigger.choices)
     status = models.CharField(
-        "status", max_length=20, choices=RunStatus.choices, default=RunStatus.RUNNING
+        _("status"), max_length=20, choices=RunStatus.choices, default=RunStatus.RUNNING
     )
-    started_at = models.DateTimeField("started", auto_now_add=True)
-    finished_at = models.DateTimeField("finished", null=True, blank=True)
+    started_at = models.DateTimeField(_("started"), auto_now_add=True)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
     total = models.PositiveIntegerField(
-        "to process", default=0, help_text="Records this run has found to examine so far."
+        _("to process"), default=0, help_text=_("Records this run has found to examine so far.")
     )
-    processed = models.PositiveIntegerField("processed", default=0)
-    synced_count = models.PositiveIntegerField("synced", default=0)
-    waiting_count = models.PositiveIntegerField("waiting for PDF", default=0)
-    failed_count = models.PositiveIntegerField("failed", default=0)
-    skipped_count = models.PositiveIntegerField("skipped", default=0)
+    processed = models.PositiveIntegerField(_("processed"), default=0)
+    synced_count = models.PositiveIntegerField(_("synced"), default=0)
+    waiting_count = models.PositiveIntegerField(_("waiting for PDF"), default=0)
+    failed_count = models.PositiveIntegerField(_("failed"), default=0)
+    skipped_count = models.PositiveIntegerField(_("skipped"), default=0)
     unchanged_count = models.PositiveIntegerField(
-        "unchanged", default=0, help_text="Already synced and unchanged: no call to the target."
+        _("unchanged"),
+        default=0,
+        help_text=_("Already synced and unchanged: no call to the target."),
     )
     error_code = models.CharField(
-        "error code",
+        _("error code"),
         max_length=64,
         blank=True,
         choices=ErrorCode.choices,
-        help_text="Why the run as a whole stopped, if it did.",
+        help_text=_("Why the run as a whole stopped, if it did."),
     )
-    error_message = models.TextField("error message", blank=True)
+    error_message = models.TextField(_("error message"), blank=True)
 
     class Meta:
         ordering = ["-started_at", "-id"]
         indexes = [models.Index(fields=["flow", "-started_at"], name="run_flow_started")]
-        verbose_name = "sync run"
+        verbose_name = _("sync run")
 
     def __str__(self) -> str:
         # No status here: what people read of it is syncs.states.run_state_text, from the counts.
-        return f"{self.flow} run {self.pk}"
+        return _("%(flow)s run %(number)s") % {"flow": self.flow, "number": self.pk}
 
     @property
     def duration(self):
@@ -92,16 +95,16 @@ class SyncRun(models.Model):
 
 
 class ObjectType(models.TextChoices):
-    INVOICE = "invoice", "Invoice or credit note"
+    INVOICE = "invoice", _("Invoice or credit note")
 
 
 class RecordStatus(models.TextChoices):
-    PENDING = "pending", "Pending"
-    WAITING = "waiting_attachment", "Waiting for PDF"
-    PUSHING = "pushing", "Pushing"
-    SYNCED = "synced", "Synced"
-    FAILED = "failed", "Failed"
-    SKIPPED = "skipped", "Skipped"
+    PENDING = "pending", _("Pending")
+    WAITING = "waiting_attachment", _("Waiting for PDF")
+    PUSHING = "pushing", _("Pushing")
+    SYNCED = "synced", _("Synced")
+    FAILED = "failed", _("Failed")
+    SKIPPED = "skipped", _("Skipped")
 
 
 class SyncedRecord(models.Model):
@@ -112,86 +115,92 @@ class SyncedRecord(models.Model):
     deleted_with_owner = True
 
     flow = models.ForeignKey(
-        SyncFlow, on_delete=models.CASCADE, related_name="records", verbose_name="flow"
+        SyncFlow, on_delete=models.CASCADE, related_name="records", verbose_name=_("flow")
     )
     object_type = models.CharField(
-        "object type", max_length=20, choices=ObjectType.choices, default=ObjectType.INVOICE
+        _("object type"), max_length=20, choices=ObjectType.choices, default=ObjectType.INVOICE
     )
-    source_id = models.CharField("source id", max_length=100)
-    number = models.CharField("number", max_length=100, blank=True)
+    source_id = models.CharField(_("source id"), max_length=100)
+    number = models.CharField(_("number"), max_length=100, blank=True)
     invoice_type = models.CharField(
-        "invoice type", max_length=30, blank=True, choices=INVOICE_TYPE_CHOICES
+        _("invoice type"), max_length=30, blank=True, choices=INVOICE_TYPE_CHOICES
     )
-    issue_date = models.DateField("issue date", null=True, blank=True)
-    partner_name = models.CharField("partner", max_length=300, blank=True)
-    currency = models.CharField("currency", max_length=3, blank=True)
-    total = models.DecimalField("total", max_digits=18, decimal_places=4, null=True, blank=True)
+    issue_date = models.DateField(_("issue date"), null=True, blank=True)
+    partner_name = models.CharField(_("partner"), max_length=300, blank=True)
+    currency = models.CharField(_("currency"), max_length=3, blank=True)
+    total = models.DecimalField(_("total"), max_digits=18, decimal_places=4, null=True, blank=True)
     status = models.CharField(
-        "status", max_length=20, choices=RecordStatus.choices, default=RecordStatus.PENDING
+        _("status"), max_length=20, choices=RecordStatus.choices, default=RecordStatus.PENDING
     )
     fingerprint = models.CharField(
-        "fingerprint",
+        _("fingerprint"),
         max_length=64,
         blank=True,
-        help_text="Hash of the invoice as last read: an unchanged invoice is not pushed again.",
+        help_text=_("Hash of the invoice as last read: an unchanged invoice is not pushed again."),
     )
     target_ref = models.CharField(
-        "entry in accounting",
+        _("entry in accounting"),
         max_length=100,
         blank=True,
-        help_text="The id of the entry written in the accounting tool.",
+        help_text=_("The id of the entry written in the accounting tool."),
     )
-    target_number = models.CharField("entry number", max_length=100, blank=True)
+    target_number = models.CharField(_("entry number"), max_length=100, blank=True)
     error_code = models.CharField(
-        "error code", max_length=64, blank=True, choices=ErrorCode.choices
+        _("error code"), max_length=64, blank=True, choices=ErrorCode.choices
     )
-    error_message = models.TextField("error message", blank=True)
-    error_field = models.CharField("error field", max_length=100, blank=True)
-    skip_reason = models.CharField("skip reason", max_length=300, blank=True)
+    error_message = models.TextField(_("error message"), blank=True)
+    error_field = models.CharField(_("error field"), max_length=100, blank=True)
+    skip_reason = models.CharField(_("skip reason"), max_length=300, blank=True)
     drift = models.CharField(
-        "changed after sync",
+        _("changed after sync"),
         max_length=500,
         blank=True,
-        help_text="Set when the invoice changed in the invoicing tool after its entry was written "
-        "(the entry is never written twice; correct it in accounting).",
+        help_text=_(
+            "Set when the invoice changed in the invoicing tool after its entry was written "
+            "(the entry is never written twice; correct it in accounting)."
+        ),
     )
     entry_key = models.CharField(
-        "key in accounting",
+        _("key in accounting"),
         max_length=200,
         blank=True,
-        help_text="The external id its entry was written (or is being written) under in the "
-        "accounting tool; every flow writing to the folder looks for it before writing.",
+        help_text=_(
+            "The external id its entry was written (or is being written) under in the "
+            "accounting tool; every flow writing to the folder looks for it before writing."
+        ),
     )
     note = models.CharField(
-        "note",
+        _("note"),
         max_length=500,
         blank=True,
-        help_text="What invsync found when it went to write the entry, e.g. that another flow "
-        "had already written it.",
+        help_text=_(
+            "What invsync found when it went to write the entry, e.g. that another flow "
+            "had already written it."
+        ),
     )
-    attempts = models.PositiveIntegerField("attempts", default=0)
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
     next_attempt_at = models.DateTimeField(
-        "next automatic retry",
+        _("next automatic retry"),
         null=True,
         blank=True,
-        help_text="For transient errors: not retried before this time.",
+        help_text=_("For transient errors: not retried before this time."),
     )
     config_version = models.PositiveIntegerField(
-        "configuration version",
+        _("configuration version"),
         default=0,
-        help_text="The flow's configuration version at the last attempt.",
+        help_text=_("The flow's configuration version at the last attempt."),
     )
     snapshot = models.JSONField(
-        "invoice snapshot",
+        _("invoice snapshot"),
         default=dict,
         blank=True,
-        help_text="The canonical invoice (INVOICE.json) as last read.",
+        help_text=_("The canonical invoice (INVOICE.json) as last read."),
     )
     overrides = models.JSONField(
-        "overrides",
+        _("overrides"),
         default=dict,
         blank=True,
-        help_text="Per-record corrections applied on retry (line accounts, VAT codes).",
+        help_text=_("Per-record corrections applied on retry (line accounts, VAT codes)."),
     )
     last_run = models.ForeignKey(
         "SyncRun",
@@ -199,11 +208,11 @@ class SyncedRecord(models.Model):
         null=True,
         blank=True,
         related_name="+",
-        verbose_name="last run",
+        verbose_name=_("last run"),
     )
-    created_at = models.DateTimeField("first seen", auto_now_add=True)
-    updated_at = models.DateTimeField("updated", auto_now=True)
-    synced_at = models.DateTimeField("synced", null=True, blank=True)
+    created_at = models.DateTimeField(_("first seen"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+    synced_at = models.DateTimeField(_("synced"), null=True, blank=True)
 
     class Meta:
         ordering = ["-updated_at", "-id"]
@@ -216,7 +225,7 @@ class SyncedRecord(models.Model):
             models.Index(fields=["flow", "status"], name="record_flow_status"),
             models.Index(fields=["flow", "error_code"], name="record_flow_error"),
         ]
-        verbose_name = "synced record"
+        verbose_name = _("synced record")
 
     def __str__(self) -> str:
         return f"{self.number or self.source_id} ({self.get_status_display()})"
@@ -250,26 +259,26 @@ def legacy_external_id(flow_id: int, object_type: str, source_id: str) -> str:
 
 
 class MatchedBy(models.TextChoices):
-    AUXILIARY_ACCOUNT = "auxiliary_account", "Auxiliary account"
-    VAT_NUMBER = "vat_number", "VAT number"
-    COMPANY_NUMBER = "company_number", "Company number (SIRET/SIREN)"
-    NAME = "name", "Name"
-    CREATED = "created", "Created by invsync"
-    MANUAL = "manual", "Set by hand"
+    AUXILIARY_ACCOUNT = "auxiliary_account", _("Auxiliary account")
+    VAT_NUMBER = "vat_number", _("VAT number")
+    COMPANY_NUMBER = "company_number", _("Company number (SIRET/SIREN)")
+    NAME = "name", _("Name")
+    CREATED = "created", _("Created by invsync")
+    MANUAL = "manual", _("Set by hand")
 
 
 class PartnerLink(models.Model):
     """A source partner known to be this target partner: later invoices skip the search."""
 
     flow = models.ForeignKey(
-        SyncFlow, on_delete=models.CASCADE, related_name="partner_links", verbose_name="flow"
+        SyncFlow, on_delete=models.CASCADE, related_name="partner_links", verbose_name=_("flow")
     )
-    source_partner_id = models.CharField("source partner id", max_length=100)
-    source_partner_name = models.CharField("source name", max_length=300, blank=True)
-    target_partner_id = models.CharField("accounting partner id", max_length=100)
-    target_partner_name = models.CharField("accounting name", max_length=300, blank=True)
-    matched_by = models.CharField("matched by", max_length=30, choices=MatchedBy.choices)
-    created_at = models.DateTimeField("linked", auto_now_add=True)
+    source_partner_id = models.CharField(_("source partner id"), max_length=100)
+    source_partner_name = models.CharField(_("source name"), max_length=300, blank=True)
+    target_partner_id = models.CharField(_("accounting partner id"), max_length=100)
+    target_partner_name = models.CharField(_("accounting name"), max_length=300, blank=True)
+    matched_by = models.CharField(_("matched by"), max_length=30, choices=MatchedBy.choices)
+    created_at = models.DateTimeField(_("linked"), auto_now_add=True)
 
     class Meta:
         ordering = ["source_partner_name"]
@@ -278,7 +287,7 @@ class PartnerLink(models.Model):
                 fields=["flow", "source_partner_id"], name="partner_link_unique"
             ),
         ]
-        verbose_name = "partner link"
+        verbose_name = _("partner link")
 
     def __str__(self) -> str:
         return f"{self.source_partner_name} → {self.target_partner_name or self.target_partner_id}"
