@@ -12,16 +12,20 @@ import pytest
 from connectors import registry
 from connectors.base import AuthKind, ConnectionConfig, EntryToWrite
 from connectors.canonical import Direction, InvoiceType, Partner
-from connectors.devtools.pennylane_fake import Answer, PennylaneFake
-from connectors.errors import ConnectorError, ErrorCode
+from connectors.devtools.oauth_server import OAuthServer
+from connectors.devtools.pennylane_fake import Answer, PennylaneFake, oauth_server_verifier
+from connectors.errors import CATALOGUE, ConnectorError, ErrorCode
+from connectors.models import Connection
+from connectors.oauth_flow import oauth_company_pick
 from connectors.outbound import OutboundPolicy
 from connectors.providers.pennylane.target import PennylaneTarget
 from mappings.models import SyncFlow
 from syncs.models import RecordStatus, SyncedRecord
 from syncs.services import flow_sync
 from tests.doubles import MemorySource
-from tests.factories import InvoiceFactory, SyncFlowFactory
+from tests.factories import InvoiceFactory, SyncFlowFactory, UserFactory
 from tests.factories.canonical import InvoiceLineFactory, PartnerFactory
+from tests.oauth_fixtures import connect, oauth_settings
 
 pytestmark = pytest.mark.django_db
 
@@ -287,3 +291,69 @@ def test_a_lost_answer_to_an_entry_is_looked_up_before_it_is_written_again(
     (record,) = records(flow).values()
     assert record.status == RecordStatus.SYNCED
     assert len(entries_of(company, "LOST-1")) == 1
+
+
+# -- OAuth2: the connection signed in through Pennylane's backend against the local server -------
+
+
+@pytest.fixture
+def oauth(settings):
+    """The local authorization server (connectors/devtools/oauth_server.py) standing in for
+    Pennylane's, the settings pointing Pennylane's backend at it."""
+    with OAuthServer() as server:
+        settings.INVSYNC_OAUTH = oauth_settings(server.url)
+        yield server
+
+
+def oauth_flow(fake, oauth, client):
+    """A flow whose Pennylane connection signs in with OAuth2: the dance through the admin, then
+    the company picked among the two the grant gives (sent as X-Company-Id)."""
+    company = fake.add_company("Boulangerie Martin SAS", company_id=101)
+    fake.add_company("Atelier Dubois SARL", company_id=202)
+    fake.trust(oauth_server_verifier(oauth))  # the server's access tokens, for any company
+    flow = make_flow(fake, company)
+    connection = flow.accounting_connection
+    Connection.objects.filter(pk=connection.pk).update(auth_kind="oauth2", credentials={})
+    connection.refresh_from_db()
+    client.force_login(UserFactory(username="root", is_superuser=True))
+    connect(client, connection)
+    oauth_company_pick(connection=connection, company_id="101")
+    return SyncFlow.objects.get(pk=flow.pk), company
+
+
+def test_an_access_token_that_expires_mid_run_is_refreshed_and_the_run_completes(
+    fake, oauth, connectors, client
+):
+    flow, company = oauth_flow(fake, oauth, client)
+    connectors.put(*(InvoiceFactory(has_attachment=False) for _ in range(3)))
+    answer = fake.handle
+    seen = []
+
+    def expire_after_first_entry(method, target, headers, body):
+        result = answer(method, target, headers, body)
+        if method == "POST" and "/ledger_entries" in target and not seen:
+            seen.append(target)
+            oauth.expire_access_tokens()  # Pennylane drops the token in the middle of the run
+        return result
+
+    fake.handle = expire_after_first_entry
+    result = run(flow)
+
+    assert result.synced_count == 3, (result.status, result.error_message)
+    assert oauth.stats.refreshes == 1
+    assert ("postLedgerEntries", 401) in fake.answers or ("getLedgerEntries", 401) in fake.answers
+    assert len(company.ledger_entries) == 3
+
+
+def test_a_revoked_grant_stops_the_run_with_grant_revoked_and_writes_nothing(
+    fake, oauth, connectors, client
+):
+    flow, company = oauth_flow(fake, oauth, client)
+    connectors.put(InvoiceFactory(has_attachment=False))
+    oauth.revoke_all()
+
+    result = run(flow)
+
+    assert result.error_code == ErrorCode.OAUTH_GRANT_REVOKED
+    assert "Reconnect" in CATALOGUE[ErrorCode.OAUTH_GRANT_REVOKED].resolution
+    assert company.ledger_entries == {}
