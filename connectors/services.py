@@ -241,6 +241,9 @@ def connection_update(
         # Before anything serialises them: a deeply nested value would crash the JSON encoder.
         raise ValidationError({"settings": problem})
     stored = Connection.objects.select_for_update().get(pk=connection.pk)
+    # The OAuth2 tokens are the token store's (connectors.token_store): the ones read under the
+    # lock, never the copy loaded with the form (a refresh since then rotated them).
+    connection.oauth_tokens = stored.oauth_tokens
 
     for field_name, value in data.items():
         setattr(connection, field_name, value)

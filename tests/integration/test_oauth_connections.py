@@ -408,3 +408,18 @@ def test_the_failure_review_offers_reconnect_for_a_revoked_grant(admin_client, m
     )
     assert f'href="{reconnect}"' in page
     assert f"Reconnect {flow.accounting_connection.name}" in page
+
+
+def test_saving_the_connection_form_keeps_tokens_refreshed_since_it_was_loaded(
+    admin_client, connection, oauth_server
+):
+    from connectors.services import connection_update
+
+    oauth_server.companies = (("101", "Boulangerie Martin SAS"),)
+    connect(admin_client, connection)
+    loaded = type(connection).objects.get(pk=connection.pk)  # as the admin's form loads it
+    oauth_server.expire_access_tokens()
+    DatabaseTokenSource(connection.pk).refresh(tokens_of(connection).access_token)
+    refreshed = tokens_of(connection)
+    connection_update(connection=loaded, data={"name": "Pennylane (renamed)"})
+    assert tokens_of(connection) == refreshed  # not the stale copy: the grant stays alive
