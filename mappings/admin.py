@@ -8,11 +8,13 @@ import json
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from django.contrib import admin, messages
+from django.db.models import Case, When
 from django.urls import reverse
 from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 from django.utils.timezone import localtime
+from django.utils.translation import gettext_lazy as _
 
 from connectors.admin import ClientScopedAdminMixin, ReadOnlyAdminMixin
 from connectors.admin_filters import ClientScopedRelatedFilter
@@ -23,7 +25,7 @@ from mappings.forms import (
     VatMappingFormSet,
 )
 from mappings.lookups import FlowLookups, flow_cached_lookups
-from mappings.models import ConfigChange, JournalMapping, SyncFlow, VatMapping
+from mappings.models import ConfigChange, DirectionChoice, JournalMapping, SyncFlow, VatMapping
 from mappings.proposals import flow_vat_proposals
 from mappings.services import flow_lookups_load
 
@@ -159,7 +161,21 @@ class VatMappingInline(LookupInlineMixin, admin.TabularInline):
         "collected_code",
     )
     extra = 1
-    verbose_name_plural = "VAT mappings (source rate or tax → accounting VAT code)"
+    verbose_name_plural = _("VAT mappings (source rate or tax → accounting VAT code)")
+    # Rows grouped by direction, read by name, reverse charge explained, errors at the row.
+    template = "admin/mappings/syncflow/vat_mapping_inline.html"
+
+    def get_queryset(self, request):
+        # Sales first, then purchases (the template groups the rows as they come).
+        return (
+            super()
+            .get_queryset(request)
+            .order_by(
+                Case(When(direction=DirectionChoice.SALES, then=0), default=1),
+                "source_rate",
+                "source_tax_id",
+            )
+        )
 
     def get_extra(self, request, obj=None, **kwargs):
         proposals = vat_proposals_for_page(request, obj)

@@ -9,10 +9,12 @@ mappings.checklist (the setup checklist) and mappings.services (whether the flow
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from decimal import Decimal
 from typing import ClassVar
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext_lazy as _
 
 from connectors.canonical import Direction
 from connectors.errors import InvsyncError
@@ -32,9 +34,11 @@ from mappings.lookups import (
     FlowLookups,
     account_label,
     account_problem,
+    folder_label,
     folder_problem,
     journal_label,
     journal_problem,
+    source_tax_label,
     vat_code_label,
     vat_code_problem,
 )
@@ -171,7 +175,7 @@ class SyncFlowAdminForm(LookupFormMixin, forms.ModelForm):
         if lookups.folders is not None and "folder" in fields:
             _use_select(
                 fields["folder"],
-                [(f.id, f"{f.id} – {f.name}") for f in lookups.folders],
+                [(f.id, folder_label(f)) for f in lookups.folders],
                 self._current("folder"),
                 lambda value: NOT_IN_TOOL,
                 "The folders the accounting connection can write to.",
@@ -360,6 +364,13 @@ class MappingFormSet(forms.BaseInlineFormSet):
 class VatMappingFormSet(MappingFormSet):
     mapping_key = "vat_mappings"
 
+    def _construct_form(self, i, **kwargs):
+        form = super()._construct_form(i, **kwargs)
+        # A row maps the source taxes no other row takes (a row naming a tax wins over the
+        # row of its rate): the row reads its siblings to say which, and to check them.
+        form.siblings = self
+        return form
+
     def clean(self):
         super().clean()
         # The database lets rows without a rate repeat (NULLs are distinct): check here.
@@ -381,15 +392,21 @@ class JournalMappingFormSet(MappingFormSet):
 
 class VatMappingForm(LookupFormMixin, forms.ModelForm):
     source_name = forms.CharField(
-        label="source tax",
+        label=_("name in the invoicing tool"),
         required=False,
         disabled=True,
-        help_text="The invoicing tool's name for this rate or tax, where it was read.",
+        help_text=_("The invoicing tool's name for this rate or tax, where it was read."),
     )
 
     class Meta:
         model = VatMapping
         fields = ("direction", "source_rate", "source_tax_id", "target_code", "collected_code")
+        labels = {"source_tax_id": _("source tax")}
+        help_texts = {
+            "source_tax_id": _(
+                "Map one tax of the invoicing tool instead of a rate (it wins over the rate)."
+            )
+        }
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -399,6 +416,8 @@ class VatMappingForm(LookupFormMixin, forms.ModelForm):
         direction = self._direction()
         if lookups.source_rates is not None and not self.initial.get("source_name"):
             self.initial["source_name"] = self._source_name(lookups, direction)
+        if lookups.source_rates is not None and "source_tax_id" in self.fields:
+            self._use_source_taxes(lookups, direction)
         if lookups.vat_codes is None or "target_code" not in self.fields:
             return
         if direction:
@@ -414,9 +433,9 @@ class VatMappingForm(LookupFormMixin, forms.ModelForm):
                     [(v.code, vat_code_label(v)) for v in lookups.vat_codes if v.direction == d],
                 )
                 for label, d in (
-                    ("Sales", Direction.SALES),
-                    ("Purchases", Direction.PURCHASES),
-                    ("Both", None),
+                    (_("Sales"), Direction.SALES),
+                    (_("Purchases"), Direction.PURCHASES),
+                    (_("Both"), None),
                 )
             ]
             choices = [group for group in choices if group[1]]
@@ -428,6 +447,144 @@ class VatMappingForm(LookupFormMixin, forms.ModelForm):
                     self._current(name),
                     lambda value: _vat_note(value, direction, lookups.vat_codes),
                 )
+
+    def _use_source_taxes(self, lookups: FlowLookups, direction: str) -> None:
+        """The source tax as a select of the invoicing tool's taxes, by name and rate (their ids
+        are the tool's keys, not something people read)."""
+        taxes = [t for t in lookups.source_rates or () if t.tax_id]
+        if not taxes:
+            return
+
+        def options(wanted):
+            found = {str(t.tax_id): source_tax_label(t) for t in taxes if t.direction in wanted}
+            return sorted(found.items(), key=lambda item: item[1])
+
+        if direction:
+            choices = options({Direction(direction)})
+        else:
+            choices = [
+                (label, group)
+                for label, group in (
+                    (_("Sales"), options({Direction.SALES})),
+                    (_("Purchases"), options({Direction.PURCHASES})),
+                )
+                if group
+            ]
+        _use_select(
+            self.fields["source_tax_id"],
+            choices,
+            self._current("source_tax_id"),
+            lambda value: _("not a tax of the invoicing tool"),
+        )
+
+    # -- How the row reads (the inline's template shows them) -----------------------------------
+
+    def _value(self, name: str):
+        if self.is_bound:
+            return self.data.get(self.add_prefix(name)) or ""
+        value = self.initial.get(name)
+        if value is None:
+            value = getattr(self.instance, name, None)
+        return "" if value is None else value
+
+    @property
+    def section(self) -> str:
+        """The group the row is shown in: sales, purchases, or new rows."""
+        direction = self._direction()
+        return str(Direction(direction).value) if direction else ""
+
+    @property
+    def section_label(self) -> str:
+        return {
+            "sales": _("Sales"),
+            "purchases": _("Purchases"),
+        }.get(self.section, _("New rows"))
+
+    def _vat_row(self) -> VatRow:
+        try:
+            rate = Decimal(str(self._value("source_rate"))) if self._value("source_rate") else None
+        except ArithmeticError:
+            rate = None
+        return VatRow(self._direction(), rate, str(self._value("source_tax_id")), "")
+
+    def _is_deleted(self) -> bool:
+        return self.is_bound and bool(self.data.get(self.add_prefix("DELETE")))
+
+    def _source_taxes(self) -> list:
+        """The invoicing tool's taxes this row maps, as the engine matches them: among this row
+        and its siblings (the formset's other rows), a row naming a tax wins over its rate's."""
+        if self.lookups is None or self.lookups.source_rates is None or not self._direction():
+            return []
+        row = self._vat_row()
+        siblings = getattr(self, "siblings", None)
+        others = [
+            form._vat_row()
+            for form in (siblings.forms if siblings is not None else ())
+            if form is not self and not form._is_deleted() and form._direction()
+        ]
+        return [s for s in self.lookups.source_rates if vat_row_for(s, [row, *others]) is row]
+
+    def _code_text(self, code: str) -> str:
+        codes = self.lookups.vat_codes if self.lookups is not None else None
+        found = next((v for v in codes or () if v.code == code), None)
+        return vat_code_label(found) if found is not None else code
+
+    @property
+    def row_title(self) -> str:
+        """The row as people name it: "Sales 20 %", "Purchases T.V.A. Achat Intracommunautaire
+        (20 %)"; for the error summary."""
+        tax_id = str(self._value("source_tax_id"))
+        what = ""
+        if tax_id:
+            taxes = (
+                [t for t in self.lookups.source_rates or () if str(t.tax_id) == tax_id]
+                if (self.lookups is not None)
+                else []
+            )
+            what = source_tax_label(taxes[0]) if taxes else _("a tax of the invoicing tool")
+        elif self._value("source_rate") != "":
+            try:
+                what = f"{Decimal(str(self._value('source_rate'))).normalize():f} %"
+            except ArithmeticError:
+                what = str(self._value("source_rate"))
+        direction = self._direction()
+        if not direction and not what:
+            return str(_("new row"))
+        label = {"sales": _("Sales"), "purchases": _("Purchases")}.get(direction, "")
+        return f"{label} {what}".strip()
+
+    @property
+    def reverse_charge_help(self) -> str:
+        """What is booked for a reverse-charge (self-assessed) tax this row maps; "" otherwise."""
+        self_assessed = [s for s in self._source_taxes() if s.kind.self_assessed]
+        if not self_assessed:
+            return ""
+        names = ", ".join(dict.fromkeys(s.name or source_tax_label(s) for s in self_assessed))
+        target = str(self._value("target_code"))
+        if self._direction() == Direction.SALES:
+            return _(
+                "Reverse charge (%(names)s): the customer self-assesses the VAT. The sale is "
+                "booked without VAT, its base under %(code)s."
+            ) % {"names": names, "code": self._code_text(target) or _("the VAT code chosen")}
+        collected = str(self._value("collected_code"))
+        if not collected:
+            return _(
+                "Reverse charge (%(names)s): the invoice states no VAT and you self-assess it. "
+                "Choose the collected VAT code: without it every invoice with this tax fails."
+            ) % {"names": names}
+        rates = {s.rate for s in self_assessed if s.rate is not None}
+        rate = f"{rates.pop().normalize():f} %" if len(rates) == 1 else _("the tax's rate")
+        return _(
+            "Reverse charge (%(names)s): the invoice states no VAT and you self-assess it. "
+            "invsync books %(rate)s of the base twice: as deductible VAT on %(deductible)s "
+            "(debit) and as VAT due on %(collected)s (credit). The two cancel out; the "
+            "supplier's total is unchanged."
+        ) % {
+            "names": names,
+            "rate": rate,
+            "deductible": self._code_text(target) or _("the VAT code chosen"),
+            "collected": self._code_text(collected),
+        }
 
     def _direction(self) -> str:
         if self.is_bound:
@@ -466,17 +623,9 @@ class VatMappingForm(LookupFormMixin, forms.ModelForm):
             return
         if "collected_code" not in self.fields or self.lookups.source_rates is None:
             return
-        row = VatRow(
-            str(cleaned.get("direction") or ""),
-            cleaned.get("source_rate"),
-            str(cleaned.get("source_tax_id") or ""),
-            str(cleaned.get("target_code") or ""),
-        )
-        self_assessed = [
-            s
-            for s in self.lookups.source_rates
-            if needs_collected_code(s) and vat_row_for(s, [row]) is not None
-        ]
+        # The taxes this row maps, its siblings' rows considered (a tax mapped by its own row
+        # is not this rate row's concern).
+        self_assessed = [s for s in self._source_taxes() if needs_collected_code(s)]
         if self_assessed:
             names = ", ".join(dict.fromkeys(s.name or str(s.tax_id) for s in self_assessed))
             self.add_error(

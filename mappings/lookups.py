@@ -240,8 +240,24 @@ def account_label(account: Account) -> str:
 
 
 def vat_code_label(vat: VatCode) -> str:
-    text = f"{vat.code} – {vat.name}" if vat.name else vat.code
-    return text
+    """How people read a VAT code: its name and the account its amount is booked on ("TVA
+    collectée 20 % · 44571"). The code itself is the tool's key, often an internal id (Tryton's
+    tax id): shown only when the tool gives no name."""
+    text = vat.name or vat.code
+    return f"{text} · {vat.account}" if vat.account else text
+
+
+def folder_label(folder: Folder) -> str:
+    """A folder by its name (its id is the tool's key, e.g. Tryton's company id)."""
+    return folder.name or folder.id
+
+
+def source_tax_label(tax: SourceTaxRate) -> str:
+    """An invoicing tool's tax by its name and rate ("T.V.A. Vente 20 % (20 %)")."""
+    rate = "" if tax.rate is None else f"{tax.rate.normalize():f} %"
+    if tax.name and rate:
+        return f"{tax.name} ({rate})"
+    return tax.name or rate or str(tax.tax_id or "")
 
 
 def journal_label(journal: Journal | SourceJournal) -> str:

@@ -138,7 +138,7 @@ def test_account_selects_offer_the_targets_active_accounts_of_the_right_kind_as_
         "EXP": "EXP – Expense",
         "MISC": "MISC – Miscellaneous",
     }
-    assert choices(form, "folder") == {"1": "1 – Test company"}
+    assert choices(form, "folder") == {"1": "Test company"}  # by name: the id is the tool's key
 
     html = response.content.decode()
     assert "4111 – Clients" in html
@@ -274,7 +274,7 @@ def test_a_flow_without_folder_offers_the_folder_select_first(admin_client, memo
     flow = complete_flow(folder="", folder_name="")
     response = admin_client.get(change_url(flow))
     form = response.context["adminform"].form
-    assert choices(form, "folder") == {"1": "1 – Test company"}
+    assert choices(form, "folder") == {"1": "Test company"}  # by name: the id is the tool's key
     assert form["folder"].value() == "1"  # the only folder, pre-selected
     # The other lists need a folder: no call for them yet, and the fields say so.
     assert MemoryTarget.calls["list_accounts"] == 0
