@@ -19,17 +19,19 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 try:
+    from connectors.devtools.einvoices import company_party, demo_einvoices
     from connectors.devtools.tryton.sandbox import SandboxError, TrytonSandbox
 except ModuleNotFoundError as error:  # an installed wheel: the development tools are not in it
     if not (error.name or "").startswith("connectors.devtools"):
         raise
-    SandboxError = TrytonSandbox = None
+    SandboxError = TrytonSandbox = company_party = demo_einvoices = None
 from connectors.models import Client, Connection
 from connectors.services import (
     client_create,
     connection_check,
     connection_create,
     connection_update,
+    inbox_upload,
 )
 from mappings.audit import acting_as
 from mappings.checklist import flow_setup_checklist
@@ -45,6 +47,8 @@ from syncs.services import flow_sync
 
 CLIENT_NAME = "Demo company"
 FLOW_NAME = "Tryton invoicing to Tryton accounting"
+INBOX_NAME = "E-invoice inbox"
+EINVOICE_FLOW_NAME = "E-invoices to Tryton accounting"
 ADMIN_USER = "admin"
 # Sign-in is by email (allauth), so the banner shows this.
 ADMIN_EMAIL = "admin@example.com"
@@ -116,17 +120,19 @@ class Command(BaseCommand):
         self.step("Creating the demo client, connections and flow")
         with acting_as("command demo"):
             flow = self.ensure_flow(state, tryton_password)
+            einvoice_flow = self.ensure_einvoice_flow(flow, sandbox.manifest("accounting"))
         login, password = self.ensure_admin_user()
 
         self.step("First sync")
-        run = flow_sync(flow=flow, trigger=RunTrigger.COMMAND)
-        if run is None:
-            self.stdout.write("  Another run of the flow is in progress; skipped.")
-        else:
+        for each in (flow, einvoice_flow):
+            run = flow_sync(flow=each, trigger=RunTrigger.COMMAND)
+            if run is None:
+                self.stdout.write(f"  {each.name}: another run is in progress; skipped.")
+                continue
             self.stdout.write(
-                f"  {run.get_status_display()}: synced {run.synced_count}, waiting "
-                f"{run.waiting_count}, failed {run.failed_count}, skipped {run.skipped_count}, "
-                f"unchanged {run.unchanged_count}."
+                f"  {each.name}: {run.get_status_display()}: synced {run.synced_count}, "
+                f"waiting {run.waiting_count}, failed {run.failed_count}, skipped "
+                f"{run.skipped_count}, unchanged {run.unchanged_count}."
             )
             if run.error_code:
                 self.stdout.write(f"  {run.error_code}: {run.error_message}")
@@ -207,6 +213,53 @@ class Command(BaseCommand):
                 self.stdout.write("  Setup complete: the flow is enabled and scheduled hourly.")
             flow.refresh_from_db()
         return flow
+
+    def ensure_einvoice_flow(self, flow: SyncFlow, manifest: dict) -> SyncFlow:
+        """An e-invoice inbox of the demo company holding a few suppliers' e-invoices (a
+        Factur-X PDF, a CII, a UBL invoice and credit note: connectors/devtools/einvoices), and
+        a flow from it to the same Tryton accounting, so the first sync books them too."""
+        client = flow.client
+        company = manifest["company"]
+        inbox = Connection.objects.filter(client=client, name=INBOX_NAME).first()
+        if inbox is None:
+            inbox = connection_create(
+                client=client, name=INBOX_NAME, kind="invoicing", provider="einvoice_inbox",
+                auth_kind="none",
+                settings={"siren": company["fr_siren"], "vat_number": company["eu_vat"],
+                          "company_name": company["name"]},
+            )  # fmt: skip
+        einvoice_flow = SyncFlow.objects.filter(client=client, name=EINVOICE_FLOW_NAME).first()
+        if einvoice_flow is not None:
+            return einvoice_flow
+        # Dated from the sandbox's day, like its sample invoices: in its open fiscal years.
+        today = dt.date.fromisoformat(manifest["today"])
+        receipts = inbox_upload(
+            connection=inbox, files=demo_einvoices(today, company_party(company))
+        )
+        self.stdout.write(f"  {INBOX_NAME}: {len(receipts)} e-invoices received.")
+        einvoice_flow = flow_create(
+            client=client,
+            name=EINVOICE_FLOW_NAME,
+            invoicing_connection=inbox,
+            accounting_connection=flow.accounting_connection,
+        )
+        flow_mappings_suggest(flow=einvoice_flow, rates=DEMO_RATES)
+        flow_update(
+            flow=SyncFlow.objects.get(pk=einvoice_flow.pk),
+            data={"start_date": dt.date(today.year - 1, 1, 1)},
+        )
+        einvoice_flow = SyncFlow.objects.get(pk=einvoice_flow.pk)
+        flow_lookups_load(flow=einvoice_flow)
+        missing = [s.name for s in flow_setup_checklist(einvoice_flow) if not s.done]
+        if missing:
+            self.stdout.write(
+                f"  {EINVOICE_FLOW_NAME} stays disabled until its setup is complete: "
+                f"{', '.join(missing)}."
+            )
+        else:
+            flow_update(flow=einvoice_flow, data={"enabled": True})
+        einvoice_flow.refresh_from_db()
+        return einvoice_flow
 
     def ensure_admin_user(self) -> tuple[str, str]:
         """A superuser for the demo, its password kept in var/ so the banner can show it again."""
