@@ -15,7 +15,7 @@ from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext as _
 
 from connectors.base import AuthKind
@@ -212,3 +212,17 @@ def oauth_status(connection: Connection, *, can_change: bool) -> str:
             _("Disconnect"),
         )
     return format_html("{}{}", state, buttons)
+
+
+def reconnect_buttons(connections) -> str:
+    """The "Reconnect <name>" buttons of the OAuth2 ones among ``connections`` (a run or record that
+    failed with OAUTH_GRANT_REVOKED shows them); "" when none signs in with OAuth2."""
+    return format_html_join(
+        " ",
+        '<a class="button oauth-reconnect" href="{}">{}</a>',
+        (
+            (connect_url(connection), _("Reconnect %(name)s") % {"name": connection.name})
+            for connection in connections
+            if connection.auth_kind == AuthKind.OAUTH2
+        ),
+    )

@@ -72,7 +72,6 @@ class SyncedRecordAdmin(
                 "fields": (
                     "flow",
                     "number",
-                    "source_id",
                     "object_type",
                     "invoice_type",
                     "issue_date",
@@ -88,11 +87,8 @@ class SyncedRecordAdmin(
                     "status",
                     "attempts",
                     "next_attempt_at",
-                    "config_version",
                     "last_run",
-                    "target_ref",
                     "target_number",
-                    "entry_key",
                     "note",
                     "synced_at",
                     "created_at",
@@ -103,7 +99,15 @@ class SyncedRecordAdmin(
         (
             "Snapshot",
             {
-                "fields": ("snapshot_display", "overrides_display", "fingerprint"),
+                "fields": ("snapshot_display", "overrides_display"),
+                "classes": ("collapse",),
+            },
+        ),
+        # The tools' own keys and invsync's bookkeeping: for support, folded away.
+        (
+            _("For support"),
+            {
+                "fields": ("source_id", "target_ref", "entry_key", "config_version", "fingerprint"),
                 "classes": ("collapse",),
             },
         ),

@@ -12,10 +12,13 @@ from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from connectors.admin import ClientScopedAdminMixin, ReadOnlyAdminMixin
 from connectors.admin_filters import ClientScopedRelatedFilter
+from connectors.errors import ErrorCode
+from connectors.oauth_admin import reconnect_buttons
 from syncs import selectors as sync_selectors
 from syncs.admin.common import error_panel_html, progress_html
 from syncs.admin.dashboards import DashboardViewsMixin
@@ -100,7 +103,12 @@ class SyncRunAdmin(
 
     @admin.display(description="why the run stopped")
     def error_panel(self, obj: SyncRun):
-        return error_panel_html(obj.error_code, obj.error_message)
+        panel = error_panel_html(obj.error_code, obj.error_message)
+        if obj.error_code == ErrorCode.OAUTH_GRANT_REVOKED:
+            flow = obj.flow
+            buttons = reconnect_buttons((flow.invoicing_connection, flow.accounting_connection))
+            return format_html('{}<p style="margin:.5em 0 0">{}</p>', panel, buttons)
+        return panel
 
     @admin.display(description="progress", ordering="processed")
     def progress_display(self, obj: SyncRun):

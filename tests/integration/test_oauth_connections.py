@@ -28,6 +28,7 @@ from tests.factories import (
     ConnectionFactory,
     SyncedRecordFactory,
     SyncFlowFactory,
+    SyncRunFactory,
     UserFactory,
 )
 from tests.oauth_fixtures import callback, connect, consent, oauth_server, start  # noqa: F401
@@ -423,3 +424,23 @@ def test_saving_the_connection_form_keeps_tokens_refreshed_since_it_was_loaded(
     refreshed = tokens_of(connection)
     connection_update(connection=loaded, data={"name": "Pennylane (renamed)"})
     assert tokens_of(connection) == refreshed  # not the stale copy: the grant stays alive
+
+
+def test_a_run_stopped_by_a_revoked_grant_shows_a_reconnect_button(admin_client, memory_connectors):
+    flow = SyncFlowFactory(
+        accounting_connection__auth_kind="oauth2", accounting_connection__credentials={}
+    )
+    run = SyncRunFactory(
+        flow=flow,
+        status="failed",
+        error_code=ErrorCode.OAUTH_GRANT_REVOKED,
+        error_message="revoked",
+    )
+    page = admin_client.get(reverse("admin:syncs_syncrun_change", args=[run.pk])).content.decode()
+    reconnect = reverse(
+        "admin:connectors_connection_oauth_connect", args=[flow.accounting_connection_id]
+    )
+    assert f'class="button oauth-reconnect" href="{reconnect}"' in page
+    assert f"Reconnect {flow.accounting_connection.name}" in page
+    # The invoicing connection signs in with an API key: no button for it.
+    assert page.count("oauth-reconnect") == 1
