@@ -15,6 +15,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.urls import reverse
 
 from connectors import registry
@@ -24,7 +25,7 @@ from connectors.models import InboxFile
 from connectors.providers.einvoice import mailbox as mailbox_module
 from connectors.providers.einvoice.inbox import EInvoiceInbox, FileState
 from connectors.selectors import connector_for
-from connectors.services import connection_check, connection_create
+from connectors.services import connection_check, connection_create, connection_update
 from syncs.models import RecordStatus, SyncedRecord
 from syncs.services import flow_sync
 from tests.doubles import MemoryTarget
@@ -412,3 +413,47 @@ def test_the_inbox_form_takes_the_mailbox_settings_and_its_login_and_password(
     ).content.decode()
     assert "The mailbox <code>127.0.0.1</code>" in inbox_page and "<code>Done</code>" in inbox_page
     assert mailbox.password not in admin_client.get(change).content.decode()
+
+
+def test_changing_the_mailbox_server_asks_for_the_password_again(mailbox):
+    connection = make_inbox(mailbox)
+    with pytest.raises(ValidationError, match="imap_host"):
+        connection_update(
+            connection=connection,
+            data={"settings": {**connection.settings, "imap_host": "localhost"}},
+        )
+    # What does not address the credentials keeps them.
+    connection.refresh_from_db()
+    connection_update(
+        connection=connection, data={"settings": {**connection.settings, "imap_folder": "Bills"}}
+    )
+    connection.refresh_from_db()
+    assert connection.credentials == mailbox.credentials
+
+
+# Reading a message (no server needed).
+
+
+def test_attachments_of_a_forwarded_message_and_encoded_names_are_found():
+    inner = EmailMessage()
+    inner["Subject"] = "Facture"
+    inner.set_content("Voir la pièce jointe.")
+    inner.add_attachment(
+        b"%PDF-1.4", maintype="application", subtype="pdf", filename="Facture n°12 été.pdf"
+    )
+    outer = EmailMessage()
+    outer["Subject"] = "Fwd: Facture"
+    outer.set_content("Forwarded.")
+    outer.add_attachment(inner)
+    outer.add_attachment(PNG_1PX, maintype="image", subtype="png", filename="logo.png")
+    outer.add_attachment(
+        b"<Invoice/>", maintype="application", subtype="octet-stream", filename="bill.xml"
+    )
+
+    found, others = mailbox_module.einvoice_attachments(outer.as_bytes())
+
+    assert [(a.name, a.content) for a in found] == [
+        ("Facture n°12 été.pdf", b"%PDF-1.4"),
+        ("bill.xml", b"<Invoice/>"),
+    ]
+    assert others == 1  # the logo: not an e-invoice, not kept
