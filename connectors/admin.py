@@ -12,7 +12,11 @@ from django.contrib import admin, messages
 from django.db.models import Count
 from django.urls import path, reverse
 from django.utils.decorators import method_decorator
+from django.utils.functional import lazy
 from django.utils.html import format_html, format_html_join
+from django.utils.text import format_lazy
+from django.utils.translation import gettext as gettext_now
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.debug import sensitive_post_parameters
 
 from connectors import registry
@@ -171,11 +175,11 @@ class ClientAdmin(CascadeLogsDeleteMixin, ClientScopedAdminMixin, admin.ModelAdm
             )
         )
 
-    @admin.display(description="connections", ordering="connection_count")
+    @admin.display(description=_("connections"), ordering="connection_count")
     def connection_count(self, obj: Client) -> int:
         return obj.connection_count
 
-    @admin.display(description="flows", ordering="flow_count")
+    @admin.display(description=_("flows"), ordering="flow_count")
     def flow_count(self, obj: Client) -> int:
         return obj.flow_count
 
@@ -194,16 +198,16 @@ SECRET_NAMES: tuple[str, ...] = tuple(
     dict.fromkeys(name for names in AUTH_FIELDS.values() for name in names)
 )
 SECRET_LABELS = {
-    "api_key": "API key",
-    "username": "Login",
-    "password": "Password",
-    "client_id": "OAuth2 client id",
-    "client_secret": "OAuth2 client secret",
-    "access_token": "OAuth2 access token",
-    "refresh_token": "OAuth2 refresh token",
+    "api_key": _("API key"),
+    "username": _("Login"),
+    "password": _("Password"),
+    "client_id": _("OAuth2 client id"),
+    "client_secret": _("OAuth2 client secret"),
+    "access_token": _("OAuth2 access token"),
+    "refresh_token": _("OAuth2 refresh token"),
 }
 AUTH_KIND_LABELS = dict(Connection._meta.get_field("auth_kind").choices)
-KEEP_HELP = "Leave blank to keep the stored value."
+KEEP_HELP = _("Leave blank to keep the stored value.")
 
 
 # Long enough for any OAuth2 token; a secret longer than this is a mistake, not a secret.
@@ -218,6 +222,10 @@ def secret_field_name(name: str) -> str:
     return f"{SECRET_PREFIX}{name}"
 
 
+# A list of labels joined when shown, each in the reader's language.
+_lazy_join = lazy(lambda labels: ", ".join(map(str, labels)), str)
+
+
 def _secret_form_field(name: str) -> forms.CharField:
     used_by = [AUTH_KIND_LABELS[kind.value] for kind, names in AUTH_FIELDS.items() if name in names]
     return forms.CharField(
@@ -227,7 +235,7 @@ def _secret_form_field(name: str) -> forms.CharField:
         max_length=SECRET_MAX_LENGTH,
         # Never rendered back, and "new-password" keeps browsers from filling in the admin's own.
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-        help_text=f"{KEEP_HELP} Used by: {', '.join(used_by)}.",
+        help_text=format_lazy("{} {} {}.", KEEP_HELP, _("Used by:"), _lazy_join(used_by)),
     )
 
 
@@ -272,14 +280,16 @@ class SettingsJSONField(BoundedJSONField):
     max_chars = SETTINGS_MAX_CHARS
     max_depth = SETTINGS_MAX_DEPTH
     default_error_messages = {
-        "too_long": "The settings are too long: at most %(limit)s characters, not %(length)s.",
-        "too_deep": "The settings nest too deeply: enter a flat JSON object of names and values.",
+        "too_long": _("The settings are too long: at most %(limit)s characters, not %(length)s."),
+        "too_deep": _(
+            "The settings nest too deeply: enter a flat JSON object of names and values."
+        ),
     }
 
 
 class _ConnectionAdminFormBase(forms.ModelForm):
     provider = forms.ChoiceField(
-        label="Provider", help_text="The connector used for this tool (its kind must match)."
+        label=_("Provider"), help_text=_("The connector used for this tool (its kind must match).")
     )
 
     class Meta:
@@ -298,7 +308,7 @@ class _ConnectionAdminFormBase(forms.ModelForm):
         for name in SECRET_NAMES:
             form_field = self.fields.get(secret_field_name(name))
             if form_field is not None and name in (stored or {}):
-                form_field.help_text = f"A value is stored. {form_field.help_text}"
+                form_field.help_text = f"{gettext_now('A value is stored.')} {form_field.help_text}"
 
     def clean(self):
         cleaned = super().clean()
@@ -322,8 +332,8 @@ class _ConnectionAdminFormBase(forms.ModelForm):
                 ):
                     self.add_error(
                         secret_field_name(name),
-                        f"Not used by the {AUTH_KIND_LABELS[auth_kind]} authentication: "
-                        "leave it blank.",
+                        gettext_now("Not used by the %(kind)s authentication: leave it blank.")
+                        % {"kind": AUTH_KIND_LABELS[auth_kind]},
                     )
         if self.instance.pk:
             in_use = (
@@ -331,10 +341,14 @@ class _ConnectionAdminFormBase(forms.ModelForm):
             )
             stored = Connection.objects.get(pk=self.instance.pk)
             if in_use and kind and kind != stored.kind:
-                self.add_error("kind", "Flows use this connection: its kind cannot change.")
+                self.add_error(
+                    "kind", gettext_now("Flows use this connection: its kind cannot change.")
+                )
             client = cleaned.get("client")
             if in_use and client and client.pk != stored.client_id:
-                self.add_error("client", "Flows use this connection: its client cannot change.")
+                self.add_error(
+                    "client", gettext_now("Flows use this connection: its client cannot change.")
+                )
             self._require_secrets_for_a_new_address(stored, cleaned)
         return cleaned
 
@@ -356,7 +370,7 @@ class _ConnectionAdminFormBase(forms.ModelForm):
             },
         )
         if missing:
-            labels = [SECRET_LABELS.get(name, name) for name in missing]
+            labels = [str(SECRET_LABELS.get(name, name)) for name in missing]
             message = reenter_message(changed, labels)
             for name in missing:
                 if secret_field_name(name) in self.fields:
@@ -380,7 +394,11 @@ class _ConnectionAdminFormBase(forms.ModelForm):
             if field.required and not field.default and settings.get(name) in (None, "")
         ]
         if missing:
-            self.add_error("settings", f"Missing required setting(s): {', '.join(missing)}.")
+            self.add_error(
+                "settings",
+                gettext_now("Missing required setting(s): %(names)s.")
+                % {"names": ", ".join(map(str, missing))},
+            )
         for name, value in settings.items():
             if isinstance(value, dict | list):
                 self.add_error("settings", f"The setting {name!r} must be a plain value.")
@@ -443,18 +461,18 @@ class ConnectionAdmin(ClientScopedAdminMixin, admin.ModelAdmin):
     )
     fieldsets = (
         (None, {"fields": ("client", "name", "kind", "provider", "auth_kind")}),
-        ("Settings", {"fields": ("settings", "inbox_link")}),
+        (_("Settings"), {"fields": ("settings", "inbox_link")}),
         (
-            "Credentials (write-only)",
+            _("Credentials (write-only)"),
             {
                 "description": "Stored encrypted and never shown again. Fill in the fields of the "
                 "chosen authentication; a blank field keeps its stored value.",
                 "fields": (*(secret_field_name(n) for n in SECRET_NAMES), "credentials_status"),
             },
         ),
-        ("OAuth2", {"fields": ("oauth_connection",)}),
-        ("Last check", {"fields": ("last_checked_at", "last_check_ok", "last_check_message")}),
-        ("Dates", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
+        (_("OAuth2"), {"fields": ("oauth_connection",)}),
+        (_("Last check"), {"fields": ("last_checked_at", "last_check_ok", "last_check_message")}),
+        (_("Dates"), {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
     )
     actions = ("test_connection",)
 
@@ -496,28 +514,28 @@ class ConnectionAdmin(ClientScopedAdminMixin, admin.ModelAdmin):
         ]
         return own + super().get_urls()
 
-    @admin.display(description="e-invoice inbox")
+    @admin.display(description=_("e-invoice inbox"))
     def inbox_link(self, obj: Connection) -> str:
         if obj.pk is None or not is_inbox(obj):
             return "-"
         url = reverse("admin:connectors_connection_inbox", args=[obj.pk])
         return format_html('<a href="{}">Upload e-invoices and see the files received</a>', url)
 
-    @admin.display(description="OAuth2 connection")
+    @admin.display(description=_("OAuth2 connection"))
     def oauth_connection(self, obj: Connection) -> str:
         request = CHANGE_FORM_REQUEST.get()
         return oauth_status(
             obj, can_change=request is not None and self.has_change_permission(request, obj)
         )
 
-    @admin.display(description="provider", ordering="provider")
+    @admin.display(description=_("provider"), ordering="provider")
     def provider_display(self, obj: Connection) -> str:
         try:
             return registry.get(obj.provider, ConnectionKind(obj.kind)).name
         except (KeyError, ValueError):
             return f"{obj.provider} (not installed)"
 
-    @admin.display(description="stored credentials")
+    @admin.display(description=_("stored credentials"))
     def credentials_status(self, obj: Connection) -> str:
         if obj.pk is None:
             return "None yet."
@@ -561,7 +579,7 @@ class ConnectionAdmin(ClientScopedAdminMixin, admin.ModelAdmin):
                 changed["fields"] = fields
         return message
 
-    @admin.action(description="Test connection", permissions=["change"])
+    @admin.action(description=_("Test connection"), permissions=["change"])
     def test_connection(self, request, queryset):
         for connection in queryset.select_related("client"):
             result = connection_check(connection=connection)

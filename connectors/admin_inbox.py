@@ -11,6 +11,7 @@ from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
 
 from connectors.errors import InvsyncError
 from connectors.models import Connection, InboxFile
@@ -34,7 +35,7 @@ class MultipleFileField(forms.FileField):
     def clean(self, data, initial=None):
         files = data if isinstance(data, list | tuple) else [data] if data else []
         if not files:
-            raise forms.ValidationError("Choose at least one file.")
+            raise forms.ValidationError(_("Choose at least one file."))
         if len(files) > UPLOAD_MAX_FILES:
             raise forms.ValidationError(
                 f"{len(files)} files chosen; upload at most {UPLOAD_MAX_FILES} at once (or a zip)."
@@ -49,7 +50,7 @@ class MultipleFileField(forms.FileField):
 
 class InboxUploadForm(forms.Form):
     files = MultipleFileField(
-        label="E-invoices",
+        label=_("E-invoices"),
         help_text="Factur-X/ZUGFeRD PDFs, CII or UBL XML files, or a zip of them "
         f"(at most {UPLOAD_MAX_FILES} files, {MAX_FILE_BYTES // (1024 * 1024)} MB each).",
     )
@@ -63,7 +64,7 @@ def inbox_upload_view(model_admin: admin.ModelAdmin, request, object_id: str):
     """GET: the upload form and the files received; POST: receive the files."""
     connection = get_object_or_404(model_admin.get_queryset(request), pk=object_id)
     if not is_inbox(connection):
-        raise Http404("not an e-invoice inbox")
+        raise Http404(_("not an e-invoice inbox"))
     if not model_admin.has_view_permission(request, connection):
         raise PermissionDenied
     form = InboxUploadForm()

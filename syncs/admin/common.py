@@ -9,6 +9,8 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.http import urlencode
 from django.utils.safestring import mark_safe
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from connectors.errors import CATALOGUE, ErrorCode
 from syncs import selectors as sync_selectors
@@ -29,13 +31,15 @@ def error_panel_html(code: str, message: str, field: str = ""):
         'max-width:60em">'
         '<p style="margin:0 0 .5em"><strong>{}</strong>{}</p>'
         '<p style="margin:0 0 .5em">{}</p>'
-        '<p style="margin:0 0 .5em"><strong>Message:</strong> {}</p>'
-        '<p style="margin:0"><strong>How to fix it:</strong> {}</p>'
+        '<p style="margin:0 0 .5em"><strong>{}</strong> {}</p>'
+        '<p style="margin:0"><strong>{}</strong> {}</p>'
         "</div>",
         code,
-        format_html(" (field: {})", field) if field else "",
+        format_html(" ({} {})", _("field:"), field) if field else "",
         info.description if info else "",
+        _("Message:"),
         message or "—",
+        _("How to fix it:"),
         info.resolution if info else "",
     )
 
@@ -89,3 +93,12 @@ def pretty_json(value) -> str:
         '<pre style="white-space:pre-wrap;max-height:40em;overflow:auto">{}</pre>',
         json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str),
     )
+
+
+def queued_for_retry_text(count: int) -> str:
+    """The message of a retry from the admin, in the reader's language."""
+    return ngettext(
+        "Queued %(count)d failed record for retry.",
+        "Queued %(count)d failed records for retry.",
+        count,
+    ) % {"count": count}

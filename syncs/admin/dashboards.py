@@ -11,6 +11,7 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from connectors.errors import InvsyncError
 from syncs import selectors as sync_selectors
@@ -54,7 +55,7 @@ class DashboardViewsMixin:
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
-            "title": f"Reconciliation of {flow}",
+            "title": _("Reconciliation of %(flow)s") % {"flow": flow},
             "flow": flow,
             "start": request.GET.get("from") or today.replace(month=1, day=1).isoformat(),
             "end": request.GET.get("to") or today.isoformat(),
@@ -63,10 +64,10 @@ class DashboardViewsMixin:
             start = dt.date.fromisoformat(context["start"])
             end = dt.date.fromisoformat(context["end"])
         except ValueError:
-            context["input_error"] = "Dates are written YYYY-MM-DD."
+            context["input_error"] = _("Dates are written YYYY-MM-DD.")
         else:
             if end < start:
-                context["input_error"] = "The period ends before it starts."
+                context["input_error"] = _("The period ends before it starts.")
             elif "run" in request.GET:
                 try:
                     report = flow_reconcile(flow=flow, start=start, end=end)
@@ -120,7 +121,7 @@ class DashboardViewsMixin:
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
-            "title": "Dashboards",
+            "title": _("Dashboards"),
             "rows": rows,
             "statuses": RecordStatus.choices,
             "failures_url": reverse("admin:syncs_failures"),
@@ -139,7 +140,7 @@ class DashboardViewsMixin:
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
-            "title": f"Dashboard of {flow}",
+            "title": _("Dashboard of %(flow)s") % {"flow": flow},
             "flow": flow,
             "counts": [
                 (status, label, counts[status], records_url(flow.pk, status__exact=status))

@@ -9,6 +9,7 @@ from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.translation import gettext as _
 
 from connectors.base import AuthKind
 from connectors.errors import CATALOGUE, ErrorCode, ErrorInfo
@@ -30,11 +31,11 @@ def fix_links(flow: SyncFlow, info: ErrorInfo | None) -> list[tuple[str, str]]:
     if setting == "connection":
         links = [
             (
-                "Invoicing connection",
+                _("Invoicing connection"),
                 reverse("admin:connectors_connection_change", args=[flow.invoicing_connection_id]),
             ),
             (
-                "Accounting connection",
+                _("Accounting connection"),
                 reverse("admin:connectors_connection_change", args=[flow.accounting_connection_id]),
             ),
         ]
@@ -42,24 +43,31 @@ def fix_links(flow: SyncFlow, info: ErrorInfo | None) -> list[tuple[str, str]]:
             # Reconnect starts the OAuth2 dance of the flow's OAuth2 connection(s) at once.
             connections = (flow.invoicing_connection, flow.accounting_connection)
             reconnect = [
-                (f"Reconnect {connection.name}", connect_url(connection))
+                (_("Reconnect %(name)s") % {"name": connection.name}, connect_url(connection))
                 for connection in connections
                 if connection.auth_kind == AuthKind.OAUTH2
             ]
             links = reconnect + links
         return links
     if setting == "partner_links":
-        return [("Partner links of the flow", changelist_url(PartnerLink, flow__id__exact=flow.pk))]
+        return [
+            (_("Partner links of the flow"), changelist_url(PartnerLink, flow__id__exact=flow.pk))
+        ]
     if setting in ("vat_mappings", "journal_mappings"):
         # The admin's inline formsets are <div id="<prefix>-group">, the prefix being the
         # relation's name.
-        label = "VAT mappings" if setting == "vat_mappings" else "Journal mappings"
-        return [(f"{label} of the flow", f"{flow_url}#{setting}-group")]
+        label = (
+            _("VAT mappings of the flow")
+            if setting == "vat_mappings"
+            else _("Journal mappings of the flow")
+        )
+        return [(label, f"{flow_url}#{setting}-group")]
     try:
         field = SyncFlow._meta.get_field(setting)
     except FieldDoesNotExist:  # a section ("configuration"), not one field
-        return [("Flow configuration", flow_url)]
-    return [(f"Flow setting: {field.verbose_name}", f"{flow_url}#id_{setting}")]
+        return [(_("Flow configuration"), flow_url)]
+    label = _("Flow setting: %(name)s") % {"name": field.verbose_name}
+    return [(label, f"{flow_url}#id_{setting}")]
 
 
 class FailureReviewMixin:
@@ -144,7 +152,9 @@ class FailureReviewMixin:
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
-            "title": f"Failures of {flow}" if flow else "Failures of all flows",
+            "title": _("Failures of %(flow)s") % {"flow": flow}
+            if flow
+            else _("Failures of all flows"),
             "flow": flow,
             "groups": rows,
             "failed_total": sum(group.count for group in groups),

@@ -22,6 +22,7 @@ from django.utils.http import urlencode
 from django.utils.text import slugify
 from django.utils.timezone import localtime
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
 
 from connectors.admin import CascadeLogsDeleteMixin, ClientScopedAdminMixin
 from connectors.admin_filters import ClientScopedRelatedFilter
@@ -54,6 +55,7 @@ from mappings.services import (
 )
 from syncs import selectors as sync_selectors
 from syncs import services as sync_services
+from syncs.admin.common import queued_for_retry_text
 from syncs.models import RecordStatus, SyncedRecord
 from syncs.preview import flow_preview
 from syncs.selectors import flow_list_with_run_stats
@@ -101,7 +103,7 @@ class SyncFlowAdmin(CascadeLogsDeleteMixin, ClientScopedAdminMixin, admin.ModelA
     # shared-ledger confirmation is the form's own field, shown after "enabled".
     fieldsets = (
         *flow_fieldsets(extra={"What to sync": ("confirm_shared_ledger",)}),
-        ("Bookkeeping", {"fields": BOOKKEEPING_FIELDS, "classes": ("collapse",)}),
+        (gettext_lazy("Bookkeeping"), {"fields": BOOKKEEPING_FIELDS, "classes": ("collapse",)}),
     )
     actions = ("sync_now", "retry_failed_records", "export_configuration")
 
@@ -110,7 +112,7 @@ class SyncFlowAdmin(CascadeLogsDeleteMixin, ClientScopedAdminMixin, admin.ModelA
         # The checklist reads the mappings of every flow listed.
         return queryset.prefetch_related("vat_mappings", "journal_mappings")
 
-    @admin.display(description="setup")
+    @admin.display(description=gettext_lazy("setup"))
     def setup_progress(self, obj: SyncFlow):
         steps = [step for step in flow_setup_checklist(obj) if step.counted]
         missing = [step.name for step in steps if step.blocking]
@@ -131,7 +133,7 @@ class SyncFlowAdmin(CascadeLogsDeleteMixin, ClientScopedAdminMixin, admin.ModelA
             format_html(" ⚠ {}", _("to check")) if to_check and not missing else "",
         )
 
-    @admin.display(description="last run", ordering="last_run_started_at")
+    @admin.display(description=gettext_lazy("last run"), ordering="last_run_started_at")
     def last_run(self, obj: SyncFlow):
         if not obj.last_run_status:
             return _("never")
@@ -145,7 +147,7 @@ class SyncFlowAdmin(CascadeLogsDeleteMixin, ClientScopedAdminMixin, admin.ModelA
             started,
         )
 
-    @admin.display(description="failed records", ordering="failed_record_count")
+    @admin.display(description=gettext_lazy("failed records"), ordering="failed_record_count")
     def failed_records(self, obj: SyncFlow):
         if not obj.failed_record_count:
             return 0
@@ -229,24 +231,27 @@ class SyncFlowAdmin(CascadeLogsDeleteMixin, ClientScopedAdminMixin, admin.ModelA
         proposals = vat_proposals_for_page(request, flow)
         if lookups.source_rates is None:
             messages.warning(
-                request, "The invoicing tool's VAT rates are unknown: there is nothing to propose."
+                request,
+                _("The invoicing tool's VAT rates are unknown: there is nothing to propose."),
             )
         elif not proposals:
-            messages.info(request, "Every VAT rate the invoicing tool uses is mapped already.")
+            messages.info(request, _("Every VAT rate the invoicing tool uses is mapped already."))
         else:
             open_rows = sum(1 for p in proposals if not p.target_code)
-            messages.info(
-                request,
-                f"{len(proposals)} VAT mapping{'s' if len(proposals) != 1 else ''} proposed "
-                "below, pre-filled and not saved yet: check each VAT code"
-                + (
-                    f" and choose one for the {open_rows} rate{'s' if open_rows != 1 else ''} "
-                    "without an obvious code"
-                    if open_rows
-                    else ""
-                )
-                + ", remove the rows you do not want, then save.",
-            )
+            proposed = ngettext(
+                "%(count)d VAT mapping proposed below, pre-filled and not saved yet: check its "
+                "VAT code",
+                "%(count)d VAT mappings proposed below, pre-filled and not saved yet: check each "
+                "VAT code",
+                len(proposals),
+            ) % {"count": len(proposals)}
+            if open_rows:
+                proposed += ngettext(
+                    " and choose one for the %(count)d rate without an obvious code",
+                    " and choose one for the %(count)d rates without an obvious code",
+                    open_rows,
+                ) % {"count": open_rows}
+            messages.info(request, proposed + _(", remove the rows you do not want, then save."))
 
     # Saving: the flow through its services, then the inlines, then the version and schedule.
 
@@ -317,7 +322,7 @@ class SyncFlowAdmin(CascadeLogsDeleteMixin, ClientScopedAdminMixin, admin.ModelA
     def _flow_or_404(self, request, object_id: str) -> SyncFlow:
         flow = self.get_object(request, unquote(object_id))
         if flow is None:
-            raise Http404("No such flow.")
+            raise Http404(_("No such flow."))
         return flow
 
     def refresh_lookups_view(self, request, object_id: str):
@@ -333,18 +338,29 @@ class SyncFlowAdmin(CascadeLogsDeleteMixin, ClientScopedAdminMixin, admin.ModelA
         if lookups.folders is not None and not any(
             p.tool == "accounting" for p in lookups.problems
         ):
-            read.append(f"{len(lookups.folders)} folder{'s' if len(lookups.folders) != 1 else ''}")
+            count = len(lookups.folders)
+            read.append(ngettext("%(count)d folder", "%(count)d folders", count) % {"count": count})
             if flow.folder and lookups.has_folder_lists:
                 read.append(
-                    f"{len(lookups.accounts)} accounts, {len(lookups.vat_codes)} VAT codes and "
-                    f"{len(lookups.journals)} journals from the accounting tool"
+                    _(
+                        "%(accounts)d accounts, %(vat_codes)d VAT codes and %(journals)d journals "
+                        "from the accounting tool"
+                    )
+                    % {
+                        "accounts": len(lookups.accounts),
+                        "vat_codes": len(lookups.vat_codes),
+                        "journals": len(lookups.journals),
+                    }
                 )
         if lookups.source_rates is not None and not any(
             p.tool == "invoicing" for p in lookups.problems
         ):
-            read.append(f"{len(lookups.source_rates)} tax rates from the invoicing tool")
+            read.append(
+                _("%(count)d tax rates from the invoicing tool")
+                % {"count": len(lookups.source_rates)}
+            )
         if read:
-            messages.success(request, f"Read {'; '.join(read)}.")
+            messages.success(request, _("Read %(what)s.") % {"what": "; ".join(read)})
         return HttpResponseRedirect(reverse("admin:mappings_syncflow_change", args=[flow.pk]))
 
     def preview_view(self, request, object_id: str):
@@ -364,7 +380,7 @@ class SyncFlowAdmin(CascadeLogsDeleteMixin, ClientScopedAdminMixin, admin.ModelA
             **self.admin_site.each_context(request),
             "opts": self.opts,
             "original": flow,
-            "title": f"Preview of {flow}",
+            "title": _("Preview of %(flow)s") % {"flow": flow},
             "preview": preview,
             "error": error,
             "missing_steps": [step for step in steps if step.blocking],
@@ -384,7 +400,7 @@ class SyncFlowAdmin(CascadeLogsDeleteMixin, ClientScopedAdminMixin, admin.ModelA
     def has_retry_permission(self, request) -> bool:
         return request.user.has_perm("syncs.change_syncedrecord")
 
-    @admin.action(description="Sync now", permissions=["sync"])
+    @admin.action(description=gettext_lazy("Sync now"), permissions=["sync"])
     def sync_now(self, request, queryset):
         for flow in queryset:
             since = timezone.now()
@@ -417,21 +433,21 @@ class SyncFlowAdmin(CascadeLogsDeleteMixin, ClientScopedAdminMixin, admin.ModelA
                 messages.SUCCESS,
             )
 
-    @admin.action(description="Retry all failed records", permissions=["retry"])
+    @admin.action(description=gettext_lazy("Retry all failed records"), permissions=["retry"])
     def retry_failed_records(self, request, queryset):
         records = SyncedRecord.objects.filter(flow__in=queryset, status=RecordStatus.FAILED)
         count = sync_services.records_retry_enqueue(records=records)
         self.message_user(
             request,
-            f"Queued {count} failed record{'s' if count != 1 else ''} for retry.",
+            queued_for_retry_text(count),
             messages.SUCCESS if count else messages.INFO,
         )
 
-    @admin.action(description="Export configuration (JSON)", permissions=["view"])
+    @admin.action(description=gettext_lazy("Export configuration (JSON)"), permissions=["view"])
     def export_configuration(self, request, queryset):
         flows = list(queryset[:2])
         if len(flows) != 1:
-            self.message_user(request, "Select exactly one flow to export.", messages.WARNING)
+            self.message_user(request, _("Select exactly one flow to export."), messages.WARNING)
             return None
         flow = flows[0]
         response = HttpResponse(

@@ -12,6 +12,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from connectors.admin import ClientScopedAdminMixin, ReadOnlyAdminMixin
 from connectors.admin_filters import ClientScopedRelatedFilter
@@ -21,7 +22,7 @@ from connectors.formatting import format_money
 from mappings.lookups import cached_target_lookups, lookup_names
 from syncs import selectors as sync_selectors
 from syncs import services as sync_services
-from syncs.admin.common import error_panel_html, pretty_json
+from syncs.admin.common import error_panel_html, pretty_json, queued_for_retry_text
 from syncs.admin.failures import FailureReviewMixin
 from syncs.forms import RecordOverridesForm
 from syncs.models import RecordStatus, SyncedRecord
@@ -55,7 +56,7 @@ class SyncedRecordAdmin(
     search_fields = ("number", "source_id", "partner_name")
     fieldsets = (
         (
-            "Failure",
+            _("Failure"),
             {
                 "fields": (
                     "error_panel",
@@ -67,7 +68,7 @@ class SyncedRecordAdmin(
             },
         ),
         (
-            "Invoice",
+            _("Invoice"),
             {
                 "fields": (
                     "flow",
@@ -81,7 +82,7 @@ class SyncedRecordAdmin(
             },
         ),
         (
-            "State",
+            _("State"),
             {
                 "fields": (
                     "status",
@@ -97,7 +98,7 @@ class SyncedRecordAdmin(
             },
         ),
         (
-            "Snapshot",
+            _("Snapshot"),
             {
                 "fields": ("snapshot_display", "overrides_display"),
                 "classes": ("collapse",),
@@ -149,26 +150,26 @@ class SyncedRecordAdmin(
     def total_display(self, obj: SyncedRecord) -> str:
         return format_money(obj.total, obj.currency)
 
-    @admin.display(description="error code", ordering="error_code")
+    @admin.display(description=_("error code"), ordering="error_code")
     def error_code_display(self, obj: SyncedRecord):
         if not obj.error_code:
             return "—"
         # The resolution on hover; the record's page shows it in full.
         return format_html('<span title="{}">{}</span>', obj.resolution, obj.error_code)
 
-    @admin.display(description="error and how to fix it")
+    @admin.display(description=_("error and how to fix it"))
     def error_panel(self, obj: SyncedRecord):
         return error_panel_html(obj.error_code, obj.error_message, obj.error_field)
 
-    @admin.display(description="invoice snapshot (INVOICE.json)")
+    @admin.display(description=_("invoice snapshot (INVOICE.json)"))
     def snapshot_display(self, obj: SyncedRecord):
         return pretty_json(obj.snapshot)
 
-    @admin.display(description="overrides")
+    @admin.display(description=_("overrides"))
     def overrides_display(self, obj: SyncedRecord):
         return pretty_json(obj.overrides)
 
-    @admin.display(description="line overrides")
+    @admin.display(description=_("line overrides"))
     def overrides_summary(self, obj: SyncedRecord):
         overrides = sync_selectors.record_overrides(obj)
         if not overrides:
@@ -235,10 +236,10 @@ class SyncedRecordAdmin(
         # get_object goes through get_queryset: a user reaches only their clients' records.
         record = self.get_object(request, str(pk))
         if record is None or not self.has_view_permission(request, record):
-            raise Http404("No such record.")
+            raise Http404(_("No such record."))
         return record
 
-    @admin.display(description="preview")
+    @admin.display(description=_("preview"))
     def preview_links(self, obj: SyncedRecord):
         if not obj.pk or not obj.snapshot:
             return "—"
@@ -255,7 +256,7 @@ class SyncedRecordAdmin(
         if request.method == "POST" and "refresh" in request.POST:
             try:
                 sync_services.flow_lookups_refresh(flow=record.flow)
-                self.message_user(request, "Accounts, VAT codes and journals read again.")
+                self.message_user(request, _("Accounts, VAT codes and journals read again."))
             except InvsyncError as error:
                 self.message_user(request, f"{error.code}: {error.message}", messages.ERROR)
             return redirect(request.path)
@@ -263,13 +264,13 @@ class SyncedRecordAdmin(
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
             "original": record,
-            "title": f"Preview of {record.number or record.source_id}",
+            "title": _("Preview of %(invoice)s") % {"invoice": record.number or record.source_id},
         }
         lookups = cached_target_lookups(record.flow)
         context["lookups_cached"] = lookups is not None
         context["names"] = lookup_names(lookups)
         try:
-            _, _, result = record_preview(record)
+            result = record_preview(record)[2]
         except InputError as error:
             context["input_error"] = str(error)
         else:
@@ -290,28 +291,32 @@ class SyncedRecordAdmin(
     def config_json_view(self, request, pk: int):
         record = self._record_for(request, pk)
         try:
-            _, config, _ = record_preview(record)
+            config = record_preview(record)[1]
         except InputError:
             # The snapshot is unreadable; the configuration alone still helps support.
             lookups = cached_target_lookups(record.flow) or TargetLookups()
             config = config_to_json(sync_selectors.flow_engine_config(record.flow, lookups))
         return self._download(config, f"CONFIG-{record.pk}.json")
 
-    @admin.action(description="Retry", permissions=["retry"])
+    @admin.action(description=_("Retry"), permissions=["retry"])
     def retry(self, request, queryset):
         failed = queryset.filter(status=RecordStatus.FAILED)
         ignored = queryset.count() - failed.count()
         count = sync_services.records_retry_enqueue(records=failed)
         self.message_user(
             request,
-            f"Queued {count} failed record{'s' if count != 1 else ''} for retry.",
+            queued_for_retry_text(count),
             messages.SUCCESS if count else messages.INFO,
         )
         if ignored:
             self.message_user(
                 request,
-                f"{ignored} selected record{'s were' if ignored != 1 else ' was'} not failed "
-                "and not retried.",
+                ngettext(
+                    "%(count)d selected record was not failed and not retried.",
+                    "%(count)d selected records were not failed and not retried.",
+                    ignored,
+                )
+                % {"count": ignored},
                 messages.WARNING,
             )
 
@@ -348,9 +353,9 @@ class SyncedRecordAdmin(
         count = sync_services.records_retry_enqueue(records=records.only("pk", "status"))
         self.message_user(
             request,
-            f"Queued {count} failed record{'s' if count != 1 else ''} for retry."
+            queued_for_retry_text(count)
             if count
-            else "Nothing to retry: no failed record left there.",
+            else _("Nothing to retry: no failed record left there."),
             messages.SUCCESS if count else messages.INFO,
         )
         return count
@@ -379,21 +384,24 @@ class SyncedRecordAdmin(
                 form.add_service_errors(error)
             else:
                 if "_retry" in request.POST:
-                    self.message_user(request, "Line overrides saved.", messages.SUCCESS)
+                    self.message_user(request, _("Line overrides saved."), messages.SUCCESS)
                     self._retry(request, SyncedRecord.objects.filter(pk=record.pk))
                 else:
                     self.message_user(
                         request,
-                        "Line overrides saved; they are used when the record is retried.",
+                        _("Line overrides saved; they are used when the record is retried."),
                         messages.SUCCESS,
                     )
                 return redirect("admin:syncs_syncedrecord_change", record.pk)
-            self.message_user(request, "The overrides were not saved: see below.", messages.ERROR)
+            self.message_user(
+                request, _("The overrides were not saved: see below."), messages.ERROR
+            )
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
             "original": record,
-            "title": f"Correct the lines of {record.number or record.source_id}",
+            "title": _("Correct the lines of %(invoice)s")
+            % {"invoice": record.number or record.source_id},
             "error_panel": error_panel_html(
                 record.error_code, record.error_message, record.error_field
             ),

@@ -52,9 +52,9 @@ class SyncRunAdmin(
     date_hierarchy = "started_at"
     fieldsets = (
         (None, {"fields": ("flow", "trigger", "state_display", "started_at", "finished_at")}),
-        ("Failure", {"fields": ("error_panel",)}),
+        (_("Failure"), {"fields": ("error_panel",)}),
         (
-            "Counts",
+            _("Counts"),
             {
                 "fields": (
                     "duration_display",
@@ -88,7 +88,7 @@ class SyncRunAdmin(
         "unchanged_count",
     )
 
-    @admin.display(description="duration")
+    @admin.display(description=_("duration"))
     def duration_display(self, obj: SyncRun) -> str:
         duration = obj.duration
         if duration is None:
@@ -101,7 +101,7 @@ class SyncRunAdmin(
         # From the run's counts: a run with failed records reads "Completed, N failed".
         return run_state_text(obj)
 
-    @admin.display(description="why the run stopped")
+    @admin.display(description=_("why the run stopped"))
     def error_panel(self, obj: SyncRun):
         panel = error_panel_html(obj.error_code, obj.error_message)
         if obj.error_code == ErrorCode.OAUTH_GRANT_REVOKED:
@@ -110,7 +110,7 @@ class SyncRunAdmin(
             return format_html('{}<p style="margin:.5em 0 0">{}</p>', panel, buttons)
         return panel
 
-    @admin.display(description="progress", ordering="processed")
+    @admin.display(description=_("progress"), ordering="processed")
     def progress_display(self, obj: SyncRun):
         return progress_html(obj)
 
@@ -148,7 +148,7 @@ class SyncRunAdmin(
         # get_object goes through get_queryset: a user reaches only their clients' runs.
         run = self.get_object(request, str(pk))
         if run is None or not self.has_view_permission(request, run):
-            raise Http404("No such run.")
+            raise Http404(_("No such run."))
         # admin_view marks the response never-cached: each poll reads the run again.
         return JsonResponse(
             {

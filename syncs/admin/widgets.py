@@ -3,6 +3,8 @@ _daily_chart.html)."""
 
 from __future__ import annotations
 
+from django.utils.formats import date_format
+
 from syncs import selectors as sync_selectors
 
 # The daily chart: server-side SVG (no script, no external asset), two bars per day.
@@ -44,7 +46,7 @@ def daily_chart(days: list[sync_selectors.DayOutcome]) -> dict:
                 "failed_x": x + CHART_BAR + 1,
                 "failed_y": baseline - failed_h,
                 "failed_h": failed_h,
-                "label": day.day.strftime("%d %b") if labelled else "",
+                "label": date_format(day.day, "j M") if labelled else "",
                 "label_x": x + CHART_BAR,
             }
         )
