@@ -168,6 +168,13 @@ def bench_scale(quick: bool) -> None:
         print(f"scale: skipped ({missing})", file=sys.stderr, flush=True)
 
 
+def bench_pennylane(quick: bool) -> None:
+    """Target calls per invoice into Pennylane (contract-validated fake), rate limit held."""
+    from bench.pennylane import measure
+
+    measure(quick, emit)
+
+
 def bench_einvoice_read(quick: bool) -> None:
     from bench.einvoices import bench_read
 
@@ -186,6 +193,7 @@ FIGURES = {
     "backlog": bench_backlog,
     "tryton": bench_tryton,
     "scale": bench_scale,
+    "pennylane": bench_pennylane,
     "einvoice_read": bench_einvoice_read,
     "einvoice_ingest": bench_einvoice_ingest,
 }

@@ -8,6 +8,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from django.urls import reverse
 
 from connectors import registry
 from connectors.base import AuthKind, ConnectionConfig, EntryToWrite
@@ -25,6 +26,7 @@ from syncs.services import flow_sync
 from tests.doubles import MemorySource
 from tests.factories import InvoiceFactory, SyncFlowFactory, UserFactory
 from tests.factories.canonical import InvoiceLineFactory, PartnerFactory
+from tests.integration.test_mapping_forms import choices
 from tests.oauth_fixtures import connect, oauth_settings
 
 pytestmark = pytest.mark.django_db
@@ -88,11 +90,13 @@ def entries_of(company, number: str) -> list[dict]:
     return [e for e in company.ledger_entries.values() if e["piece_number"] == number]
 
 
-def lines_by_account(entry) -> dict[str, tuple[str, str]]:
+def lines_by_account(company, entry) -> dict[str, tuple[str, str]]:
     """(debit, credit) per account number, summed over the entry's lines."""
     sums: dict[str, list[Decimal]] = {}
     for line in entry["ledger_entry_lines"]:
-        total = sums.setdefault(line["ledger_account"]["number"], [Decimal(0), Decimal(0)])
+        account_id = line.get("ledger_account_id") or line["ledger_account"]["id"]
+        number = company.ledger_accounts[account_id]["number"]
+        total = sums.setdefault(number, [Decimal(0), Decimal(0)])
         total[0] += Decimal(line["debit"])
         total[1] += Decimal(line["credit"])
     return {number: (f"{d:.2f}", f"{c:.2f}") for number, (d, c) in sums.items()}
@@ -126,7 +130,7 @@ def test_first_sync_books_each_sample_invoice_once_as_a_balanced_entry_with_its_
         journals[sale_entry["journal_id"]] == "VE"
         and journals[purchase_entry["journal_id"]] == "HA"
     )
-    sale_lines = lines_by_account(sale_entry)
+    sale_lines = lines_by_account(company, sale_entry)
     # VAT as the invoice states it, on the mapped VAT accounts, to the cent.
     assert sale_lines["44571"] == ("0.00", "200.00")
     assert sale_lines["445715"] == ("0.00", "11.00")
@@ -134,7 +138,7 @@ def test_first_sync_books_each_sample_invoice_once_as_a_balanced_entry_with_its_
     # The customer's own account (created in Pennylane), not the collective 411.
     (customer_account,) = [n for n in sale_lines if n.startswith("411")]
     assert customer_account != "411" and sale_lines[customer_account] == ("1411.00", "0.00")
-    assert lines_by_account(purchase_entry)["445661"] == ("5.00", "0.00")
+    assert lines_by_account(company, purchase_entry)["445661"] == ("5.00", "0.00")
     # The PDF went with the sale's entry (the purchase had none).
     assert company.files[sale_entry["file_attachment_id"]] == b"%PDF-1.4 F-2026-0001"
     assert purchase_entry["file_attachment_id"] is None
@@ -192,7 +196,7 @@ def test_partners_are_matched_by_auxiliary_account_vat_number_siren_and_name_els
     expected["new"] = accounts[new["ledger_account"]["id"]]
     for key, account in expected.items():
         (entry,) = entries_of(company, f"M-{key}")
-        assert account in lines_by_account(entry), (key, lines_by_account(entry))
+        assert account in lines_by_account(company, entry), (key, lines_by_account(company, entry))
 
 
 def test_a_refused_entry_fails_that_invoice_alone_with_a_code_from_pennylanes_message(
@@ -259,7 +263,7 @@ def test_a_crash_after_the_write_then_a_rerun_writes_no_duplicate(
     monkeypatch.setattr(PennylaneTarget, "create_entries", written_then_lost)
     run(flow)
     assert {r.status for r in records(flow).values()} == {RecordStatus.PUSHING}
-    assert len(company.ledger_entries) == 1  # the first entry was written, its answer lost
+    assert len(company.ledger_entries) == 3  # the batch was written, its answer lost
 
     monkeypatch.setattr(PennylaneTarget, "create_entries", write)
     result = run(flow)
@@ -357,3 +361,35 @@ def test_a_revoked_grant_stops_the_run_with_grant_revoked_and_writes_nothing(
     assert result.error_code == ErrorCode.OAUTH_GRANT_REVOKED
     assert "Reconnect" in CATALOGUE[ErrorCode.OAUTH_GRANT_REVOKED].resolution
     assert company.ledger_entries == {}
+
+
+# -- The accountant's view -----------------------------------------------------------------------
+
+
+def test_the_flow_page_offers_pennylanes_journals_accounts_and_vat_accounts_read_live(
+    fake, company, connectors, client
+):
+    flow = make_flow(fake, company)
+    client.force_login(UserFactory(username="root", is_superuser=True))
+
+    response = client.get(reverse("admin:mappings_syncflow_change", args=[flow.pk]))
+
+    assert response.status_code == 200
+    form = response.context["adminform"].form
+    assert {"VE", "HA"} <= set(choices(form, "sales_journal"))
+    assert choices(form, "default_sales_account")["706"] == "706 – Prestations de services"
+    assert "607" in choices(form, "default_purchases_account")
+    assert set(choices(form, "customer_collective_account")) >= {"411"}
+    assert "44571" not in choices(form, "default_sales_account")
+    assert choices(form, "folder") == {str(company.id): "Atelier Dupont SAS"} or str(
+        company.id
+    ) in choices(form, "folder")
+    assert fake.calls["getLedgerAccounts"] >= 1 and fake.calls["getJournals"] >= 1
+
+
+def test_the_connection_declares_pennylanes_settings_and_both_auth_kinds():
+    names = [field.name for field in PennylaneTarget.settings_fields]
+    assert names[:2] == ["company_id", "api_url"]
+    assert set(PennylaneTarget.auth_kinds) == {AuthKind.API_KEY, AuthKind.OAUTH2}
+    (company_id,) = [f for f in PennylaneTarget.settings_fields if f.name == "company_id"]
+    assert company_id.problem("12x") and company_id.problem("123") is None

@@ -119,7 +119,8 @@ class PennylaneTarget(AccountingTarget):
     supports_draft_entries = False
     supports_attachments = True
     supports_partner_creation = True
-    supports_batch_writes = False
+    # One entry per call, but a batch is taken at once: its journals and dates are read once.
+    supports_batch_writes = True
     vat_codes_name_accounts: ClassVar[bool] = True
 
     def __init__(self, config: ConnectionConfig, *, client: PennylaneClient | None = None) -> None:
@@ -295,7 +296,10 @@ class PennylaneTarget(AccountingTarget):
             id=f"{kind}:{ref_id(row.get('id'))}",
             name=name,
             vat_numbers=tuple(v for v in [str(row.get("vat_number") or "")] if v),
-            company_numbers=tuple(v for v in [str(row.get("reg_no") or "")] if v),
+            # Customers carry the SIREN (reg_no), suppliers the SIRET (establishment_no).
+            company_numbers=tuple(
+                v for v in (str(row.get(k) or "") for k in ("reg_no", "establishment_no")) if v
+            ),
             auxiliary_accounts=(number,) if number else (),
         )
 
@@ -338,8 +342,7 @@ class PennylaneTarget(AccountingTarget):
         body: dict[str, Any] = {"name": partner.name}
         if partner.vat_number:
             body["vat_number"] = partner.vat_number
-        if partner.company_number:
-            body["reg_no"] = digits(partner.company_number)[:9]
+        number = digits(partner.company_number)
         if partner.email:
             body["emails"] = [partner.email]
         country = (partner.country or "FR").upper()[:2]
@@ -349,8 +352,12 @@ class PennylaneTarget(AccountingTarget):
                 "address": partner.address or "", "postal_code": "", "city": "",
                 "country_alpha2": country,
             }  # fmt: skip
+            if number:
+                body["reg_no"] = number[:9]  # the SIREN (a SIRET's first nine digits)
             kind, row = CUSTOMER, self.client.post("company_customers", body)
         else:
+            if len(number) == 14:
+                body["establishment_no"] = number  # a supplier takes its SIRET
             kind, row = SUPPLIER, self.client.post("suppliers", body)
         # Pennylane opens the partner's own account (411…, 401…) with it: read its number.
         account_id = ref_id(row.get("ledger_account"))
@@ -364,22 +371,45 @@ class PennylaneTarget(AccountingTarget):
     # -- entries -----------------------------------------------------------------------------
 
     def _entry_ref(self, row: Mapping[str, Any]) -> EntryRef:
-        attached = bool(row.get("file_attachment_id"))
+        attached = any(
+            row.get(k)
+            for k in ("file_attachment_id", "ledger_attachment_id", "ledger_attachment_filename")
+        )
         return EntryRef(
             id=ref_id(row.get("id")), number=str(row.get("piece_number") or ""),
             has_attachment=bool(attached), posted=True,
         )  # fmt: skip
 
     def _entries_on(self, folder: str, journal_id: str, date: str) -> dict[str, EntryRef]:
-        """The entries of one journal and date invsync wrote, by external id (the oldest first
-        when one was written twice)."""
-        found: dict[str, EntryRef] = {}
-        filters = [("journal_id", "eq", journal_id), ("date", "eq", date)]
-        for row in self.client.list("ledger_entries", filters):
-            key = label_key(row.get("label"))
-            if key and key not in found:
-                found[key] = self._entry_ref(row)
-        return found
+        """The entries of one journal and date invsync wrote, by external id."""
+        self._read_days(folder, journal_id, {date}, again=True)
+        return self._days[(journal_id, date)]
+
+    def _read_days(
+        self, folder: str, journal_id: str, dates: set[str], *, again: bool = False
+    ) -> None:
+        """Read the entries invsync wrote in one journal on ``dates`` (those not read yet, or
+        all of them ``again``) into ``self._days``: one listing per date for one or two dates,
+        else one listing of the dates' range (Pennylane filters entries on journal and date, no
+        list of dates)."""
+        missing = sorted(d for d in dates if again or (journal_id, d) not in self._days)
+        if not missing:
+            return
+        if len(missing) <= 2:
+            ranges = [[("date", "eq", d)] for d in missing]
+        else:
+            ranges = [[("date", "gteq", missing[0]), ("date", "lteq", missing[-1])]]
+        found: dict[str, dict[str, EntryRef]] = {d: {} for d in missing}
+        for dated in ranges:
+            for row in self.client.list(
+                "ledger_entries", [("journal_id", "eq", journal_id), *dated]
+            ):
+                key = label_key(row.get("label"))
+                day = found.get(str(row.get("date") or ""))
+                if key and day is not None and key not in day:
+                    day[key] = self._entry_ref(row)
+        for date, entries in found.items():
+            self._days[(journal_id, date)] = entries
 
     def find_entries(self, folder: str, external_ids: Sequence[str]) -> dict[str, EntryRef]:
         wanted = set(external_ids)
@@ -399,6 +429,14 @@ class PennylaneTarget(AccountingTarget):
 
     def create_entries(self, folder: str, entries: Sequence[EntryToWrite]) -> list[EntryResult]:
         self._folder(folder)
+        # What the batch's journals hold on its dates, read before anything is written.
+        dates: dict[str, set[str]] = {}
+        for entry in entries:
+            journal_id = self._journal_id(folder, entry.posting.journal)
+            if journal_id is not None:
+                dates.setdefault(journal_id, set()).add(entry.posting.date.isoformat())
+        for journal_id, days in dates.items():
+            self._read_days(folder, journal_id, days)
         results: list[EntryResult] = []
         done: dict[str, EntryRef] = {}
         for entry in entries:
@@ -427,8 +465,7 @@ class PennylaneTarget(AccountingTarget):
                 field="journal",
             )
         day = (journal_id, posting.date.isoformat())
-        if day not in self._days:
-            self._days[day] = self._entries_on(folder, *day)
+        self._read_days(folder, journal_id, {day[1]})
         existing = self._days[day].get(posting.external_id)
         if existing is not None:
             return existing  # written before (another run, a crash): never twice
@@ -446,7 +483,6 @@ class PennylaneTarget(AccountingTarget):
             # The answer was lost: Pennylane may hold the entry. Look before writing again.
             again = self._entries_on(folder, *day)
             if posting.external_id in again:
-                self._days[day] = again
                 return again[posting.external_id]
             row = self.client.post("ledger_entries", body)
         ref = self._entry_ref(row)
