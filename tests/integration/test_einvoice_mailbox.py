@@ -28,6 +28,7 @@ from connectors.selectors import connector_for
 from connectors.services import connection_check, connection_create, connection_update
 from syncs.models import RecordStatus, SyncedRecord
 from syncs.services import flow_sync
+from tests.connectors import test_einvoice_inbox_contract as inbox_contract
 from tests.doubles import MemoryTarget
 from tests.factories.einvoices import FATTURAPA, MISSING_REASON, PNG_1PX, SAMPLES
 from tests.factories.models import ClientFactory, ConnectionFactory, SyncFlowFactory
@@ -457,3 +458,30 @@ def test_attachments_of_a_forwarded_message_and_encoded_names_are_found():
         ("bill.xml", b"<Invoice/>"),
     ]
     assert others == 1  # the logo: not an e-invoice, not kept
+
+
+# The source contract, on an inbox whose files all came by mail.
+
+
+class TestEInvoiceMailboxContract(inbox_contract.TestEInvoiceInboxContract):
+    @pytest.fixture
+    def inbox(self, settings, tmp_path, mailbox):
+        settings.MEDIA_ROOT = str(tmp_path / "media")
+        # The FNFE samples' two invoices (the other files are renditions of them).
+        for name in ("Facture_FR_BASICWL.pdf", "Avoir_FR_type381_BASIC.pdf"):
+            mailbox.deliver(mail(pdf_attachment(name)))
+        return make_inbox(mailbox, company_name="")
+
+    @pytest.fixture
+    def refused_source(self, mailbox):
+        def build(secret):
+            connection = make_inbox(mailbox, password=secret)
+            connection.credentials = {"username": secret, "password": secret}
+            connection.save()
+            return connector_for(connection)
+
+        return build
+
+    def test_every_file_came_by_mail(self, source, invoices):
+        assert {row.origin for row in InboxFile.objects.all()} == {"mailbox"}
+        assert len(invoices) >= 2
