@@ -8,8 +8,9 @@ headers, body) against it with ``openapi-core``, and answers a list of readable 
 the message keeps the contract).
 
 Beyond plain OpenAPI it refuses what Pennylane refuses and OpenAPI lets through: an unknown query
-parameter, and a ``filter`` that is not a JSON array of ``{field, operator, value}`` on the fields
-the operation lists in ``x-invsync-filter-fields``. The bearer token itself is not checked here
+parameter, a ``filter`` that is not a JSON array of ``{field, operator, value}`` with a field and
+an operator the operation lists in ``x-invsync-filter-fields``, a ``sort`` on a field not in
+``x-invsync-sort-fields``. The bearer token itself is not checked here
 (openapi-core cannot check an oauth2 scheme): the fake does it, as Pennylane does, with a 401.
 
 Development tool: not shipped in the wheel (connectors.devtools is excluded).
@@ -36,9 +37,6 @@ from werkzeug.datastructures import Headers, ImmutableMultiDict
 
 CONTRACT_DIR = Path(__file__).resolve().parents[2] / "tests" / "contracts" / "pennylane"
 SERVER = "https://app.pennylane.com"
-FILTER_OPERATORS = frozenset(
-    {"eq", "not_eq", "lt", "gt", "lteq", "gteq", "in", "not_in", "start_with"}
-)
 _METHODS = ("get", "post", "put", "patch", "delete")
 
 
@@ -81,7 +79,8 @@ class Operation:
     path: str
     pattern: re.Pattern
     query_names: frozenset[str]
-    filter_fields: frozenset[str]
+    filter_fields: dict[str, frozenset[str]]  # field -> the operators Pennylane takes on it
+    sort_fields: frozenset[str]
     scopes: tuple[str, ...]
     request_media: dict[str, OAS30Validator | None]
     response_media: dict[str, dict[str, OAS30Validator | None]]
@@ -232,7 +231,13 @@ class Contract:
                         path=path,
                         pattern=re.compile(regex),
                         query_names=frozenset(p["name"] for p in params if p["in"] == "query"),
-                        filter_fields=frozenset(operation.get("x-invsync-filter-fields", [])),
+                        filter_fields={
+                            name: frozenset(operators)
+                            for name, operators in operation.get(
+                                "x-invsync-filter-fields", {}
+                            ).items()
+                        },
+                        sort_fields=frozenset(operation.get("x-invsync-sort-fields", [])),
                         scopes=tuple(next(iter(security[0].values()), [])),
                         request_media=_media_types(
                             self.document, operation.get("requestBody", {}).get("content")
@@ -265,8 +270,11 @@ class Contract:
         for name in sorted({name for name, _ in query} - operation.query_names):
             errors.append(f"{operation.operation_id}: unknown query parameter {name!r}")
         for name, value in query:
-            if name == "filter":
+            if name == "filter" and "filter" in operation.query_names:
                 errors += self.filter_errors(operation, value)
+            elif name == "sort" and value.removeprefix("-") not in operation.sort_fields:
+                allowed = ", ".join(sorted(operation.sort_fields))
+                errors.append(f"{operation.operation_id}: cannot sort on {value!r} ({allowed})")
         request = _Request(method, parts.path, parts.query, headers, body)
         for exc in self._parameters.iter_errors(request):
             errors.append(f"{operation.operation_id}: {_describe(exc)}")
@@ -290,11 +298,15 @@ class Contract:
             if not isinstance(rule, dict) or set(rule) != {"field", "operator", "value"}:
                 errors.append(f"{where}: each rule is {{field, operator, value}}, not {rule!r}")
                 continue
-            if rule["field"] not in operation.filter_fields:
+            operators = operation.filter_fields.get(rule["field"])
+            if operators is None:
                 allowed = ", ".join(sorted(operation.filter_fields)) or "none"
                 errors.append(f"{where}: field {rule['field']!r} not filterable ({allowed})")
-            if rule["operator"] not in FILTER_OPERATORS:
-                errors.append(f"{where}: unknown operator {rule['operator']!r}")
+            elif rule["operator"] not in operators:
+                taken = ", ".join(sorted(operators))
+                errors.append(
+                    f"{where}: {rule['field']!r} does not take {rule['operator']!r} ({taken})"
+                )
             elif rule["operator"] in ("in", "not_in") and not isinstance(rule["value"], list):
                 errors.append(f"{where}: {rule['operator']!r} takes an array value")
         return errors

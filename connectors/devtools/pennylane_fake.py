@@ -284,8 +284,9 @@ def _json_answer(status: int, payload: Any, headers: dict[str, str] | None = Non
     return Answer(status, {"Content-Type": "application/json", **(headers or {})}, body)
 
 
-def _error(status: int, error: str, message: str) -> Answer:
-    return _json_answer(status, {"status": status, "error": error, "message": message})
+def _error(status: int, message: str) -> Answer:
+    """Pennylane's error body: ``{"error": <what went wrong>, "status": <the HTTP status>}``."""
+    return _json_answer(status, {"error": message, "status": status})
 
 
 class PennylaneFake:
@@ -365,7 +366,7 @@ class PennylaneFake:
             for code, label in JOURNALS:
                 self._new_journal(company, code, label)
             for number, label, vat_rate in FRENCH_CHART:
-                self._new_account(company, number, label, vat_rate)
+                self._new_account(company, number, label, vat_rate or "any")
             return company
 
     def trust(self, verifier: Callable[[str], Verdict | None]) -> None:
@@ -418,7 +419,7 @@ class PennylaneFake:
                 )
                 if reasons:
                     self._violation("response", operation, method, parts.path, reasons)
-                    answer = _error(500, "Internal Server Error", "; ".join(reasons))
+                    answer = _error(500, "; ".join(reasons))
             self.answers.append((op_id, answer.status))
             return answer
 
@@ -431,7 +432,7 @@ class PennylaneFake:
         if operation is None:
             reasons = [f"{method} {path}: no such operation in Pennylane's contract"]
             self._violation("request", None, method, path, reasons)
-            return _error(400, "Bad Request", "; ".join(reasons))
+            return _error(400, "; ".join(reasons))
         lowered = {k.lower(): v for k, v in headers.items()}
         authorization = lowered.get("authorization", "")
         if not authorization.startswith("Bearer ") or not authorization[7:].strip():
@@ -454,25 +455,25 @@ class PennylaneFake:
         )
         if reasons:
             self._violation("request", operation, method, path, reasons)
-            return self._with(_error(400, "Bad Request", "; ".join(reasons)), rate_headers)
+            return self._with(_error(400, "; ".join(reasons)), rate_headers)
         company, refusal = self._company(operation, token, verdict, lowered, method, path)
         if refusal is not None:
             return self._with(refusal, rate_headers)
         scopes = verdict.scopes
         if scopes is not None and operation.scopes and not set(operation.scopes) & scopes:
             needed = " or ".join(operation.scopes)
-            return self._with(_error(403, "Forbidden", f"scope {needed} needed"), rate_headers)
+            return self._with(_error(403, f"scope {needed} needed"), rate_headers)
         if self._failures:
             status = self._failures.pop(0)
-            return self._with(_error(status, "Service Unavailable", "try again"), rate_headers)
+            return self._with(_error(status, "try again"), rate_headers)
         try:
             status, payload = self._work(operation, company, target, lowered, body)
         except Unprocessable as exc:
-            return self._with(_error(422, "Unprocessable Entity", str(exc)), rate_headers)
+            return self._with(_error(422, str(exc)), rate_headers)
         except NotFound as exc:
-            return self._with(_error(404, "Not Found", str(exc)), rate_headers)
+            return self._with(_error(404, str(exc)), rate_headers)
         except BadRequest as exc:
-            return self._with(_error(400, "Bad Request", str(exc)), rate_headers)
+            return self._with(_error(400, str(exc)), rate_headers)
         return self._with(_json_answer(status, payload), rate_headers)
 
     def _verdict(self, token: str) -> Verdict | None:
@@ -490,9 +491,7 @@ class PennylaneFake:
             f'Bearer realm="Pennylane", error="invalid_token", error_description="{description}"'
         )
         return _json_answer(
-            401,
-            {"error": "invalid_token", "error_description": description},
-            {"WWW-Authenticate": challenge},
+            401, {"error": description, "status": 401}, {"WWW-Authenticate": challenge}
         )
 
     def _spend(self, token: str) -> tuple[Answer | None, dict[str, str]]:
@@ -533,7 +532,7 @@ class PennylaneFake:
         if bound:
             company = self.companies.get(allowed[0])
             if company is None:
-                return None, _error(403, "Forbidden", "the token's company is unknown")
+                return None, _error(403, "the token's company is unknown")
             return company, None
         raw = headers.get("x-company-id")
         if raw is None:
@@ -541,10 +540,10 @@ class PennylaneFake:
                 return next(iter(self.companies.values())), None
             reasons = ["X-Company-Id is required when the token reaches several companies"]
             self._violation("request", operation, method, path, reasons)
-            return None, _error(400, "Bad Request", reasons[0])
+            return None, _error(400, reasons[0])
         company = self.companies.get(int(raw))
         if company is None or (allowed is not None and company.id not in allowed):
-            return None, _error(403, "Forbidden", f"no access to company {raw}")
+            return None, _error(403, f"no access to company {raw}")
         return company, None
 
     # -- the work --------------------------------------------------------------------------------
@@ -554,11 +553,8 @@ class PennylaneFake:
         parts = urlsplit(target)
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
         params = operation.path_params(parts.path)
-        data = (
-            json.loads(body)
-            if body and headers.get("content-type", "").startswith("application/json")
-            else None
-        )
+        is_json = headers.get("content-type", "").startswith("application/json")
+        data = json.loads(body) if body and is_json else None
         if op == "getMe":
             return 200, {
                 "user": {
@@ -571,26 +567,27 @@ class PennylaneFake:
                 "company": {"id": company.id, "name": company.name, "reg_no": company.reg_no},
             }
         listings = {
-            "getJournals": company.journals,
-            "getLedgerAccounts": company.ledger_accounts,
-            "getCustomers": company.customers,
-            "getSuppliers": company.suppliers,
-            "getLedgerEntries": company.ledger_entries,
-            "getCustomerInvoices": company.customer_invoices,
-            "getSupplierInvoices": company.supplier_invoices,
+            "getJournals": (company.journals, "id"),
+            "getLedgerAccounts": (company.ledger_accounts, "id"),
+            "getCustomers": (company.customers, "-id"),
+            "getSuppliers": (company.suppliers, "-id"),
+            "getLedgerEntries": (company.ledger_entries, "id"),
+            "getCustomerInvoices": (company.customer_invoices, "id"),
+            "getSupplierInvoices": (company.supplier_invoices, "id"),
         }
         if op in listings:
-            return 200, self._page(listings[op], query)
+            records, default_sort = listings[op]
+            page = self._page(records, query, default_sort)
+            if op == "getLedgerEntries":  # a listing shows entries without their lines
+                page["items"] = [_listed_entry(entry) for entry in page["items"]]
+            return 200, page
         singles = {
             "getLedgerEntry": company.ledger_entries,
             "getCustomerInvoice": company.customer_invoices,
             "getSupplierInvoice": company.supplier_invoices,
         }
         if op in singles:
-            item = singles[op].get(int(params["id"]))
-            if item is None:
-                raise NotFound(f"no record {params['id']}")
-            return 200, item
+            return 200, self._one(singles[op], params["id"])
         creations = {
             "postJournals": self._post_journal,
             "postLedgerAccounts": self._post_account,
@@ -602,40 +599,57 @@ class PennylaneFake:
         }
         if op in creations:
             return 201, creations[op](company, data)
+        if op == "putLedgerEntries":
+            return 200, self._put_entry(
+                company, self._one(company.ledger_entries, params["id"]), data
+            )
         if op == "postFileAttachments":
             return 201, self._post_file(company, headers.get("content-type", ""), body)
         raise NotFound(f"{op} is not served by the fake")  # a contract file the fake lacks
 
-    def _page(self, records: dict[int, dict], query: dict[str, str]) -> dict:
-        items = sorted(records.values(), key=lambda item: item["id"])
+    @staticmethod
+    def _one(records: dict[int, dict], raw_id: str) -> dict:
+        item = records.get(int(raw_id))
+        if item is None:
+            raise NotFound(f"no record {raw_id}")
+        return item
+
+    def _page(self, records: dict[int, dict], query: dict[str, str], default_sort: str) -> dict:
+        sort = query.get("sort") or default_sort
+        key = sort.removeprefix("-")
+        items = sorted(
+            records.values(),
+            key=lambda item: (item.get(key) is None, str(item.get(key)).zfill(20), item["id"]),
+            reverse=sort.startswith("-"),
+        )
         for rule in json.loads(query.get("filter") or "[]"):
             items = [item for item in items if _matches(item, rule)]
-        if "cursor" in query:
+        start = 0
+        if query.get("cursor"):
             try:
-                after = int(base64.urlsafe_b64decode(query["cursor"].encode()).decode())
+                start = int(base64.urlsafe_b64decode(query["cursor"].encode()).decode())
             except ValueError:
-                raise BadRequest(
-                    f"cursor {query['cursor']!r} is not a cursor this API gave"
-                ) from None
-            items = [item for item in items if item["id"] > after]
+                raise BadRequest(f"cursor {query['cursor']!r} is not one this API gave") from None
         limit = int(query.get("limit") or 20)
-        page, more = items[:limit], len(items) > limit
-        cursor = base64.urlsafe_b64encode(str(page[-1]["id"]).encode()).decode() if more else None
-        return {"items": page, "has_more": more, "next_cursor": cursor}
+        page, more = items[start : start + limit], len(items) > start + limit
+        cursor = base64.urlsafe_b64encode(str(start + limit).encode()).decode() if more else None
+        return {"has_more": more, "next_cursor": cursor, "items": page}
 
     def _new_journal(self, company: Company, code: str, label: str) -> dict:
-        journal = {"id": next(self._ids), "code": code, "label": label, "type": None}
+        journal = {"id": next(self._ids), "code": code, "label": label}
         company.journals[journal["id"]] = journal
         return journal
 
-    def _new_account(self, company: Company, number: str, label: str, vat_rate) -> dict:
+    def _new_account(
+        self, company: Company, number: str, label: str, vat_rate: str, country: str = "FR"
+    ) -> dict:
         stamp = _now()
         account = {
             "id": next(self._ids),
             "number": number,
             "label": label,
             "vat_rate": vat_rate,
-            "country_alpha2": "FR",
+            "country_alpha2": country,
             "enabled": True,
             "created_at": stamp,
             "updated_at": stamp,
@@ -649,10 +663,26 @@ class PennylaneFake:
         return self._new_journal(company, data["code"], data["label"])
 
     def _post_account(self, company: Company, data: dict) -> dict:
-        if any(a["number"] == data["number"] for a in company.ledger_accounts.values()):
-            raise Unprocessable(f"number {data['number']} has already been taken")
-        account = self._new_account(company, data["number"], data["label"], data.get("vat_rate"))
-        account["country_alpha2"] = data.get("country_alpha2", "FR")
+        number = data["number"]
+        rate = data.get("vat_rate", "any")
+        if any(
+            a["number"] == number and a["vat_rate"] == rate
+            for a in company.ledger_accounts.values()
+        ):
+            raise Unprocessable(f"number {number} has already been taken")
+        account = self._new_account(
+            company, number, data["label"], rate, data.get("country_alpha2", "FR")
+        )
+        # Published: "If the number starts with 401 (supplier) or 411 (customer) a corresponding
+        # supplier or company customer will also be created."
+        if number.startswith("411"):
+            self._post_customer(
+                company,
+                {"name": data["label"], "billing_address": _BLANK_ADDRESS},
+                account=account,
+            )
+        elif number.startswith("401"):
+            self._post_supplier(company, {"name": data["label"]}, account=account)
         return account
 
     def _auxiliary(self, company: Company, prefix: str, name: str) -> dict:
@@ -664,65 +694,120 @@ class PennylaneFake:
             if number not in numbers:
                 break
             number = f"{stem}{n}"
-        return self._new_account(company, number, name, None)
+        return self._new_account(company, number, name, "any")
 
-    def _post_customer(self, company: Company, data: dict) -> dict:
+    def _partner_account(self, company, prefix, data, account) -> dict:
+        if account is not None:
+            return account
+        chosen = (data.get("ledger_account") or {}).get("id")
+        if chosen is not None:
+            if chosen not in company.ledger_accounts:
+                raise Unprocessable(f"ledger_account {chosen}: ledger account not found")
+            return company.ledger_accounts[chosen]
+        return self._auxiliary(company, prefix, data["name"])
+
+    def _post_customer(self, company: Company, data: dict, account: dict | None = None) -> dict:
         stamp = _now()
-        account = self._auxiliary(company, "411", data["name"])
+        account = self._partner_account(company, "411", data, account)
+        customer_id = next(self._ids)
         customer = {
-            "id": next(self._ids),
+            "id": customer_id,
             "name": data["name"],
             "customer_type": "company",
-            "reg_no": data.get("reg_no"),
+            "billing_iban": data.get("billing_iban"),
+            "payment_conditions": data.get("payment_conditions", "30_days"),
+            "recipient": data.get("recipient", ""),
+            "phone": data.get("phone", ""),
+            "reference": data.get("reference"),
+            "notes": data.get("notes"),
             "vat_number": data.get("vat_number"),
-            "external_reference": data.get("external_reference"),
+            "reg_no": data.get("reg_no"),
+            "ledger_account": {"id": account["id"]},
             "emails": data.get("emails", []),
             "billing_address": data["billing_address"],
-            "ledger_account": {"id": account["id"]},
+            "delivery_address": data.get("delivery_address", data["billing_address"]),
+            "external_reference": data.get("external_reference") or f"pl-customer-{customer_id}",
+            "billing_language": data.get("billing_language", "fr_FR"),
             "created_at": stamp,
             "updated_at": stamp,
         }
-        company.customers[customer["id"]] = customer
+        company.customers[customer_id] = customer
         return customer
 
-    def _post_supplier(self, company: Company, data: dict) -> dict:
+    def _post_supplier(self, company: Company, data: dict, account: dict | None = None) -> dict:
         stamp = _now()
-        account = self._auxiliary(company, "401", data["name"])
+        account = self._partner_account(company, "401", data, account)
+        supplier_id = next(self._ids)
         supplier = {
-            "id": next(self._ids),
+            "id": supplier_id,
             "name": data["name"],
-            "reg_no": data.get("reg_no"),
-            "vat_number": data.get("vat_number"),
-            "external_reference": data.get("external_reference"),
-            "emails": data.get("emails", []),
-            "postal_address": data.get("postal_address"),
+            "establishment_no": data.get("establishment_no"),
+            "vat_number": data.get("vat_number", ""),
             "ledger_account": {"id": account["id"]},
+            "emails": data.get("emails", []),
+            "iban": data.get("iban", ""),
+            "postal_address": data.get("postal_address", _BLANK_ADDRESS),
+            "supplier_payment_method": data.get("supplier_payment_method"),
+            "supplier_due_date_delay": data.get("supplier_due_date_delay"),
+            "supplier_due_date_rule": data.get("supplier_due_date_rule"),
+            "external_reference": data.get("external_reference") or f"pl-supplier-{supplier_id}",
             "created_at": stamp,
             "updated_at": stamp,
         }
-        company.suppliers[supplier["id"]] = supplier
+        company.suppliers[supplier_id] = supplier
         return supplier
 
     def _post_entry(self, company: Company, data: dict) -> dict:
         for predicate, message in self._refusals:
             if predicate(data):
                 raise Unprocessable(message)
-        return self._book(
+        lines = self._lines(company, data["ledger_entry_lines"])
+        _balanced(lines)
+        return self._store_entry(
             company,
             journal_id=data["journal_id"],
             date=data["date"],
             label=data["label"],
-            lines=[
-                (line["ledger_account_id"], line["debit"], line["credit"], line.get("label"))
-                for line in data["ledger_entry_lines"]
-            ],
+            lines=lines,
             piece_number=data.get("piece_number"),
             currency=data.get("currency", "EUR"),
             due_date=data.get("due_date"),
             file_attachment_id=data.get("file_attachment_id"),
         )
 
-    def _book(
+    def _lines(self, company: Company, raw_lines: Iterable[dict]) -> list[dict]:
+        lines = []
+        for raw in raw_lines:
+            account = company.ledger_accounts.get(raw["ledger_account_id"])
+            if account is None:
+                raise Unprocessable(
+                    f"ledger_account_id {raw['ledger_account_id']}: ledger account not found"
+                )
+            debit, credit = _decimal(raw["debit"]), _decimal(raw["credit"])
+            if debit < 0 or credit < 0 or (debit and credit) or not (debit or credit):
+                raise Unprocessable(
+                    f"line on {account['number']}: one of debit or credit, positive, per line"
+                )
+            lines.append(
+                {
+                    "id": next(self._ids),
+                    "debit": _money(debit),
+                    "credit": _money(credit),
+                    "ledger_account_id": account["id"],
+                    "label": raw.get("label") or "",
+                }
+            )
+        return lines
+
+    def _attachment(self, company: Company, file_id: int | None) -> dict | None:
+        if file_id is None:
+            return None
+        attachment = company.file_attachments.get(file_id)
+        if attachment is None:
+            raise Unprocessable(f"file_attachment_id {file_id}: file not found")
+        return attachment
+
+    def _store_entry(
         self,
         company: Company,
         *,
@@ -737,51 +822,56 @@ class PennylaneFake:
     ) -> dict:
         if journal_id not in company.journals:
             raise Unprocessable(f"journal_id {journal_id}: journal not found")
-        if file_attachment_id is not None and file_attachment_id not in company.file_attachments:
-            raise Unprocessable(f"file_attachment_id {file_attachment_id}: file not found")
-        debit_total = credit_total = Decimal(0)
-        booked = []
-        for account_id, debit_text, credit_text, line_label in lines:
-            account = company.ledger_accounts.get(account_id)
-            if account is None:
-                raise Unprocessable(f"ledger_account_id {account_id}: ledger account not found")
-            debit, credit = _decimal(debit_text), _decimal(credit_text)
-            if debit < 0 or credit < 0 or (debit and credit) or not (debit or credit):
-                raise Unprocessable(
-                    f"line on {account['number']}: one of debit or credit, positive, per line"
-                )
-            debit_total += debit
-            credit_total += credit
-            booked.append(
-                {
-                    "id": next(self._ids),
-                    "debit": _money(debit),
-                    "credit": _money(credit),
-                    "label": line_label,
-                    "ledger_account": {"id": account["id"], "number": account["number"]},
-                }
-            )
-        if debit_total.quantize(CENT) != credit_total.quantize(CENT):
-            raise Unprocessable(
-                f"Ledger entry is not balanced: debit {_money(debit_total)}, "
-                f"credit {_money(credit_total)}"
-            )
+        attachment = self._attachment(company, file_attachment_id)
         stamp = _now()
         entry = {
             "id": next(self._ids),
             "label": label,
             "date": date,
             "journal_id": journal_id,
+            "ledger_attachment_filename": attachment["filename"] if attachment else None,
+            "ledger_attachment_id": file_attachment_id,
+            "ledger_entry_lines": lines,
             "piece_number": piece_number,
+            "file_attachment_id": file_attachment_id,
             "currency": currency,
             "due_date": due_date,
-            "file_attachment_id": file_attachment_id,
-            "ledger_entry_lines": booked,
             "created_at": stamp,
             "updated_at": stamp,
         }
         company.ledger_entries[entry["id"]] = entry
         return entry
+
+    def _put_entry(self, company: Company, entry: dict, data: dict) -> dict:
+        updated = dict(entry)
+        for name in ("date", "label", "currency"):
+            if name in data:
+                updated[name] = data[name]
+        if "journal_id" in data:
+            if data["journal_id"] not in company.journals:
+                raise Unprocessable(f"journal_id {data['journal_id']}: journal not found")
+            updated["journal_id"] = data["journal_id"]
+        file_id = data.get("file_attachment_id", data.get("ledger_attachment_id"))
+        if file_id is not None:
+            attachment = self._attachment(company, file_id)
+            updated["file_attachment_id"] = updated["ledger_attachment_id"] = file_id
+            updated["ledger_attachment_filename"] = attachment["filename"]
+        changes = data.get("ledger_entry_lines") or {}
+        lines = {line["id"]: dict(line) for line in entry["ledger_entry_lines"]}
+        for gone in changes.get("delete", []):
+            lines.pop(gone["id"], None)
+        for change in changes.get("update", []):
+            if change["id"] not in lines:
+                raise Unprocessable(f"ledger entry line {change['id']} not found")
+            merged = {**lines[change["id"]], **change}
+            (lines[change["id"]],) = self._lines(company, [merged])
+        for line in self._lines(company, changes.get("create", [])):
+            lines[line["id"]] = line
+        updated["ledger_entry_lines"] = list(lines.values())
+        _balanced(updated["ledger_entry_lines"])
+        updated["updated_at"] = _now()
+        company.ledger_entries[entry["id"]] = updated
+        return updated
 
     def _post_file(self, company: Company, content_type: str, body: bytes) -> dict:
         message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
@@ -794,16 +884,20 @@ class PennylaneFake:
         file_part = parts.get("file")
         if file_part is None:
             raise Unprocessable("file is missing")
+        if file_part.get_content_type() not in _FILE_TYPES:
+            raise Unprocessable(f"file: {file_part.get_content_type()} is not an allowed type")
         filename = (
             parts["filename"].get_content().strip()
             if "filename" in parts
             else file_part.get_filename() or "file"
         )
+        stamp = _now()
         attachment = {
             "id": next(self._ids),
             "url": f"{self.base_url}/files/{company.id}/{filename}",
             "filename": filename,
-            "created_at": _now(),
+            "created_at": stamp,
+            "updated_at": stamp,
         }
         company.file_attachments[attachment["id"]] = attachment
         company.files[attachment["id"]] = file_part.get_payload(decode=True) or b""
@@ -822,98 +916,147 @@ class PennylaneFake:
         return self._import(company, data, "supplier", supplier, "HA", PURCHASE_VAT, "606")
 
     def _import(self, company, data, party, partner, journal_code, vat_accounts, default):
-        if data["file_attachment_id"] not in company.file_attachments:
-            raise Unprocessable(f"file_attachment_id {data['file_attachment_id']}: file not found")
+        attachment = self._attachment(company, data["file_attachment_id"])
         total = _decimal(data["currency_amount"])
         before_tax = _decimal(data["currency_amount_before_tax"])
         tax = _decimal(data["currency_tax"])
         lines = data["invoice_lines"]
         line_totals = sum((_decimal(line["currency_amount"]) for line in lines), Decimal(0))
         line_taxes = sum((_decimal(line["currency_tax"]) for line in lines), Decimal(0))
-        tolerance = CENT * len(lines)  # Pennylane: up to 1 cent per invoice line
+        tolerance = CENT * len(lines)  # published: up to 1 cent per invoice line
         if abs(before_tax + tax - total) > CENT:
             raise Unprocessable("currency_amount differs from amount before tax plus tax")
         if abs(line_totals - total) > tolerance or abs(line_taxes - tax) > tolerance:
             raise Unprocessable("the invoice lines do not add up to the invoice's totals")
         sales = party == "customer"
-        postings = []  # (account id, amount, on the partner's side?)
-        partner_account = partner["ledger_account"]["id"]
-        postings.append((partner_account, total, True))
+        postings = [(partner["ledger_account"]["id"], total, True)]  # (account, amount, partner?)
         for line in lines:
-            amount = _decimal(line["currency_amount"]) - _decimal(line["currency_tax"])
+            line_tax = _decimal(line["currency_tax"])
             account_id = line.get("ledger_account_id") or company.account(default)["id"]
-            postings.append((account_id, amount, False))
-            if _decimal(line["currency_tax"]):
+            postings.append((account_id, _decimal(line["currency_amount"]) - line_tax, False))
+            if line_tax:
                 number = vat_accounts.get(line["vat_rate"])
                 if number is None:
                     raise Unprocessable(f"vat_rate {line['vat_rate']}: no VAT account for it")
-                postings.append(
-                    (company.account(number)["id"], _decimal(line["currency_tax"]), False)
-                )
-        ledger_lines = []
+                postings.append((company.account(number)["id"], line_tax, False))
+        raw = []
         for account_id, amount, partner_side in postings:
             debit_side = partner_side == sales
-            ledger_lines.append(
-                (
-                    account_id,
-                    _money(amount) if debit_side else "0",
-                    "0" if debit_side else _money(amount),
-                    data.get("label"),
-                )
+            raw.append(
+                {
+                    "ledger_account_id": account_id,
+                    "debit": _money(amount) if debit_side else "0",
+                    "credit": "0" if debit_side else _money(amount),
+                    "label": data.get("invoice_number") or "",
+                }
             )
-        # A rounding difference Pennylane tolerates lands on the partner line.
-        debit = sum((Decimal(line[1]) for line in ledger_lines), Decimal(0))
-        credit = sum((Decimal(line[2]) for line in ledger_lines), Decimal(0))
-        if debit != credit:
-            account_id, d, c, label = ledger_lines[0]
-            gap = credit - debit if sales else debit - credit
-            if sales:
-                ledger_lines[0] = (account_id, _money(Decimal(d) + gap), c, label)
-            else:
-                ledger_lines[0] = (account_id, d, _money(Decimal(c) + gap), label)
-        entry = self._book(
+        # A rounding difference Pennylane tolerates lands on the partner's line.
+        gap = sum(Decimal(r["debit"]) - Decimal(r["credit"]) for r in raw)
+        side = "debit" if sales else "credit"
+        raw[0][side] = _money(Decimal(raw[0][side]) - gap if sales else Decimal(raw[0][side]) + gap)
+        entry = self._store_entry(
             company,
             journal_id=company.journal(journal_code)["id"],
             date=data["date"],
-            label=data.get("label") or data.get("invoice_number") or f"{party} invoice",
-            lines=ledger_lines,
+            label=data.get("invoice_number") or f"{party} invoice",
+            lines=self._lines(company, raw),
             piece_number=data.get("invoice_number"),
             currency=data.get("currency", "EUR"),
             due_date=data.get("deadline"),
             file_attachment_id=data["file_attachment_id"],
         )
         stamp = _now()
+        invoice_id = next(self._ids)
+        api = f"{self.api_url}/{party}_invoices/{invoice_id}"
         invoice = {
-            "id": next(self._ids),
-            "invoice_number": data.get("invoice_number"),
-            "label": data.get("label"),
-            "date": data["date"],
-            "deadline": data.get("deadline"),
+            "id": invoice_id,
+            "label": None,
+            "invoice_number": data.get("invoice_number", ""),
             "currency": data.get("currency", "EUR"),
+            "amount": _money(total),
             "currency_amount": _money(total),
             "currency_amount_before_tax": _money(before_tax),
+            "exchange_rate": "1.0",
+            "date": data["date"],
+            "deadline": data["deadline"],
             "currency_tax": _money(tax),
-            "external_reference": data.get("external_reference"),
-            party: {"id": partner["id"]},
-            "file_attachment_id": data["file_attachment_id"],
+            "tax": _money(tax),
+            "filename": attachment["filename"],
+            "public_file_url": attachment["url"],
+            "remaining_amount_with_tax": _money(total),
+            "remaining_amount_without_tax": _money(before_tax),
             "ledger_entry": {"id": entry["id"]},
-            "invoice_lines": [
-                {
-                    "id": next(self._ids),
-                    "label": line["label"],
-                    "currency_amount": _money(_decimal(line["currency_amount"])),
-                    "currency_tax": _money(_decimal(line["currency_tax"])),
-                    "vat_rate": line["vat_rate"],
-                    "ledger_account_id": line.get("ledger_account_id"),
-                }
-                for line in lines
-            ],
+            "invoice_lines": {"url": f"{api}/invoice_lines"},
+            "categories": {"url": f"{api}/categories"},
+            "transaction_reference": data.get("transaction_reference"),
+            "payments": {"url": f"{api}/payments"},
+            "matched_transactions": {"url": f"{api}/matched_transactions"},
+            "external_reference": data.get("external_reference") or f"pl-{party}-{invoice_id}",
+            "archived_at": None,
             "created_at": stamp,
             "updated_at": stamp,
         }
-        store = company.customer_invoices if sales else company.supplier_invoices
-        store[invoice["id"]] = invoice
+        partner_ref = {"id": partner["id"], "url": f"{self.api_url}/{party}s/{partner['id']}"}
+        if sales:
+            invoice.update(
+                language="fr_FR",
+                paid=False,
+                status="incomplete" if data.get("import_as_incomplete") else "upcoming",
+                discount={"type": "absolute", "value": None},
+                customer=partner_ref,
+                invoice_line_sections={"url": f"{api}/invoice_line_sections"},
+                draft=False,
+                special_mention=None,
+                pdf_invoice_free_text="",
+                pdf_invoice_subject="",
+                pdf_description=None,
+                billing_subscription=None,
+                credited_invoice=None,
+                customer_invoice_template=None,
+                appendices={"url": f"{api}/appendices"},
+                from_estimate_id=None,
+                estimate=None,
+            )
+            company.customer_invoices[invoice_id] = invoice
+        else:
+            invoice.update(
+                reconciled=False,
+                accounting_status="entry" if data.get("import_as_incomplete") else "draft",
+                supplier=partner_ref,
+                payment_status="to_be_paid",
+            )
+            company.supplier_invoices[invoice_id] = invoice
         return invoice
+
+
+_BLANK_ADDRESS = {"address": "", "postal_code": "", "city": "", "country_alpha2": "FR"}
+_FILE_TYPES = frozenset(
+    {"application/pdf", "image/png", "image/jpeg", "image/tiff", "image/bmp", "image/gif"}
+)
+_LISTED_ENTRY = (
+    "id",
+    "created_at",
+    "updated_at",
+    "label",
+    "date",
+    "journal_id",
+    "ledger_attachment_filename",
+    "piece_number",
+    "file_attachment_id",
+)
+
+
+def _listed_entry(entry: dict) -> dict:
+    return {name: entry[name] for name in _LISTED_ENTRY}
+
+
+def _balanced(lines: list[dict]) -> None:
+    debit = sum((Decimal(line["debit"]) for line in lines), Decimal(0))
+    credit = sum((Decimal(line["credit"]) for line in lines), Decimal(0))
+    if debit != credit:
+        raise Unprocessable(
+            f"Ledger entry is not balanced: debit {_money(debit)}, credit {_money(credit)}"
+        )
 
 
 def _field(item: dict, name: str) -> Any:

@@ -121,7 +121,7 @@ def test_an_entry_without_its_label_is_refused_with_the_reason_and_recorded(fake
     answer = session.post(f"{url}/ledger_entries", json=entry)
 
     assert answer.status_code == 400
-    assert "'label' is a required property" in answer.json()["message"]
+    assert "'label' is a required property" in answer.json()["error"]
     [violation] = fake.violations
     assert (violation.direction, violation.operation_id) == ("request", "postLedgerEntries")
     assert any("label" in reason for reason in violation.reasons)
@@ -136,8 +136,8 @@ def test_a_number_sent_as_a_string_is_refused_though_openapi_core_would_cast_it(
     answer = session.post(f"{url}/ledger_entries", json=entry)
 
     assert answer.status_code == 400
-    assert "journal_id: '" in answer.json()["message"]
-    assert "is not of type 'integer'" in answer.json()["message"]
+    assert "journal_id: '" in answer.json()["error"]
+    assert "is not of type 'integer'" in answer.json()["error"]
     assert [v.operation_id for v in fake.violations] == ["postLedgerEntries"]
 
 
@@ -149,7 +149,7 @@ def test_an_amount_sent_as_a_number_is_refused(fake, api):
     answer = session.post(f"{url}/ledger_entries", json=entry)
 
     assert answer.status_code == 400
-    assert "ledger_entry_lines/0/debit: 120 is not of type 'string'" in answer.json()["message"]
+    assert "ledger_entry_lines/0/debit: 120 is not of type 'string'" in answer.json()["error"]
     assert len(fake.violations) == 1
 
 
@@ -159,7 +159,7 @@ def test_an_unknown_path_is_refused_and_recorded(fake, api):
     answer = session.get(f"{url}/journal_entries")
 
     assert answer.status_code == 400
-    assert "no such operation" in answer.json()["message"]
+    assert "no such operation" in answer.json()["error"]
     [violation] = fake.violations
     assert violation.operation_id == "unknown"
     assert fake.calls["unknown"] == 1
@@ -174,19 +174,26 @@ def test_an_unknown_query_parameter_and_an_unfilterable_field_are_refused(fake, 
         params={"filter": json.dumps([{"field": "colour", "operator": "eq", "value": "red"}])},
     )
     too_many = session.get(f"{url}/suppliers", params={"limit": 500})
+    wrong_operator = session.get(
+        f"{url}/ledger_accounts",
+        params={"filter": json.dumps([{"field": "number", "operator": "eq", "value": "411"}])},
+    )
+    wrong_sort = session.get(f"{url}/suppliers", params={"sort": "-name"})
 
     assert [paged.status_code, filtered.status_code, too_many.status_code] == [400, 400, 400]
-    assert "unknown query parameter 'page'" in paged.json()["message"]
-    assert "field 'colour' not filterable" in filtered.json()["message"]
-    assert "500 is greater than the maximum of 100" in too_many.json()["message"]
-    assert len(fake.violations) == 3
+    assert "'number' does not take 'eq' (start_with)" in wrong_operator.json()["error"]
+    assert "cannot sort on '-name' (id)" in wrong_sort.json()["error"]
+    assert "unknown query parameter 'page'" in paged.json()["error"]
+    assert "field 'colour' not filterable" in filtered.json()["error"]
+    assert "500 is greater than the maximum of 100" in too_many.json()["error"]
+    assert len(fake.violations) == 5
 
 
 def test_a_request_without_a_bearer_token_is_answered_401_and_recorded(fake, acme):
     answer = requests.get(f"{fake.api_url}/me")
 
     assert answer.status_code == 401
-    assert answer.json()["error"] == "invalid_token"
+    assert answer.json() == {"error": "The access token is invalid", "status": 401}
     [violation] = fake.violations
     assert "Bearer" in violation.reasons[0]
 
@@ -228,19 +235,20 @@ def test_an_accounting_target_s_calls_are_served_and_every_response_keeps_the_co
         json={
             "name": "Boulangerie Martin",
             "vat_number": "FR40303265045",
+            "reg_no": "303265045",
             "billing_address": ADDRESS,
         },
     ).json()
     supplier = call(
-        "POST", "/suppliers", json={"name": "Papeterie Dubois", "reg_no": "732829320"}
+        "POST",
+        "/suppliers",
+        json={"name": "Papeterie Dubois", "establishment_no": "73282932000074"},
     ).json()
     found = call(
         "GET",
         "/customers",
         params={
-            "filter": json.dumps(
-                [{"field": "vat_number", "operator": "eq", "value": "FR40303265045"}]
-            )
+            "filter": json.dumps([{"field": "reg_no", "operator": "eq", "value": "303265045"}])
         },
     ).json()["items"]
     assert [c["id"] for c in found] == [customer["id"]]
@@ -251,10 +259,14 @@ def test_an_accounting_target_s_calls_are_served_and_every_response_keeps_the_co
         data={"filename": "F-2026-001.pdf"},
     ).json()
     assert acme.files[pdf["id"]] == b"%PDF-1.7 facture"
-    entry = _entry(session, url, file_attachment_id=pdf["id"])
+    entry = _entry(session, url)
     entry["ledger_entry_lines"][0]["ledger_account_id"] = customer["ledger_account"]["id"]
     created = call("POST", "/ledger_entries", json=entry)
     assert created.status_code == 201
+    attached = call(
+        "PUT", f"/ledger_entries/{created.json()['id']}", json={"file_attachment_id": pdf["id"]}
+    ).json()
+    assert attached["ledger_attachment_filename"] == "F-2026-001.pdf"
     again = call("GET", f"/ledger_entries/{created.json()['id']}").json()
     assert [line["debit"] for line in again["ledger_entry_lines"]] == ["120.00", "0.00", "0.00"]
     ours = call(
@@ -262,11 +274,15 @@ def test_an_accounting_target_s_calls_are_served_and_every_response_keeps_the_co
         "/ledger_entries",
         params={
             "filter": json.dumps(
-                [{"field": "piece_number", "operator": "eq", "value": "F-2026-001"}]
-            )
+                [
+                    {"field": "journal_id", "operator": "eq", "value": entry["journal_id"]},
+                    {"field": "date", "operator": "eq", "value": "2026-03-02"},
+                ]
+            ),
+            "sort": "-id",
         },
     ).json()["items"]
-    assert [e["id"] for e in ours] == [created.json()["id"]]
+    assert [(e["id"], e["piece_number"]) for e in ours] == [(created.json()["id"], "F-2026-001")]
     sale = call(
         "POST",
         "/customer_invoices/import",
@@ -315,7 +331,8 @@ def test_an_accounting_target_s_calls_are_served_and_every_response_keeps_the_co
     call("GET", f"/customer_invoices/{sale.json()['id']}")
     call("GET", f"/supplier_invoices/{purchase.json()['id']}")
     booked = acme.ledger_entries[purchase.json()["ledger_entry"]["id"]]
-    by_number = {line["ledger_account"]["number"]: line for line in booked["ledger_entry_lines"]}
+    number = {a["id"]: a["number"] for a in acme.ledger_accounts.values()}
+    by_number = {number[line["ledger_account_id"]]: line for line in booked["ledger_entry_lines"]}
     assert by_number["606"]["debit"] == "10.00" and by_number["445661"]["debit"] == "1.00"
 
     assert fake.violations == []
@@ -354,9 +371,8 @@ def test_an_unbalanced_entry_is_answered_422_in_pennylanes_error_shape(fake, api
 
     assert answer.status_code == 422
     assert answer.json() == {
+        "error": "Ledger entry is not balanced: debit 120.00, credit 119.99",
         "status": 422,
-        "error": "Unprocessable Entity",
-        "message": "Ledger entry is not balanced: debit 120.00, credit 119.99",
     }
     assert fake.violations == []
 
@@ -369,7 +385,7 @@ def test_refused_entries_switch_answers_422_to_the_entries_it_picks_only(fake, a
     kept = session.post(f"{url}/ledger_entries", json=_entry(session, url, piece_number="OK-1"))
 
     assert refused.status_code == 422
-    assert refused.json()["message"] == "Fiscal year is closed"
+    assert refused.json()["error"] == "Fiscal year is closed"
     assert kept.status_code == 201
     assert fake.violations == []
 
@@ -422,7 +438,7 @@ def test_expired_and_revoked_tokens_are_answered_401_as_doorkeeper_does(fake, ac
     ]
 
     assert [a.status_code for a in answers] == [401, 401, 401]
-    assert [a.json()["error_description"] for a in answers] == [
+    assert [a.json()["error"] for a in answers] == [
         "The access token expired",
         "The access token was revoked",
         "The access token is invalid",
@@ -444,7 +460,7 @@ def test_a_firm_token_acts_on_the_company_named_by_x_company_id(fake, acme):
     )
 
     assert missing.status_code == 400
-    assert "X-Company-Id" in missing.json()["message"]
+    assert "X-Company-Id" in missing.json()["error"]
     assert chosen.json()["company"]["name"] == "Atelier Dubois SARL"
     assert refused.status_code == 403
     assert [v.operation_id for v in fake.violations] == ["getMe"]  # the missing header
@@ -460,7 +476,7 @@ def test_a_token_without_the_scope_is_answered_403(fake, acme):
     )
 
     assert (listed.status_code, written.status_code) == (200, 403)
-    assert "journals:all" in written.json()["message"]
+    assert "journals:all" in written.json()["error"]
     assert fake.violations == []
 
 
@@ -547,5 +563,33 @@ def test_access_tokens_of_the_local_oauth_server_are_accepted_until_expired_or_r
     assert expired.status_code == 401
     assert again.json()["company"]["name"] == "Boulangerie Martin SAS"
     assert revoked.status_code == 401
-    assert revoked.json()["error_description"] == "The access token was revoked"
+    assert revoked.json()["error"] == "The access token was revoked"
+    assert fake.violations == []
+
+
+def test_a_supplier_is_refused_a_reg_no_pennylane_takes_its_siret_as_establishment_no(fake, api):
+    session, url = api
+
+    refused = session.post(f"{url}/suppliers", json={"name": "Dubois", "reg_no": "732829320"})
+    created = session.post(
+        f"{url}/suppliers", json={"name": "Dubois", "establishment_no": "73282932000074"}
+    )
+
+    assert refused.status_code == 400
+    assert "'reg_no' was unexpected" in refused.json()["error"]
+    assert created.status_code == 201
+    assert created.json()["establishment_no"] == "73282932000074"
+    assert [v.operation_id for v in fake.violations] == ["postSupplier"]
+
+
+def test_a_411_ledger_account_created_also_creates_its_company_customer(fake, api, acme):
+    session, url = api
+
+    account = session.post(
+        f"{url}/ledger_accounts", json={"number": "411DURAND", "label": "Durand"}
+    )
+
+    assert account.status_code == 201
+    [customer] = [c for c in acme.customers.values() if c["name"] == "Durand"]
+    assert customer["ledger_account"] == {"id": account.json()["id"]}
     assert fake.violations == []
