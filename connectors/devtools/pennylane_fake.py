@@ -572,8 +572,8 @@ class PennylaneFake:
             "getCustomers": (company.customers, "-id"),
             "getSuppliers": (company.suppliers, "-id"),
             "getLedgerEntries": (company.ledger_entries, "id"),
-            "getCustomerInvoices": (company.customer_invoices, "id"),
-            "getSupplierInvoices": (company.supplier_invoices, "id"),
+            "getCustomerInvoices": (company.customer_invoices, "-id"),
+            "getSupplierInvoices": (company.supplier_invoices, "-id"),
         }
         if op in listings:
             records, default_sort = listings[op]
