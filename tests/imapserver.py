@@ -1,12 +1,14 @@
 """A private dovecot IMAP server for the mailbox tests (Debian's ``dovecot-imapd``).
 
 Started once per test session (``imap_server`` fixture) as a subprocess with a configuration
-generated in a temporary folder: it listens on 127.0.0.1 and a free port, without TLS, reads its
-users from a passwd-file there and keeps their mail as maildirs there; no system configuration
-is read. It runs as the current user, without root; as root (CI), its processes run as the
-users the package creates (``dovecot``, ``dovenull``). Each test takes a mailbox of its
-own (:meth:`ImapServer.new_mailbox`: a user of its own, with an empty INBOX), so nothing is cleaned up between
-tests; the server is stopped at the end of the session.
+generated in a temporary folder: it listens on 127.0.0.1 and two free ports (plain IMAP with
+STARTTLS, and implicit TLS), reads its users from a passwd-file there and keeps their mail as
+maildirs there; no system configuration is read. Its TLS certificate (for ``localhost``) is
+signed by a test authority made at start (``ca_file``: a client trusts it through
+``SSL_CERT_FILE``). It runs as the current user, without root; as root (CI), its processes run
+as the users the package creates (``dovecot``, ``dovenull``). Each test takes a mailbox of its
+own (:meth:`ImapServer.new_mailbox`: a user with an empty INBOX), so nothing is cleaned up
+between tests; the server is stopped at the end of the session.
 
 Where dovecot is not installed the tests that need it skip, saying how to install it (``bin/dev
 setup`` does, as root with apt-get); on CI (``CI`` set) a missing server fails them instead.
@@ -14,8 +16,10 @@ setup`` does, as root with apt-get); on CI (``CI`` set) a missing server fails t
 
 from __future__ import annotations
 
+import datetime as dt
 import grp
 import imaplib
+import ipaddress
 import itertools
 import os
 import pwd
@@ -30,6 +34,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 DOVECOT = os.environ.get("INVSYNC_DOVECOT") or shutil.which("dovecot") or "/usr/sbin/dovecot"
 INSTALL_HINT = (
@@ -46,7 +54,9 @@ base_dir = {root}/run
 state_dir = {root}/state
 log_path = {root}/dovecot.log
 info_log_path = {root}/dovecot.log
-ssl = no
+ssl = yes
+ssl_cert = <{root}/server.pem
+ssl_key = <{root}/server.key
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 auth_failure_delay = 0
@@ -71,7 +81,9 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {tls_port}
+    ssl = yes
   }}
 }}
 service anvil {{
@@ -89,6 +101,50 @@ def missing() -> str | None:
     if not (os.path.isfile(DOVECOT) and os.access(DOVECOT, os.X_OK)):
         return INSTALL_HINT
     return None
+
+
+def write_certificates(root: Path) -> None:
+    """A test authority (``ca.pem``: trust it with ``SSL_CERT_FILE``) and the server's
+    certificate for ``localhost`` and 127.0.0.1 that it signed (``server.pem``, ``server.key``)."""
+    now = dt.datetime.now(dt.UTC)
+
+    def build(subject, issuer, key, signer, *, ca: bool, names=()):
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(issuer)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if names:
+            builder = builder.add_extension(x509.SubjectAlternativeName(list(names)), False)
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "invsync test authority")])
+    ca = build(ca_name, ca_name, ca_key, ca_key, ca=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    server = build(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]),
+        ca_name,
+        key,
+        ca_key,
+        ca=False,
+        names=(x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))),
+    )
+    (root / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    (root / "server.pem").write_bytes(server.public_bytes(serialization.Encoding.PEM))
+    (root / "server.key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    (root / "server.key").chmod(0o600)
 
 
 def free_port() -> int:
@@ -148,14 +204,21 @@ class Mailbox:
 
 class ImapServer:
     host = "127.0.0.1"
+    # The certificate's name; TLS clients trust ca_file (SSL_CERT_FILE=...).
+    tls_host = "localhost"
     free_port = staticmethod(free_port)
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.port = free_port()
+        self.port = free_port()  # plain IMAP, and STARTTLS
+        self.tls_port = free_port()  # implicit TLS
         self.process: subprocess.Popen | None = None
         self._users = itertools.count(1)
         self._secret = os.urandom(6).hex()
+
+    @property
+    def ca_file(self) -> Path:
+        return self.root / "ca.pem"
 
     @property
     def config_path(self) -> Path:
@@ -187,13 +250,16 @@ class ImapServer:
             (self.root / name).mkdir(parents=True, exist_ok=True)
         # Every user at once: dovecot reads the passwd-file again only when its time stamp
         # changes, a second apart at best.
+        write_certificates(self.root)
         (self.root / "passwd").write_text(
             "".join(
                 "{}:{{PLAIN}}{}::::::\n".format(*self._user(number))
                 for number in range(1, POOL + 1)
             )
         )
-        self.config_path.write_text(CONFIG.format(root=self.root, port=self.port, **identity))
+        self.config_path.write_text(
+            CONFIG.format(root=self.root, port=self.port, tls_port=self.tls_port, **identity)
+        )
         if os.getuid() == 0:
             os.chown(self.root / "mail", int(identity["uid"]), int(identity["gid"]))
         log = open(self.root / "dovecot.out", "wb")  # noqa: SIM115 - the process's, closed in stop()

@@ -252,6 +252,33 @@ def test_a_too_large_message_is_a_failed_record_left_in_the_mailbox(mailbox, mon
     assert InboxFile.objects.filter(connection=connection).count() == 1
 
 
+@pytest.mark.parametrize("tls", ["implicit", "starttls"])
+def test_the_mailbox_is_read_over_tls_with_a_certificate_the_system_trusts(
+    mailbox, monkeypatch, tls
+):
+    server = mailbox.server
+    monkeypatch.setenv("SSL_CERT_FILE", str(server.ca_file))  # the system's trust, for the test
+    mailbox.deliver(mail(pdf_attachment()))
+    port = server.tls_port if tls == "implicit" else server.port
+    connection = make_inbox(mailbox, imap_host=server.tls_host, imap_port=str(port), imap_tls=tls)
+
+    assert connector_for(connection).check_connection().ok
+    report = collect(connection)
+
+    assert report.messages == 1 and [r.file.state for r in report.receipts] == [FileState.READ]
+    assert mailbox.flags() == [{"\\Seen"}]
+
+
+def test_a_certificate_the_system_does_not_trust_fails_with_unavailable(mailbox):
+    server = mailbox.server
+    connection = make_inbox(
+        mailbox, imap_host=server.tls_host, imap_port=str(server.tls_port), imap_tls="implicit"
+    )
+    check = connector_for(connection).check_connection()
+    assert not check.ok and check.code is ErrorCode.UNAVAILABLE
+    assert "certificate is not trusted" in check.message
+
+
 # The connection check and the run's failures.
 
 
