@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from django.db import transaction
+from django.db import connections, transaction
 from social_core.exceptions import (
     AuthCanceled,
     AuthConfigurationError,
@@ -27,6 +27,7 @@ from social_core.exceptions import (
 )
 from social_django.utils import load_strategy
 
+from connectors import crypto
 from connectors.errors import ErrorCode, InvsyncError
 from connectors.models import Connection
 from connectors.oauth import (
@@ -125,33 +126,96 @@ class DatabaseTokenSource:
         return self._refresh(stale_token)
 
     def _refresh(self, stale_token: str) -> str:
-        with self._lock, transaction.atomic(using=self.using):
-            connection = (
-                Connection.objects.using(self.using)
-                .select_for_update()
-                .filter(pk=self.connection_id)
-                .first()
-            )
-            tokens = stored_tokens(connection) if connection is not None else None
-            if tokens is None:
-                raise not_connected_error(self.label)
-            if tokens.access_token != stale_token and not tokens.expires_within(REFRESH_MARGIN):
-                # Another process (or thread) refreshed while this one waited for the lock.
-                self._tokens = tokens
-                return tokens.access_token
-            if not tokens.refresh_token:
-                raise grant_revoked_error("no refresh token", connection=self.label)
-            backend: InvsyncOAuth2 = backend_of(connection)
-            try:
-                answer = backend.refresh_token(tokens.refresh_token)
-            except SocialAuthBaseException as error:
-                raise refresh_error(error, self.label or connection.name) from None
-            fresh = OAuthTokens.from_token_response(answer, previous=tokens)
-            # The access token and the rotated refresh token, saved together (one row, one
-            # transaction): the old refresh token is dead at the vendor from now on.
-            Connection.objects.using(self.using).filter(pk=self.connection_id).update(
-                oauth_tokens=fresh.as_dict()
-            )
-            logger.info("connection %s: OAuth2 access token refreshed", self.connection_id)
+        caller = connections[self.using]
+        with self._lock:
+            if caller.in_atomic_block and caller.vendor != "sqlite":
+                # The caller's transaction (an admin form's, say) could still roll back and take
+                # the rotated refresh token with it, after the vendor killed the old one: the
+                # refresh commits on a connection of its own. (SQLite's one writer is the
+                # caller's transaction already: there the refresh joins it.)
+                fresh = self._on_own_connection(stale_token)
+            else:
+                with transaction.atomic(using=self.using):
+                    fresh = self._locked(stale_token, self._orm_row, self._orm_save)
         self._tokens = fresh
         return fresh.access_token
+
+    def _locked(self, stale_token: str, read, save) -> OAuthTokens:
+        """Under the row lock ``read()`` took: the stored tokens if another process already
+        replaced ``stale_token``, else the refreshed ones, saved by ``save``."""
+        connection = read()
+        tokens = stored_tokens(connection) if connection is not None else None
+        if tokens is None:
+            raise not_connected_error(self.label)
+        if tokens.access_token != stale_token and not tokens.expires_within(REFRESH_MARGIN):
+            return tokens  # another process (or thread) refreshed while this one waited
+        if not tokens.refresh_token:
+            raise grant_revoked_error("no refresh token", connection=self.label)
+        backend: InvsyncOAuth2 = backend_of(connection)
+        try:
+            answer = backend.refresh_token(tokens.refresh_token)
+        except SocialAuthBaseException as error:
+            raise refresh_error(error, self.label or connection.name) from None
+        fresh = OAuthTokens.from_token_response(answer, previous=tokens)
+        # The access token and the rotated refresh token, saved together (one row, one
+        # transaction): the old refresh token is dead at the vendor from now on.
+        save(fresh)
+        logger.info("connection %s: OAuth2 access token refreshed", self.connection_id)
+        return fresh
+
+    def _orm_row(self) -> Connection | None:
+        return (
+            Connection.objects.using(self.using)
+            .select_for_update()
+            .filter(pk=self.connection_id)
+            .first()
+        )
+
+    def _orm_save(self, fresh: OAuthTokens) -> None:
+        Connection.objects.using(self.using).filter(pk=self.connection_id).update(
+            oauth_tokens=fresh.as_dict()
+        )
+
+    def _on_own_connection(self, stale_token: str) -> OAuthTokens:
+        base = connections[self.using]
+        own = type(base)(dict(base.settings_dict), self.using)
+        try:
+            with own.cursor() as cursor:
+                cursor.execute("BEGIN")
+                try:
+
+                    def read() -> Connection | None:
+                        cursor.execute(_SQL_LOCK, [self.connection_id])
+                        row = cursor.fetchone()
+                        if row is None:
+                            return None
+                        name, provider, credentials, tokens = row
+                        return Connection(
+                            pk=self.connection_id,
+                            name=name,
+                            provider=provider,
+                            credentials=crypto.decrypt(credentials) if credentials else {},
+                            oauth_tokens=crypto.decrypt(tokens) if tokens else {},
+                        )
+
+                    def save(fresh: OAuthTokens) -> None:
+                        cursor.execute(
+                            _SQL_SAVE, [crypto.encrypt(fresh.as_dict()), self.connection_id]
+                        )
+
+                    fresh = self._locked(stale_token, read, save)
+                except BaseException:
+                    cursor.execute("ROLLBACK")
+                    raise
+                cursor.execute("COMMIT")
+                return fresh
+        finally:
+            own.close()
+
+
+# The statements of the refresh on its own connection (connectors.models.Connection's table).
+_SQL_LOCK = (
+    'SELECT "name", "provider", "credentials", "oauth_tokens" FROM connectors_connection '
+    'WHERE "id" = %s FOR UPDATE'
+)
+_SQL_SAVE = 'UPDATE connectors_connection SET "oauth_tokens" = %s WHERE "id" = %s'

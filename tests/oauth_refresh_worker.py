@@ -1,7 +1,8 @@
 """A process of the OAuth2 refresh race (tests/integration/test_oauth_refresh_race.py).
 
     python -m tests.oauth_refresh_worker setup SERVER_URL         # prints the connection's id
-    python -m tests.oauth_refresh_worker refresh ID STALE --start T [--naive]
+    python -m tests.oauth_refresh_worker refresh ID STALE --start T [--naive | --rolled-back]
+    python -m tests.oauth_refresh_worker show ID                  # prints the stored access token
 
 ``setup`` creates a connection (in-memory target, OAuth2) and connects it at the local
 authorization server (the dance done at the server directly, PKCE included). ``refresh`` waits
@@ -9,6 +10,8 @@ until ``T`` (Unix time), then has the connection's token source (connectors.toke
 the access token ``STALE`` the vendor refused, calls the server's API with the token it got, and
 prints JSON: the token, the API's answer status, or the error's code. ``--naive`` refreshes with
 the backend alone, without the token store (no row lock): what two workers would do without it.
+``--rolled-back``: the refresh is asked inside a transaction of the caller's that then rolls back
+(an admin form's that fails).
 
 Runs against ``DATABASE_URL``; the OAuth app and the server's address come from the environment
 (``INVSYNC_OAUTH_PENNYLANE_CLIENT_ID``, ``_CLIENT_SECRET``, ``_BASE_URL``).
@@ -63,10 +66,11 @@ def grant_at(server_url: str, client_id: str, client_secret: str) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["setup", "refresh"])
+    parser.add_argument("mode", choices=["setup", "refresh", "show"])
     parser.add_argument("args", nargs="*")
     parser.add_argument("--start", type=float, default=0.0)
     parser.add_argument("--naive", action="store_true")
+    parser.add_argument("--rolled-back", action="store_true")
     options = parser.parse_args(argv)
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "invsync.settings")
@@ -75,6 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     django.setup()
     import requests
     from django.conf import settings
+    from django.db import transaction
 
     from connectors import oauth_backends
     from connectors.errors import InvsyncError
@@ -99,6 +104,10 @@ def main(argv: list[str] | None = None) -> None:
             )
             print(json.dumps({"id": connection.pk, "access_token": tokens.access_token}))
             return
+        if options.mode == "show":
+            stored = Connection.objects.get(pk=int(options.args[0])).oauth_tokens
+            print(json.dumps({"access_token": stored.get("access_token")}))
+            return
         connection_id, stale = int(options.args[0]), options.args[1]
         time.sleep(max(0.0, options.start - time.time()))
         try:
@@ -107,6 +116,17 @@ def main(argv: list[str] | None = None) -> None:
                 stored = OAuthTokens.from_dict(connection.oauth_tokens)
                 answer = backend_of(connection).refresh_token(stored.refresh_token)
                 token = answer["access_token"]
+            elif options.rolled_back:
+
+                class RolledBack(Exception):
+                    pass
+
+                try:
+                    with transaction.atomic():
+                        token = DatabaseTokenSource(connection_id).refresh(stale)
+                        raise RolledBack
+                except RolledBack:
+                    pass
             else:
                 token = DatabaseTokenSource(connection_id).refresh(stale)
         except (InvsyncError, ValueError) as error:  # social-core's errors are ValueErrors

@@ -96,3 +96,27 @@ def test_two_processes_refreshing_on_their_own_spend_a_dead_refresh_token(file_d
 @pytest.mark.scale
 def test_two_processes_on_postgresql_refresh_once_and_both_proceed(scale_services, server):
     assert_one_refresh_both_proceed(race(scale_services.fresh_database(), server), server)
+
+
+@pytest.mark.scale
+def test_a_refresh_inside_a_transaction_that_rolls_back_is_kept_on_postgresql(
+    scale_services, server
+):
+    # The vendor killed the old refresh token: losing the new one with the caller's rollback
+    # would leave the connection with a dead grant.
+    database = scale_services.fresh_database()
+    connection = report(run(database, server, "setup"))
+    server.expire_access_tokens()
+    refreshed = report(
+        run(
+            database,
+            server,
+            "refresh",
+            str(connection["id"]),
+            connection["access_token"],
+            "--rolled-back",
+        )
+    )
+    assert refreshed["status"] == 200 and server.stats.refreshes == 1
+    stored = report(run(database, server, "show", str(connection["id"])))
+    assert stored["access_token"] == refreshed["token"]
