@@ -8,12 +8,15 @@ import json
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from django.contrib import admin, messages
+from django.core.exceptions import FieldDoesNotExist
 from django.db.models import Case, When
 from django.urls import reverse
 from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
+from django.utils.text import capfirst
 from django.utils.timezone import localtime
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from connectors.admin import ClientScopedAdminMixin, ReadOnlyAdminMixin
@@ -56,14 +59,11 @@ def without_query_key(response, key: str):
     return response
 
 
-TOOLS = {"accounting": "accounting tool", "invoicing": "invoicing tool"}
-
-
 # -- Lookups, read once per request ---------------------------------------------------------------
 
 
 def _when(moment) -> str:
-    return date_format(localtime(moment), "Y-m-d H:i")
+    return date_format(localtime(moment), "SHORT_DATETIME_FORMAT")
 
 
 def report_lookup_problems(request, lookups: FlowLookups) -> None:
@@ -72,28 +72,36 @@ def report_lookup_problems(request, lookups: FlowLookups) -> None:
     for problem in lookups.problems:
         if problem.tool == "accounting":
             if lookups.target_fetched_at is not None:
-                consequence = (
-                    f"The lists below are those read on {_when(lookups.target_fetched_at)}."
-                )
+                consequence = gettext("The lists below are those read on %(when)s.") % {
+                    "when": _when(lookups.target_fetched_at)
+                }
             elif lookups.folders is not None:
-                consequence = "The folders below are those read before."
+                consequence = gettext("The folders below are those read before.")
             else:
-                consequence = (
+                consequence = gettext(
                     "Its lists are not available: type the values in; they are checked against "
                     "the tool when it answers again."
                 )
+            unreadable = gettext("The accounting tool could not be read (%(code)s):")
         else:
             consequence = (
-                "VAT proposals and the check that every rate is mapped use the rates read "
-                f"on {_when(lookups.source_fetched_at)}."
+                gettext(
+                    "VAT proposals and the check that every rate is mapped use the rates read "
+                    "on %(when)s."
+                )
+                % {"when": _when(lookups.source_fetched_at)}
                 if lookups.source_fetched_at
-                else "VAT proposals and the check that every rate is mapped are not available."
+                else gettext(
+                    "VAT proposals and the check that every rate is mapped are not available."
+                )
             )
+            unreadable = gettext("The invoicing tool could not be read (%(code)s):")
+        what_to_do = gettext(
+            "What to do: %(resolution)s Then use “Refresh from the accounting tool”."
+        ) % {"resolution": problem.resolution}
         messages.warning(
             request,
-            f"The {TOOLS[problem.tool]} could not be read ({problem.code}): {problem.message} "
-            f"{consequence} What to do: {problem.resolution} Then use “Refresh from the "
-            "accounting tool”.",
+            f"{unreadable % {'code': problem.code}} {problem.message} {consequence} {what_to_do}",
         )
 
 
@@ -188,7 +196,30 @@ class JournalMappingInline(LookupInlineMixin, admin.TabularInline):
     formset = JournalMappingFormSet
     fields = ("source_journal", "target_journal")
     extra = 1
-    verbose_name_plural = "journal mappings (used when journals are mapped one by one)"
+    verbose_name_plural = _("journal mappings (used when journals are mapped one by one)")
+
+
+def audit_setting_label(name: str) -> str:
+    """A changed setting as the flow's form names it ("Default sales account (products)" for
+    ``default_sales_account``, the inline's title for ``vat_mappings``); other notes as stored."""
+    inlines = {
+        "vat_mappings": VatMappingInline.verbose_name_plural,
+        "journal_mappings": JournalMappingInline.verbose_name_plural,
+    }
+    if name in inlines:
+        return capfirst(str(inlines[name]))
+    try:
+        return capfirst(str(SyncFlow._meta.get_field(name).verbose_name))
+    except FieldDoesNotExist:
+        return name
+
+
+def _audit_value(value) -> str:
+    if value is True or value is False:
+        return gettext("yes") if value else gettext("no")
+    if value in (None, ""):
+        return "—"
+    return f"“{value}”" if isinstance(value, str) else str(value)
 
 
 @admin.register(ConfigChange)
@@ -210,24 +241,27 @@ class ConfigChangeAdmin(ReadOnlyAdminMixin, ClientScopedAdminMixin, admin.ModelA
     )  # fmt: skip
     fields = readonly_fields
 
-    @admin.display(description="flow")
+    @admin.display(description=_("flow"))
     def flow_display(self, obj: ConfigChange):
         # A record belongs to the client it was made under: a flow moved to another client since
         # is named as it was then, never as that client's flow.
         flow = obj.flow
         if flow is None:
-            return f"{obj.flow_label} (deleted)"
+            return gettext("%(flow)s (deleted)") % {"flow": obj.flow_label}
         if flow.client_id != obj.client_id:
-            return f"{obj.flow_label} (since moved to another client)"
+            return gettext("%(flow)s (since moved to another client)") % {"flow": obj.flow_label}
         url = reverse("admin:mappings_syncflow_change", args=[flow.pk])
         return format_html('<a href="{}">{}</a>', url, flow)
 
-    @admin.display(description="settings changed")
+    @admin.display(description=_("settings changed"))
     def changed_settings(self, obj: ConfigChange) -> str:
-        names = list(obj.changes)
-        return ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+        names = [audit_setting_label(name) for name in obj.changes]
+        more = len(names) - 6
+        return ", ".join(names[:6]) + (
+            gettext(" and %(count)d more") % {"count": more} if more > 0 else ""
+        )
 
-    @admin.display(description="what changed")
+    @admin.display(description=_("what changed"))
     def changes_display(self, obj: ConfigChange):
         rows = []
         for name, change in obj.changes.items():
@@ -236,11 +270,13 @@ class ConfigChangeAdmin(ReadOnlyAdminMixin, ClientScopedAdminMixin, admin.ModelA
                     [f"+ {x}" for x in change["added"]] + [f"− {x}" for x in change["removed"]]
                 )
             else:
-                text = f"{change['from']!r} → {change['to']!r}"
-            rows.append(format_html("<tr><th>{}</th><td>{}</td></tr>", name, text))
+                text = f"{_audit_value(change['from'])} → {_audit_value(change['to'])}"
+            rows.append(
+                format_html("<tr><th>{}</th><td>{}</td></tr>", audit_setting_label(name), text)
+            )
         return format_html("<table>{}</table>", mark_safe("".join(rows)))  # noqa: S308 - escaped rows
 
-    @admin.display(description="configuration after")
+    @admin.display(description=_("configuration after"))
     def snapshot_display(self, obj: ConfigChange):
         return format_html(
             "<pre style='white-space:pre-wrap'>{}</pre>",

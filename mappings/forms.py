@@ -138,11 +138,11 @@ class SyncFlowAdminForm(LookupFormMixin, forms.ModelForm):
 
     # Not a flow field: the person's confirmation that the flow may share its ledger.
     confirm_shared_ledger = forms.BooleanField(
-        label="Share the ledger with another flow",
+        label=_("Share the ledger with another flow"),
         required=False,
-        help_text="Asked only when another enabled flow reads the same invoicing account and "
+        help_text=_("Asked only when another enabled flow reads the same invoicing account and "
         "writes to the same accounting folder: tick it once you have read which flow and what "
-        "happens, then save again.",
+        "happens, then save again."),
     )
 
     class Meta:
@@ -382,7 +382,7 @@ class VatMappingFormSet(MappingFormSet):
                 continue
             key = vat_mapping_key(form.cleaned_data)
             if key in seen:
-                raise ValidationError("A source rate or tax is mapped twice.")
+                raise ValidationError(_("A source rate or tax is mapped twice."))
             seen.add(key)
 
 
