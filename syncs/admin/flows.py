@@ -102,7 +102,11 @@ class SyncFlowAdmin(CascadeLogsDeleteMixin, ClientScopedAdminMixin, admin.ModelA
     # The settings' fieldsets come from their declaration (mappings/flow_settings.py); the
     # shared-ledger confirmation is the form's own field, shown after "enabled".
     fieldsets = (
-        *flow_fieldsets(extra={"What to sync": ("confirm_shared_ledger",)}),
+        # The declaration's group names are English; shown in the reader's language.
+        *(
+            (gettext_lazy(group) if group else None, options)
+            for group, options in flow_fieldsets(extra={"What to sync": ("confirm_shared_ledger",)})
+        ),
         (gettext_lazy("Bookkeeping"), {"fields": BOOKKEEPING_FIELDS, "classes": ("collapse",)}),
     )
     actions = ("sync_now", "retry_failed_records", "export_configuration")
