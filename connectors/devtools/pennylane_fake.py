@@ -433,11 +433,17 @@ class PennylaneFake:
             reasons = [f"{method} {path}: no such operation in Pennylane's contract"]
             self._violation("request", None, method, path, reasons)
             return _error(400, "; ".join(reasons))
+        # Checked first, so that a contract break is recorded even when the token is refused.
+        reasons = self.contract.request_errors(
+            method=method, url=target, headers=headers, body=body
+        )
+        if reasons:
+            self._violation("request", operation, method, path, reasons)
         lowered = {k.lower(): v for k, v in headers.items()}
         authorization = lowered.get("authorization", "")
         if not authorization.startswith("Bearer ") or not authorization[7:].strip():
-            reasons = ["Authorization: Bearer <token> is required on every operation"]
-            self._violation("request", operation, method, path, reasons)
+            missing = ["Authorization: Bearer <token> is required on every operation"]
+            self._violation("request", operation, method, path, missing)
             return self._unauthorized("The access token is invalid")
         token = authorization[7:].strip()
         verdict = self._verdict(token)
@@ -450,11 +456,7 @@ class PennylaneFake:
         limited, rate_headers = self._spend(token)
         if limited is not None:
             return limited
-        reasons = self.contract.request_errors(
-            method=method, url=target, headers=headers, body=body
-        )
         if reasons:
-            self._violation("request", operation, method, path, reasons)
             return self._with(_error(400, "; ".join(reasons)), rate_headers)
         company, refusal = self._company(operation, token, verdict, lowered, method, path)
         if refusal is not None:

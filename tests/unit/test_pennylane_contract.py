@@ -593,3 +593,17 @@ def test_a_411_ledger_account_created_also_creates_its_company_customer(fake, ap
     [customer] = [c for c in acme.customers.values() if c["name"] == "Durand"]
     assert customer["ledger_account"] == {"id": account.json()["id"]}
     assert fake.violations == []
+
+
+def test_a_contract_break_is_recorded_even_when_the_token_is_refused(fake, api, acme):
+    session, url = api
+    expired = fake.tokens.issue(company_id=acme.id)
+    fake.tokens.expire(expired)
+
+    answer = session.post(
+        f"{url}/journals", json={"code": "X"}, headers={"Authorization": f"Bearer {expired}"}
+    )
+
+    assert answer.status_code == 401
+    [violation] = fake.violations
+    assert any("'label' is a required property" in reason for reason in violation.reasons)
