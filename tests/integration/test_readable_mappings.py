@@ -10,9 +10,11 @@ from decimal import Decimal as D
 
 import lxml.html
 import pytest
+from django.urls import reverse
 
 from connectors.canonical import Direction, SourceTaxRate, TaxKind, VatCode
 from tests.doubles import FRENCH_VAT_CODES
+from tests.factories import SyncedRecordFactory, UserFactory
 from tests.integration.test_mapping_forms import change_url, complete_flow, form_data
 
 pytestmark = pytest.mark.django_db
@@ -36,8 +38,6 @@ SOURCE_TAXES = [
 
 @pytest.fixture
 def admin_client(client):
-    from tests.factories import UserFactory
-
     client.force_login(UserFactory(username="root", is_superuser=True))
     return client
 
@@ -249,3 +249,21 @@ def test_a_plain_rate_row_saves_beside_the_row_of_a_reverse_charge_tax_at_that_r
     assert response.status_code == 302, [text(li) for li in page(response).xpath("//li")][:5]
     assert flow.vat_mappings.get(source_tax_id="60").collected_code == "62"
     assert flow.vat_mappings.get(direction="purchases", source_rate=D("20")).collected_code == ""
+
+
+# -- The record's page -----------------------------------------------------------------------------
+
+
+def test_a_failed_records_page_keeps_the_tools_keys_folded_away_for_support(
+    admin_client, memory_connectors
+):
+    record = SyncedRecordFactory(
+        flow=complete_flow(), source_id="src-key-7781", target_ref="tgt-key-9912"
+    )
+    doc = page(admin_client.get(reverse("admin:syncs_syncedrecord_change", args=[record.pk])))
+    for key in ("src-key-7781", "tgt-key-9912"):
+        places = doc.xpath(f"//*[contains(text(), '{key}')]")
+        assert places, key
+        for place in places:
+            folded = place.xpath(f"ancestor::fieldset[{has('collapse')}]")
+            assert folded and "For support" in text(folded[0]), (key, text(place.getparent()))
