@@ -25,7 +25,9 @@ except ModuleNotFoundError as error:  # an installed wheel: the development tool
     if not (error.name or "").startswith("connectors.devtools"):
         raise
     SandboxError = TrytonSandbox = company_party = demo_einvoices = None
+from connectors.canonical import Direction
 from connectors.models import Client, Connection
+from connectors.selectors import connector_for
 from connectors.services import (
     client_create,
     connection_check,
@@ -39,6 +41,7 @@ from mappings.models import SyncFlow
 from mappings.services import (
     flow_create,
     flow_lookups_load,
+    flow_mappings_replace,
     flow_mappings_suggest,
     flow_update,
 )
@@ -55,6 +58,8 @@ ADMIN_EMAIL = "admin@example.com"
 # The demo maps France's everyday rates and leaves the rest (2.1 % press, old rates) to a person,
 # so the first sync shows one failed invoice and how to fix it.
 DEMO_RATES = ("20", "10", "5.5", "0")
+# The French rates the demo's e-invoices state (connectors/devtools/einvoices).
+EINVOICE_RATES = ("20", "10", "5.5")
 
 
 NEEDS_CHECKOUT = (
@@ -244,11 +249,13 @@ class Command(BaseCommand):
             accounting_connection=flow.accounting_connection,
         )
         flow_mappings_suggest(flow=einvoice_flow, rates=DEMO_RATES)
+        # Suppliers' invoices only: the purchase VAT the files state, mapped as a person would.
         flow_update(
             flow=SyncFlow.objects.get(pk=einvoice_flow.pk),
-            data={"start_date": dt.date(today.year - 1, 1, 1)},
+            data={"start_date": dt.date(today.year - 1, 1, 1), "scope": "purchases"},
         )
         einvoice_flow = SyncFlow.objects.get(pk=einvoice_flow.pk)
+        self.map_einvoice_vat(einvoice_flow)
         flow_lookups_load(flow=einvoice_flow)
         missing = [s.name for s in flow_setup_checklist(einvoice_flow) if not s.done]
         if missing:
@@ -260,6 +267,42 @@ class Command(BaseCommand):
             flow_update(flow=einvoice_flow, data={"enabled": True})
         einvoice_flow.refresh_from_db()
         return einvoice_flow
+
+    def map_einvoice_vat(self, flow: SyncFlow) -> None:
+        """The French rates of the demo's e-invoices (``S/20``, ``S/10``, ``S/5.5``) mapped to
+        the chart's purchase tax on goods: the chart has a goods, a services and a fixed-assets
+        tax at each rate, a choice the suggestions leave to a person."""
+        target = connector_for(flow.accounting_connection)
+        try:
+            codes = target.list_vat_codes(flow.folder)
+        finally:
+            target.close()
+        rows = list(
+            flow.vat_mappings.values(
+                "direction", "source_rate", "source_tax_id", "target_code", "collected_code"
+            )
+        )
+        for rate in EINVOICE_RATES:
+            goods = sorted(
+                (
+                    code
+                    for code in codes
+                    if code.direction is Direction.PURCHASES
+                    and code.rate == Decimal(rate)
+                    and "achat de biens" in code.name.lower()
+                ),
+                key=lambda code: code.code,
+            )
+            if goods:
+                rows.append(
+                    {"direction": Direction.PURCHASES.value, "source_rate": Decimal(rate),
+                     "source_tax_id": f"S/{rate}", "target_code": goods[0].code}
+                )  # fmt: skip
+        flow_mappings_replace(
+            flow=flow,
+            vat_mappings=rows,
+            journal_mappings=list(flow.journal_mappings.values("source_journal", "target_journal")),
+        )
 
     def ensure_admin_user(self) -> tuple[str, str]:
         """A superuser for the demo, its password kept in var/ so the banner can show it again."""
