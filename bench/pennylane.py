@@ -5,12 +5,13 @@ against ``tests/contracts/pennylane``, Pennylane's 25 requests / 5 s per token e
 
 Figures:
 
-- ``pennylane_target_calls_per_invoice`` / ``..._with_pdf``: every request of the first run (lookups,
-  partners, entry look-ups, uploads, entries) divided by the invoices written;
+- ``pennylane_target_calls_per_invoice`` / ``..._with_pdf``: every request of the first run
+  (lookups, partners, entry look-ups, uploads, entries) divided by the invoices written;
 - ``pennylane_entry_calls_per_invoice`` / ``..._with_pdf``: the per-invoice part alone (entry
   look-ups, uploads, entries), what a long backlog tends to;
 - ``pennylane_max_requests_per_5s``: the most requests the fake received in any 5-second window
-  (Pennylane allows 25); ``pennylane_429``: how many it refused (0 when the connector's window holds);
+  (Pennylane allows 25); ``pennylane_429``: how many it refused (0 when the connector's window
+  holds);
 - ``pennylane_invoices_per_s``: the throughput the limit leaves.
 """
 

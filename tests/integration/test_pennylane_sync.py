@@ -173,7 +173,10 @@ def test_partners_are_matched_by_auxiliary_account_vat_number_siren_and_name_els
         "name": target.create_partner(folder, Partner("x4", "Garage Leblanc"), Direction.SALES),
     }
     target.close()
-    (aux_account,) = existing["aux"].auxiliary_accounts
+    accounts = {a["id"]: a["number"] for a in company.ledger_accounts.values()}
+    own = {c["id"]: accounts[c["ledger_account"]["id"]] for c in company.customers.values()}
+    expected = {key: own[int(p.id.split(":")[1])] for key, p in existing.items()}
+    aux_account = expected["aux"]
     partners = {
         "aux": Partner("p1", "Boulangerie (autre nom)", auxiliary_account=aux_account),
         "vat": Partner("p2", "VH Group", vat_number="FR 40 303 265 045"),
@@ -192,7 +195,6 @@ def test_partners_are_matched_by_auxiliary_account_vat_number_siren_and_name_els
     new = next(c for c in company.customers.values() if c["name"] == "Nouveau Client SARL")
     assert new["vat_number"] == "FR12345678901"
     accounts = {a["id"]: a["number"] for a in company.ledger_accounts.values()}
-    expected = {key: p.auxiliary_accounts[0] for key, p in existing.items()}
     expected["new"] = accounts[new["ledger_account"]["id"]]
     for key, account in expected.items():
         (entry,) = entries_of(company, f"M-{key}")

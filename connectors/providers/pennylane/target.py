@@ -205,16 +205,6 @@ class PennylaneTarget(AccountingTarget):
                 rows[number] = row
         return rows
 
-    def _account_number(self, folder: str, account_id: str) -> str:
-        """The number of one ledger account, read when the cached chart does not hold it."""
-        for row in self._accounts.get(folder, []):
-            if ref_id(row.get("id")) == account_id:
-                return str(row.get("number") or "")
-        rows = list(self.client.list("ledger_accounts", [("id", "eq", account_id)], limit=1))
-        if folder in self._accounts:
-            self._accounts[folder].extend(rows)
-        return str(rows[0].get("number") or "") if rows else ""
-
     def list_accounts(self, folder: str) -> list[Account]:
         return [
             Account(number=number, name=str(row.get("label") or ""),
@@ -359,9 +349,10 @@ class PennylaneTarget(AccountingTarget):
             if len(number) == 14:
                 body["establishment_no"] = number  # a supplier takes its SIRET
             kind, row = SUPPLIER, self.client.post("suppliers", body)
-        # Pennylane opens the partner's own account (411…, 401…) with it: read its number.
-        account_id = ref_id(row.get("ledger_account"))
-        numbers = {account_id: self._account_number(folder, account_id)} if account_id else {}
+        # Pennylane opens the partner's own account (411…, 401…) with it; its number is not read
+        # back (one call per partner): the next run's listing gives it with the chart.
+        numbers = {ref_id(r.get("id")): str(r.get("number") or "")
+                   for r in self._accounts.get(folder, [])}  # fmt: skip
         created = self._target_partner(kind, row, numbers)
         if folder in self._partners:
             self._partners[folder].append(created)
