@@ -42,7 +42,8 @@ if env.bool("DJANGO_SECURE_PROXY_SSL_HEADER", default=False):
 CREDENTIALS_KEYS = env.list("INVSYNC_CREDENTIALS_KEYS", default=[])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # Django's admin, with invsync's site: its home page for the work (invsync/admin_site.py).
+    "invsync.apps.InvsyncAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

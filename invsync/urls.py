@@ -2,7 +2,6 @@ from allauth.account.decorators import secure_admin_login
 from django.contrib import admin
 from django.db import models
 from django.urls import include, path
-from django.utils.translation import gettext_lazy as _
 
 from connectors.form_fields import BoundedJSONField
 from invsync.admin import admin_pages_for_superusers_only
@@ -28,6 +27,4 @@ urlpatterns = [
     path("admin/", admin.site.urls),
 ]
 
-admin.site.site_header = "invsync"
-admin.site.site_title = "invsync"
-admin.site.index_title = _("Clients, flows and records")
+# The site's header, title and home page: invsync/admin_site.py.

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 
+from django.db.models import Q
 from django.utils import timezone
 
 from connectors.canonical import Direction, SourceTaxRate
@@ -24,6 +25,8 @@ from mappings.flow_settings import (
     vat_row_matching,
 )
 from mappings.lookups import (
+    SOURCE_LOOKUPS,
+    TARGET_FOLDER_LOOKUPS,
     VAT_CODE_FIELD_DIRECTIONS,
     FlowLookups,
     _cache_rows,
@@ -288,6 +291,7 @@ def flow_setup_checklist(
     vat_mappings: Iterable | None = None,
     journal_mappings: Iterable | None = None,
     lookups: FlowLookups | None = None,
+    cache_rows: list[LookupCache] | None = None,
 ) -> list[Step]:
     """The flow's setup steps, done or missing, in the order an accountant goes through them.
 
@@ -295,7 +299,8 @@ def flow_setup_checklist(
     instances or mappings of field names, the ones a form is about to save) and the cached
     lookups (or ``lookups``); never calls a tool. Values are checked against the lists last read
     from the tools when there are any: an account the chart no longer has is a missing step."""
-    cache_rows = _cache_rows(flow, flow.folder)
+    if cache_rows is None:
+        cache_rows = _cache_rows(flow, flow.folder)
     if lookups is None or lookups.folder != flow.folder:
         lookups = _lookups_from_rows(flow, flow.folder, cache_rows)
     # Which settings are required follows from their declaration (mappings/flow_settings.py).
@@ -425,6 +430,54 @@ def flow_setup_checklist(
             )
         )
     return steps
+
+
+def flows_setup_checklists(flows: Iterable[SyncFlow]) -> dict[int, list[Step]]:
+    """:func:`flow_setup_checklist` of many flows (by id) in one read of the cached lookups, each
+    list decoded once per connection pair and folder. The caller prefetches the flows'
+    connections and ``vat_mappings``/``journal_mappings``: then the queries do not grow with the
+    number of flows."""
+    flows = list(flows)
+    wanted = Q(pk__in=[])
+    for flow in flows:
+        if flow.accounting_connection_id:
+            wanted |= Q(connection_id=flow.accounting_connection_id, folder="", name="folders")
+            if flow.folder:
+                wanted |= Q(
+                    connection_id=flow.accounting_connection_id,
+                    folder=flow.folder,
+                    name__in=TARGET_FOLDER_LOOKUPS,
+                )
+        if flow.invoicing_connection_id:
+            wanted |= Q(
+                connection_id=flow.invoicing_connection_id, folder="", name__in=SOURCE_LOOKUPS
+            )
+    rows = list(LookupCache.objects.filter(wanted)) if flows else []
+    decoded: dict[tuple, tuple[list[LookupCache], FlowLookups]] = {}
+    result = {}
+    for flow in flows:
+        key = (flow.accounting_connection_id, flow.invoicing_connection_id, flow.folder)
+        if key not in decoded:
+            mine = [
+                row
+                for row in rows
+                if (
+                    row.connection_id == flow.accounting_connection_id
+                    and (
+                        (row.folder == "" and row.name == "folders")
+                        or (row.folder == flow.folder != "" and row.name in TARGET_FOLDER_LOOKUPS)
+                    )
+                )
+                or (
+                    row.connection_id == flow.invoicing_connection_id
+                    and row.folder == ""
+                    and row.name in SOURCE_LOOKUPS
+                )
+            ]
+            decoded[key] = (mine, _lookups_from_rows(flow, flow.folder, mine))
+        mine, lookups = decoded[key]
+        result[flow.pk] = flow_setup_checklist(flow, lookups=lookups, cache_rows=mine)
+    return result
 
 
 def _target_limits(connection) -> list[str]:
