@@ -8,8 +8,10 @@ and never the password.
 from __future__ import annotations
 
 import io
+import ipaddress
 import json
 import logging
+import socket
 import zipfile
 from email.message import EmailMessage
 from pathlib import Path
@@ -22,6 +24,7 @@ from connectors import registry
 from connectors.canonical import Direction, InvoiceType
 from connectors.errors import ErrorCode, InvsyncError
 from connectors.models import InboxFile
+from connectors.outbound import UNRESTRICTED
 from connectors.providers.einvoice import mailbox as mailbox_module
 from connectors.providers.einvoice.inbox import EInvoiceInbox, FileState
 from connectors.selectors import connector_for
@@ -334,6 +337,41 @@ def test_an_unreachable_server_fails_the_check_with_unavailable(mailbox, options
         items(connection)
     assert raised.value.code is ErrorCode.UNAVAILABLE
     assert mailbox.password not in check.message + raised.value.message
+
+
+def non_loopback_address() -> str | None:
+    """This machine's address on its default route (a UDP connect sends nothing), if any."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # TEST-NET-1: never answered
+        except OSError:
+            return None
+        address = probe.getsockname()[0]
+    return None if ipaddress.ip_address(address).is_loopback else address
+
+
+def test_no_tls_never_sends_the_password_to_another_machine():
+    address = non_loopback_address()
+    if address is None:
+        pytest.skip("this machine has no address besides loopback")
+    with socket.socket() as listener:
+        listener.bind((address, 0))
+        listener.listen()
+        listener.settimeout(2)
+        settings = mailbox_module.MailboxSettings(
+            host=address, port=listener.getsockname()[1], tls="none", folder="INBOX", move_to=None
+        )
+        client = mailbox_module.MailboxClient(
+            settings, {"username": "me", "password": "Secret-9"}, policy=UNRESTRICTED
+        )
+        with pytest.raises(InvsyncError) as raised:
+            client.open()
+        assert raised.value.code is ErrorCode.CONFIGURATION_INCOMPLETE
+        assert "not on this machine" in raised.value.message
+        peer, _ = listener.accept()  # connected, then closed before a byte was sent
+        with peer:
+            peer.settimeout(2)
+            assert peer.recv(100) == b""
 
 
 def test_a_folder_that_does_not_exist_names_the_setting(mailbox):

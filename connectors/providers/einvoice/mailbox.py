@@ -282,6 +282,10 @@ def _body(part: Message) -> bytes:
 # -- IMAP ---------------------------------------------------------------------------------------
 
 
+class NotLocal(Exception):
+    """``imap_tls`` none, and the host name led to another machine: nothing was sent."""
+
+
 class _CheckedIMAP4(imaplib.IMAP4):
     """``imaplib.IMAP4`` whose socket is opened by the outbound policy's
     :func:`checked_connection` (and wrapped in TLS from the start when ``implicit_tls``)."""
@@ -305,7 +309,7 @@ class _CheckedIMAP4(imaplib.IMAP4):
         sock = checked_connection(self._policy, self.host, self.port, timeout=timeout)
         if self._local_only and not ipaddress.ip_address(sock.getpeername()[0]).is_loopback:
             sock.close()
-            raise AddressNotAllowed(self.host, "", "non-local (no TLS is for this machine only)")
+            raise NotLocal(self.host)
         if self._implicit_tls is not None:
             return self._implicit_tls.wrap_socket(sock, server_hostname=self.host)
         return sock
@@ -408,6 +412,15 @@ class MailboxClient:
                 f"The mailbox server of {self.label!r} is {refused.reason}, which invsync's "
                 "outbound policy refuses (INVSYNC_OUTBOUND_ALLOWED_NETWORKS).",
                 field="imap_host",
+            ) from None
+        except NotLocal:
+            self._drop()
+            raise ConnectorError(
+                ErrorCode.CONFIGURATION_INCOMPLETE,
+                f"The mailbox server of {self.label!r} is not on this machine: without TLS "
+                "(imap_tls none) invsync sends no password over the network; use implicit or "
+                "starttls.",
+                field="imap_tls",
             ) from None
         except (OSError, imaplib.IMAP4.error, EOFError) as error:
             self._drop()
