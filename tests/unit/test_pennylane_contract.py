@@ -427,7 +427,7 @@ def test_without_the_rate_limit_switch_nothing_is_limited(contract, clock):
     assert codes == {200}
 
 
-def test_expired_and_revoked_tokens_are_answered_401_as_doorkeeper_does(fake, acme):
+def test_expired_revoked_and_unknown_tokens_are_answered_401_with_the_reason(fake, acme):
     expired, revoked = (fake.tokens.issue(company_id=acme.id, ttl=3600) for _ in range(2))
     fake.tokens.expire(expired)
     fake.tokens.revoke(revoked)
