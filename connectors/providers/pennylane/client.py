@@ -158,7 +158,7 @@ def vendor_error(response: requests.Response) -> tuple[str | None, str | None]:
         return None, str(body)[:500]
     code = body.get("code") or body.get("error_code")
     parts: list[str] = []
-    for key in ("error", "message", "details", "errors"):
+    for key in ("error", "error_description", "message", "details", "errors"):
         value = body.get(key)
         if isinstance(value, list | tuple):
             parts += [json.dumps(v) if isinstance(v, dict) else str(v) for v in value]
