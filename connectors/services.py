@@ -275,6 +275,9 @@ def connection_update(
     )
     if missing:
         raise ValidationError({"credentials": reenter_message(address_changed, missing)})
+    if address_changed:
+        # An OAuth2 grant is never sent to an address it was not given for either: reconnect.
+        connection.oauth_tokens = {}
 
     changed = any(
         getattr(connection, name) != getattr(stored, name)

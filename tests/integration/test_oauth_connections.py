@@ -444,3 +444,16 @@ def test_a_run_stopped_by_a_revoked_grant_shows_a_reconnect_button(admin_client,
     assert f"Reconnect {flow.accounting_connection.name}" in page
     # The invoicing connection signs in with an API key: no button for it.
     assert page.count("oauth-reconnect") == 1
+
+
+def test_changing_where_the_credentials_go_drops_the_oauth_grant(
+    admin_client, connection, oauth_server
+):
+    from connectors.services import connection_update
+
+    connect(admin_client, connection)
+    assert not tokens_missing(connection)
+    connection_update(
+        connection=connection, data={"auth_kind": "api_key"}, credentials={"api_key": "k-123"}
+    )
+    assert tokens_missing(connection)  # never sent to an address it was not given for
