@@ -12,7 +12,8 @@ mock of our functions): invsync's OAuth2 connections run their whole dance again
 - The API a grant opens: ``GET /api/external/v2/me`` (Pennylane's user profile: the first company
   granted), ``GET /api/external/firm/v1/companies`` (every company granted) and
   ``GET /api/ping``; each answers 401 to an unknown, expired or revoked access token.
-- Switches for the tests: :meth:`expire_access_tokens`, :meth:`revoke_all`, ``companies``,
+- Switches for the tests: :meth:`expire_access_tokens`, :meth:`expire_grants` (refresh tokens
+  past their lifetime), :meth:`revoke_all`, ``companies``,
   ``access_ttl``, ``refresh_delay`` (to widen a refresh race).
 
     python -m connectors.devtools.oauth_server --port 8765   # for the dev sandbox
@@ -65,6 +66,7 @@ class Access:
 class Refresh:
     grant: Grant
     used: bool = False
+    expired: bool = False
 
 
 @dataclass
@@ -125,6 +127,12 @@ class OAuthServer:
         with self._lock:
             for access in self._access.values():
                 access.expires_at = 0.0
+
+    def expire_grants(self) -> None:
+        """Every refresh token outlives its lifetime (Pennylane's last 90 days): refused."""
+        with self._lock:
+            for refresh in self._refresh.values():
+                refresh.expired = True
 
     def revoke_all(self) -> None:
         with self._lock:
@@ -221,6 +229,7 @@ class OAuthServer:
             if (
                 refresh is None
                 or refresh.used
+                or refresh.expired
                 or refresh.grant.revoked
                 or refresh.grant.client_id != client_id
             ):

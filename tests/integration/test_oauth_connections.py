@@ -457,3 +457,13 @@ def test_changing_where_the_credentials_go_drops_the_oauth_grant(
         connection=connection, data={"auth_kind": "api_key"}, credentials={"api_key": "k-123"}
     )
     assert tokens_missing(connection)  # never sent to an address it was not given for
+
+
+def test_an_expired_grant_fails_with_grant_revoked(admin_client, connection, oauth_server):
+    connect(admin_client, connection)
+    oauth_server.expire_access_tokens()
+    oauth_server.expire_grants()  # the refresh token outlived its lifetime too
+    with pytest.raises(InvsyncError) as caught:
+        api(DatabaseTokenSource(connection.pk), oauth_server).get_json("api/ping")
+    assert caught.value.code == ErrorCode.OAUTH_GRANT_REVOKED
+    assert oauth_server.stats.refused_refreshes == 1
