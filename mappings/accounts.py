@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from django.utils.translation import gettext, gettext_noop
+
 from connectors.canonical import Account, AccountKind
 from mappings.flow_settings import SettingType, settings_of
 
@@ -50,8 +52,25 @@ def account_fits(account: Account, field_name: str) -> bool:
     return account_kind(account) in ACCOUNT_FIELD_KINDS[field_name]
 
 
+# Each kind as people read it (translated when shown).
+_KIND_NAMES = {
+    AccountKind.RECEIVABLE: gettext_noop("receivable"),
+    AccountKind.PAYABLE: gettext_noop("payable"),
+    AccountKind.REVENUE: gettext_noop("revenue"),
+    AccountKind.EXPENSE: gettext_noop("expense"),
+    AccountKind.TAX: gettext_noop("tax"),
+    AccountKind.OTHER: gettext_noop("other"),
+    AccountKind.UNKNOWN: gettext_noop("unknown"),
+}
+
+
+def kind_name(kind: AccountKind) -> str:
+    """The kind in the reader's language ("receivable", "créances")."""
+    return gettext(_KIND_NAMES.get(kind, kind.value))
+
+
 def kinds_text(kinds: Iterable[AccountKind]) -> str:
-    return " or ".join(kind.value for kind in kinds)
+    return gettext(" or ").join(kind_name(kind) for kind in kinds)
 
 
 def field_kinds_text(field_name: str) -> str:
@@ -68,7 +87,11 @@ def account_kind_problem(
     found = next((a for a in accounts if a.number == number), None)
     if found is None or account_fits(found, field_name):
         return None
-    return (
-        f"The account {number} is a {account_kind(found).value} account in the accounting tool; "
-        f"this setting takes a {field_kinds_text(field_name)} account."
-    )
+    return gettext(
+        "The account %(number)s is a %(kind)s account in the accounting tool; this setting takes "
+        "a %(kinds)s account."
+    ) % {
+        "number": number,
+        "kind": kind_name(account_kind(found)),
+        "kinds": field_kinds_text(field_name),
+    }

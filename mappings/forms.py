@@ -14,6 +14,7 @@ from typing import ClassVar
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from connectors.canonical import Direction
@@ -25,6 +26,7 @@ from mappings.accounts import (
     account_kind,
     account_kind_problem,
     field_kinds_text,
+    kind_name,
 )
 from mappings.capabilities import drafts_refused
 from mappings.checklist import VatRow, needs_collected_code, vat_row_for
@@ -107,7 +109,10 @@ def _account_note(value: str, accounts) -> str:
         return NOT_IN_TOOL
     if not found.active:
         return f"{account_label(found)}, inactive"
-    return f"{account_label(found)}, a {account_kind(found).value} account"
+    return gettext("%(account)s, a %(kind)s account") % {
+        "account": account_label(found),
+        "kind": kind_name(account_kind(found)),
+    }
 
 
 def _vat_note(value: str, direction: str | None, vat_codes) -> str:
@@ -140,9 +145,11 @@ class SyncFlowAdminForm(LookupFormMixin, forms.ModelForm):
     confirm_shared_ledger = forms.BooleanField(
         label=_("Share the ledger with another flow"),
         required=False,
-        help_text=_("Asked only when another enabled flow reads the same invoicing account and "
-        "writes to the same accounting folder: tick it once you have read which flow and what "
-        "happens, then save again."),
+        help_text=_(
+            "Asked only when another enabled flow reads the same invoicing account and "
+            "writes to the same accounting folder: tick it once you have read which flow and what "
+            "happens, then save again."
+        ),
     )
 
     class Meta:
@@ -178,7 +185,7 @@ class SyncFlowAdminForm(LookupFormMixin, forms.ModelForm):
                 [(f.id, folder_label(f)) for f in lookups.folders],
                 self._current("folder"),
                 lambda value: NOT_IN_TOOL,
-                "The folders the accounting connection can write to.",
+                _("The folders the accounting connection can write to."),
             )
             if not self.initial.get("folder") and len(lookups.folders) == 1:
                 self.initial["folder"] = lookups.folders[0].id
@@ -196,7 +203,8 @@ class SyncFlowAdminForm(LookupFormMixin, forms.ModelForm):
                     ],
                     self._current(name),
                     lambda value: _account_note(value, lookups.accounts),
-                    f"Active {field_kinds_text(name)} accounts of the accounting tool.",
+                    gettext("Active %(kinds)s accounts of the accounting tool.")
+                    % {"kinds": field_kinds_text(name)},
                 )
         if lookups.vat_codes is not None:
             for name, direction in VAT_CODE_FIELD_DIRECTIONS.items():

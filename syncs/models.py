@@ -12,10 +12,10 @@ from mappings.models import SyncFlow
 
 # How the admin names the canonical invoice types (the stored value is InvoiceType's).
 INVOICE_TYPE_CHOICES = [
-    (InvoiceType.CUSTOMER_INVOICE.value, "Sales invoice"),
-    (InvoiceType.CUSTOMER_REFUND.value, "Sales credit note"),
-    (InvoiceType.SUPPLIER_INVOICE.value, "Purchase invoice"),
-    (InvoiceType.SUPPLIER_REFUND.value, "Purchase credit note"),
+    (InvoiceType.CUSTOMER_INVOICE.value, _("Sales invoice")),
+    (InvoiceType.CUSTOMER_REFUND.value, _("Sales credit note")),
+    (InvoiceType.SUPPLIER_INVOICE.value, _("Purchase invoice")),
+    (InvoiceType.SUPPLIER_REFUND.value, _("Purchase credit note")),
 ]
 
 

@@ -17,7 +17,7 @@ from django.utils.translation import ngettext
 from connectors.admin import ClientScopedAdminMixin, ReadOnlyAdminMixin
 from connectors.admin_filters import ClientScopedRelatedFilter
 from connectors.canonical import TargetLookups
-from connectors.errors import InvsyncError
+from connectors.errors import ErrorCode, InvsyncError
 from connectors.formatting import format_money
 from mappings.lookups import cached_target_lookups, lookup_names
 from syncs import selectors as sync_selectors
@@ -28,6 +28,21 @@ from syncs.forms import RecordOverridesForm
 from syncs.models import RecordStatus, SyncedRecord
 from syncs.preview import record_preview
 from syncs.serialization import InputError, config_to_json, result_to_json
+
+
+class ErrorCodeFilter(admin.SimpleListFilter):
+    """By error code, each named by its code (the same in every language), as the failure review
+    and the catalogue name it; the parameter is the field filter's, so links keep working."""
+
+    title = _("error code")
+    parameter_name = "error_code__exact"
+
+    def lookups(self, request, model_admin):
+        return [(code, code) for code in ErrorCode.values]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        return queryset.filter(error_code=value) if value else queryset
 
 
 @admin.register(SyncedRecord)
@@ -49,7 +64,7 @@ class SyncedRecordAdmin(
     list_filter = (
         ("flow", ClientScopedRelatedFilter),
         "status",
-        "error_code",
+        ErrorCodeFilter,
         "invoice_type",
     )
     list_select_related = ("flow", "flow__client")
@@ -173,12 +188,13 @@ class SyncedRecordAdmin(
     def overrides_summary(self, obj: SyncedRecord):
         overrides = sync_selectors.record_overrides(obj)
         if not overrides:
-            return "None: lines use their own account and the flow's VAT mapping."
+            return _("None: lines use their own account and the flow's VAT mapping.")
         items = format_html_join(
             "",
-            "<li>Line {}: {}</li>",
+            "<li>{} {}: {}</li>",
             (
                 (
+                    _("Line"),
                     index + 1,
                     format_html_join(
                         ", ",
@@ -186,8 +202,8 @@ class SyncedRecordAdmin(
                         [
                             (label, value)
                             for label, value in (
-                                ("account", override.account),
-                                ("VAT code", override.vat_code),
+                                (_("account"), override.account),
+                                (_("VAT code"), override.vat_code),
                             )
                             if value
                         ],
@@ -198,9 +214,12 @@ class SyncedRecordAdmin(
         )
         return format_html(
             '<ul class="record-overrides" style="margin:0;padding-left:1.2em">{}</ul>'
-            '<p class="help">Used on the next attempt instead of the line\'s own account or the '
-            "flow's VAT mapping.</p>",
+            '<p class="help">{}</p>',
             items,
+            _(
+                "Used on the next attempt instead of the line's own account or the flow's VAT "
+                "mapping."
+            ),
         )
 
     def has_retry_permission(self, request) -> bool:
