@@ -467,3 +467,27 @@ def test_an_expired_grant_fails_with_grant_revoked(admin_client, connection, oau
         api(DatabaseTokenSource(connection.pk), oauth_server).get_json("api/ping")
     assert caught.value.code == ErrorCode.OAUTH_GRANT_REVOKED
     assert oauth_server.stats.refused_refreshes == 1
+
+
+def test_a_revoked_grant_stops_the_run_with_its_code_and_blames_no_record(
+    admin_client, memory_connectors
+):
+    from connectors.errors import ConnectorError
+    from mappings.models import SyncFlow
+    from syncs.models import RunStatus
+    from syncs.services import flow_sync
+    from tests.factories import InvoiceFactory
+
+    source, target = memory_connectors
+    flow = SyncFlowFactory(
+        accounting_connection__kind="accounting",
+        accounting_connection__auth_kind="oauth2",
+        accounting_connection__credentials={},
+    )
+    source.put(InvoiceFactory())
+    target.fail_next_write = ConnectorError(ErrorCode.OAUTH_GRANT_REVOKED, "revoked")
+    result = flow_sync(flow=SyncFlow.objects.get(pk=flow.pk), trigger="manual")
+    assert result.status == RunStatus.FAILED
+    assert result.error_code == ErrorCode.OAUTH_GRANT_REVOKED and result.failed_count == 0
+    page = admin_client.get(reverse("admin:syncs_syncrun_change", args=[result.pk]))
+    assert b"oauth-reconnect" in page.content
