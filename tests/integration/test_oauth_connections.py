@@ -15,23 +15,36 @@ import requests
 from cryptography.fernet import Fernet
 from django.core.management import call_command
 from django.db import connection as db
+from django.test import Client as BrowserClient
 from django.urls import reverse
 
-from connectors import crypto, roles
-from connectors.errors import CATALOGUE, ErrorCode, InvsyncError
+from connectors import crypto, oauth_backends, roles
+from connectors.errors import CATALOGUE, ConnectorError, ErrorCode, InvsyncError
 from connectors.http import HttpClient, HttpSession
 from connectors.oauth import OAuthTokens
 from connectors.selectors import connector_for
+from connectors.services import connection_update
 from connectors.token_store import DatabaseTokenSource
+from mappings.models import SyncFlow
+from syncs.models import RunStatus
+from syncs.services import flow_sync
 from tests.factories import (
     ClientFactory,
     ConnectionFactory,
+    InvoiceFactory,
     SyncedRecordFactory,
     SyncFlowFactory,
     SyncRunFactory,
     UserFactory,
 )
-from tests.oauth_fixtures import callback, connect, consent, oauth_server, start  # noqa: F401
+from tests.oauth_fixtures import (  # noqa: F401
+    MemoryPennylaneOAuth2,
+    callback,
+    connect,
+    consent,
+    oauth_server,
+    start,
+)
 from tests.unit.test_http_toolkit import TABLE
 
 pytestmark = pytest.mark.django_db
@@ -151,7 +164,6 @@ def test_a_callback_in_another_session_is_refused_with_a_catalogue_code(
     connection,
     oauth_server,
 ):
-    from django.test import Client as BrowserClient
 
     back = consent(start(admin_client, connection))
     other = BrowserClient()
@@ -254,8 +266,6 @@ def test_only_staff_who_may_change_the_connection_can_connect(client, connection
 def test_without_an_oauth_app_connect_says_which_settings_to_set(
     admin_client, connection, settings
 ):
-    from connectors import oauth_backends
-    from tests.oauth_fixtures import MemoryPennylaneOAuth2
 
     settings.INVSYNC_OAUTH = {}
     with oauth_backends.override([MemoryPennylaneOAuth2]):
@@ -414,7 +424,6 @@ def test_the_failure_review_offers_reconnect_for_a_revoked_grant(admin_client, m
 def test_saving_the_connection_form_keeps_tokens_refreshed_since_it_was_loaded(
     admin_client, connection, oauth_server
 ):
-    from connectors.services import connection_update
 
     oauth_server.companies = (("101", "Boulangerie Martin SAS"),)
     connect(admin_client, connection)
@@ -449,7 +458,6 @@ def test_a_run_stopped_by_a_revoked_grant_shows_a_reconnect_button(admin_client,
 def test_changing_where_the_credentials_go_drops_the_oauth_grant(
     admin_client, connection, oauth_server
 ):
-    from connectors.services import connection_update
 
     connect(admin_client, connection)
     assert not tokens_missing(connection)
@@ -472,11 +480,6 @@ def test_an_expired_grant_fails_with_grant_revoked(admin_client, connection, oau
 def test_a_revoked_grant_stops_the_run_with_its_code_and_blames_no_record(
     admin_client, memory_connectors
 ):
-    from connectors.errors import ConnectorError
-    from mappings.models import SyncFlow
-    from syncs.models import RunStatus
-    from syncs.services import flow_sync
-    from tests.factories import InvoiceFactory
 
     source, target = memory_connectors
     flow = SyncFlowFactory(
