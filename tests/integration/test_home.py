@@ -267,3 +267,17 @@ def test_the_home_page_of_twenty_flows_takes_a_bounded_number_of_queries(
         response = client.get(HOME)
     assert len(response.context["home"].flows) == 20
     assert len(response.context["home"].failures) == 20
+
+
+def test_the_flows_list_reads_the_setup_of_its_flows_at_once(
+    client, memory_connectors, django_assert_max_num_queries
+):
+    atelier = ClientFactory(name="Atelier")
+    _flows(20, atelier)
+    client.force_login(UserFactory(roles=["Accountant", "Operator"], clients=[atelier]))
+    url = reverse("admin:mappings_syncflow_changelist")
+    client.get(url)
+    # Session, user, permissions (2), counts (2), flows, mappings (2), cached lists: 10.
+    with django_assert_max_num_queries(11):
+        html = client.get(url).content.decode()
+    assert html.count('class="field-setup_progress"') == 20
