@@ -299,6 +299,17 @@ def test_a_lost_answer_to_an_entry_is_looked_up_before_it_is_written_again(
     assert len(entries_of(company, "LOST-1")) == 1
 
 
+def test_a_firm_token_acts_on_the_company_of_the_company_id_setting(fake, company, connectors):
+    other = fake.add_company("Autre Client SAS")
+    token = fake.tokens.issue(firm=True, company_ids=[company.id, other.id])
+    connectors.put(InvoiceFactory(number="FIRM-1", has_attachment=False))
+    flow = make_flow(fake, company, token=token, company_id=str(company.id))
+
+    assert run(flow).synced_count == 1
+
+    assert len(entries_of(company, "FIRM-1")) == 1 and other.ledger_entries == {}
+
+
 # -- OAuth2: the connection signed in through Pennylane's backend against the local server -------
 
 

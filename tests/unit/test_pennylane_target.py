@@ -39,6 +39,7 @@ def answer(status: int, body: bytes, content_type: str = "application/json") -> 
         (401, "The access token expired", ErrorCode.AUTHENTICATION_FAILED),
         (429, "Rate limit exceeded. Please retry in 2 seconds.", ErrorCode.RATE_LIMITED),
         (503, "try again", ErrorCode.UNAVAILABLE),
+        (400, "X-Company-Id is required with a firm token", ErrorCode.CONFIGURATION_INCOMPLETE),
     ],
 )
 def test_pennylanes_refusals_get_the_catalogue_code_their_message_points_at(status, message, code):

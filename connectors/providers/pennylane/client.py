@@ -87,6 +87,13 @@ ERROR_TABLE = ErrorTable(
             status=429,
         ),
         ErrorRow(
+            ErrorCode.CONFIGURATION_INCOMPLETE,
+            "{vendor} needs to know which company to act on (the token reaches several): set "
+            "the connection's company id. {detail}",
+            status="4xx",
+            pattern=r"(?i)x-company-id",
+        ),
+        ErrorRow(
             ErrorCode.AMOUNT_VALIDATION,
             "{vendor} refused the entry: {detail}",
             status="4xx",
