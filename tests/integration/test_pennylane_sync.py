@@ -250,6 +250,17 @@ def test_the_connectors_own_window_keeps_a_run_under_pennylanes_limit(fake, comp
     assert sum(fake.calls.values()) > 8  # the run needed more than one window
 
 
+def test_a_burst_of_5xx_on_reads_is_retried_and_the_run_completes(fake, company, connectors):
+    connectors.put(InvoiceFactory(number="RETRY-1", has_attachment=False))
+    flow = make_flow(fake, company, retry_base_delay="0")
+    fake.fail_next(2, status=503)  # the run's first two requests (reads)
+
+    assert run(flow).synced_count == 1
+
+    assert [status for _, status in fake.answers[:2]] == [503, 503]
+    assert len(entries_of(company, "RETRY-1")) == 1
+
+
 def test_a_crash_after_the_write_then_a_rerun_writes_no_duplicate(
     fake, company, connectors, monkeypatch
 ):

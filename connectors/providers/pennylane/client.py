@@ -221,6 +221,20 @@ SETTINGS_FIELDS = (
         check=whole_number,
     ),
     SettingField(
+        "retry_base_delay",
+        "First retry wait (s)",
+        f"The first wait, doubled for each retry (default {RetryPolicy.base_delay:g}).",
+        required=False,
+        check=non_negative_number,
+    ),
+    SettingField(
+        "retry_max_total_delay",
+        "Longest total wait (s)",
+        f"Retries stop once this much waiting is spent (default {RetryPolicy.max_total_delay:g}).",
+        required=False,
+        check=non_negative_number,
+    ),
+    SettingField(
         "retry_after_max",
         "Longest Retry-After obeyed (s)",
         f"Longest wait a 429's retry-after is obeyed for (default "
