@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
 from django.db import transaction
+from django.utils.translation import gettext as _
 from social_core.exceptions import (
     AuthCanceled,
     AuthConfigurationError,
@@ -48,6 +49,11 @@ class Completed:
     picked: str = ""  # the company saved (the grant gives one), "" when the person must pick
 
 
+def _code(error: SocialAuthBaseException) -> str:
+    """The vendor's error code (or social-core's), cut: never the vendor's free text."""
+    return str(error.provider_code or error.code)[:60]
+
+
 def _failed(message: str) -> InvsyncError:
     return InvsyncError(ErrorCode.OAUTH_AUTHORIZATION_FAILED, message, field="connection")
 
@@ -57,8 +63,8 @@ def oauth_connect_start(*, connection: Connection, request, redirect_uri: str) -
     if connection.auth_kind != AuthKind.OAUTH2:
         raise InvsyncError(
             ErrorCode.CONFIGURATION_INCOMPLETE,
-            f"{connection.name!r} does not sign in with OAuth2: set its authentication to OAuth2 "
-            "first.",
+            _("%(name)s does not sign in with OAuth2: set its authentication to OAuth2 first.")
+            % {"name": repr(connection.name)},
             field="auth_kind",
         )
     backend = backend_of(connection, redirect_uri, request)
@@ -90,27 +96,31 @@ def oauth_connect_complete(*, connection: Connection, request, redirect_uri: str
         companies = tuple(backend.granted_companies(tokens.access_token))
     except AuthCanceled:
         raise _failed(
-            f"Access was declined at {backend.title}: {connection.name!r} is not connected."
+            _("Access was declined at %(vendor)s: %(name)s is not connected.")
+            % {"vendor": backend.title, "name": repr(connection.name)}
         ) from None
     except (AuthSessionError, AuthInputError):
         raise _failed(
-            "The answer from the sign-in page does not belong to a Connect started in this "
-            "session, or came too late (state missing, unknown, used or expired): use Connect "
-            "again."
+            _(
+                "The answer from the sign-in page does not belong to a Connect started in this "
+                "session, or came too late (state missing, unknown, used or expired): use "
+                "Connect again."
+            )
         ) from None
     except AuthCredentialError as error:
         raise _failed(
-            f"{backend.title} refused the authorisation code "
-            f"({error.provider_code or error.code}): use Connect again."
+            _("%(vendor)s refused the authorisation code (%(code)s): use Connect again.")
+            % {"vendor": backend.title, "code": _code(error)}
         ) from None
     except AuthConfigurationError as error:
         raise _failed(
-            f"{backend.title} refused invsync's OAuth2 app "
-            f"({error.provider_code or error.code}): check the client id and secret."
+            _("%(vendor)s refused invsync's OAuth2 app (%(code)s): check the client id and secret.")
+            % {"vendor": backend.title, "code": _code(error)}
         ) from None
     except SocialAuthBaseException as error:
         raise _failed(
-            f"{backend.title} could not complete the sign-in ({error.code}): try again later."
+            _("%(vendor)s could not complete the sign-in (%(code)s): try again later.")
+            % {"vendor": backend.title, "code": _code(error)}
         ) from None
     tokens = OAuthTokens(
         access_token=tokens.access_token,
@@ -144,7 +154,7 @@ def oauth_company_pick(*, connection: Connection, company_id: str) -> None:
         tokens = stored_tokens(locked)
         granted = {c for c, _ in (tokens.granted if tokens else ())}
         if company_id not in granted:
-            raise _failed("Pick one of the companies the authorisation gives.")
+            raise _failed(_("Pick one of the companies the authorisation gives."))
         locked.settings = {**(locked.settings or {}), COMPANY_SETTING: company_id}
         locked.save(update_fields=["settings", "updated_at"])
     connection.refresh_from_db()
