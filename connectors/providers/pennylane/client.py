@@ -253,14 +253,6 @@ class PennylaneClient:
         self.company_id = company_id
         if company_id:
             self.http.headers["X-Company-Id"] = company_id
-        self.requests = 0  # requests sent (bench, tests)
-        original = http.http.send
-
-        def counted(*args: Any, **kwargs: Any) -> requests.Response:
-            self.requests += 1
-            return original(*args, **kwargs)
-
-        http.http.send = counted  # type: ignore[method-assign]
 
     # -- plumbing ---------------------------------------------------------------------------
 
