@@ -19,16 +19,18 @@ Choices:
   ``vat_rate`` (FR_200 → 20 %).
 - Partners: customers (``GET /customers``) and suppliers (``GET /suppliers``), read once per
   folder and matched here on their ledger account number (auxiliary account), VAT number, SIREN
-  (``reg_no``; a SIRET matches on its first nine digits) and name; created with ``POST
-  /company_customers`` or ``POST /suppliers``. A partner's id is ``customer:<id>`` or
+  or SIRET (a customer's ``reg_no``, a supplier's ``establishment_no``; a SIRET matches its SIREN
+  on the first nine digits) and name; created with ``POST /company_customers`` or ``POST
+  /suppliers``. A partner's id is ``customer:<id>`` or
   ``supplier:<id>``. The entry's third-party line is booked on the partner's own ledger account
   (its 411.../401... account): that is what Pennylane letters against the bank transaction.
 - External id: Pennylane has no idempotency key and filters ledger entries on journal, date,
   created_at and updated_at only. The entry's ``label`` carries ``"<reference> [<external id>]"``
-  (the invoice number stays the ``piece_number``). Before any write the entries of the batch's
-  journals and dates are read (one call per journal and date) and compared exactly;
-  :meth:`find_entries` (after a crash, without a date) reads the sales and purchase journals'
-  entries newest first and stops once every id asked is found. A write whose answer was lost
+  (the invoice number stays the ``piece_number``). Before any write the entries the batch's
+  journals hold on its dates are read once per run (a listing per date for one or two dates, else
+  of the dates' range) and compared exactly; :meth:`find_entries` (after a crash, without a date)
+  reads the company's entries newest first (journals say no type: sales and purchase journals
+  cannot be told apart) and stops once every id asked is found. A write whose answer was lost
   (timeout, dropped connection, 5xx) is looked up before it is sent again.
 - Drafts: Pennylane's API writes ledger entries as they are (no draft state to write): no drafts.
 """
