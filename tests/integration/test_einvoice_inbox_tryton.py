@@ -293,13 +293,13 @@ NOT_OURS = {
     "testout-XR": "buyer Franz Müller",
     "testout-XR-Edge": "buyer Franz Müller",
     "testout-ZF2PushAllowances": "buyer Franz Müller",
-    "testout-ZF2PushChargesAllowances": "buyer Franz Müller, and in CHF",
+    "testout-ZF2PushChargesAllowances": "buyer Franz Müller, and in CHF (his own inbox below)",
     "testout-ZF2PushCorrection": "buyer Franz Müller",
     "testout-ZF2PushCreditNote": "buyer Franz Müller",
     "testout-ZF2PushEdge": "buyer Franz Müller, and in CHF",
     "testout-ZF2PushItemChargesAllowances": "buyer Franz Müller",
     "testout-ZF2PushRelativeChargesAllowances": "buyer Franz Müller, and in CHF",
-    "testout-ZF2PushReverseCharge": "buyer Franz Müller",
+    "testout-ZF2PushReverseCharge": "buyer Franz Müller (his own inbox below)",
 }
 # Refused by the EN16931 arithmetic (the corpus marks the file not validating).
 INVALID = {"not_validating_full_invoice_based_onTest_EeISI_300_CENfullmodel.ubl": "BR-CO-10"}
@@ -312,6 +312,12 @@ INTRA_EU_FILES = [
 ]
 INTRA_EU_BUYER = "Metallbau Leipzig GmbH & Co. KG"
 INTRA_EU_BUYER_VAT = "DE123456789"
+# Franz Müller, the buyer of Mustang's "testout" files (all invoice 123 of 2020-12-22 of Test
+# company: one invoice key, so one file per inbox): the reverse-charge one (AE, his VAT number
+# DE0816), and one in Swiss francs (he is named only there).
+MUSTANG_BUYER = "Franz Müller"
+REVERSE_CHARGE_FILE = MUSTANG / "testout-ZF2PushReverseCharge.xml"
+CHF_FILE = MUSTANG / "testout-ZF2PushChargesAllowances.xml"
 
 
 def stem(path) -> str:
@@ -349,6 +355,8 @@ def german_taxes(db) -> dict[str, str]:
         "S/7": ("445662", "Vorsteuer 7 %", deductible, "0.07"),
         "K/19": ("445663", "Vorsteuer innergemeinschaftlicher Erwerb 19 %", deductible, "0.19"),
         "K/19 due": ("44521", "Umsatzsteuer innergemeinschaftlicher Erwerb 19 %", due, "-0.19"),
+        "AE/19": ("445664", "Vorsteuer nach § 13b UStG 19 %", deductible, "0.19"),
+        "AE/19 due": ("44522", "Umsatzsteuer nach § 13b UStG 19 %", due, "-0.19"),
     }
     codes = {}
     for key, (code, name, like, rate) in specs.items():
@@ -379,6 +387,7 @@ def einvoice_flow(accounting, name: str, codes: dict[str, str], **inbox_settings
         "S/19": (D("19"), codes["S/19"], ""),
         "S/7": (D("7"), codes["S/7"], ""),
         "K/0": (D("0"), codes["K/19"], codes["K/19 due"]),
+        "AE/0": (D("0"), codes["AE/19"], codes["AE/19 due"]),
     }
     for key, (rate, target, collected) in rows.items():
         VatMapping.objects.update_or_create(
@@ -440,8 +449,9 @@ def tryton_moves_all(db) -> list[dict]:
 @pytest.fixture(scope="module")
 def german_run(tryton_sandbox, django_db_setup, django_db_blocker, tmp_path_factory):
     """One accounting, one inbox flow for Kunden AG Mitte over every German and Mustang sample
-    (one run, then a second one), and one for Metallbau Leipzig's intra-EU supply; what became
-    of each file and each move, in plain data. The database rows are rolled back at the end."""
+    (one run, then a second one), and small ones for Metallbau Leipzig's intra-EU supply and
+    Franz Müller's reverse-charge and Swiss-franc invoices; what became of each file and each
+    move, in plain data. The database rows are rolled back at the end."""
     accounting = _database(
         tryton_sandbox, tryton_sandbox.fresh_database("accounting"), "accounting"
     )
@@ -468,6 +478,15 @@ def german_run(tryton_sandbox, django_db_setup, django_db_blocker, tmp_path_fact
         )  # fmt: skip
         upload(intra, INTRA_EU_FILES)
         intra_run = run(intra)
+        reverse = einvoice_flow(
+            accounting, "Reverse-charge inbox", codes,
+            vat_number="DE0816", company_name=MUSTANG_BUYER,
+        )  # fmt: skip
+        upload(reverse, [REVERSE_CHARGE_FILE])
+        reverse_run = run(reverse)
+        chf = einvoice_flow(accounting, "CHF inbox", codes, company_name=MUSTANG_BUYER)
+        upload(chf, [CHF_FILE])
+        chf_run = run(chf)
         result = {
             "codes": codes,
             "files": outcome(flow),
@@ -477,6 +496,10 @@ def german_run(tryton_sandbox, django_db_setup, django_db_blocker, tmp_path_fact
             "moves_after_first": after_first,
             "moves_after_second": after_second,
             "intra": (intra_run.synced_count, intra_run.failed_count),
+            "reverse_files": outcome(reverse),
+            "reverse": (reverse_run.synced_count, reverse_run.failed_count),
+            "chf_files": outcome(chf),
+            "chf": (chf_run.synced_count, chf_run.failed_count),
             "moves": moves_by_id(accounting),
             "parties": _rows(
                 accounting,
@@ -610,3 +633,30 @@ def test_the_intra_eu_supply_is_booked_with_the_self_assessed_vat_pair(german_ru
     assert move["attachments"] == [INTRA_EU_FILES[0].name]
     parties = {line["party.name"] for line in move["lines"] if line.get("party.name")}
     assert parties == {"Global Supplies Ltd."}
+
+
+def test_the_mustang_reverse_charge_invoice_books_the_section_13b_pair(german_run):
+    assert german_run["reverse"] == (1, 0)
+    row = german_run["reverse_files"][REVERSE_CHARGE_FILE.name]
+    move = german_run["moves"][row["record"]["target_ref"]]
+    invoice = read_einvoice(
+        REVERSE_CHARGE_FILE.read_bytes(),
+        company=OurCompany(identifiers=("DE0816",), name=MUSTANG_BUYER),
+    ).invoice
+    (tax,) = invoice.taxes
+    assert (tax.tax_id, tax.base, tax.amount) == ("AE/0", D("15.00"), D("0.00"))
+    supplier_lines = [line for line in move["lines"] if line.get("party.name")]
+    assert sum((line["credit"] - line["debit"] for line in supplier_lines), D(0)) == D("15.00")
+    assert account_balance(move, "445664") == D("2.85") == -account_balance(move, "44522")
+    assert move["attachments"] == [REVERSE_CHARGE_FILE.name]
+
+
+def test_the_mustang_invoice_in_swiss_francs_fails_with_its_code(german_run):
+    # Read (the file is sound, and ours), then refused when posting: the flow has no CHF rate.
+    assert german_run["chf"] == (0, 1)
+    row = german_run["chf_files"][CHF_FILE.name]
+    assert row["state"] == "read"
+    record = row["record"]
+    assert record["status"] == RecordStatus.FAILED and not record["target_ref"]
+    assert record["error_code"] == "ERROR_SYNC_INVOICE_AMOUNT_VALIDATION"
+    assert record["error_message"] == "Invoice 123 is in CHF and needs an exchange rate to EUR."
