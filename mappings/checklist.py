@@ -11,6 +11,8 @@ from enum import StrEnum
 
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.formats import date_format
+from django.utils.translation import gettext, ngettext
 
 from connectors.canonical import Direction, SourceTaxRate
 from connectors.errors import InvsyncError
@@ -148,11 +150,12 @@ def _source_tax_text(source: SourceTaxRate) -> str:
 def listed_text(items: Iterable[str], limit: int = 6) -> str:
     items = list(dict.fromkeys(items))
     shown = ", ".join(items[:limit])
-    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+    more = len(items) - limit
+    return shown + (gettext(" and %(count)d more") % {"count": more} if more > 0 else "")
 
 
 def _when(moment: dt.datetime) -> str:
-    return f"{timezone.localtime(moment):%Y-%m-%d %H:%M}"
+    return date_format(timezone.localtime(moment), "SHORT_DATETIME_FORMAT")
 
 
 def _connection_step(
@@ -160,7 +163,11 @@ def _connection_step(
 ) -> Step:
     anchor = f"#id_{key.replace('_connected', '_connection')}"
     if connection is None:
-        return Step(name, StepState.MISSING, f"Choose the {tool} connection.", anchor, key)
+        choose = {
+            "invoicing": gettext("Choose the invoicing connection."),
+            "accounting": gettext("Choose the accounting connection."),
+        }
+        return Step(name, StepState.MISSING, choose.get(tool, tool), anchor, key)
     # A list read since the connection was last changed counts as a successful check.
     lookups_at = max(
         (
@@ -178,24 +185,30 @@ def _connection_step(
     ):
         when = f" ({_when(checked_at)})" if checked_at else ""
         if connection.last_check_ok:
-            return Step(name, StepState.DONE, f"Last check succeeded{when}.", anchor, key)
+            text = gettext("Last check succeeded%(when)s.") % {"when": when}
+            return Step(name, StepState.DONE, text, anchor, key)
         return Step(
             name,
             StepState.MISSING,
-            f"Last check failed{when}: {connection.last_check_message} "
-            f"Fix the connection {connection.name!r}, then test it again.",
+            gettext(
+                "Last check failed%(when)s: %(message)s Fix the connection “%(name)s”, then test "
+                "it again."
+            )
+            % {"when": when, "message": connection.last_check_message, "name": connection.name},
             anchor,
             key,
         )
     if lookups_at is not None:
-        return Step(
-            name, StepState.DONE, f"Lists read from the tool ({_when(lookups_at)}).", anchor, key
-        )
+        text = gettext("Lists read from the tool (%(when)s).") % {"when": _when(lookups_at)}
+        return Step(name, StepState.DONE, text, anchor, key)
     return Step(
         name,
         StepState.MISSING,
-        f"Never checked: use Test connection on {connection.name!r}, or “Refresh from the "
-        "accounting tool” on this page.",
+        gettext(
+            "Never checked: use Test connection on “%(name)s”, or “Refresh from the accounting "
+            "tool” on this page."
+        )
+        % {"name": connection.name},
         anchor,
         key,
     )
@@ -204,16 +217,25 @@ def _connection_step(
 def _vat_step(
     direction: Direction, flow: SyncFlow, rows: list[VatRow], lookups: FlowLookups
 ) -> Step:
-    label = "sales" if direction is Direction.SALES else "purchase"
-    key, name = f"{direction.value}_vat", f"{label.capitalize()} VAT mapped"
+    sales = direction is Direction.SALES
+    key = f"{direction.value}_vat"
+    name = gettext("Sales VAT mapped") if sales else gettext("Purchase VAT mapped")
     anchor = "#vat_mappings-group"
     if direction not in flow_directions(flow):
-        return Step(
-            name, StepState.DONE, f"Not needed: {direction.value} are out of scope.", anchor, key
+        text = (
+            gettext("Not needed: sales are out of scope.")
+            if sales
+            else gettext("Not needed: purchases are out of scope.")
         )
+        return Step(name, StepState.DONE, text, anchor, key)
     mine = [r for r in rows if r.direction == direction.value]
     if not mine:
-        return Step(name, StepState.MISSING, f"No {label} VAT mapping yet.", anchor, key)
+        text = (
+            gettext("No sales VAT mapping yet.")
+            if sales
+            else gettext("No purchase VAT mapping yet.")
+        )
+        return Step(name, StepState.MISSING, text, anchor, key)
     problems = []
     bad_codes = [
         code
@@ -222,7 +244,14 @@ def _vat_step(
         if code and vat_code_problem(code, direction, lookups.vat_codes) is not None
     ]
     if bad_codes:
-        problems.append(f"not {label} codes of the accounting tool: {listed_text(bad_codes)}")
+        problems.append(
+            (
+                gettext("not sales codes of the accounting tool: %(codes)s")
+                if sales
+                else gettext("not purchase codes of the accounting tool: %(codes)s")
+            )
+            % {"codes": listed_text(bad_codes)}
+        )
     if lookups.source_rates is not None:
         # A reverse-charge purchase mapped to one code only would fail every such invoice.
         unpaired = [
@@ -235,13 +264,14 @@ def _vat_step(
         ]
         if unpaired:
             problems.append(
-                "reverse-charge taxes mapped without a collected VAT code: " + listed_text(unpaired)
+                gettext("reverse-charge taxes mapped without a collected VAT code: %(taxes)s")
+                % {"taxes": listed_text(unpaired)}
             )
     if problems:
         text = "; ".join(problems)
         # Not str.capitalize(): it would lowercase the codes and tax names that follow.
         return Step(name, StepState.MISSING, text[:1].upper() + text[1:] + ".", anchor, key)
-    detail = f"{len(mine)} mapping{'s' if len(mine) != 1 else ''}."
+    detail = ngettext("%(count)d mapping.", "%(count)d mappings.", len(mine)) % {"count": len(mine)}
     if lookups.source_rates is not None:
         # Sources list every tax they have, not only those invoices use (Tryton's chart holds
         # overseas and press rates most firms never bill): an unmapped one does not keep the
@@ -254,12 +284,15 @@ def _vat_step(
         ]
         if unmapped:
             count = len(dict.fromkeys(unmapped))
-            detail += (
-                f" {count} rate{'s' if count != 1 else ''} of the invoicing tool not mapped "
-                f"(invoices using them will fail until they are): {listed_text(unmapped)}."
-            )
+            detail += " " + ngettext(
+                "%(count)d rate of the invoicing tool not mapped (invoices using them will fail "
+                "until they are): %(rates)s.",
+                "%(count)d rates of the invoicing tool not mapped (invoices using them will fail "
+                "until they are): %(rates)s.",
+                count,
+            ) % {"count": count, "rates": listed_text(unmapped)}
             return Step(name, StepState.TO_CHECK, detail, anchor, key)
-        detail += " Every rate of the invoicing tool is mapped."
+        detail += " " + gettext("Every rate of the invoicing tool is mapped.")
     return Step(name, StepState.DONE, detail, anchor, key)
 
 
@@ -276,11 +309,12 @@ def _fields_step(
     first = (missing or [f for f, _ in invalid] or required or [""])[0]
     anchor = f"#id_{first}" if first else ""
     if not missing and not invalid:
-        return Step(name, StepState.DONE, "Set." if required else "Nothing needed.", anchor, key)
+        text = gettext("Set.") if required else gettext("Nothing needed.")
+        return Step(name, StepState.DONE, text, anchor, key)
     parts = []
     if missing:
         labels = [str(SyncFlow._meta.get_field(f).verbose_name) for f in missing]
-        parts.append(f"Not set: {listed_text(labels, 8)}.")
+        parts.append(gettext("Not set: %(settings)s.") % {"settings": listed_text(labels, 8)})
     parts.extend(p for _, p in invalid)
     return Step(name, StepState.MISSING, " ".join(parts), anchor, key)
 
@@ -312,14 +346,14 @@ def flow_setup_checklist(
             source,
             cache_rows,
             key="invoicing_connected",
-            name="Invoicing tool connected",
+            name=gettext("Invoicing tool connected"),
             tool="invoicing",
         ),
         _connection_step(
             target,
             cache_rows,
             key="accounting_connected",
-            name="Accounting tool connected",
+            name=gettext("Accounting tool connected"),
             tool="accounting",
         ),
     ]
@@ -327,21 +361,27 @@ def flow_setup_checklist(
     if not flow.folder:
         steps.append(
             Step(
-                "Accounting folder chosen",
+                gettext("Accounting folder chosen"),
                 StepState.MISSING,
-                "Choose the folder the entries go to.",
+                gettext("Choose the folder the entries go to."),
                 "#id_folder",
                 "folder",
             )
         )
     elif problem := folder_problem(flow.folder, lookups.folders):
         steps.append(
-            Step("Accounting folder chosen", StepState.MISSING, problem, "#id_folder", "folder")
+            Step(
+                gettext("Accounting folder chosen"),
+                StepState.MISSING,
+                problem,
+                "#id_folder",
+                "folder",
+            )
         )
     else:
         shown = f"{flow.folder_name} ({flow.folder})" if flow.folder_name else flow.folder
         steps.append(
-            Step("Accounting folder chosen", StepState.DONE, shown, "#id_folder", "folder")
+            Step(gettext("Accounting folder chosen"), StepState.DONE, shown, "#id_folder", "folder")
         )
 
     rows = flow_vat_rows(flow, vat_mappings)
@@ -361,7 +401,7 @@ def flow_setup_checklist(
         _fields_step(
             flow,
             key="rounding_vat",
-            name="Rounding VAT codes set",
+            name=gettext("Rounding VAT codes set"),
             required=[
                 f
                 for f in required_settings(SettingType.VAT_CODE, values)
@@ -380,7 +420,7 @@ def flow_setup_checklist(
             _fields_step(
                 flow,
                 key="journals",
-                name="Journals set",
+                name=gettext("Journals set"),
                 required=required_settings(SettingType.JOURNAL, values),
                 problem_of=lambda f, value: journal_problem(value, lookups.journals),
             )
@@ -390,7 +430,7 @@ def flow_setup_checklist(
         _fields_step(
             flow,
             key="accounts",
-            name="Accounts set",
+            name=gettext("Accounts set"),
             required=required_settings(SettingType.ACCOUNT, values),
             problem_of=lambda f, value: (
                 account_problem(value, lookups.accounts)
@@ -402,9 +442,10 @@ def flow_setup_checklist(
     if flow.start_date:
         steps.append(
             Step(
-                "Configuration",
+                gettext("Configuration"),
                 StepState.DONE,
-                f"Invoices from {flow.start_date:%Y-%m-%d}.",
+                gettext("Invoices from %(date)s.")
+                % {"date": date_format(flow.start_date, "SHORT_DATE_FORMAT")},
                 "#id_start_date",
                 "configuration",
             )
@@ -412,9 +453,9 @@ def flow_setup_checklist(
     else:
         steps.append(
             Step(
-                "Configuration",
+                gettext("Configuration"),
                 StepState.MISSING,
-                "Set the synchronisation start date.",
+                gettext("Set the synchronisation start date."),
                 "#id_start_date",
                 "configuration",
             )
@@ -422,7 +463,7 @@ def flow_setup_checklist(
     if limits := _target_limits(target):
         steps.append(
             Step(
-                "What the accounting tool cannot do",
+                gettext("What the accounting tool cannot do"),
                 StepState.NOTE,
                 " ".join(limits),
                 "#id_accounting_connection",
