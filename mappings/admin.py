@@ -160,14 +160,9 @@ class VatMappingInline(LookupInlineMixin, admin.TabularInline):
     model = VatMapping
     form = VatMappingForm
     formset = VatMappingFormSet
-    fields = (
-        "direction",
-        "source_rate",
-        "source_tax_id",
-        "source_name",
-        "target_code",
-        "collected_code",
-    )
+    # The invoicing tool's names of a row's rate or tax are shown under its source tax
+    # (VatMappingForm.source_names), not in a column of their own: the VAT codes get the room.
+    fields = ("direction", "source_rate", "source_tax_id", "target_code", "collected_code")
     extra = 1
     verbose_name_plural = _("VAT mappings (source rate or tax → accounting VAT code)")
     # Rows grouped by direction, read by name, reverse charge explained, errors at the row.

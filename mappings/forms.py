@@ -418,6 +418,10 @@ class VatMappingForm(LookupFormMixin, forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        rate = self.initial.get("source_rate")
+        if self.instance.pk and isinstance(rate, Decimal):
+            # A saved rate as written ("20", "5.5"), not in the column's three decimals.
+            self.initial["source_rate"] = format(rate.normalize(), "f")
         lookups = self.lookups
         if lookups is None:
             return
@@ -494,6 +498,11 @@ class VatMappingForm(LookupFormMixin, forms.ModelForm):
         if value is None:
             value = getattr(self.instance, name, None)
         return "" if value is None else value
+
+    @property
+    def source_names(self) -> str:
+        """The invoicing tool's names of the taxes this row maps, where they were read."""
+        return str(self.initial.get("source_name") or "")
 
     @property
     def section(self) -> str:
@@ -604,6 +613,7 @@ class VatMappingForm(LookupFormMixin, forms.ModelForm):
     def _source_name(self, lookups: FlowLookups, direction: str) -> str:
         tax_id = self.initial.get("source_tax_id") or self.instance.source_tax_id
         rate = self.initial.get("source_rate", self.instance.source_rate)
+        rate = None if rate in (None, "") else Decimal(str(rate))  # a saved rate reads "20"
         names = [
             s.name
             for s in lookups.source_rates or ()

@@ -119,6 +119,11 @@ def test_the_source_tax_is_a_select_of_the_invoicing_tools_taxes_by_name_and_rat
         "50": "T.V.A. Achat de biens Taux Normal (20 %)",
         "60": "T.V.A. Achat Intracommunautaire de biens Taux Normal (20 %)",
     }
+    # Under it, the invoicing tool's names of the taxes at the row's rate.
+    names = purchase_row.xpath(f".//td[{has('field-source_tax_id')}]/p[{has('source-names')}]")
+    assert text(names[0]) == (
+        "T.V.A. Achat de biens Taux Normal, T.V.A. Achat Intracommunautaire de biens Taux Normal"
+    )
     header = text(vat_group(doc).xpath(".//thead")[0])
     assert "Source tax" in header and "Source tax id" not in header
 
