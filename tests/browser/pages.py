@@ -21,8 +21,10 @@ def sign_in(page: Page, server: str, email: str, password: str = PASSWORD) -> No
 def follow(page: Page, locator: Locator, timeout: float | None = None) -> None:
     """Click ``locator`` and wait for the page it leads to (``timeout`` in ms, else the page's
     default)."""
-    with page.expect_navigation(**({"timeout": timeout} if timeout else {})):
-        locator.click()
+    bound = {"timeout": timeout} if timeout else {}
+    # The click waits for the navigation it starts too: it gets the same bound.
+    with page.expect_navigation(**bound):
+        locator.click(**bound)
 
 
 def save_and_continue(page: Page) -> None:
