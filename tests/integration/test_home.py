@@ -112,6 +112,7 @@ def test_home_shows_failed_records_by_flow_and_code_with_the_resolution_and_the_
     records = reverse("admin:syncs_syncedrecord_changelist")
     assert f"{records}?flow__id__exact={ready.pk}&amp;status__exact=failed" in row
     assert "4 failed records" in failures
+    assert reverse("admin:syncs_failures") in failures
     # The largest group first, each flow and code on its own row.
     codes = re.findall(r'data-code="([A-Z_]+)"', failures)
     assert codes == [TAX, ErrorCode.PARTNER_AMBIGUOUS.value]
