@@ -519,7 +519,8 @@ class PennylaneTarget(AccountingTarget):
             "label": entry_label(posting),
             "piece_number": posting.reference,
             "journal_id": int(journal_id) if journal_id.isdigit() else journal_id,
-            "currency": posting.currency,
+            # Debits and credits are in the company's currency (amount_currency holds the rest).
+            "currency": posting.company_currency or posting.currency,
             "ledger_entry_lines": lines,
         }
 
