@@ -75,6 +75,7 @@ class Home:
     # What the user's role may read: the page leaves out what it may not.
     sees_records: bool
     sees_runs: bool
+    sees_flows: bool = True
 
     @property
     def failed_total(self) -> int:
@@ -86,6 +87,8 @@ class Home:
 
     @property
     def not_ready(self) -> list[FlowLine]:
+        if not self.sees_flows:
+            return []
         return [line for line in self.flows if line.needs_setup]
 
     @property
@@ -105,7 +108,7 @@ def home_for_user(user) -> Home:
     sees_records = _may(user, "syncs.view_syncedrecord", "syncs.change_syncedrecord")
     sees_runs = _may(user, "syncs.view_syncrun")
     if not (sees_flows or sees_records or sees_runs):
-        return Home([], [], sees_records, sees_runs)
+        return Home([], [], sees_records, sees_runs, sees_flows)
     last_runs = SyncRun.objects.filter(flow=OuterRef("pk")).order_by("-started_at", "-id")
     flows = list(
         flow_list_for_user(user)
@@ -150,4 +153,4 @@ def home_for_user(user) -> Home:
             line.failed += count
             failures.append(FailureLine(line.flow, code, count, error_info_or_none(code)))
         failures.sort(key=lambda f: (-f.count, str(f.flow), f.code))
-    return Home(failures, list(lines.values()), sees_records, sees_runs)
+    return Home(failures, list(lines.values()), sees_records, sees_runs, sees_flows)

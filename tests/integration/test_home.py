@@ -282,3 +282,13 @@ def test_the_flows_list_reads_the_setup_of_its_flows_at_once(
     with django_assert_max_num_queries(11):
         html = client.get(url).content.decode()
     assert html.count('class="field-setup_progress"') == 20
+
+
+def test_a_reader_of_records_only_sees_failures_but_no_setup_nor_flow_links(client, firm):
+    user = UserFactory(clients=[firm["atelier"]])
+    user.user_permissions.add(Permission.objects.get(codename="view_syncedrecord"))
+    client.force_login(user)
+    html = client.get(HOME).content.decode()
+    assert f'data-code="{TAX}"' in section(html, "home-failures")
+    assert section(html, "home-setup") == ""
+    assert reverse("admin:mappings_syncflow_change", args=[firm["ready"].pk]) not in html
