@@ -11,6 +11,8 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
+from django.utils.formats import number_format
+from django.utils.translation import gettext
 
 from connectors import signals
 from connectors.base import AUTH_FIELDS, SETTING_MAX_LENGTH, AuthKind
@@ -113,7 +115,12 @@ def _check_settings(connection: Connection) -> None:
         and connection.settings.get(field.name) in (None, "")
     ]
     if missing:
-        raise ValidationError({"settings": f"Missing required setting(s): {', '.join(missing)}."})
+        raise ValidationError(
+            {
+                "settings": gettext("Missing required setting(s): %(names)s.")
+                % {"names": ", ".join(missing)}
+            }
+        )
     problem = provider_settings_problem(connection.provider, connection.kind, connection.settings)
     if problem:
         raise ValidationError({"settings": problem[0].upper() + problem[1:] + "."})
@@ -176,11 +183,10 @@ def credentials_to_reenter(
 
 def reenter_message(changed: list[str], missing: list[str]) -> str:
     """Why the secrets must be entered again (names only, never values)."""
-    return (
-        f"The address the credentials are sent to changed ({', '.join(changed)}): enter "
-        f"{', '.join(missing)} again. A stored secret is never sent to an address it was not "
-        "entered for."
-    )
+    return gettext(
+        "The address the credentials are sent to changed (%(changed)s): enter %(missing)s again. "
+        "A stored secret is never sent to an address it was not entered for."
+    ) % {"changed": ", ".join(changed), "missing": ", ".join(missing)}
 
 
 def _clean_secrets(credentials: Mapping[str, Any] | None) -> dict[str, str]:
@@ -259,9 +265,13 @@ def connection_update(
 
     in_use = connection.flows_as_source.exists() or connection.flows_as_target.exists()
     if in_use and connection.kind != stored.kind:
-        raise ValidationError({"kind": "Flows use this connection: its kind cannot change."})
+        raise ValidationError(
+            {"kind": gettext("Flows use this connection: its kind cannot change.")}
+        )
     if in_use and connection.client_id != stored.client_id:
-        raise ValidationError({"client": "Flows use this connection: its client cannot change."})
+        raise ValidationError(
+            {"client": gettext("Flows use this connection: its client cannot change.")}
+        )
 
     connection.full_clean()
     _check_settings(connection)
@@ -368,7 +378,12 @@ def client_create(*, name: str, notes: str = "") -> Client:
     """Create a client. Raises ValidationError (blank or duplicate name, notes too long)."""
     limit = Client._meta.get_field("notes").max_length
     if limit and len(notes) > limit:  # a TextField's max_length is not a model validator
-        raise ValidationError({"notes": f"At most {limit:,} characters."})
+        raise ValidationError(
+            {
+                "notes": gettext("At most %(limit)s characters.")
+                % {"limit": number_format(limit, force_grouping=True)}
+            }
+        )
     client = Client(name=name, notes=notes)
     client.full_clean()
     client.save()

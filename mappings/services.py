@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
+from django.utils.translation import gettext, ngettext
 from django_q.models import Schedule
 
 from connectors.base import ConnectionKind
@@ -53,15 +54,21 @@ def flow_validate_connections(
         if connection is None:
             continue  # the model's own validation says it is required
         if connection.client_id != client.pk:
-            errors[field_name] = (
-                f"The connection {connection.name!r} belongs to {connection.client}, "
-                f"not to {client}."
-            )
+            errors[field_name] = gettext(
+                "The connection “%(name)s” belongs to %(owner)s, not to %(client)s."
+            ) % {"name": connection.name, "owner": connection.client, "client": client}
         elif connection.kind != kind:
             errors[field_name] = (
-                f"The connection {connection.name!r} is an {connection.kind} connection; "
-                f"choose an {kind} connection."
-            )
+                gettext(
+                    "The connection “%(name)s” is an accounting connection; choose an invoicing "
+                    "connection."
+                )
+                if kind == ConnectionKind.INVOICING
+                else gettext(
+                    "The connection “%(name)s” is an invoicing connection; choose an accounting "
+                    "connection."
+                )
+            ) % {"name": connection.name}
     if errors:
         raise ValidationError(errors)
 
@@ -76,7 +83,10 @@ def _flow_validate(flow: SyncFlow) -> None:
     flow.full_clean()
     if flow.schedule_minutes > MAX_SCHEDULE_MINUTES:
         raise ValidationError(
-            {"schedule_minutes": f"Run at least every {MAX_SCHEDULE_MINUTES} minutes."}
+            {
+                "schedule_minutes": gettext("Run at least every %(minutes)d minutes.")
+                % {"minutes": MAX_SCHEDULE_MINUTES}
+            }
         )
 
 
@@ -218,7 +228,7 @@ def flow_mappings_replace(
         key = vat_mapping_key(row)
         if key in seen:
             raise ValidationError(
-                {f"vat_mappings[{index}]": "This source rate or tax is mapped twice."}
+                {f"vat_mappings[{index}]": gettext("This source rate or tax is mapped twice.")}
             )
         seen.add(key)
     flow.vat_mappings.all().delete()
@@ -336,15 +346,20 @@ def flow_enabling_check(
         if lost:
             raise ValidationError(
                 {
-                    "enabled": "This change would leave the enabled flow incomplete: "
-                    f"{_steps_text(lost)}. Complete these steps, or disable the flow."
+                    "enabled": gettext(
+                        "This change would leave the enabled flow incomplete: %(steps)s. "
+                        "Complete these steps, or disable the flow."
+                    )
+                    % {"steps": _steps_text(lost)}
                 }
             )
         return
     raise ValidationError(
         {
-            "enabled": "A flow can be enabled only once its setup is complete. Missing: "
-            f"{_steps_text(missing)}."
+            "enabled": gettext(
+                "A flow can be enabled only once its setup is complete. Missing: %(steps)s."
+            )
+            % {"steps": _steps_text(missing)}
         }
     )
 
@@ -388,18 +403,23 @@ def shared_ledger_message(others: Iterable[SyncFlow]) -> str:
     """What a person confirms before a flow shares its ledger with ``others``."""
     others = list(others)
     names = ", ".join(describe_flow(other) for other in others)
-    plural = len(others) > 1
-    return (
-        f"The enabled flow{'s' if plural else ''} {names} already read{'' if plural else 's'} "
-        "the same invoicing account and write"
-        f"{'' if plural else 's'} to the same accounting folder. If you enable this flow too, "
-        "no invoice is written twice: before writing, each flow looks for the entry any other "
-        "flow wrote, and marks the invoice synced with that entry instead (its record names "
-        "the flow that wrote it). "
-        f"{'They keep' if plural else 'It keeps'} running unchanged; each invoice is written "
-        "by whichever flow reaches it first, with that flow's accounts, journals and VAT "
-        "codes. Confirm to enable both, or disable the other flow first."
-    )
+    return ngettext(
+        "The enabled flow %(names)s already reads the same invoicing account and writes to the "
+        "same accounting folder. If you enable this flow too, no invoice is written twice: "
+        "before writing, each flow looks for the entry any other flow wrote, and marks the "
+        "invoice synced with that entry instead (its record names the flow that wrote it). It "
+        "keeps running unchanged; each invoice is written by whichever flow reaches it first, "
+        "with that flow's accounts, journals and VAT codes. Confirm to enable both, or disable "
+        "the other flow first.",
+        "The enabled flows %(names)s already read the same invoicing account and write to the "
+        "same accounting folder. If you enable this flow too, no invoice is written twice: "
+        "before writing, each flow looks for the entry any other flow wrote, and marks the "
+        "invoice synced with that entry instead (its record names the flow that wrote it). They "
+        "keep running unchanged; each invoice is written by whichever flow reaches it first, "
+        "with that flow's accounts, journals and VAT codes. Confirm to enable both, or disable "
+        "the other flow first.",
+        len(others),
+    ) % {"names": names}
 
 
 # -- Lookups for the mapping forms -----------------------------------------------------------

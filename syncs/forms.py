@@ -7,14 +7,16 @@ from dataclasses import dataclass
 from django import forms
 from django.core.exceptions import ValidationError
 from django.forms import BoundField
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from connectors.canonical import Direction, TargetLookups
 from syncs import selectors as sync_selectors
 from syncs.models import SyncedRecord
 from syncs.selectors import SnapshotLine
 
-KEEP_ACCOUNT = "— as on the invoice, else the flow's default —"
-KEEP_VAT_CODE = "— from the flow's VAT mapping —"
+KEEP_ACCOUNT = _("— as on the invoice, else the flow's default —")
+KEEP_VAT_CODE = _("— from the flow's VAT mapping —")
 
 
 def _field_name(index: int, key: str) -> str:
@@ -56,7 +58,12 @@ class RecordOverridesForm(forms.Form):
             ):
                 name = _field_name(line.index, key)
                 field = forms.CharField(
-                    label=f"Line {line.index + 1} {'account' if key == 'account' else 'VAT code'}",
+                    label=(
+                        gettext("Line %(number)d account")
+                        if key == "account"
+                        else gettext("Line %(number)d VAT code")
+                    )
+                    % {"number": line.index + 1},
                     required=False,
                     max_length=50,
                     initial=initial or "",
@@ -90,7 +97,11 @@ class RecordOverridesForm(forms.Form):
 
     def _widget(self, name, key, line, initial, choices) -> forms.Widget:
         if choices is None:
-            placeholder = (line.account_number or "flow default") if key == "account" else "mapped"
+            placeholder = (
+                (line.account_number or gettext("flow default"))
+                if key == "account"
+                else gettext("mapped")
+            )
             return forms.TextInput(attrs={"size": 12, "placeholder": placeholder})
         # Keep a stored or posted value that the lists no longer offer visible, flagged, so the
         # page shows what is there (and the service says what is wrong with it).
@@ -99,7 +110,7 @@ class RecordOverridesForm(forms.Form):
         if self.is_bound and self.data.get(self.add_prefix(name)):
             extra.append(self.data[self.add_prefix(name)])
         flagged = [
-            (value, f"{value} (not offered by the accounting tool)")
+            (value, gettext("%(value)s (not offered by the accounting tool)") % {"value": value})
             for value in dict.fromkeys(extra)
             if value not in shown
         ]
