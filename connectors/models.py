@@ -32,6 +32,7 @@ class Client(models.Model):
     class Meta:
         ordering = ["name"]
         verbose_name = _("client")
+        verbose_name_plural = _("clients")
 
     def __str__(self) -> str:
         return self.name
@@ -94,6 +95,8 @@ class Connection(models.Model):
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
     class Meta:
+        verbose_name = _("connection")
+        verbose_name_plural = _("connections")
         ordering = ["client__name", "name"]
         constraints = [
             models.UniqueConstraint(fields=["client", "name"], name="connection_unique_name"),
@@ -136,6 +139,7 @@ class LookupCache(models.Model):
             ),
         ]
         verbose_name = _("lookup cache")
+        verbose_name_plural = _("lookup caches")
 
     def __str__(self) -> str:
         return f"{self.connection} {self.folder} {self.name}"
@@ -155,6 +159,7 @@ class RateLimitSlot(models.Model):
         db_table = "connectors_ratelimitslot"  # connectors.ratelimit.TABLE: its SQL names it
         indexes = [models.Index(fields=["key", "until"], name="ratelimit_key_until")]
         verbose_name = _("rate limit slot")
+        verbose_name_plural = _("rate limit slots")
         default_permissions = ()
 
     def __str__(self) -> str:
@@ -203,6 +208,7 @@ class InboxFile(models.Model):
     class Meta:
         ordering = ["received_at", "id"]
         verbose_name = _("received e-invoice file")
+        verbose_name_plural = _("received e-invoice files")
         constraints = [
             models.UniqueConstraint(fields=["connection", "sha256"], name="inbox_file_unique_hash"),
             models.UniqueConstraint(

@@ -172,6 +172,7 @@ class SyncFlow(models.Model):
             models.UniqueConstraint(fields=["client", "name"], name="flow_unique_name"),
         ]
         verbose_name = _("sync flow")
+        verbose_name_plural = _("sync flows")
 
     def __str__(self) -> str:
         return f"{self.client} · {self.name}"
@@ -252,6 +253,7 @@ class VatMapping(models.Model):
             ),
         ]
         verbose_name = _("VAT mapping")
+        verbose_name_plural = _("VAT mappings")
 
     def __str__(self) -> str:
         what = self.source_tax_id or f"{self.source_rate} %"
@@ -291,6 +293,7 @@ class JournalMapping(models.Model):
             ),
         ]
         verbose_name = _("journal mapping")
+        verbose_name_plural = _("journal mappings")
 
     def __str__(self) -> str:
         return f"{self.source_journal} → {self.target_journal}"
@@ -353,6 +356,7 @@ class ConfigChange(models.Model):
     class Meta:
         ordering = ["-at", "-id"]
         verbose_name = _("configuration change")
+        verbose_name_plural = _("configuration changes")
 
     def __str__(self) -> str:
         return f"{self.flow_label}: {self.get_action_display()} by {self.actor_label}"

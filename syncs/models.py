@@ -75,6 +75,7 @@ class SyncRun(models.Model):
         ordering = ["-started_at", "-id"]
         indexes = [models.Index(fields=["flow", "-started_at"], name="run_flow_started")]
         verbose_name = _("sync run")
+        verbose_name_plural = _("sync runs")
 
     def __str__(self) -> str:
         # No status here: what people read of it is syncs.states.run_state_text, from the counts.
@@ -226,6 +227,7 @@ class SyncedRecord(models.Model):
             models.Index(fields=["flow", "error_code"], name="record_flow_error"),
         ]
         verbose_name = _("synced record")
+        verbose_name_plural = _("synced records")
 
     def __str__(self) -> str:
         return f"{self.number or self.source_id} ({self.get_status_display()})"
@@ -288,6 +290,7 @@ class PartnerLink(models.Model):
             ),
         ]
         verbose_name = _("partner link")
+        verbose_name_plural = _("partner links")
 
     def __str__(self) -> str:
         return f"{self.source_partner_name} → {self.target_partner_name or self.target_partner_id}"
