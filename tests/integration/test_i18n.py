@@ -64,6 +64,7 @@ def test_switching_to_french_is_remembered_for_the_next_pages(admin_client):
     english = admin_client.get(reverse("admin:index"), HTTP_ACCEPT_LANGUAGE="en")
     assert '<html lang="en"' in english.content.decode()
     assert 'id="language-switch"' in english.content.decode()
+    assert ">Français</button>" in english.content.decode()
     response = admin_client.post(
         reverse("set_language"), {"language": "fr", "next": reverse("admin:index")}
     )
@@ -74,6 +75,7 @@ def test_switching_to_french_is_remembered_for_the_next_pages(admin_client):
         page = admin_client.get(url, HTTP_ACCEPT_LANGUAGE="en").content.decode()
         assert '<html lang="fr"' in page
         assert "Authentification à deux facteurs" in page and "Déconnexion" in page
+        assert ">English</button>" in page
     admin_client.post(reverse("set_language"), {"language": "en", "next": "/admin/"})
     page = admin_client.get(reverse("admin:index")).content.decode()
     assert '<html lang="en"' in page and "Two-factor authentication" in page
