@@ -57,7 +57,9 @@ class AuthKind(StrEnum):
 AUTH_FIELDS: dict[AuthKind, tuple[str, ...]] = {
     AuthKind.API_KEY: ("api_key",),
     AuthKind.CREDENTIALS: ("username", "password"),
-    AuthKind.OAUTH2: ("client_id", "client_secret", "access_token", "refresh_token"),
+    # The grant's tokens are not typed: Connect stores them (Connection.oauth_tokens). A firm's
+    # own OAuth app is typed here; without one the deployment's app (settings) is used.
+    AuthKind.OAUTH2: ("client_id", "client_secret"),
     AuthKind.NONE: (),
 }
 

@@ -494,3 +494,14 @@ def test_a_revoked_grant_stops_the_run_with_its_code_and_blames_no_record(
     assert result.error_code == ErrorCode.OAUTH_GRANT_REVOKED and result.failed_count == 0
     page = admin_client.get(reverse("admin:syncs_syncrun_change", args=[result.pk]))
     assert b"oauth-reconnect" in page.content
+
+
+def test_the_oauth2_form_asks_for_no_token_only_the_optional_own_app(
+    admin_client, connection, oauth_server
+):
+    page = admin_client.get(
+        reverse("admin:connectors_connection_change", args=[connection.pk])
+    ).content.decode()
+    assert 'name="credential_client_id"' in page and 'name="credential_client_secret"' in page
+    assert "credential_access_token" not in page and "credential_refresh_token" not in page
+    assert "Connect to Pennylane" in page
