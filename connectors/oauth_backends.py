@@ -136,10 +136,14 @@ class PennylaneOAuth2(InvsyncOAuth2):
     connector_keys = ("pennylane",)
     BASE_URL = "https://app.pennylane.com"
     REVOKE_PATH = "/oauth/revoke"
-    # Pennylane API v2 scopes (https://pennylane.readme.io/docs/v2-scopes) for a target writing
-    # ledger entries with their PDF and creating customers and suppliers.
+    # Pennylane API v2 scopes (https://pennylane.readme.io/docs/v2-scopes; the former `ledger`
+    # scope is gone since the 2026 changes) for a target writing ledger entries with their PDF
+    # and creating customers and suppliers: least privilege, INVSYNC_OAUTH_PENNYLANE_SCOPES
+    # replaces them.
     DEFAULT_SCOPE = [
-        "ledger",
+        "ledger_entries:all",
+        "ledger_accounts:readonly",
+        "journals:readonly",
         "customers:all",
         "suppliers:all",
         "file_attachments:all",

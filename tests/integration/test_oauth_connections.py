@@ -111,7 +111,10 @@ def test_connect_sends_to_the_vendor_with_pkce_s256_and_a_state(
     assert query["redirect_uri"] == [
         "http://testserver/admin/connectors/connection/oauth/callback/"
     ]
-    assert query["scope"] == ["ledger customers:all suppliers:all file_attachments:all"]
+    assert query["scope"] == [
+        "ledger_entries:all ledger_accounts:readonly journals:readonly customers:all "
+        "suppliers:all file_attachments:all"
+    ]
 
 
 def test_the_code_is_exchanged_and_the_tokens_stored_encrypted_then_the_company_picked(
