@@ -2,7 +2,10 @@
 
 The first eleven codes are the product's troubleshooting table; the rest are the platform's own.
 Every code carries a description, the resolution shown to the person fixing it, a kind, and the
-setting that usually fixes it (for the admin's links).
+setting that usually fixes it (for the admin's links). Descriptions and resolutions are written
+in English inside ``_()`` (gettext_noop: collected by makemessages) and read in the user's language
+through ``ErrorInfo.description``/``resolution``: a new code needs its French in
+``locale/fr/LC_MESSAGES/django.po`` (``bin/dev messages``; tests/unit/test_translations.py).
 """
 
 from __future__ import annotations
