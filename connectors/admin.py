@@ -9,6 +9,7 @@ from functools import partial
 from django import forms
 from django.apps import apps
 from django.contrib import admin, messages
+from django.contrib.admin.utils import flatten_fieldsets
 from django.db.models import Count
 from django.urls import path, reverse
 from django.utils.decorators import method_decorator
@@ -22,7 +23,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from connectors import registry
 from connectors.admin_filters import ClientScopedRelatedFilter, scoped_list_filter
 from connectors.admin_inbox import inbox_upload_view, is_inbox
-from connectors.base import AUTH_FIELDS, AuthKind, ConnectionKind
+from connectors.base import AUTH_FIELDS, SETTING_MAX_LENGTH, AuthKind, ConnectionKind, SettingField
 from connectors.form_fields import BoundedJSONField
 from connectors.models import Client, Connection
 from connectors.oauth_admin import (
@@ -287,6 +288,23 @@ class SettingsJSONField(BoundedJSONField):
     }
 
 
+# A saved connection shows its provider's declared settings as fields of their own (named
+# ``setting__<name>``); the JSON field keeps any other setting and stays the way to set them all
+# at once. A field typed differently from the stored value wins over the JSON.
+SETTING_PREFIX = "setting__"
+
+
+def declared_settings(connection: Connection) -> tuple[SettingField, ...]:
+    """The settings ``connection``'s provider declares (none before it is saved or when its
+    provider is not installed)."""
+    if connection.pk is None:
+        return ()
+    try:
+        return registry.get(connection.provider, ConnectionKind(connection.kind)).settings_fields
+    except (KeyError, ValueError):
+        return ()
+
+
 class _ConnectionAdminFormBase(forms.ModelForm):
     provider = forms.ChoiceField(
         label=_("Provider"), help_text=_("The connector used for this tool (its kind must match).")
@@ -305,6 +323,15 @@ class _ConnectionAdminFormBase(forms.ModelForm):
         self.fields["provider"].choices = _provider_choices(self.instance.provider or None)
         if "settings" in self.fields:
             self.fields["settings"].help_text = _settings_help()
+            stored_settings = self.instance.settings or {}
+            for setting in declared_settings(self.instance):
+                self.fields[SETTING_PREFIX + setting.name] = forms.CharField(
+                    label=setting.label or setting.name,
+                    help_text=setting.help_text,
+                    required=False,
+                    max_length=SETTING_MAX_LENGTH,
+                    initial=str(stored_settings.get(setting.name) or ""),
+                )
         for name in SECRET_NAMES:
             form_field = self.fields.get(secret_field_name(name))
             if form_field is not None and name in (stored or {}):
@@ -323,6 +350,8 @@ class _ConnectionAdminFormBase(forms.ModelForm):
         if connector is not None and auth_kind and AuthKind(auth_kind) not in connector.auth_kinds:
             accepted = ", ".join(AUTH_KIND_LABELS[k.value] for k in connector.auth_kinds)
             self.add_error("auth_kind", f"{connector.name} accepts: {accepted}.")
+        if isinstance(cleaned.get("settings"), dict):
+            cleaned["settings"] = self._typed_settings(cleaned["settings"])
         if connector is not None and "settings" in cleaned:
             self._clean_settings(cleaned["settings"], connector)
         if auth_kind:
@@ -351,6 +380,22 @@ class _ConnectionAdminFormBase(forms.ModelForm):
                 )
             self._require_secrets_for_a_new_address(stored, cleaned)
         return cleaned
+
+    def _typed_settings(self, settings: dict) -> dict:
+        """``settings`` (the JSON) with the values typed in the declared settings' own fields."""
+        merged = dict(settings)
+        for name, form_field in self.fields.items():
+            if not name.startswith(SETTING_PREFIX):
+                continue
+            value = str(self.cleaned_data.get(name) or "").strip()
+            if value == str(form_field.initial or ""):
+                continue  # untouched: the JSON says
+            setting = name.removeprefix(SETTING_PREFIX)
+            if value:
+                merged[setting] = value
+            else:
+                merged.pop(setting, None)
+        return merged
 
     def _require_secrets_for_a_new_address(self, stored: Connection, cleaned) -> None:
         """Each stored secret must be typed again when the address it is sent to changes (the
@@ -475,6 +520,26 @@ class ConnectionAdmin(ClientScopedAdminMixin, admin.ModelAdmin):
         (_("Dates"), {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
     )
     actions = ("test_connection",)
+
+    def get_fieldsets(self, request, obj=None):
+        """The provider's declared settings as fields, before the JSON of the others."""
+        names = ()
+        if obj is not None and self.has_change_permission(request, obj):
+            names = tuple(SETTING_PREFIX + s.name for s in declared_settings(obj))
+        if not names:  # a person who may only view reads the settings' JSON
+            return super().get_fieldsets(request, obj)
+        return [
+            (title, {**options, "fields": (*names, *options["fields"])})
+            if "settings" in options["fields"]
+            else (title, options)
+            for title, options in super().get_fieldsets(request, obj)
+        ]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        # The declared settings' fields are made by the form itself, not by the model.
+        fields = kwargs.pop("fields", None) or flatten_fieldsets(self.get_fieldsets(request, obj))
+        kwargs["fields"] = [f for f in fields if not f.startswith(SETTING_PREFIX)]
+        return super().get_form(request, obj, change=change, **kwargs)
 
     # A crash page (DEBUG) or an error report never shows the typed secrets.
     @method_decorator(sensitive_post_parameters(*(secret_field_name(n) for n in SECRET_NAMES)))

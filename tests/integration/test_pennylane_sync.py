@@ -26,6 +26,7 @@ from syncs.services import flow_sync
 from tests.doubles import MemorySource
 from tests.factories import InvoiceFactory, SyncFlowFactory, UserFactory
 from tests.factories.canonical import InvoiceLineFactory, PartnerFactory
+from tests.integration.test_admin import _form_data as form_data
 from tests.integration.test_mapping_forms import choices
 from tests.oauth_fixtures import connect, oauth_settings
 
@@ -417,3 +418,29 @@ def test_the_connection_declares_pennylanes_settings_and_both_auth_kinds():
     assert set(PennylaneTarget.auth_kinds) == {AuthKind.API_KEY, AuthKind.OAUTH2}
     (company_id,) = [f for f in PennylaneTarget.settings_fields if f.name == "company_id"]
     assert company_id.problem("12x") and company_id.problem("123") is None
+
+
+def test_the_connection_page_shows_pennylanes_settings_as_fields_and_saves_what_is_typed(
+    fake, company, connectors, client
+):
+    flow = make_flow(fake, company)
+    connection = flow.accounting_connection
+    client.force_login(UserFactory(username="root", is_superuser=True))
+    url = reverse("admin:connectors_connection_change", args=[connection.pk])
+
+    page = client.get(url)
+
+    form = page.context["adminform"].form
+    assert str(form["setting__company_id"].label) == "Company id"
+    assert form["setting__api_url"].value() == fake.api_url
+    assert b'name="setting__company_id"' in page.content
+    data = form_data(page)
+    data["setting__company_id"] = "12x"
+    refused = client.post(url, data)
+    assert refused.status_code == 200
+    assert "must be a whole number" in str(refused.context["adminform"].form.errors)
+    data["setting__company_id"] = str(company.id)
+    saved = client.post(url, data)
+    assert saved.status_code == 302, saved.context["adminform"].form.errors
+    connection.refresh_from_db()
+    assert connection.settings == {"api_url": fake.api_url, "company_id": str(company.id)}
