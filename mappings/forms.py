@@ -421,7 +421,8 @@ class VatMappingForm(LookupFormMixin, forms.ModelForm):
         rate = self.initial.get("source_rate")
         if self.instance.pk and isinstance(rate, Decimal):
             # A saved rate as written ("20", "5.5"), not in the column's three decimals.
-            self.initial["source_rate"] = format(rate.normalize(), "f")
+            # (A Decimal still, so that an unchanged row is no change: "20" == 20.000.)
+            self.initial["source_rate"] = Decimal(format(rate.normalize(), "f"))
         lookups = self.lookups
         if lookups is None:
             return

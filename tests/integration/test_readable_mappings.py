@@ -119,6 +119,8 @@ def test_the_source_tax_is_a_select_of_the_invoicing_tools_taxes_by_name_and_rat
         "50": "T.V.A. Achat de biens Taux Normal (20 %)",
         "60": "T.V.A. Achat Intracommunautaire de biens Taux Normal (20 %)",
     }
+    # The saved rate as written, not in the column's three decimals ("20.000").
+    assert purchase_row.xpath(".//input[contains(@name, '-source_rate')]/@value") == ["20"]
     # Under it, the invoicing tool's names of the taxes at the row's rate.
     names = purchase_row.xpath(f".//td[{has('field-source_tax_id')}]/p[{has('source-names')}]")
     assert text(names[0]) == (
