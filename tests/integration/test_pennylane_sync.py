@@ -444,3 +444,22 @@ def test_the_connection_page_shows_pennylanes_settings_as_fields_and_saves_what_
     assert saved.status_code == 302, saved.context["adminform"].form.errors
     connection.refresh_from_db()
     assert connection.settings == {"api_url": fake.api_url, "company_id": str(company.id)}
+
+
+def test_a_new_api_address_typed_in_its_field_asks_for_the_token_again(
+    fake, company, connectors, client
+):
+    flow = make_flow(fake, company)
+    connection = flow.accounting_connection
+    client.force_login(UserFactory(username="root", is_superuser=True))
+    url = reverse("admin:connectors_connection_change", args=[connection.pk])
+    data = form_data(client.get(url))
+    data["setting__api_url"] = "https://sandbox.example.test/api/external/v2"
+
+    refused = client.post(url, data)
+
+    assert refused.status_code == 200
+    errors = refused.context["adminform"].form.errors
+    assert "address the credentials are sent to changed" in str(errors.get("credential_api_key"))
+    connection.refresh_from_db()
+    assert connection.settings["api_url"] == fake.api_url
