@@ -5,12 +5,15 @@ history), and saving goes through connectors.services."""
 from __future__ import annotations
 
 from functools import partial
+from urllib.parse import urlencode
 
 from django import forms
 from django.apps import apps
 from django.contrib import admin, messages
+from django.contrib.admin.options import IS_POPUP_VAR
 from django.contrib.admin.utils import flatten_fieldsets
 from django.db.models import Count
+from django.http import HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils.decorators import method_decorator
 from django.utils.functional import lazy
@@ -21,9 +24,26 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.debug import sensitive_post_parameters
 
 from connectors import registry
+from connectors.admin_connection_add import (
+    CHOICE_PARAMETERS,
+    KIND_GROUP_LABELS,
+    chosen_connector,
+    complete_choice,
+    connection_start_view,
+    start_query,
+)
 from connectors.admin_filters import ClientScopedRelatedFilter, scoped_list_filter
 from connectors.admin_inbox import inbox_upload_view, is_inbox
-from connectors.base import AUTH_FIELDS, SETTING_MAX_LENGTH, AuthKind, ConnectionKind, SettingField
+from connectors.base import (
+    AUTH_FIELDS,
+    SETTING_MAX_LENGTH,
+    AuthKind,
+    ConnectionKind,
+    Connector,
+    SettingField,
+)
+from connectors.canonical import ConnectionCheck
+from connectors.errors import error_info
 from connectors.form_fields import BoundedJSONField
 from connectors.models import Client, Connection
 from connectors.oauth_admin import (
@@ -34,6 +54,7 @@ from connectors.oauth_admin import (
     oauth_disconnect_view,
     oauth_status,
 )
+from connectors.oauth_backends import backend_for
 from connectors.selectors import client_list_for_user
 from connectors.services import (
     CONNECTION_EDITABLE_FIELDS,
@@ -46,6 +67,7 @@ from connectors.services import (
     reenter_message,
     settings_shape_problem,
 )
+from connectors.token_store import stored_tokens
 
 
 class ReadOnlyAdminMixin:
@@ -288,10 +310,29 @@ class SettingsJSONField(BoundedJSONField):
     }
 
 
-# A saved connection shows its provider's declared settings as fields of their own (named
-# ``setting__<name>``); the JSON field keeps any other setting and stays the way to set them all
-# at once. A field typed differently from the stored value wins over the JSON.
+# The connection form shows its provider's declared settings as fields of their own (named
+# ``setting__<name>``), on the add form (the provider chosen in the first step) and the change form.
+# Superusers also get the settings' JSON, collapsed under "Advanced" (imports and scripted fixes);
+# a field typed differently from its initial value wins over the JSON.
 SETTING_PREFIX = "setting__"
+
+
+class SettingFormField(forms.CharField):
+    """One declared setting: its label, help, default and own check."""
+
+    def __init__(self, setting: SettingField, **kwargs):
+        self.setting = setting
+        super().__init__(
+            label=setting.label or setting.name,
+            help_text=setting.help_text,
+            max_length=SETTING_MAX_LENGTH,
+            **kwargs,
+        )
+
+    def validate(self, value):
+        super().validate(value)
+        if value not in self.empty_values and (problem := self.setting.problem(value)):
+            raise forms.ValidationError(f"{problem[0].upper()}{problem[1:]}.", code="setting")
 
 
 def declared_settings(connection: Connection) -> tuple[SettingField, ...]:
@@ -306,6 +347,13 @@ def declared_settings(connection: Connection) -> tuple[SettingField, ...]:
 
 
 class _ConnectionAdminFormBase(forms.ModelForm):
+    # Set by ConnectionAdmin.get_form: the connector chosen (the add form's first step, or the
+    # saved connection's), the authentication whose secrets are shown, and whether the first
+    # step's choices travel as hidden fields (the add form's second step).
+    connector_class: type[Connector] | None = None
+    choice_hidden: bool = False
+    _typed_names: frozenset[str] | set[str] = frozenset()
+
     provider = forms.ChoiceField(
         label=_("Provider"), help_text=_("The connector used for this tool (its kind must match).")
     )
@@ -320,26 +368,50 @@ class _ConnectionAdminFormBase(forms.ModelForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         stored = self.instance.credentials if self.instance.pk else {}
-        self.fields["provider"].choices = _provider_choices(self.instance.provider or None)
+        self.fields["provider"].choices = _provider_choices(
+            self.instance.provider or self.initial.get("provider") or None
+        )
+        if self.choice_hidden:
+            for name in CHOICE_PARAMETERS:
+                if name in self.fields:
+                    self.fields[name].widget = forms.HiddenInput()
         if "settings" in self.fields:
             self.fields["settings"].help_text = _settings_help()
-            stored_settings = self.instance.settings or {}
-            for setting in declared_settings(self.instance):
-                self.fields[SETTING_PREFIX + setting.name] = forms.CharField(
-                    label=setting.label or setting.name,
-                    help_text=setting.help_text,
-                    required=False,
-                    max_length=SETTING_MAX_LENGTH,
-                    initial=str(stored_settings.get(setting.name) or ""),
-                )
+        stored_settings = self.instance.settings or {} if self.instance.pk else {}
+        for setting in self.declared_settings():
+            # Required where nothing else can give the value (no JSON); checked either way.
+            stored_value = stored_settings.get(setting.name)
+            self.fields[SETTING_PREFIX + setting.name] = SettingFormField(
+                setting,
+                required=setting.required and not setting.default and "settings" not in self.fields,
+                initial=str(stored_value if stored_value is not None else "")
+                if self.instance.pk
+                else setting.default,
+            )
         for name in SECRET_NAMES:
             form_field = self.fields.get(secret_field_name(name))
             if form_field is not None and name in (stored or {}):
                 form_field.help_text = f"{gettext_now('A value is stored.')} {form_field.help_text}"
 
+    def declared_settings(self) -> tuple[SettingField, ...]:
+        if self.connector_class is not None:
+            return self.connector_class.settings_fields
+        return declared_settings(self.instance)
+
     def clean(self):
         cleaned = super().clean()
         kind, provider = cleaned.get("kind"), cleaned.get("provider")
+        chosen = self.connector_class
+        if (
+            chosen is not None
+            and kind
+            and provider
+            and (kind, provider) != (chosen.kind.value, chosen.key)
+            and not self.instance.pk
+        ):
+            self.add_error(
+                "provider", gettext_now("Choose the tool again: its settings are not these.")
+            )
         auth_kind = cleaned.get("auth_kind")
         connector = None
         if kind and provider:
@@ -350,7 +422,11 @@ class _ConnectionAdminFormBase(forms.ModelForm):
         if connector is not None and auth_kind and AuthKind(auth_kind) not in connector.auth_kinds:
             accepted = ", ".join(AUTH_KIND_LABELS[k.value] for k in connector.auth_kinds)
             self.add_error("auth_kind", f"{connector.name} accepts: {accepted}.")
-        if isinstance(cleaned.get("settings"), dict):
+        if "settings" not in self.fields:
+            # No JSON (only superusers have it): the declared fields over the stored settings.
+            base = dict(self.instance.settings or {}) if self.instance.pk else {}
+            cleaned["settings"] = self._typed_settings(base)
+        elif isinstance(cleaned.get("settings"), dict):
             cleaned["settings"] = self._typed_settings(cleaned["settings"])
         if connector is not None and "settings" in cleaned:
             self._clean_settings(cleaned["settings"], connector)
@@ -384,13 +460,15 @@ class _ConnectionAdminFormBase(forms.ModelForm):
     def _typed_settings(self, settings: dict) -> dict:
         """``settings`` (the JSON) with the values typed in the declared settings' own fields."""
         merged = dict(settings)
+        self._typed_names: set[str] = set()
         for name, form_field in self.fields.items():
-            if not name.startswith(SETTING_PREFIX):
+            if not name.startswith(SETTING_PREFIX) or name in self.errors:
                 continue
             value = str(self.cleaned_data.get(name) or "").strip()
             if value == str(form_field.initial or ""):
                 continue  # untouched: the JSON says
             setting = name.removeprefix(SETTING_PREFIX)
+            self._typed_names.add(setting)
             if value:
                 merged[setting] = value
             else:
@@ -421,39 +499,58 @@ class _ConnectionAdminFormBase(forms.ModelForm):
                 if secret_field_name(name) in self.fields:
                     self.add_error(secret_field_name(name), message)
 
+    def _settings_error(self, message: str, name: str | None = None) -> None:
+        """A problem of the settings, on the field that shows it: a declared setting's own field
+        when it was typed there (or there is no JSON), else the JSON, else the form."""
+        field = SETTING_PREFIX + name if name else ""
+        if field in self.fields and ("settings" not in self.fields or name in self._typed_names):
+            if field not in self.errors:
+                self.add_error(field, message)
+        elif "settings" in self.fields:
+            self.add_error("settings", message)
+        else:
+            self.add_error(None, message)
+        self._settings_refused = True
+
     def _clean_settings(self, settings, connector) -> None:
+        self._settings_refused = False
         if not isinstance(settings, dict):
-            self.add_error("settings", 'Enter a JSON object, e.g. {"url": "https://…"}.')
+            self._settings_error('Enter a JSON object, e.g. {"url": "https://…"}.')
             return
         declared = {field.name: field for field in connector.settings_fields}
-        unknown = sorted(set(settings) - set(declared))
+        unknown = sorted(set(settings) - set(declared), key=str)
         if unknown:
-            self.add_error(
-                "settings",
-                f"Unknown setting(s) {', '.join(unknown)}; {connector.name} takes: "
-                f"{', '.join(declared) or 'none'}.",
+            self._settings_error(
+                gettext_now("Unknown setting(s) %(names)s; %(tool)s takes: %(declared)s.")
+                % {
+                    "names": ", ".join(map(str, unknown)),
+                    "tool": connector.name,
+                    "declared": ", ".join(declared) or gettext_now("none"),
+                }
             )
         missing = [
-            field.label or name
+            name
             for name, field in declared.items()
             if field.required and not field.default and settings.get(name) in (None, "")
         ]
-        if missing:
-            self.add_error(
-                "settings",
+        if missing and "settings" in self.fields:
+            self._settings_error(
                 gettext_now("Missing required setting(s): %(names)s.")
-                % {"names": ", ".join(map(str, missing))},
+                % {"names": ", ".join(str(declared[name].label or name) for name in missing)},
             )
+        elif missing:
+            for name in missing:
+                self._settings_error(gettext_now("This field is required."), name)
         for name, value in settings.items():
             if isinstance(value, dict | list):
-                self.add_error("settings", f"The setting {name!r} must be a plain value.")
+                self._settings_error(f"The setting {name!r} must be a plain value.")
             elif name in declared and (problem := declared[name].problem(value)):
                 label = declared[name].label or name
-                self.add_error("settings", f"{label} ({name}) {problem}, not {_shown(value)}.")
-        if "settings" not in self.errors and (problem := settings_shape_problem(settings)):
-            self.add_error("settings", problem)
-        if "settings" not in self.errors and (problem := connector.settings_problem(settings)):
-            self.add_error("settings", problem[0].upper() + problem[1:] + ".")
+                self._settings_error(f"{label} ({name}) {problem}, not {_shown(value)}.", name)
+        if not self._settings_refused and (problem := settings_shape_problem(settings)):
+            self._settings_error(problem)
+        if not self._settings_refused and (problem := connector.settings_problem(settings)):
+            self._settings_error(problem[0].upper() + problem[1:] + ".")
 
     def submitted_credentials(self) -> dict[str, str]:
         """The secrets typed in for the chosen auth kind (blank ones left out: they keep the
@@ -471,6 +568,23 @@ ConnectionAdminForm = type(_ConnectionAdminFormBase)(
     (_ConnectionAdminFormBase,),
     {"__module__": __name__, **{secret_field_name(n): _secret_form_field(n) for n in SECRET_NAMES}},
 )
+
+
+def failed_check_message(result: ConnectionCheck) -> str:
+    """A failed check for the person who saved: what failed (its catalogue code) and what to
+    fix; everything typed is saved."""
+    try:
+        resolution = error_info(result.code).resolution if result.code else ""
+    except ValueError:
+        resolution = ""
+    if not result.code:
+        return gettext_now("Saved, but the connection check failed: %(message)s") % {
+            "message": result.message
+        }
+    return (
+        gettext_now("Saved, but the connection check failed — %(code)s: %(message)s %(fix)s")
+        % {"code": result.code, "message": result.message, "fix": resolution}
+    ).strip()
 
 
 @admin.register(Connection)
@@ -495,6 +609,7 @@ class ConnectionAdmin(ClientScopedAdminMixin, admin.ModelAdmin):
     search_fields = ("name", "client__name", "provider")
     list_select_related = ("client",)
     readonly_fields = (
+        "chosen_tool",
         "inbox_link",
         "credentials_status",
         "oauth_connection",
@@ -504,42 +619,113 @@ class ConnectionAdmin(ClientScopedAdminMixin, admin.ModelAdmin):
         "created_at",
         "updated_at",
     )
-    fieldsets = (
-        (None, {"fields": ("client", "name", "kind", "provider", "auth_kind")}),
-        (_("Settings"), {"fields": ("settings", "inbox_link")}),
-        (
-            _("Credentials (write-only)"),
-            {
-                "description": "Stored encrypted and never shown again. Fill in the fields of the "
-                "chosen authentication; a blank field keeps its stored value.",
-                "fields": (*(secret_field_name(n) for n in SECRET_NAMES), "credentials_status"),
-            },
-        ),
-        (_("OAuth2"), {"fields": ("oauth_connection",)}),
-        (_("Last check"), {"fields": ("last_checked_at", "last_check_ok", "last_check_message")}),
-        (_("Dates"), {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
-    )
     actions = ("test_connection",)
 
     def get_fieldsets(self, request, obj=None):
-        """The provider's declared settings as fields, before the JSON of the others."""
-        names = ()
-        if obj is not None and self.has_change_permission(request, obj):
-            names = tuple(SETTING_PREFIX + s.name for s in declared_settings(obj))
-        if not names:  # a person who may only view reads the settings' JSON
-            return super().get_fieldsets(request, obj)
-        return [
-            (title, {**options, "fields": (*names, *options["fields"])})
-            if "settings" in options["fields"]
-            else (title, options)
-            for title, options in super().get_fieldsets(request, obj)
+        """The fields of the chosen tool and authentication only: the tool's declared settings
+        (the JSON of all settings only for superusers, collapsed under Advanced, and for people
+        who may only view), the authentication's secrets, its OAuth2 line."""
+        connector, auth_kind = self._choice(request, obj)
+        can_change = obj is None or self.has_change_permission(request, obj)
+        superuser = request.user.is_superuser
+        first: tuple[str, ...] = ("client", "name", "kind", "provider", "auth_kind")
+        if obj is None and complete_choice(request.GET) is not None:
+            first = ("client", "name", "chosen_tool", "kind", "provider", "auth_kind")
+        settings_names = [
+            SETTING_PREFIX + setting.name
+            for setting in (connector.settings_fields if connector and can_change else ())
         ]
+        if not can_change:
+            settings_names.append("settings")
+        if obj is not None:
+            settings_names.append("inbox_link")
+        secrets = credential_fields(auth_kind) if auth_kind else SECRET_NAMES
+        secret_names = [secret_field_name(name) for name in secrets]
+        if obj is not None and secrets:
+            secret_names.append("credentials_status")
+        fieldsets: list = [(None, {"fields": first})]
+        if settings_names:
+            fieldsets.append((_("Settings"), {"fields": tuple(settings_names)}))
+        if secret_names:
+            fieldsets.append(
+                (
+                    _("Credentials (write-only)"),
+                    {
+                        "description": _(
+                            "Stored encrypted and never shown again. A blank field keeps its "
+                            "stored value."
+                        ),
+                        "fields": tuple(secret_names),
+                    },
+                )
+            )
+        if obj is not None and auth_kind == AuthKind.OAUTH2:
+            fieldsets.append((_("OAuth2"), {"fields": ("oauth_connection",)}))
+        if obj is not None:
+            fieldsets += [
+                (
+                    _("Last check"),
+                    {"fields": ("last_checked_at", "last_check_ok", "last_check_message")},
+                ),
+                (_("Dates"), {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
+            ]
+        if can_change and superuser:
+            fieldsets.append(
+                (
+                    _("Advanced"),
+                    {
+                        "description": _(
+                            "All the settings as JSON, for superusers (a value typed in a "
+                            "field above wins). Settings the tool does not declare are refused."
+                        ),
+                        "fields": ("settings",),
+                        "classes": ("collapse",),
+                    },
+                )
+            )
+        return fieldsets
+
+    @staticmethod
+    def _choice(request, obj) -> tuple[type[Connector] | None, str]:
+        """The connector and authentication the form is for: the saved connection's, or the
+        add form's first step's (its address; a form posted without it names them itself)."""
+        if obj is not None:
+            return chosen_connector(obj.kind, obj.provider), str(obj.auth_kind or "")
+        choice = complete_choice(request.GET) or complete_choice(request.POST)
+        return choice if choice is not None else (None, "")
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         # The declared settings' fields are made by the form itself, not by the model.
         fields = kwargs.pop("fields", None) or flatten_fieldsets(self.get_fieldsets(request, obj))
         kwargs["fields"] = [f for f in fields if not f.startswith(SETTING_PREFIX)]
-        return super().get_form(request, obj, change=change, **kwargs)
+        form_class = super().get_form(request, obj, change=change, **kwargs)
+        form_class.connector_class = self._choice(request, obj)[0]
+        form_class.choice_hidden = obj is None and complete_choice(request.GET) is not None
+        return form_class
+
+    def add_view(self, request, form_url="", extra_context=None):
+        # First step: the tool and the authentication (a page of its own, reloading as chosen).
+        if request.method == "GET" and complete_choice(request.GET) is None:
+            return connection_start_view(self, request)
+        return super().add_view(request, form_url, extra_context)
+
+    @admin.display(description=_("tool"))
+    def chosen_tool(self, obj) -> str:
+        request = CHANGE_FORM_REQUEST.get()
+        choice = complete_choice(request.GET) if request is not None else None
+        if choice is None:
+            return "-"
+        connector, auth_kind = choice
+        back = urlencode({**start_query(request.GET), "_change": "1"})
+        return format_html(
+            '{} · {} · {} <a class="button" id="change-tool" href="{}?{}">{}</a>',
+            connector.name,
+            KIND_GROUP_LABELS[connector.kind],
+            AUTH_KIND_LABELS[auth_kind],
+            reverse("admin:connectors_connection_add"),
+            back,
+            gettext_now("Change"),
+        )
 
     # A crash page (DEBUG) or an error report never shows the typed secrets.
     @method_decorator(sensitive_post_parameters(*(secret_field_name(n) for n in SECRET_NAMES)))
@@ -622,11 +808,62 @@ class ConnectionAdmin(ClientScopedAdminMixin, admin.ModelAdmin):
         data = {name: form.cleaned_data[name] for name in CONNECTION_EDITABLE_FIELDS}
         credentials = form.submitted_credentials()
         if change:
+            stored = Connection.objects.get(pk=obj.pk)
+            touched = bool(credentials) or any(
+                data[name] != getattr(stored, name)
+                for name in ("kind", "provider", "auth_kind", "settings")
+            )
             connection_update(connection=obj, data=data, credentials=credentials)
         else:
             saved = connection_create(**data, credentials=credentials)
             # The admin goes on with the instance it built (log entry, redirect).
             obj.__dict__.update(saved.__dict__)
+            touched = True
+        if touched:
+            self._check_on_save(request, obj)
+
+    def _check_on_save(self, request, connection: Connection) -> None:
+        """Test on save: the check's outcome as a message; a failure (or an OAuth2 connection
+        not yet connected) keeps the person on the connection's page, everything saved."""
+        if connection.auth_kind == AuthKind.OAUTH2 and stored_tokens(connection) is None:
+            backend = backend_for(connection.provider)
+            vendor = backend.title if backend is not None else self.provider_display(connection)
+            self.message_user(
+                request,
+                gettext_now(
+                    "Connect to %(vendor)s: press “Connect to %(vendor)s” below, sign in there "
+                    "and give invsync access. The connection is checked once connected."
+                )
+                % {"vendor": vendor},
+                messages.WARNING,
+            )
+            request._invsync_stay_on_connection = True
+            return
+        result = connection_check(connection=connection)
+        if result.ok:
+            self.message_user(
+                request,
+                gettext_now("Connection checked: %(message)s") % {"message": result.message},
+                messages.SUCCESS,
+            )
+            return
+        self.message_user(request, failed_check_message(result), messages.ERROR)
+        request._invsync_stay_on_connection = True
+
+    def _stay_on_connection(self, request, obj, response):
+        if not getattr(request, "_invsync_stay_on_connection", False):
+            return response
+        if IS_POPUP_VAR in request.POST or response.status_code != 302:
+            return response
+        return HttpResponseRedirect(reverse("admin:connectors_connection_change", args=[obj.pk]))
+
+    def response_add(self, request, obj, post_url_continue=None):
+        response = super().response_add(request, obj, post_url_continue)
+        return self._stay_on_connection(request, obj, response)
+
+    def response_change(self, request, obj):
+        response = super().response_change(request, obj)
+        return self._stay_on_connection(request, obj, response)
 
     def construct_change_message(self, request, form, formsets, add=False):
         # Django names changed fields by label, never by value; still, report the secrets as one

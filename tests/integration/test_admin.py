@@ -215,17 +215,16 @@ def test_a_refused_form_does_not_echo_the_typed_secret(admin_client, data):
 
 def test_adding_a_connection_stores_its_secret_encrypted(admin_client, memory_connectors):
     client = ClientFactory()
-    add_url = _url(Connection, "add")
-    form = _form_data(admin_client.get(add_url))
-    form.update(
-        client=str(client.pk),
-        name="Books",
-        kind="accounting",
-        provider="memory",
-        auth_kind="api_key",
-        settings="{}",
-        credential_api_key=SECRET,
+    # The first step (tool and authentication) leads to the form of that tool's fields.
+    first = admin_client.get(
+        _url(Connection, "add"),
+        {"client": client.pk, "name": "Books", "tool": "accounting:memory", "auth_kind": "api_key"},
     )
+    assert first.status_code == 302
+    add_url = first["Location"]
+    form = _form_data(admin_client.get(add_url))
+    assert (form["client"], form["name"], form["provider"]) == (str(client.pk), "Books", "memory")
+    form.update(credential_api_key=SECRET)
     response = admin_client.post(add_url, form)
     assert response.status_code == 302, response.context["adminform"].form.errors
     connection = Connection.objects.get(name="Books")
