@@ -379,7 +379,8 @@ def flow_setup_checklist(
             )
         )
     else:
-        shown = f"{flow.folder_name} ({flow.folder})" if flow.folder_name else flow.folder
+        # By its name: the folder's id is the tool's key (Tryton's company id).
+        shown = flow.folder_name or flow.folder
         steps.append(
             Step(gettext("Accounting folder chosen"), StepState.DONE, shown, "#id_folder", "folder")
         )

@@ -330,12 +330,13 @@ def cached_target_lookups(flow: SyncFlow) -> TargetLookups | None:
 
 def lookup_names(lookups: TargetLookups | None) -> dict[str, dict[str, str]]:
     """Names of the accounting tool's accounts and VAT codes by code, for pages that show codes
-    (the ``named`` filter); empty when the lists were never read."""
+    (the ``named`` and ``vat_code_named`` filters); empty when the lists were never read."""
     if lookups is None:
         return {"accounts": {}, "vat_codes": {}}
     return {
         "accounts": {a.number: a.name for a in lookups.accounts if a.name},
-        "vat_codes": {v.code: v.name for v in lookups.vat_codes if v.name},
+        # A VAT code reads by its label (name and account): its code is often the tool's key.
+        "vat_codes": {v.code: vat_code_label(v) for v in lookups.vat_codes if v.name},
     }
 
 

@@ -11,6 +11,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from connectors.canonical import Direction, TargetLookups
+from mappings.lookups import vat_code_label
 from syncs import selectors as sync_selectors
 from syncs.models import SyncedRecord
 from syncs.selectors import SnapshotLine
@@ -90,7 +91,7 @@ class RecordOverridesForm(forms.Form):
         if lookups is None or not lookups.vat_codes:
             return None
         return [
-            (v.code, f"{v.code} — {v.name}" if v.name else v.code)
+            (v.code, vat_code_label(v))  # by name and account, not the tool's key
             for v in lookups.vat_codes
             if direction is None or v.direction is None or v.direction is direction
         ]

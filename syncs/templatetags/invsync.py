@@ -23,6 +23,15 @@ def named(code, names: Mapping[str, str] | None) -> str:
 
 
 @register.filter
+def vat_code_named(code, labels: Mapping[str, str] | None) -> str:
+    """A VAT code as people read it: its label ("TVA collectée 20 % · 44571", from
+    mappings.lookups.lookup_names) when known, else the code. Empty for no code."""
+    if code in (None, ""):
+        return ""
+    return (labels or {}).get(str(code)) or str(code)
+
+
+@register.filter
 def money(amount, currency: str = "") -> str:
     """``{{ record.total|money:record.currency }}``: ``€125,000.00`` in English, ``125 000,00 €``
     in French (connectors.formatting.format_money). Empty for no amount."""

@@ -679,7 +679,7 @@ def test_preview_shows_the_next_entries_errors_and_skips_and_writes_nothing(
     assert "Total — balanced" in html
     # Codes of the accounting tool come with their names.
     assert "<td>4111 — Clients</td><td>ACME SAS</td>" in html
-    assert "<td>V20 — TVA collectée 20 %</td>" in html
+    assert "<td>TVA collectée 20 % · 44571</td>" in html  # a VAT code by name and account
     assert "Sales invoice" in html and "Purchase invoice" in html
 
     # Nothing written: no entry, no partner, no record, no link, no cursor move, no PDF fetched.

@@ -13,8 +13,11 @@ import pytest
 from django.urls import reverse
 
 from connectors.canonical import Direction, SourceTaxRate, TaxKind, VatCode
+from mappings.models import SyncFlow
+from syncs.models import RecordStatus, SyncedRecord
+from syncs.services import flow_sync
 from tests.doubles import FRENCH_VAT_CODES
-from tests.factories import SyncedRecordFactory, UserFactory
+from tests.factories import InvoiceFactory, InvoiceLineFactory, SyncedRecordFactory, UserFactory
 from tests.integration.test_mapping_forms import change_url, complete_flow, form_data
 
 pytestmark = pytest.mark.django_db
@@ -157,6 +160,8 @@ def test_no_internal_id_is_shown_on_the_flow_form(admin_client, tryton_like):
     assert "→" not in text(group.xpath(".//tbody")[0])
     for option in group.xpath(".//select/option[@selected]"):
         assert not re.match(r"\d+\b", text(option)), text(option)
+    # The checklist names the folder, not "Test company (1)".
+    assert text(doc.get_element_by_id("step-folder")).endswith("— Test company")
     # The folder by its name, not "1 – Test company".
     assert [text(o) for o in doc.xpath("//select[@id='id_folder']/option[@selected]")] == [
         "Test company"
@@ -274,3 +279,22 @@ def test_a_failed_records_page_keeps_the_tools_keys_folded_away_for_support(
         for place in places:
             folded = place.xpath(f"ancestor::fieldset[{has('collapse')}]")
             assert folded and "For support" in text(folded[0]), (key, text(place.getparent()))
+
+
+def test_a_failed_records_line_overrides_offer_vat_codes_by_name_and_account(
+    admin_client, tryton_like
+):
+    source, _ = tryton_like
+    flow = complete_flow()
+    admin_client.get(change_url(flow))  # reads (and caches) the accounting tool's lists
+    source.put(InvoiceFactory(lines=(InvoiceLineFactory(tax_rate=D("2.1")),)))
+    flow_sync(flow=SyncFlow.objects.get(pk=flow.pk), trigger="manual")
+    record = SyncedRecord.objects.get(flow=flow, status=RecordStatus.FAILED)
+    doc = page(admin_client.get(reverse("admin:syncs_syncedrecord_change", args=[record.pk])))
+    lines = doc.get_element_by_id("overrides-lines")
+    offered = {
+        o.get("value"): text(o)
+        for o in lines.xpath(".//select[contains(@name, 'vat_code')]/option")
+    }
+    assert offered["V20"] == "TVA collectée 20 % · 44571"
+    assert not any(label.startswith("V20") for label in offered.values())
