@@ -275,3 +275,19 @@ def test_a_tryton_connection_saved_with_a_wrong_password_shows_the_failed_checks
     assert any(m.startswith("Connection checked:") for m in _messages(answer)), _messages(answer)
     connection.refresh_from_db()
     assert connection.last_check_ok is True
+
+
+def test_change_on_the_second_step_goes_back_to_the_first_with_everything_chosen(
+    accountant, firm_client
+):
+    url = _second_step(accountant, firm_client, "accounting:pennylane", "api_key")
+    html = accountant.get(url).content.decode()
+    back = re.search(r'id="change-tool" href="([^"]+)"', html)
+    assert back, html[:2000]
+    page = accountant.get(back.group(1).replace("&amp;", "&"))
+    assert page.status_code == 200  # the first step again, not straight back
+    form = page.context["form"]
+    assert form["client"].value() == str(firm_client.pk)
+    assert form["name"].value() == "Books"
+    assert form["tool"].value() == "accounting:pennylane"
+    assert form["auth_kind"].value() == "api_key"
