@@ -705,8 +705,14 @@ class ConnectionAdmin(ClientScopedAdminMixin, admin.ModelAdmin):
 
     def add_view(self, request, form_url="", extra_context=None):
         # First step: the tool and the authentication (a page of its own, reloading as chosen).
-        if request.method == "GET" and complete_choice(request.GET) is None:
+        choice = complete_choice(request.GET)
+        if request.method == "GET" and choice is None:
             return connection_start_view(self, request)
+        if choice is not None:
+            title = gettext_now("Step 2 of 2: %(tool)s's settings and sign-in") % {
+                "tool": choice[0].name
+            }
+            extra_context = {**(extra_context or {}), "title": title}
         return super().add_view(request, form_url, extra_context)
 
     @admin.display(description=_("tool"))
