@@ -375,6 +375,15 @@ class _ConnectionAdminFormBase(forms.ModelForm):
             for name in CHOICE_PARAMETERS:
                 if name in self.fields:
                     self.fields[name].widget = forms.HiddenInput()
+        if self.connector_class is not None and "auth_kind" in self.fields:
+            # Only the authentications the tool accepts (and the stored one, even if it no longer).
+            accepted = {kind.value for kind in self.connector_class.auth_kinds}
+            accepted.add(self.instance.auth_kind or "")
+            self.fields["auth_kind"].choices = [
+                (value, label)
+                for value, label in self.fields["auth_kind"].choices
+                if value in accepted
+            ]
         if "settings" in self.fields:
             self.fields["settings"].help_text = _settings_help()
         stored_settings = self.instance.settings or {} if self.instance.pk else {}

@@ -142,7 +142,8 @@ def connection_start_view(model_admin: admin.ModelAdmin, request):
     if "tool" not in data and data.get("provider"):
         # A link that names the kind and provider (e.g. from the guided set-up).
         data["tool"] = f"{data.get('kind') or ''}:{data['provider']}"
-    submitted = bool(data.get("tool") or data.get("client") or data.get("name"))
+    # A link may name the client, the name or the kind without submitting the step: no errors yet.
+    submitted = bool(data.get("tool")) or "_next" in data
     form = ConnectionStartForm(
         data if submitted else None, user=request.user, kind=request.GET.get("kind")
     )

@@ -127,6 +127,21 @@ def test_the_auth_kinds_offered_follow_the_tool(accountant, firm_client):
     first = accountant.get(reverse(ADD_URL)).content.decode()
     assert "Pennylane" in first and "E-invoice inbox" in first
     assert 'name="auth_kind"' not in first
+    # A link naming the kind (e.g. "add the accounting connection") offers that kind's tools.
+    linked = accountant.get(reverse(ADD_URL), {"kind": "accounting", "client": firm_client.pk})
+    accounting = linked.content.decode()
+    assert "Pennylane" in accounting and "E-invoice inbox" not in accounting
+    assert not linked.context["form"].errors  # not submitted yet
+    assert linked.context["form"]["client"].value() == str(firm_client.pk)
+    # A saved connection's page offers the authentications of its tool only.
+    saved = ConnectionFactory(
+        client=firm_client, kind="accounting", provider="pennylane", auth_kind="api_key"
+    )
+    page = accountant.get(reverse("admin:connectors_connection_change", args=[saved.pk]))
+    offered_there = {
+        value for value, _label in page.context["adminform"].form.fields["auth_kind"].choices
+    }
+    assert offered_there == {"api_key", "oauth2"}
 
 
 def test_an_einvoice_inbox_saved_is_checked_and_says_so(accountant, firm_client):
