@@ -12,8 +12,8 @@ from decimal import Decimal
 
 import pytest
 
-from connectors.base import AuthKind, ConnectionConfig, ConnectionKind
-from connectors.canonical import EntryLine, InvoiceType, Posting
+from connectors.base import AuthKind, ConnectionConfig, ConnectionKind, EntryToWrite
+from connectors.canonical import Attachment, EntryLine, InvoiceType, Posting
 from connectors.devtools.pennylane_fake import PennylaneFake
 from connectors.outbound import OutboundPolicy
 from tests.connectors.contract import TargetContract, provider
@@ -94,3 +94,37 @@ class TestPennylaneTargetContract(TargetContract):
     def count_partners(self, pennylane):
         company = pennylane[1]
         return lambda: len(company.customers) + len(company.suppliers)
+
+
+def test_a_pdf_attached_after_the_write_lands_on_the_entry_through_the_contract(pennylane):
+    """A crash between the write and the PDF leaves an entry without its file: ``attach`` uploads
+    it and links it to that entry (PUT /ledger_entries/{id}), within the contract."""
+    fake, company, token = pennylane
+    target = provider("pennylane", ConnectionKind.ACCOUNTING)(pennylane_config(fake, token))
+    try:
+        date = dt.date(2026, 11, 30)
+        amount = Decimal("42.00")
+        posting = Posting(
+            journal="VE", date=date, reference="ATTACH-1", external_id="attach-after-write-1",
+            currency="EUR", company_currency="EUR", draft=False, partner_name="Client",
+            invoice_type=InvoiceType.CUSTOMER_INVOICE,
+            lines=(
+                EntryLine("411", amount, Decimal(0), "Attach", partner="Client",
+                          maturity_date=date),
+                EntryLine("706", Decimal(0), amount, "Attach service"),
+            ),
+        )  # fmt: skip
+        [result] = target.create_entries(str(company.id), [EntryToWrite(posting)])
+        assert result.error is None and result.ref is not None
+        entry = company.ledger_entries[int(result.ref.id)]
+        assert not entry.get("ledger_attachment_filename")
+
+        pdf = Attachment("ATTACH-1.pdf", "application/pdf", b"%PDF-1.4 attach test\n%%EOF\n")
+        target.attach(str(company.id), result.ref, pdf)
+
+        entry = company.ledger_entries[int(result.ref.id)]
+        assert entry["ledger_attachment_filename"] == "ATTACH-1.pdf"
+        found = target.find_entries(str(company.id), ["attach-after-write-1"])
+        assert found["attach-after-write-1"].has_attachment
+    finally:
+        target.close()
