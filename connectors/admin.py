@@ -271,7 +271,8 @@ def _provider_choices(current: str | None) -> list:
     installed = {key for _, choices in groups for key, _ in choices}
     if current and current not in installed:
         # Keep an imported connection's provider visible, flagged, rather than silently changed.
-        groups.append(("Not installed", [(current, f"{current} (not installed)")]))
+        flagged = gettext_now("%(provider)s (not installed)") % {"provider": current}
+        groups.append((gettext_now("Not installed"), [(current, flagged)]))
     return [("", "---------"), *groups]
 
 
@@ -785,7 +786,9 @@ class ConnectionAdmin(ClientScopedAdminMixin, admin.ModelAdmin):
         if obj.pk is None or not is_inbox(obj):
             return "-"
         url = reverse("admin:connectors_connection_inbox", args=[obj.pk])
-        return format_html('<a href="{}">Upload e-invoices and see the files received</a>', url)
+        return format_html(
+            '<a href="{}">{}</a>', url, gettext_now("Upload e-invoices and see the files received")
+        )
 
     @admin.display(description=_("OAuth2 connection"))
     def oauth_connection(self, obj: Connection) -> str:
@@ -799,25 +802,25 @@ class ConnectionAdmin(ClientScopedAdminMixin, admin.ModelAdmin):
         try:
             return registry.get(obj.provider, ConnectionKind(obj.kind)).name
         except (KeyError, ValueError):
-            return f"{obj.provider} (not installed)"
+            return gettext_now("%(provider)s (not installed)") % {"provider": obj.provider}
 
     @admin.display(description=_("stored credentials"))
     def credentials_status(self, obj: Connection) -> str:
         if obj.pk is None:
-            return "None yet."
+            return gettext_now("None yet.")
         stored = obj.credentials or {}
         # Whether each secret is set, never what it is.
-        return (
-            format_html_join(
-                ", ",
-                "{}: {}",
+        return format_html_join(
+            ", ",
+            "{}: {}",
+            (
                 (
-                    (SECRET_LABELS.get(name, name), "stored" if stored.get(name) else "not set")
-                    for name in obj.credential_fields
-                ),
-            )
-            or "None for this authentication."
-        )
+                    SECRET_LABELS.get(name, name),
+                    gettext_now("stored") if stored.get(name) else gettext_now("not set"),
+                )
+                for name in obj.credential_fields
+            ),
+        ) or gettext_now("None for this authentication.")
 
     def save_model(self, request, obj, form, change):
         data = {name: form.cleaned_data[name] for name in CONNECTION_EDITABLE_FIELDS}
