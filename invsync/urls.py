@@ -5,6 +5,7 @@ from django.urls import include, path
 
 from connectors.form_fields import BoundedJSONField
 from invsync.admin import admin_pages_for_superusers_only
+from syncs.admin.setup import setup_urls
 
 # One sign-in: the admin's login page sends to allauth's (email, password, then the TOTP code of
 # users who have one), which comes back to the admin.
@@ -24,6 +25,8 @@ urlpatterns = [
     path("accounts/", include("allauth.urls")),
     # The admin header's language switch posts here (Django's set_language: cookie, then back).
     path("i18n/", include("django.conf.urls.i18n")),
+    # The guided set-up of a new flow (syncs/admin/setup.py), in the admin's pages.
+    path("admin/setup/", include(setup_urls(admin.site))),
     path("admin/", admin.site.urls),
 ]
 
