@@ -18,6 +18,7 @@ from django.urls import path, reverse
 from django.utils.decorators import method_decorator
 from django.utils.functional import lazy
 from django.utils.html import format_html, format_html_join
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.text import format_lazy
 from django.utils.translation import gettext as gettext_now
 from django.utils.translation import gettext_lazy as _
@@ -231,6 +232,9 @@ SECRET_LABELS = {
 }
 AUTH_KIND_LABELS = dict(Connection._meta.get_field("auth_kind").choices)
 KEEP_HELP = _("Leave blank to keep the stored value.")
+# The session key of the page a connection's add form returns to once saved (the guided set-up
+# sets it: syncs/admin/setup.py).
+RETURN_AFTER_ADD = "invsync_return_after_add"
 
 
 # Long enough for any OAuth2 token; a secret longer than this is a mistake, not a secret.
@@ -877,7 +881,23 @@ class ConnectionAdmin(ClientScopedAdminMixin, admin.ModelAdmin):
 
     def response_add(self, request, obj, post_url_continue=None):
         response = super().response_add(request, obj, post_url_continue)
-        return self._stay_on_connection(request, obj, response)
+        response = self._stay_on_connection(request, obj, response)
+        # Added from a page that asked to come back (the guided set-up): back there with the new
+        # connection, or, when the check keeps the person here, a link back.
+        back = request.session.pop(RETURN_AFTER_ADD, None)
+        if not back or not url_has_allowed_host_and_scheme(back, allowed_hosts=None):
+            return response
+        back = f"{back}?{urlencode({'connection': obj.pk})}"
+        if getattr(request, "_invsync_stay_on_connection", False):
+            self.message_user(
+                request,
+                format_html('<a href="{}">{}</a>', back, gettext_now("Back to the set-up")),
+                messages.INFO,
+            )
+            return response
+        if IS_POPUP_VAR in request.POST or response.status_code != 302:
+            return response
+        return HttpResponseRedirect(back)
 
     def response_change(self, request, obj):
         response = super().response_change(request, obj)

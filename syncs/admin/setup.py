@@ -22,6 +22,7 @@ from django.utils.http import urlencode
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
+from connectors.admin import RETURN_AFTER_ADD
 from connectors.base import ConnectionKind
 from connectors.errors import InvsyncError, error_info
 from connectors.models import Client, Connection
@@ -263,15 +264,17 @@ class GuidedSetup:
                     self.save_state(request, **{kind.value: connection.pk})
                     return self.next_step(step)
         else:
-            only = form_queryset_single(client, kind)
-            form = ConnectionStepForm(
-                initial={"connection": chosen or only}, client=client, kind=kind
+            # Back from the connection's add form: the new one; else the only one there is.
+            added = str(request.GET.get("connection", ""))
+            only = (
+                Connection.objects.filter(pk=added, client=client, kind=kind).first()
+                if added.isdigit()
+                else form_queryset_single(client, kind)
             )
-        add_url = (
-            reverse("admin:connectors_connection_add")
-            + "?"
-            + urlencode({"client": client.pk, "kind": kind.value})
-        )
+            form = ConnectionStepForm(
+                initial={"connection": only or chosen}, client=client, kind=kind
+            )
+        add_url = reverse("invsync_setup_add_connection", args=[step])
         return {
             "form": form,
             "kind": kind,
@@ -279,6 +282,17 @@ class GuidedSetup:
             "connections": list(form.fields["connection"].queryset),
             "return_url": self.url(step),
         }
+
+    def add_connection_view(self, request, step: str):
+        """To the connection's add form (client and kind chosen), which comes back here."""
+        if not may_set_up(request.user) or not request.user.has_perm("connectors.add_connection"):
+            raise PermissionDenied
+        client = self.client(request)
+        if step not in CONNECTION_STEPS or client is None:
+            return HttpResponseRedirect(self.url(self.first_open_step(request) or "client"))
+        request.session[RETURN_AFTER_ADD] = self.url(step)
+        query = urlencode({"client": client.pk, "kind": CONNECTION_STEPS[step].value})
+        return HttpResponseRedirect(f"{reverse('admin:connectors_connection_add')}?{query}")
 
     def step_invoicing(self, request):
         return self._connection_step(request, "invoicing")
@@ -516,4 +530,9 @@ def setup_urls(site: admin.AdminSite) -> list:
     return [
         path("", site.admin_view(setup.start_view), name="invsync_setup"),
         path("<slug:step>/", site.admin_view(setup.step_view), name="invsync_setup_step"),
+        path(
+            "<slug:step>/add-connection/",
+            site.admin_view(setup.add_connection_view),
+            name="invsync_setup_add_connection",
+        ),
     ]

@@ -4,6 +4,8 @@ enable, with back and next, nothing typed lost on an error, on the in-memory tes
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.contrib.auth.models import Permission
 from django.utils import timezone
@@ -107,7 +109,7 @@ def test_the_connection_steps_offer_the_clients_connections_of_their_kind_only(c
     client.post(step_url("client"), {"client": atelier.pk})
     html = client.get(step_url("invoicing")).content.decode()
     assert "Invoices" in html and "Books" not in html and "Someone else" not in html
-    assert f"client={atelier.pk}" in html and "kind=invoicing" in html  # the add link
+    assert "/admin/setup/invoicing/add-connection/" in html  # the add link
     response = client.post(step_url("invoicing"), {"connection": other.pk})
     assert response.status_code == 200 and "errorlist" in response.content.decode()
     response = client.post(step_url("invoicing"), {"connection": accounting.pk})
@@ -246,3 +248,28 @@ def test_only_staff_who_may_add_flows_reach_the_set_up(client, books):
 def test_the_home_page_and_the_flows_list_link_to_the_set_up(client, boss):
     assert 'href="/admin/setup/"' in client.get("/admin/").content.decode()
     assert 'href="/admin/setup/"' in client.get("/admin/mappings/syncflow/").content.decode()
+
+
+def test_a_connection_added_from_the_set_up_comes_back_to_it_chosen(client, boss, books):
+    atelier, invoicing, _accounting = books
+    client.post(step_url("client"), {"client": atelier.pk})
+    client.post(step_url("invoicing"), {"connection": invoicing.pk})
+    html = client.get(step_url("accounting")).content.decode()
+    assert 'href="/admin/setup/accounting/add-connection/"' in html
+    first = client.get(step_url("accounting") + "add-connection/")
+    assert first.url == f"/admin/connectors/connection/add/?client={atelier.pk}&kind=accounting"
+    second = client.get(
+        "/admin/connectors/connection/add/",
+        {"client": atelier.pk, "name": "New books", "tool": "accounting:memory",
+         "auth_kind": "api_key"},
+    )  # fmt: skip
+    answer = client.post(
+        second.url,
+        {"client": atelier.pk, "name": "New books", "kind": "accounting", "provider": "memory",
+         "auth_kind": "api_key", "credential_api_key": "key", "settings": "{}"},
+    )  # fmt: skip
+    assert answer.status_code == 302, answer.context["adminform"].form.errors
+    added = atelier.connections.get(name="New books")
+    assert answer.url == f"{step_url('accounting')}?connection={added.pk}"
+    html = client.get(answer.url).content.decode()
+    assert re.search(rf'value="{added.pk}"[^>]*checked', html)
