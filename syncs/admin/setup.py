@@ -29,6 +29,7 @@ from connectors.models import Client, Connection
 from connectors.selectors import client_list_for_user, connector_for
 from connectors.services import client_create
 from mappings.checklist import StepState, flow_setup_checklist
+from mappings.lookups import lookup_names
 from mappings.models import SyncFlow
 from mappings.overlaps import describe_flow, flows_sharing_ledger
 from mappings.services import flow_create, flow_lookups_load, flow_mappings_suggest, flow_update
@@ -380,12 +381,13 @@ class GuidedSetup:
         elif request.method == "POST":
             return self.next_step("mappings")
         flow.refresh_from_db()
+        lookups = flow_lookups_load(flow=flow)
+        names = lookup_names(lookups.target_lookups())
         return {
             "flow": flow,
             "error": error,
-            "settings": _filled_settings(flow),
-            "vat_mappings": list(flow.vat_mappings.order_by("direction", "source_rate")),
-            "journal_mappings": list(flow.journal_mappings.all()),
+            "settings": _filled_settings(flow, names),
+            "vat_mappings": _vat_rows(flow, lookups, names["vat_codes"]),
             "flow_url": reverse("admin:mappings_syncflow_change", args=[flow.pk]),
         }
 
@@ -500,14 +502,37 @@ FILLED_SETTINGS = (
 )
 
 
-def _filled_settings(flow: SyncFlow) -> list[tuple[str, str]]:
-    return [
-        (
-            str(SyncFlow._meta.get_field(name).verbose_name).capitalize(),
-            getattr(flow, name) or "—",
+def _filled_settings(flow: SyncFlow, names: dict) -> list[tuple[str, str]]:
+    """The settings the suggestions fill, as people read them (an account with its name, a VAT
+    code by its label)."""
+    rows = []
+    for name in FILLED_SETTINGS:
+        value = getattr(flow, name) or ""
+        if name.endswith("_account") and value in names["accounts"]:
+            value = f"{value} – {names['accounts'][value]}"
+        elif name.endswith("_vat_code"):
+            value = names["vat_codes"].get(value, value)
+        rows.append((str(SyncFlow._meta.get_field(name).verbose_name).capitalize(), value or "—"))
+    return rows
+
+
+def _vat_rows(flow: SyncFlow, lookups, vat_labels: dict[str, str]) -> list[dict]:
+    """The flow's VAT mappings: the source tax by name and rate, the codes by their labels."""
+    sources = {rate.tax_id: rate for rate in lookups.source_rates or () if rate.tax_id}
+    rows = []
+    for mapping in flow.vat_mappings.order_by("direction", "source_rate", "pk"):
+        source = sources.get(mapping.source_tax_id)
+        rate = mapping.source_rate if source is None else source.rate
+        rows.append(
+            {
+                "direction": mapping.get_direction_display(),
+                "source_name": source.name if source is not None else "",
+                "rate": rate,
+                "target": vat_labels.get(mapping.target_code, mapping.target_code),
+                "collected": vat_labels.get(mapping.collected_code, mapping.collected_code),
+            }
         )
-        for name in FILLED_SETTINGS
-    ]
+    return rows
 
 
 def _error(exc: InvsyncError) -> dict:
