@@ -113,6 +113,7 @@ def test_key_admin_pages_in_french_show_no_english_product_text(french, flow_wit
         "runs": reverse("admin:syncs_syncrun_changelist"),
         "reconciliation": reverse("admin:syncs_flow_reconciliation", args=[flow.pk]),
         "audit": reverse("admin:mappings_configchange_changelist"),
+        "guided set-up": reverse("invsync_setup_step", args=["client"]),
     }
     left = {}
     for name, url in pages.items():
