@@ -20,6 +20,7 @@ from playwright.sync_api import Page, expect
 
 from mappings.models import SyncFlow
 from tests.browser.pages import choose, follow, sign_in
+from tests.browser.test_page_widths import SCROLL_WIDTH
 from tests.integration.test_tryton_sync import tryton_moves
 
 pytestmark = [pytest.mark.browser, pytest.mark.tryton]
@@ -27,7 +28,16 @@ pytestmark = [pytest.mark.browser, pytest.mark.tryton]
 FLOW_NAME = "Guided Tryton to Tryton"
 
 
+def fits(page: Page) -> None:
+    """The step's page does not scroll sideways at 1024 nor 1400 px."""
+    for width in (1024, 1400):
+        page.set_viewport_size({"width": width, "height": 900})
+        measured = page.evaluate(SCROLL_WIDTH)
+        assert measured["page"] <= measured["viewport"], (width, measured)
+
+
 def next_step(page: Page) -> None:
+    fits(page)
     follow(page, page.locator("#setup-next"))
 
 
@@ -97,6 +107,7 @@ def test_an_accountant_sets_up_an_enabled_flow_through_the_guide(
     expect(page.locator("#setup-count")).to_contain_text(re.compile(r"The first run will post \d+"))
     expect(page.locator("#setup-others")).to_have_count(0)
     artifacts(page, "setup-04-enable")
+    fits(page)
     page.locator("#id_confirm").check()
     follow(page, page.locator("#setup-next"))
     clicks += 1
