@@ -5,8 +5,10 @@ confirmation counting the invoices the first run will post. Nothing is written t
 
 The demo's set-up (Tryton → Tryton, both connections there) takes here 3 fields filled (client,
 flow name, start date), the confirmation ticked, and 9 clicks (the link, seven Next, Enable),
-against 15 fields and 11 clicks over four saves on the flow form (the journey, up to its
-preview).
+against 15 fields and 11 clicks, five of them saves, on the flow form (the journey up to its
+preview: add, 4 connection/name/client fields, save; folder, save; 8 accounts and journals and the
+start date, save; propose VAT, remove two rows, save; back to the flow, enabled, save; preview —
+9 clicks without the two removals the journey makes on purpose).
 
 Screenshots: var/browser-artifacts/setup-*.png."""
 
