@@ -344,6 +344,10 @@ class GuidedSetup:
                 else:
                     return self.next_step("folder")
         else:
+            if request.method == "POST":  # the tool did not answer: what was typed stays
+                initial.update(
+                    {k: v for k, v in request.POST.items() if k in ("name", "scope", "start_date")}
+                )
             form = FolderStepForm(initial=initial, folders=folders)
         return {"form": form, "error": error, "accounting": accounting}
 

@@ -275,3 +275,29 @@ def test_a_connection_added_from_the_set_up_comes_back_to_it_chosen(client, boss
     assert answer.url == f"{step_url('accounting')}?connection={added.pk}"
     html = client.get(answer.url).content.decode()
     assert re.search(rf'value="{added.pk}"[^>]*checked', html)
+
+
+def test_a_tool_that_refuses_at_the_folder_step_shows_its_code_and_what_to_do(client, boss, books):
+    atelier, invoicing, accounting = books
+    accounting.credentials = {"api_key": "wrong-key"}
+    accounting.save()
+    walk_to_folder(client, atelier, invoicing, accounting)
+    response = client.get(step_url("folder"))
+    html = response.content.decode()
+    assert response.status_code == 200 and 'id="setup-error"' in html
+    assert "ERROR_" in html and "wrong-key" not in html
+    response = client.post(step_url("folder"), FOLDER)
+    html = response.content.decode()
+    assert response.status_code == 200 and not SyncFlow.objects.filter(client=atelier).exists()
+    assert 'value="Sales"' in html and 'value="2026-01-01"' in html  # typed, kept
+
+
+def test_another_connection_chosen_after_the_flow_exists_changes_that_flow(client, boss, books):
+    atelier, invoicing, accounting = books
+    walk_to_folder(client, atelier, invoicing, accounting)
+    client.post(step_url("folder"), FOLDER)
+    other = checked_connection(atelier, "invoicing", name="Other invoices")
+    assert client.post(step_url("invoicing"), {"connection": other.pk}).status_code == 302
+    flow = SyncFlow.objects.get(client=atelier)
+    assert flow.invoicing_connection == other
+    assert client.get(step_url("mappings")).status_code == 200
