@@ -12,6 +12,8 @@ mappings.services); the existing flow form stays for edits."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -424,7 +426,7 @@ class GuidedSetup:
         flow = self.flow(request)
         lookups = flow_lookups_load(flow=flow)
         missing = [step for step in flow_setup_checklist(flow, lookups=lookups) if step.blocking]
-        count, more, error = first_run_count(flow, lookups)
+        first_run = first_run_count(flow, lookups)
         others = flows_sharing_ledger(flow, enabled_only=True)
         if request.method == "POST":
             form = EnableStepForm(request.POST)
@@ -450,11 +452,10 @@ class GuidedSetup:
             "flow": flow,
             "form": form,
             "missing": missing,
-            "first_run_count": count,
-            "first_run_more": more,
-            "error": error,
+            "first_run": first_run,
+            "error": first_run.error,
             "others": [describe_flow(other) for other in others],
-            "count_text": first_run_text(count, more),
+            "count_text": first_run_text(first_run.posted, first_run.more),
         }
 
 
@@ -464,14 +465,25 @@ def form_queryset_single(client: Client, kind: ConnectionKind) -> Connection | N
     return connections[0] if len(connections) == 1 else None
 
 
-def first_run_count(flow: SyncFlow, lookups) -> tuple[int, bool, dict | None]:
-    """(entries the first run would post, whether there are more than counted, error)."""
+@dataclass(frozen=True)
+class FirstRun:
+    """What the first run would do with the invoices waiting (up to COUNT_LIMIT of them)."""
+
+    posted: int = 0
+    failing: int = 0  # rejected by the engine: each would fail with its code
+    more: bool = False  # more invoices wait than were counted
+    error: dict | None = None  # the invoicing tool could not list them
+
+
+def first_run_count(flow: SyncFlow, lookups) -> FirstRun:
+    """Count, with the preview's engine, the entries the first run would post and the invoices
+    that would fail. Writes nothing."""
     try:
         preview = flow_preview(flow, lookups=lookups, limit=COUNT_LIMIT)
     except InvsyncError as exc:
-        return 0, False, _error(exc)
-    posted = sum(1 for item in preview.items if item.result.get("status") == "ok")
-    return posted, preview.more, None
+        return FirstRun(error=_error(exc))
+    statuses = [item.result.get("status") for item in preview.items]
+    return FirstRun(statuses.count("ok"), statuses.count("error"), preview.more)
 
 
 def first_run_text(count: int, more: bool) -> str:

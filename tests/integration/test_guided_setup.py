@@ -5,6 +5,7 @@ enable, with back and next, nothing typed lost on an error, on the in-memory tes
 from __future__ import annotations
 
 import re
+from decimal import Decimal as D
 
 import pytest
 from django.contrib.auth.models import Permission
@@ -19,6 +20,7 @@ from tests.factories import (
     ClientFactory,
     ConnectionFactory,
     InvoiceFactory,
+    InvoiceLineFactory,
     SyncFlowFactory,
     UserFactory,
 )
@@ -204,6 +206,7 @@ def test_enabling_confirms_the_count_and_names_a_flow_already_on_the_folder(clie
     client.post(step_url("folder"), FOLDER)
     html = client.get(step_url("enable")).content.decode()
     assert "The first run will post 4 invoices." in html
+    assert 'id="setup-failing"' not in html
     assert "Older flow" in html and f"id {already.pk}" in html
     response = client.post(step_url("enable"), {})  # not confirmed
     assert response.status_code == 200
@@ -301,3 +304,15 @@ def test_another_connection_chosen_after_the_flow_exists_changes_that_flow(clien
     flow = SyncFlow.objects.get(client=atelier)
     assert flow.invoicing_connection == other
     assert client.get(step_url("mappings")).status_code == 200
+
+
+def test_enabling_counts_the_invoices_that_would_fail(client, boss, books, memory_connectors):
+    memory_connectors[0].put(InvoiceFactory(lines=(InvoiceLineFactory(tax_rate=D("2.1")),)))
+    atelier, invoicing, accounting = books
+    walk_to_folder(client, atelier, invoicing, accounting)
+    client.post(step_url("folder"), FOLDER)
+    flow = SyncFlow.objects.get(client=atelier)
+    flow.vat_mappings.filter(source_rate=D("2.1")).delete()  # left unmapped
+    html = client.get(step_url("enable")).content.decode()
+    assert "The first run will post 4 invoices." in html
+    assert "1 invoice would fail with its error code" in html
