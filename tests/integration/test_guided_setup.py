@@ -316,3 +316,25 @@ def test_enabling_counts_the_invoices_that_would_fail(client, boss, books, memor
     html = client.get(step_url("enable")).content.decode()
     assert "The first run will post 4 invoices." in html
     assert "1 invoice would fail with its error code" in html
+
+
+def test_a_connection_whose_check_fails_stays_on_its_page_with_a_link_back(client, boss, books):
+    atelier, invoicing, _accounting = books
+    client.post(step_url("client"), {"client": atelier.pk})
+    client.post(step_url("invoicing"), {"connection": invoicing.pk})
+    client.get(step_url("accounting") + "add-connection/")
+    second = client.get(
+        "/admin/connectors/connection/add/",
+        {"client": atelier.pk, "name": "New books", "tool": "accounting:memory",
+         "auth_kind": "api_key"},
+    )  # fmt: skip
+    answer = client.post(
+        second.url,
+        {"client": atelier.pk, "name": "New books", "kind": "accounting", "provider": "memory",
+         "auth_kind": "api_key", "credential_api_key": "wrong-key", "settings": "{}"},
+        follow=True,
+    )  # fmt: skip
+    added = atelier.connections.get(name="New books")
+    assert answer.redirect_chain[-1][0] == f"/admin/connectors/connection/{added.pk}/change/"
+    html = answer.content.decode()
+    assert f'href="{step_url("accounting")}?connection={added.pk}"' in html
