@@ -5,9 +5,17 @@ import pytest
 from connectors import registry
 from connectors.devtools import local_servers
 from tests.doubles import MemorySource, MemoryTarget
+from tests.factories import UserFactory
 
 # The live Tryton fixtures (installed and started only when a test asks for them).
 pytest_plugins = ["tests.tryton_fixtures"]
+
+
+@pytest.fixture
+def admin_client(client):
+    """The test client signed in as a superuser named root (pytest-django's own is replaced)."""
+    client.force_login(UserFactory(username="root", is_superuser=True))
+    return client
 
 
 @pytest.fixture

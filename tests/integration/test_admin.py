@@ -32,12 +32,6 @@ SECRET = "s3cr3t-api-key-XYZ"
 
 
 @pytest.fixture
-def admin_client(client):
-    client.force_login(UserFactory(username="root", is_superuser=True))
-    return client
-
-
-@pytest.fixture
 def data(memory_connectors):
     """One of everything, with a planted secret on the flow's connections."""
     flow = SyncFlowFactory(

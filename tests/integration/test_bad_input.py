@@ -35,18 +35,11 @@ from tests.factories import (
     SyncedRecordFactory,
     SyncFlowFactory,
     SyncRunFactory,
-    UserFactory,
 )
 from tests.integration.test_admin import _form_data
 from tests.integration.test_failure_review import unmapped_failure
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def admin_client(client):
-    client.force_login(UserFactory(username="root", is_superuser=True))
-    return client
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from django.utils.html import escape
 from connectors.models import Connection
 from connectors.services import connection_check, connection_update
 from mappings.models import ConfigChange
-from tests.factories import ConnectionFactory, SyncFlowFactory, UserFactory
+from tests.factories import ConnectionFactory, SyncFlowFactory
 from tests.integration.test_admin import _form_data
 
 pytestmark = pytest.mark.django_db
@@ -70,12 +70,6 @@ def listeners():
     yield old, new
     old.close()
     new.close()
-
-
-@pytest.fixture
-def admin_client(client):
-    client.force_login(UserFactory(username="root", is_superuser=True))
-    return client
 
 
 def tryton_connection(url: str, **kwargs) -> Connection:

@@ -24,12 +24,6 @@ pytestmark = pytest.mark.django_db
 VIEW = ("view_syncrun", "view_syncedrecord", "view_syncflow")
 
 
-@pytest.fixture
-def admin_client(client):
-    client.force_login(UserFactory(username="root", is_superuser=True))
-    return client
-
-
 def staff_client(client, flow, *codenames):
     user = UserFactory()
     user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))

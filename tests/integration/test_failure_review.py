@@ -33,12 +33,6 @@ PDF = ErrorCode.PDF
 INACTIVE = ErrorCode.ACCOUNT_NUMBER_NOT_ACTIVE
 
 
-@pytest.fixture
-def admin_client(client):
-    client.force_login(UserFactory(username="root", is_superuser=True))
-    return client
-
-
 def staff_client(client, flow, *codenames):
     """A logged-in staff user, member of ``flow``'s client, with the given permissions."""
     user = UserFactory()

@@ -14,7 +14,7 @@ from django.utils import translation
 
 from mappings.services import flow_update
 from syncs.models import RunStatus
-from tests.factories import SyncedRecordFactory, SyncFlowFactory, SyncRunFactory, UserFactory
+from tests.factories import SyncedRecordFactory, SyncFlowFactory, SyncRunFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -34,12 +34,6 @@ ENGLISH = [
     "rounding", "the flow", "Entry", "Download", "Line overrides", "Skipped", "Failed",
     "Succeeded", "Finished with failed records", "What needs attention",
 ]  # fmt: skip
-
-
-@pytest.fixture
-def admin_client(client):
-    client.force_login(UserFactory(username="root", is_superuser=True))
-    return client
 
 
 @pytest.fixture

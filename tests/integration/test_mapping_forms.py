@@ -42,12 +42,6 @@ UNAVAILABLE = ConnectorError(ErrorCode.UNAVAILABLE, "The ledger did not answer w
 TARGET_LISTS = ("list_folders", "list_accounts", "list_vat_codes", "list_journals")
 
 
-@pytest.fixture
-def admin_client(client):
-    client.force_login(UserFactory(username="root", is_superuser=True))
-    return client
-
-
 def complete_flow(**overrides) -> SyncFlow:
     """A flow whose setup checklist is complete: the factory's, plus a start date and two
     connections that passed their check."""

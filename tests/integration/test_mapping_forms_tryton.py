@@ -16,17 +16,10 @@ from mappings.checklist import VatRow, vat_rate_covered
 from mappings.lookups import flow_cached_lookups
 from syncs.models import SyncedRecord
 from syncs.preview import flow_preview
-from tests.factories import UserFactory
 from tests.integration.test_mapping_forms import choices, page_messages
 from tests.integration.test_tryton_sync import make_flow, tryton_moves
 
 pytestmark = [pytest.mark.django_db, pytest.mark.tryton]
-
-
-@pytest.fixture
-def admin_client(client):
-    client.force_login(UserFactory(username="root", is_superuser=True))
-    return client
 
 
 @pytest.fixture

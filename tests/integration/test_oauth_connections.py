@@ -61,12 +61,6 @@ def connection(memory_connectors):
     )
 
 
-@pytest.fixture
-def admin_client(client):
-    client.force_login(UserFactory(username="root", is_superuser=True))
-    return client
-
-
 def messages_of(client) -> list[str]:
     page = client.get(reverse("admin:connectors_connection_changelist"))
     return [str(m) for m in page.context["messages"]]

@@ -17,7 +17,7 @@ from mappings.models import SyncFlow
 from syncs.models import RecordStatus, SyncedRecord
 from syncs.services import flow_sync
 from tests.doubles import FRENCH_VAT_CODES
-from tests.factories import InvoiceFactory, InvoiceLineFactory, SyncedRecordFactory, UserFactory
+from tests.factories import InvoiceFactory, InvoiceLineFactory, SyncedRecordFactory
 from tests.integration.test_mapping_forms import change_url, complete_flow, form_data
 
 pytestmark = pytest.mark.django_db
@@ -37,12 +37,6 @@ SOURCE_TAXES = [
         P, D("20"), "60", "T.V.A. Achat Intracommunautaire de biens Taux Normal", TaxKind.INTRA_EU
     ),
 ]
-
-
-@pytest.fixture
-def admin_client(client):
-    client.force_login(UserFactory(username="root", is_superuser=True))
-    return client
 
 
 @pytest.fixture

@@ -33,12 +33,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def admin_client(client):
-    client.force_login(UserFactory(username="root", is_superuser=True))
-    return client
-
-
-@pytest.fixture
 def flow(memory_connectors):
     return SyncFlowFactory(accounting_connection__kind="accounting")
 

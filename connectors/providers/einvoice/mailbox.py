@@ -39,6 +39,7 @@ from typing import Any, TypeVar
 
 from connectors.base import SettingField
 from connectors.errors import ConnectorError, ErrorCode
+from connectors.http import Scrubber
 from connectors.outbound import AddressNotAllowed, OutboundPolicy, checked_connection
 from connectors.providers.einvoice.detect import MAX_FILE_BYTES
 
@@ -367,6 +368,7 @@ class MailboxClient:
         self.settings = settings
         self._login = str(credentials.get("username") or "")
         self._password = str(credentials.get("password") or "")
+        self._scrubber = Scrubber((self._password, self._login))
         self.policy = policy or OutboundPolicy()
         self.label = label or settings.label
         self.timeout = timeout
@@ -613,10 +615,7 @@ class MailboxClient:
             )
 
     def _scrub(self, text: str) -> str:
-        for secret in (self._password, self._login):
-            if secret and len(secret) >= 3:
-                text = text.replace(secret, "…")
-        return text
+        return self._scrubber.scrub(text)
 
     def _text(self, data: Any) -> str:
         """The server's answer in a message: printable, bounded, never a credential."""
