@@ -12,7 +12,6 @@ from syncs.services import flow_sync
 from tests.doubles import MemoryTarget
 from tests.factories import InvoiceFactory, SyncFlowFactory
 from tests.integration.test_mapping_forms import (
-    admin_client,  # noqa: F401 (a fixture)
     change_url,
     complete_flow,
     form_data,
@@ -96,7 +95,7 @@ def test_a_target_that_books_vat_from_the_code_gets_tax_lines_without_an_account
 
 
 def test_the_flow_form_offers_no_drafts_to_a_target_without_them_and_refuses_them_on_save(
-    admin_client,  # noqa: F811
+    admin_client,
     memory_connectors,
     monkeypatch,
 ):

@@ -12,7 +12,6 @@ from mappings.lookups import lookup_rows_decode, lookups_from_payload, lookups_t
 from mappings.models import SyncFlow
 from tests.doubles import MemoryTarget
 from tests.integration.test_mapping_forms import (
-    admin_client,  # noqa: F401 (a fixture)
     change_url,
     choices,
     complete_flow,
@@ -51,7 +50,7 @@ def uk_target(memory_connectors):
 
 
 def test_selects_offer_the_accounts_of_the_kind_each_setting_takes_whatever_their_numbers(
-    admin_client,  # noqa: F811
+    admin_client,
     uk_target,
 ):
     flow = complete_flow(**UK_SETTINGS)
@@ -67,7 +66,7 @@ def test_selects_offer_the_accounts_of_the_kind_each_setting_takes_whatever_thei
 
 
 def test_an_account_of_another_kind_is_refused_on_save_and_is_a_missing_checklist_step(
-    admin_client,  # noqa: F811
+    admin_client,
     uk_target,
 ):
     flow = complete_flow(**UK_SETTINGS)
