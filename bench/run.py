@@ -187,6 +187,13 @@ def bench_einvoice_ingest(quick: bool) -> None:
     bench_ingest(quick, emit)
 
 
+def bench_pages(quick: bool) -> None:
+    """Server time, HTML size and queries of the admin's main pages with the demo's data."""
+    from bench.pages import measure
+
+    measure(quick, emit)
+
+
 FIGURES = {
     "engine": bench_engine,
     "queries": bench_calls_and_queries,
@@ -196,6 +203,7 @@ FIGURES = {
     "pennylane": bench_pennylane,
     "einvoice_read": bench_einvoice_read,
     "einvoice_ingest": bench_einvoice_ingest,
+    "pages": bench_pages,
 }
 
 
