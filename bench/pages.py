@@ -181,7 +181,7 @@ def build_demo_data() -> dict:
                 auth_kind="api_key",
                 settings={},
                 credentials={"api_key": "bench"},
-            )  # fmt: skip
+            )
             for kind, label in (
                 ("invoicing", "Tryton invoicing"),
                 ("accounting", "Tryton accounting"),
