@@ -304,3 +304,7 @@ class ConnectionCheck:
     # A failed check's catalogue code (connectors.errors.ErrorCode, e.g. a refused login's
     # ERROR_CONNECTION_AUTHENTICATION_FAILED); "" when ok or when the connector does not say.
     code: str = ""
+    # The message as a key of connectors.messages.MESSAGES and its JSON-safe parameters, so the
+    # admin shows it in the reader's language ("" : the message is shown as written).
+    key: str = ""
+    params: dict = field(default_factory=dict)

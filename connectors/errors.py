@@ -10,12 +10,18 @@ through ``ErrorInfo.description``/``resolution``: a new code needs its French in
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from enum import StrEnum
+from typing import Any
 
 from django.db import models
+from django.utils import formats
 from django.utils.translation import gettext
 from django.utils.translation import gettext_noop as _  # marked here, translated when read
+
+from connectors.messages import Msg, english, json_params, render
 
 
 class ErrorKind(StrEnum):
@@ -47,6 +53,7 @@ class ErrorCode(models.TextChoices):
     AUTHENTICATION_FAILED = "ERROR_CONNECTION_AUTHENTICATION_FAILED"
     PERMISSION_DENIED = "ERROR_CONNECTION_PERMISSION_DENIED"
     RATE_LIMITED = "ERROR_CONNECTION_RATE_LIMITED"
+    DAILY_LIMIT_REACHED = "ERROR_CONNECTION_DAILY_LIMIT_REACHED"
     UNAVAILABLE = "ERROR_CONNECTION_UNAVAILABLE"
     OAUTH_GRANT_REVOKED = "ERROR_CONNECTION_OAUTH_GRANT_REVOKED"
     OAUTH_AUTHORIZATION_FAILED = "ERROR_CONNECTION_OAUTH_AUTHORIZATION_FAILED"
@@ -278,6 +285,14 @@ CATALOGUE: dict[ErrorCode, ErrorInfo] = {
         _("Nothing to do: invsync waits as the tool asks and resumes on the next run."),
         _T,
     ),
+    ErrorCode.DAILY_LIMIT_REACHED: ErrorInfo(
+        _("The accounting tool's limit of requests for the day is reached: the flow is paused."),
+        _(
+            "Nothing failed and nothing needs doing: the invoices not yet written stay pending "
+            "and the flow resumes on its own when the limit resets (the run says at what time)."
+        ),
+        _T,
+    ),
     ErrorCode.UNAVAILABLE: ErrorInfo(
         _("A connected tool could not be reached or answered with a server error."),
         _(
@@ -333,6 +348,7 @@ CONNECTION_CODES = frozenset(
         ErrorCode.AUTHENTICATION_FAILED,
         ErrorCode.PERMISSION_DENIED,
         ErrorCode.RATE_LIMITED,
+        ErrorCode.DAILY_LIMIT_REACHED,
         ErrorCode.UNAVAILABLE,
         ErrorCode.CONFIGURATION_INCOMPLETE,
         ErrorCode.OAUTH_GRANT_REVOKED,
@@ -353,12 +369,41 @@ class InvsyncError(Exception):
         *,
         field: str | None = None,
         retry_after: float | None = None,
+        key: str = "",
+        params: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.code = ErrorCode(code)
         self.message = message
         self.field = field
         self.retry_after = retry_after
+        # The message as a key of connectors.messages.MESSAGES and JSON-safe parameters: what
+        # records and runs store, and the admin renders in the reader's language.
+        self.key = key
+        self.params = json_params(params)
+
+    @classmethod
+    def of(
+        cls,
+        code: ErrorCode,
+        key: str,
+        /,
+        *,
+        field: str | None = None,
+        retry_after: float | None = None,
+        **params: Any,
+    ) -> InvsyncError:
+        """The error whose message is ``key``'s template filled with ``params`` (its English
+        text is the template's)."""
+        message = Msg(key, **params)
+        return cls(
+            code,
+            message.english(),
+            field=field,
+            retry_after=retry_after,
+            key=key,
+            params=message.params,
+        )
 
     @property
     def kind(self) -> ErrorKind:
@@ -374,3 +419,40 @@ class InvsyncError(Exception):
 
 class ConnectorError(InvsyncError):
     """Raised by connectors: a vendor's error turned into a catalogue code by the client's table."""
+
+
+class RateLimitPause(ConnectorError):
+    """The vendor's limit leaves no request before ``resume_at`` (an aware UTC datetime), further
+    off than a client may sleep: a daily window full for hours, or a 429 whose Retry-After is past
+    the bound (:data:`connectors.ratelimit.PAUSE_AFTER`). Nothing was sent. A run meeting it stops
+    without blaming a record and the flow pauses until ``resume_at`` (syncs.run)."""
+
+    def __init__(self, resume_at, message: str = "") -> None:
+        super().__init__(
+            ErrorCode.DAILY_LIMIT_REACHED,
+            message or f"The tool's request limit is reached until {resume_at:%Y-%m-%d %H:%M} UTC.",
+        )
+        self.resume_at = resume_at
+
+
+def _localized_number(text: str) -> str:
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        return text
+    places = max(0, -value.as_tuple().exponent) if value.is_finite() else 0
+    return formats.number_format(value, decimal_pos=places, use_l10n=True)
+
+
+def message_text(key: str, params: Mapping[str, Any] | None, fallback: str) -> str:
+    """A stored message in the reader's language: ``key``'s template (connectors.messages)
+    translated and filled with ``params``; ``fallback`` (the stored English text) for a row
+    without a key, an unknown key or parameters that do not fit."""
+    if not key:
+        return fallback
+    return render(key, params or {}, fallback, translate=gettext, number=_localized_number)
+
+
+def english_text(key: str, params: Mapping[str, Any] | None, fallback: str = "") -> str:
+    """The same message in English, whatever the active language."""
+    return english(key, params or {}, fallback)

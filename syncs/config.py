@@ -7,7 +7,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from connectors.canonical import Direction, TargetLookups
+from connectors.canonical import Direction, SourceTaxRate, TargetLookups
 from mappings.flow_settings import in_scope
 
 
@@ -56,9 +56,21 @@ class FlowConfig:
     sales_rounding_vat: str | None = None
     purchases_rounding_vat: str | None = None
     target: TargetLookups = field(default_factory=TargetLookups)
+    # The invoicing tool's taxes as last read (their names, for messages that name a tax; no
+    # amount depends on them).
+    source_taxes: tuple[SourceTaxRate, ...] = ()
 
     def vat_rules(self, direction: Direction) -> tuple[VatRule, ...]:
         return self.sales_vat if direction is Direction.SALES else self.purchases_vat
 
     def in_scope(self, direction: Direction) -> bool:
         return in_scope(self.scope, direction)
+
+    def source_tax(self, direction: Direction, tax_id: str | None) -> SourceTaxRate | None:
+        """The invoicing tool's tax ``tax_id`` of ``direction`` as last read, if it was."""
+        if not tax_id:
+            return None
+        return next(
+            (t for t in self.source_taxes if t.tax_id == tax_id and t.direction is direction),
+            next((t for t in self.source_taxes if t.tax_id == tax_id), None),
+        )

@@ -18,6 +18,7 @@ side, which leaves the collective total untouched.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -38,6 +39,7 @@ from connectors.canonical import (
     quantize_money,
 )
 from connectors.errors import ErrorCode, InvsyncError
+from connectors.messages import Msg
 from mappings.flow_settings import LABEL_MODES, SETTINGS_BY_ENGINE, vat_row_matching
 from syncs.config import FlowConfig, VatRule
 
@@ -73,7 +75,15 @@ class Rejected:
     code: ErrorCode
     message: str
     field: str | None = None
+    # The message as a key of connectors.messages.MESSAGES and its JSON-safe parameters.
+    key: str = ""
+    params: dict = dataclasses.field(default_factory=dict)
     status = "error"
+
+    def error(self) -> InvsyncError:
+        return InvsyncError(
+            self.code, self.message, field=self.field, key=self.key, params=self.params
+        )
 
 
 EngineResult = Posted | Skipped | Waiting | Rejected
@@ -102,9 +112,12 @@ def build_posting(
     try:
         posting = _Builder(invoice, config, overrides or {}).build(external_id)
     except InvsyncError as error:
-        return Rejected(error.code, error.message, error.field)
+        return Rejected(error.code, error.message, error.field, error.key, error.params)
     except (InvalidOperation, ArithmeticError) as error:
-        return Rejected(ErrorCode.AMOUNT_VALIDATION, f"An amount cannot be computed: {error!r}.")
+        failure = InvsyncError.of(
+            ErrorCode.AMOUNT_VALIDATION, "engine.amount_not_computable", error=repr(error)
+        )
+        return Rejected(failure.code, failure.message, None, failure.key, failure.params)
     if posting is None:
         return Skipped("Nothing to post: every amount of the invoice is zero.")
     if not invoice.has_attachment and not config.sync_without_attachment:
@@ -131,6 +144,12 @@ def _collective_sign(invoice_type: InvoiceType) -> int:
     """+1 when the collective (third-party) line is a debit."""
     debit = invoice_type in (InvoiceType.CUSTOMER_INVOICE, InvoiceType.SUPPLIER_REFUND)
     return 1 if debit else -1
+
+
+def _rate(rate: Decimal) -> Decimal:
+    """A rate as a message states it: 20, 5.5 (no trailing zeros, no exponent)."""
+    text = format(rate.normalize(), "f")
+    return Decimal(text)
 
 
 def _rate_text(rate: Decimal | None) -> str:
@@ -187,24 +206,33 @@ class _Builder:
     def build(self, external_id: str) -> Posting | None:
         invoice, config = self.invoice, self.config
         if config.label_mode not in LABEL_MODES:
-            raise InvsyncError(
+            raise InvsyncError.of(
                 ErrorCode.CONFIGURATION_INCOMPLETE,
-                f"Unknown label mode {config.label_mode!r}.",
+                "engine.unknown_label_mode",
                 field="label_mode",
+                mode=repr(config.label_mode),
             )
         partner_name = self._partner_name()
         journal = self._journal()
         rate = self._exchange_rate()
         if not invoice.lines:
-            raise InvsyncError(
-                ErrorCode.LINE_VALIDATION, f"Invoice {invoice.number} has no lines.", field="lines"
+            raise InvsyncError.of(
+                ErrorCode.LINE_VALIDATION, "engine.no_lines", field="lines", invoice=invoice.number
             )
         total = self._validated_total()
         sign = _collective_sign(invoice.type)
 
         drafts: list[_Draft] = [
             _Draft(
-                self._checked_account(self._collective_account(), self._collective_field()),
+                self._checked_account(
+                    self._collective_account(),
+                    self._collective_field(),
+                    subject=Msg(
+                        "account.customer_collective"
+                        if self.sales
+                        else "account.supplier_collective"
+                    ),
+                ),
                 sign * total,
                 invoice.number,
                 collective=True,
@@ -238,10 +266,12 @@ class _Builder:
             invoice_type=invoice.type,
         )
         if posting.total_debit != posting.total_credit:  # by construction never; a last guard
-            raise InvsyncError(
+            raise InvsyncError.of(
                 ErrorCode.UNEXPECTED,
-                f"The entry for {invoice.number} does not balance "
-                f"({posting.total_debit} debit, {posting.total_credit} credit).",
+                "engine.unbalanced",
+                invoice=invoice.number,
+                debit=posting.total_debit,
+                credit=posting.total_credit,
             )
         return posting
 
@@ -250,26 +280,29 @@ class _Builder:
     def _partner_name(self) -> str:
         partner = self.invoice.partner
         if partner is None or not (partner.source_id or partner.name):
-            raise InvsyncError(
+            raise InvsyncError.of(
                 ErrorCode.PARTNER_VALIDATION,
-                f"Invoice {self.invoice.number} has no customer or supplier.",
+                "engine.no_partner",
                 field="partner",
+                invoice=self.invoice.number,
             )
         name = (partner.name or "").strip()
         if not (partner.source_id or "").strip():
             # The source id is how the partner is matched and linked in the ledger, run after
             # run: without one, every invoice would look like a new partner.
-            raise InvsyncError(
+            raise InvsyncError.of(
                 ErrorCode.PARTNER_VALIDATION,
-                f"The partner {name or '(without a name)'} of invoice {self.invoice.number} has "
-                "no id in the invoicing tool.",
+                "engine.partner_without_id",
                 field="partner.source_id",
+                partner=name or "—",
+                invoice=self.invoice.number,
             )
         if not name:
-            raise InvsyncError(
+            raise InvsyncError.of(
                 ErrorCode.PARTNER_VALIDATION,
-                f"The partner {partner.source_id} of invoice {self.invoice.number} has no name.",
+                "engine.partner_without_name",
                 field="partner.name",
+                invoice=self.invoice.number,
             )
         return name
 
@@ -278,34 +311,35 @@ class _Builder:
         if config.journals_by_source is not None:
             source_code = (invoice.journal_code or "").strip()
             if not source_code:
-                raise InvsyncError(
+                raise InvsyncError.of(
                     ErrorCode.JOURNAL_NOT_LINKED,
-                    f"Invoice {invoice.number} has no journal in the invoicing tool, and this "
-                    "flow maps journals one by one.",
+                    "engine.journal_not_linked",
                     field="journal_code",
+                    invoice=invoice.number,
                 )
             journal = config.journals_by_source.get(source_code)
             if not journal:
-                raise InvsyncError(
+                raise InvsyncError.of(
                     ErrorCode.MAPPING_JOURNAL_NOT_FOUND,
-                    f"The invoicing tool's journal {source_code!r} is not mapped to an "
-                    "accounting journal.",
+                    "engine.source_journal_not_mapped",
                     field="journals.by_source_journal",
+                    journal=repr(source_code),
                 )
         else:
             journal = config.sales_journal if self.sales else config.purchases_journal
             if not journal:
-                raise InvsyncError(
+                raise InvsyncError.of(
                     ErrorCode.MAPPING_JOURNAL_NOT_FOUND,
-                    f"No {'sales' if self.sales else 'purchase'} journal is set in the flow.",
+                    f"engine.no_{self.direction.value}_journal",
                     field=f"journals.{self.direction.value}",
                 )
         known = config.target.journals
         if known and journal not in known:
-            raise InvsyncError(
+            raise InvsyncError.of(
                 ErrorCode.MAPPING_JOURNAL_NOT_FOUND,
-                f"The journal {journal!r} does not exist in the accounting tool.",
+                "engine.journal_missing",
                 field="journals",
+                journal=repr(journal),
             )
         return journal
 
@@ -313,27 +347,31 @@ class _Builder:
         invoice, company = self.invoice, self.config.company_currency.upper()
         if len(company) != 3 or not company.isascii() or not company.isalpha():
             # The ledger's currency: every debit and credit is in it. Never assumed.
-            raise InvsyncError(
+            raise InvsyncError.of(
                 ErrorCode.CONFIGURATION_INCOMPLETE,
-                f"The flow's company currency {self.config.company_currency!r} is not a "
-                "currency code: choose the flow's accounting folder again.",
+                "engine.company_currency_invalid",
                 field="company_currency",
+                currency=repr(self.config.company_currency),
             )
         if len(self.currency) != 3 or not self.currency.isalpha():
-            raise InvsyncError(
+            raise InvsyncError.of(
                 ErrorCode.INVALID_SOURCE_DATA,
-                f"Invoice {invoice.number} has no valid currency ({invoice.currency!r}).",
+                "engine.currency_invalid",
                 field="currency",
+                invoice=invoice.number,
+                currency=repr(invoice.currency),
             )
         if self.currency == company:
             return None
         rate = invoice.exchange_rate
         if rate is None or not rate.is_finite() or rate <= 0:
-            raise InvsyncError(
+            raise InvsyncError.of(
                 ErrorCode.AMOUNT_VALIDATION,
-                f"Invoice {invoice.number} is in {self.currency} and needs an exchange rate to "
-                f"{company}.",
+                "engine.exchange_rate_missing",
                 field="exchange_rate",
+                invoice=invoice.number,
+                currency=self.currency,
+                company=company,
             )
         return rate
 
@@ -345,10 +383,12 @@ class _Builder:
         for name in ("untaxed_amount", "tax_amount", "total"):
             value = getattr(invoice, name)
             if not isinstance(value, Decimal) or not value.is_finite():
-                raise InvsyncError(
+                raise InvsyncError.of(
                     ErrorCode.AMOUNT_VALIDATION,
-                    f"Invoice {invoice.number} has no valid {name.replace('_', ' ')}.",
+                    "engine.header_amount_invalid",
                     field=name,
+                    invoice=invoice.number,
+                    what=Msg(f"word.{name}"),
                 )
         untaxed, tax, total = (
             self._money(invoice.untaxed_amount),
@@ -356,22 +396,28 @@ class _Builder:
             self._money(invoice.total),
         )
         if untaxed + tax != total:
-            raise InvsyncError(
+            raise InvsyncError.of(
                 ErrorCode.AMOUNT_VALIDATION,
-                f"Invoice {invoice.number}: untaxed {untaxed} + tax {tax} = {untaxed + tax}, "
-                f"but the total is {total}.",
+                "engine.total_mismatch",
                 field="total",
+                invoice=invoice.number,
+                untaxed=untaxed,
+                tax=tax,
+                sum=untaxed + tax,
+                total=total,
             )
         self._check_refund_signs(untaxed, tax, total)
         for index, line in enumerate(invoice.lines):
             for name in ("untaxed_amount", "tax_amount", "discount_amount"):
                 value = getattr(line, name)
                 if not isinstance(value, Decimal) or not value.is_finite():
-                    raise InvsyncError(
+                    raise InvsyncError.of(
                         ErrorCode.LINE_VALIDATION,
-                        f"Line {index + 1} of invoice {invoice.number} has no valid "
-                        f"{name.replace('_', ' ')}.",
+                        "engine.line_amount_invalid",
                         field=f"lines[{index}].{name}",
+                        line=index + 1,
+                        invoice=invoice.number,
+                        what=Msg(f"word.{name}"),
                     )
         lines_total = sum(
             (
@@ -382,12 +428,15 @@ class _Builder:
         )
         difference = total - lines_total
         if abs(difference) > self.config.rounding_tolerance:
-            raise InvsyncError(
+            raise InvsyncError.of(
                 ErrorCode.AMOUNT_VALIDATION,
-                f"Invoice {invoice.number}: its lines add up to {lines_total} but its total is "
-                f"{total}; the difference {difference} exceeds the rounding tolerance "
-                f"{self.config.rounding_tolerance}.",
+                "engine.lines_total_mismatch",
                 field="lines",
+                invoice=invoice.number,
+                lines=lines_total,
+                total=total,
+                difference=difference,
+                tolerance=self.config.rounding_tolerance,
             )
         self._check_header_split(untaxed, tax)
         for index, line in enumerate(invoice.lines):
@@ -401,14 +450,15 @@ class _Builder:
         invoice = self.invoice
         if not invoice.type.is_refund or min(untaxed, tax, total) >= 0:
             return
-        kind = invoice.type.value.replace("_", " ")
-        raise InvsyncError(
+        raise InvsyncError.of(
             ErrorCode.AMOUNT_VALIDATION,
-            f"Invoice {invoice.number} is a {kind} stated with negative amounts (untaxed "
-            f"{untaxed}, VAT {tax}, total {total}). A refund's amounts are positive, its type "
-            "already says it is a credit note: give its header and line amounts with the "
-            "opposite sign.",
+            "engine.refund_negative",
             field="total" if total < 0 else ("untaxed_amount" if untaxed < 0 else "tax_amount"),
+            invoice=invoice.number,
+            kind=Msg(f"word.{invoice.type.value}"),
+            untaxed=untaxed,
+            tax=tax,
+            total=total,
         )
 
     def _check_header_split(self, untaxed: Decimal, tax: Decimal) -> None:
@@ -418,18 +468,25 @@ class _Builder:
         lines_untaxed = sum((self._money(line.untaxed_amount) for line in invoice.lines), ZERO)
         lines_tax = sum((self._money(line.tax_amount) for line in invoice.lines), ZERO)
         for name, word, stated, summed in (
-            ("untaxed_amount", "untaxed amount", untaxed, lines_untaxed),
-            ("tax_amount", "VAT", tax, lines_tax),
+            ("untaxed_amount", "word.untaxed_amount", untaxed, lines_untaxed),
+            ("tax_amount", "word.vat", tax, lines_tax),
         ):
             difference = stated - summed
             if abs(difference) > tolerance:
-                raise InvsyncError(
+                raise InvsyncError.of(
                     ErrorCode.AMOUNT_VALIDATION,
-                    f"Invoice {invoice.number}: its header states a {word} of {stated} but its "
-                    f"lines add up to {summed}; the difference {difference} exceeds the rounding "
-                    f"tolerance {tolerance} (header: untaxed {untaxed}, VAT {tax}; lines: untaxed "
-                    f"{lines_untaxed}, VAT {lines_tax}).",
+                    "engine.header_split_mismatch",
                     field=name,
+                    invoice=invoice.number,
+                    what=Msg(word),
+                    stated=stated,
+                    summed=summed,
+                    difference=difference,
+                    tolerance=tolerance,
+                    untaxed=untaxed,
+                    tax=tax,
+                    lines_untaxed=lines_untaxed,
+                    lines_tax=lines_tax,
                 )
 
     def _check_line_vat(self, index: int, line: InvoiceLine) -> None:
@@ -440,10 +497,12 @@ class _Builder:
         if line.tax_rate is None or line.tax_kind.charges_no_vat:
             return
         if not line.tax_rate.is_finite():
-            raise InvsyncError(
+            raise InvsyncError.of(
                 ErrorCode.LINE_VALIDATION,
-                f"Line {index + 1} of invoice {self.invoice.number} has no valid tax rate.",
+                "engine.line_rate_invalid",
                 field=f"lines[{index}].tax_rate",
+                line=index + 1,
+                invoice=self.invoice.number,
             )
         base, stated = self._money(line.untaxed_amount), self._money(line.tax_amount)
         expected = base * line.tax_rate / 100
@@ -451,12 +510,18 @@ class _Builder:
         tolerance = self.config.rounding_tolerance
         if abs(stated - expected) > tolerance + unit:
             difference = self._money(stated - expected)
-            raise InvsyncError(
+            raise InvsyncError.of(
                 ErrorCode.LINE_VALIDATION,
-                f"Line {index + 1} of invoice {self.invoice.number}: its VAT is {stated} but "
-                f"{base} × {_rate_text(line.tax_rate)} % = {self._money(expected)}; the "
-                f"difference {difference} exceeds the rounding tolerance {tolerance}.",
+                "engine.line_vat_mismatch",
                 field=f"lines[{index}].tax_amount",
+                line=index + 1,
+                invoice=self.invoice.number,
+                stated=stated,
+                base=base,
+                rate=_rate(line.tax_rate),
+                expected=self._money(expected),
+                difference=difference,
+                tolerance=tolerance,
             )
 
     # -- lines -------------------------------------------------------------------------------
@@ -489,7 +554,7 @@ class _Builder:
             collected = self._collected_code(
                 _find_vat_rule(self.config.vat_rules(self.direction), line),
                 code,
-                what=f"line {index + 1}",
+                where=Msg("where.line", line=index + 1),
                 field=f"lines[{index}].tax_id",
             )
             rate = line.tax_rate if line.tax_rate else self._code_rate(code)
@@ -515,11 +580,13 @@ class _Builder:
             for name in ("base", "amount"):
                 value = getattr(row, name)
                 if not isinstance(value, Decimal) or not value.is_finite():
-                    raise InvsyncError(
+                    raise InvsyncError.of(
                         ErrorCode.AMOUNT_VALIDATION,
-                        f"Row {index + 1} of the VAT breakdown of invoice {invoice.number} has "
-                        f"no valid {name}.",
+                        "engine.breakdown_amount_invalid",
                         field=f"{path}.{name}",
+                        row=index + 1,
+                        invoice=invoice.number,
+                        what=Msg(f"word.{name}"),
                     )
             rule = _find_rule(rules, row.tax_id, row.rate)
             code = (
@@ -527,12 +594,11 @@ class _Builder:
                 if rule is not None
                 else self._breakdown_line_code(index, row, from_lines.line_codes)
             )
-            self._check_vat_code(code, f"row {index + 1} of the VAT breakdown")
+            where = Msg("where.breakdown_row", row=index + 1)
+            self._check_vat_code(code, where)
             amount = self._money(row.amount)
             if row.kind.self_assessed and not self.sales:
-                collected = self._collected_code(
-                    rule, code, what=f"row {index + 1} of the VAT breakdown", field=path
-                )
+                collected = self._collected_code(rule, code, where=where, field=path)
                 rate = row.rate if row.rate else self._code_rate(code)
                 if not amount:
                     amount = self._self_assessed_amount(self._money(row.base), rate, path)
@@ -542,11 +608,13 @@ class _Builder:
                 stated += amount
         tax = self._money(invoice.tax_amount)
         if stated != tax:
-            raise InvsyncError(
+            raise InvsyncError.of(
                 ErrorCode.AMOUNT_VALIDATION,
-                f"Invoice {invoice.number}: its VAT breakdown adds up to {stated} but its VAT "
-                f"amount is {tax}.",
+                "engine.breakdown_total_mismatch",
                 field="taxes",
+                invoice=invoice.number,
+                stated=stated,
+                tax=tax,
             )
         return book
 
@@ -561,35 +629,63 @@ class _Builder:
         }
         if len(codes) == 1:
             return codes.pop()
-        direction = "Sales" if self.sales else "Purchase"
-        if row.tax_id:
-            message = f"{direction} tax {row.tax_id!r} is not mapped to a VAT code."
-            field = f"taxes[{index}].tax_id"
-        else:
-            message = f"{direction} VAT rate {_rate_text(row.rate)} % is not mapped to a VAT code."
-            field = f"taxes[{index}].rate"
-        raise InvsyncError(ErrorCode.MAPPING_TAX_RATE_NOT_FOUND, message, field=field)
+        field = f"taxes[{index}].tax_id" if row.tax_id else f"taxes[{index}].rate"
+        raise self._tax_not_mapped(
+            row.tax_id, row.rate, Msg("where.breakdown_row", row=index + 1), field
+        )
 
-    def _collected_code(self, rule: VatRule | None, code: str, *, what: str, field: str) -> str:
+    def _tax_not_mapped(
+        self, tax_id: str | None, rate: Decimal | None, where: Msg, field: str
+    ) -> InvsyncError:
+        """A source tax no VAT mapping covers, named as the invoicing tool names it (its name
+        and rate, from the tool's list of taxes as last read), never by its internal id."""
+        source = self.config.source_tax(self.direction, tax_id)
+        name = (source.name or "").strip() if source is not None else ""
+        if rate is None and source is not None:
+            rate = source.rate
+        direction = self.direction.value
+        if name and rate is not None:
+            key, params = f"engine.{direction}_tax_not_mapped", {"name": name, "rate": _rate(rate)}
+        elif name:
+            key, params = f"engine.{direction}_named_tax_not_mapped", {"name": name}
+        elif rate is not None:
+            key, params = f"engine.{direction}_rate_not_mapped", {"rate": _rate(rate)}
+        else:
+            key, params = f"engine.{direction}_unnamed_tax_not_mapped", {"where": where}
+        return InvsyncError.of(ErrorCode.MAPPING_TAX_RATE_NOT_FOUND, key, field=field, **params)
+
+    def _vat_code_text(self, code: str) -> str:
+        """A VAT code as people read it: its name and account (44566) where the tool gives
+        them, else the code."""
+        vat = self.vat_codes.get(code)
+        if vat is None or not vat.name:
+            return repr(code)
+        return f"'{vat.name}' ({vat.account})" if vat.account else f"'{vat.name}'"
+
+    def _collected_code(self, rule: VatRule | None, code: str, *, where: Msg, field: str) -> str:
         """The collected VAT code of a self-assessed tax (reverse charge, intra-EU acquisition):
         the buyer books the VAT on the deductible ``code`` and on this one."""
         collected = (rule.collected_code or "").strip() if rule is not None else ""
         if not collected:
-            raise InvsyncError(
+            raise InvsyncError.of(
                 ErrorCode.MAPPING_TAX_RATE_NOT_FOUND,
-                f"The tax of {what} of invoice {self.invoice.number} is self-assessed (reverse "
-                f"charge): its VAT mapping needs a collected VAT code besides {code!r}.",
+                "engine.collected_code_missing",
                 field=field,
+                where=where,
+                invoice=self.invoice.number,
+                code=self._vat_code_text(code),
             )
-        self._check_vat_code(collected, what)
+        self._check_vat_code(collected, where)
         return collected
 
-    def _check_vat_code(self, code: str, what: str) -> None:
+    def _check_vat_code(self, code: str, where: Msg, field: str | None = None) -> None:
         if self.vat_codes and code not in self.vat_codes:
-            raise InvsyncError(
+            raise InvsyncError.of(
                 ErrorCode.MAPPING_TAX_RATE_NOT_FOUND,
-                f"The VAT code {code!r} used for {what} does not exist in the accounting tool.",
-                field=f"vat.{self.direction.value}",
+                "engine.vat_code_missing",
+                field=field or f"vat.{self.direction.value}",
+                code=repr(code),
+                where=where,
             )
 
     def _code_rate(self, code: str) -> Decimal | None:
@@ -598,11 +694,11 @@ class _Builder:
 
     def _self_assessed_amount(self, base: Decimal, rate: Decimal | None, field: str) -> Decimal:
         if rate is None:
-            raise InvsyncError(
+            raise InvsyncError.of(
                 ErrorCode.AMOUNT_VALIDATION,
-                f"Invoice {self.invoice.number}: the self-assessed VAT cannot be computed, the "
-                "tax states no rate and its VAT code has none.",
+                "engine.self_assessed_without_rate",
                 field=f"{field}.rate",
+                invoice=self.invoice.number,
             )
         return base * rate / 100
 
@@ -648,36 +744,28 @@ class _Builder:
         return drafts
 
     def _vat_code(self, index: int, line: InvoiceLine, override: LineOverride) -> str:
-        direction = "Sales" if self.sales else "Purchase"
-        section = f"vat.{self.direction.value}"
+        where = Msg("where.line", line=index + 1)
         if override.vat_code:
             code = override.vat_code
         else:
             if line.tax_rate is None and not line.tax_id:
-                raise InvsyncError(
+                raise InvsyncError.of(
                     ErrorCode.LINE_VALIDATION,
-                    f"Line {index + 1} of invoice {self.invoice.number} has neither a tax rate "
-                    "nor a tax code.",
+                    "engine.line_without_tax",
                     field=f"lines[{index}].tax_rate",
+                    line=index + 1,
+                    invoice=self.invoice.number,
                 )
             rule = _find_vat_rule(self.config.vat_rules(self.direction), line)
             if rule is None:
-                if line.tax_rate is not None:
-                    rate = _rate_text(line.tax_rate)
-                    message = f"{direction} VAT rate {rate} % is not mapped to a VAT code."
-                    field = f"lines[{index}].tax_rate"
-                else:
-                    message = f"{direction} tax {line.tax_id!r} is not mapped to a VAT code."
-                    field = f"lines[{index}].tax_id"
-                raise InvsyncError(ErrorCode.MAPPING_TAX_RATE_NOT_FOUND, message, field=field)
+                field = (
+                    f"lines[{index}].tax_rate"
+                    if line.tax_rate is not None
+                    else f"lines[{index}].tax_id"
+                )
+                raise self._tax_not_mapped(line.tax_id, line.tax_rate, where, field)
             code = rule.code
-        if self.vat_codes and code not in self.vat_codes:
-            raise InvsyncError(
-                ErrorCode.MAPPING_TAX_RATE_NOT_FOUND,
-                f"The VAT code {code!r} used for line {index + 1} does not exist in the "
-                "accounting tool.",
-                field=section,
-            )
+        self._check_vat_code(code, where)
         return code
 
     def _line_account(self, index: int, line: InvoiceLine, override: LineOverride) -> str:
@@ -688,49 +776,61 @@ class _Builder:
                 return given
         key = "sales_default" if self.sales else "purchases_default"
         default, field = getattr(self.config, key), _setting_field(key)
-        why = ""
+        why: Msg | str = ""
         if given:
-            state = "is not active" if given in self.accounts else "does not exist"
-            why = f"its account {given} {state} in the accounting tool, and "
-        kind = "sales" if self.sales else "purchase"
+            state = "inactive" if given in self.accounts else "missing"
+            why = Msg(f"why.account_{state}", account=given)
+        direction = self.direction.value
         if not default:
-            raise InvsyncError(
+            raise InvsyncError.of(
                 ErrorCode.ACCOUNT_NUMBER_NOT_FOUND,
-                f"Line {index + 1} of invoice {self.invoice.number}: {why}no default {kind} "
-                "account is set in the flow.",
+                f"engine.line_no_default_{direction}_account",
                 field=field,
+                line=index + 1,
+                invoice=self.invoice.number,
+                why=why,
             )
         return self._checked_account(
             default,
             field,
-            context=f"Line {index + 1} of invoice {self.invoice.number}: {why}"
-            f"the default {kind} account",
+            subject=Msg(
+                f"account.line_default_{direction}",
+                line=index + 1,
+                invoice=self.invoice.number,
+                why=why,
+            ),
         )
 
     def _setting_account(self, key: str) -> str:
         """The account a flow setting names (``key``: its FlowConfig attribute), checked."""
-        return self._checked_account(getattr(self.config, key), _setting_field(key))
+        return self._checked_account(
+            getattr(self.config, key), _setting_field(key), subject=Msg(f"account.{key}")
+        )
 
-    def _checked_account(self, number: str | None, field: str, *, context: str = "") -> str:
-        label = context or f"The account {field.split('.')[-1].replace('_', ' ')}"
+    def _checked_account(self, number: str | None, field: str, *, subject: Msg) -> str:
         if not number:
-            raise InvsyncError(
+            raise InvsyncError.of(
                 ErrorCode.ACCOUNT_NUMBER_NOT_FOUND,
-                f"{label} is not set in the flow.",
+                "engine.account_not_set",
                 field=field,
+                subject=subject,
             )
         account = self.accounts.get(number)
         if account is None:
-            raise InvsyncError(
+            raise InvsyncError.of(
                 ErrorCode.ACCOUNT_NUMBER_NOT_FOUND,
-                f"{label} {number} does not exist in the accounting tool.",
+                "engine.account_missing",
                 field=field,
+                subject=subject,
+                account=number,
             )
         if not account.active:
-            raise InvsyncError(
+            raise InvsyncError.of(
                 ErrorCode.ACCOUNT_NUMBER_NOT_ACTIVE,
-                f"{label} {number} is not active in the accounting tool.",
+                "engine.account_inactive",
                 field=field,
+                subject=subject,
+                account=number,
             )
         return number
 
@@ -749,17 +849,22 @@ class _Builder:
         vat = self.vat_codes.get(code)
         account = vat.account if vat else None
         if account and self.accounts:
-            return self._checked_account(account, f"vat.{self.direction.value}")
+            return self._checked_account(
+                account,
+                f"vat.{self.direction.value}",
+                subject=Msg("account.vat", code=self._vat_code_text(code)),
+            )
         return account
 
     def _rounding_draft(self, amount: Decimal) -> _Draft:
         account = self._setting_account("rounding_credit" if amount < 0 else "rounding_debit")
         code = self.config.sales_rounding_vat if self.sales else self.config.purchases_rounding_vat
         if code and self.vat_codes and code not in self.vat_codes:
-            raise InvsyncError(
+            raise InvsyncError.of(
                 ErrorCode.MAPPING_TAX_RATE_NOT_FOUND,
-                f"The rounding VAT code {code!r} does not exist in the accounting tool.",
+                "engine.rounding_vat_code_missing",
                 field="vat.rounding",
+                code=repr(code),
             )
         return _Draft(
             account,
