@@ -164,8 +164,67 @@ class PennylaneOAuth2(InvsyncOAuth2):
         return []
 
 
+class XeroOAuth2(InvsyncOAuth2):
+    """Xero (https://developer.xero.com/documentation/guides/oauth2/auth-flow/): authorization
+    code at ``login.xero.com/identity/connect/authorize``, tokens at
+    ``identity.xero.com/connect/token`` (access tokens for 30 minutes; refresh tokens rotated on
+    use, 60 days unused), revocation at ``identity.xero.com/connect/revocation``. A grant reaches
+    one or more organisations, listed by ``GET https://api.xero.com/connections`` (tenant id and
+    name); the one picked is the connection's ``company_id``, sent as ``xero-tenant-id``.
+    ``INVSYNC_OAUTH_XERO_BASE_URL`` points all of them at one server (the tests' authorization
+    server: its ``/oauth/...`` paths); ``INVSYNC_OAUTH_XERO_CONNECTIONS_URL`` the listing."""
+
+    name = "invsync-xero"
+    vendor = "xero"
+    title = "Xero"
+    connector_keys = ("xero",)
+    AUTHORIZE_URL = "https://login.xero.com/identity/connect/authorize"
+    TOKEN_URL = "https://identity.xero.com/connect/token"
+    REVOKE_URL = "https://identity.xero.com/connect/revocation"
+    CONNECTIONS_URL = "https://api.xero.com/connections"
+    REVOKE_PATH = "/oauth/revoke"
+    # Xero's granular scopes (apps created from 2 March 2026 have no accounting.transactions):
+    # invoices, bills and credit notes; contacts; the chart, tax rates and tracking read;
+    # attachments; offline_access for the refresh token. Older apps may set
+    # INVSYNC_OAUTH_XERO_SCOPES="offline_access accounting.transactions accounting.contacts
+    # accounting.settings.read accounting.attachments".
+    DEFAULT_SCOPE = [
+        "offline_access",
+        "accounting.invoices",
+        "accounting.contacts",
+        "accounting.settings.read",
+        "accounting.attachments",
+    ]
+
+    def authorization_url(self) -> str:
+        return (
+            self.root() + self.AUTHORIZATION_PATH
+            if self.configured("base_url")
+            else (self.AUTHORIZE_URL)
+        )
+
+    def access_token_url(self) -> str:
+        return self.root() + self.TOKEN_PATH if self.configured("base_url") else self.TOKEN_URL
+
+    def revoke_token_url(self, token: str, uid: str) -> str:
+        return self.root() + self.REVOKE_PATH if self.configured("base_url") else self.REVOKE_URL
+
+    def granted_companies(self, access_token: str) -> list[tuple[str, str]]:
+        url = self.configured("connections_url") or (
+            self.root() + "/connections" if self.configured("base_url") else self.CONNECTIONS_URL
+        )
+        listed = self.get_json(url, headers={"Authorization": f"Bearer {access_token}"})
+        return [
+            (str(c["tenantId"]), str(c.get("tenantName") or c["tenantId"]))
+            for c in listed or []
+            if isinstance(c, dict)
+            and c.get("tenantId")
+            and str(c.get("tenantType") or "ORGANISATION") == "ORGANISATION"
+        ]
+
+
 # The explicit registry: a vendor's backend is available when its class is named here.
-BACKENDS: tuple[type[InvsyncOAuth2], ...] = (PennylaneOAuth2,)
+BACKENDS: tuple[type[InvsyncOAuth2], ...] = (PennylaneOAuth2, XeroOAuth2)
 
 
 _active: tuple[type[InvsyncOAuth2], ...] = BACKENDS

@@ -12,8 +12,15 @@ from connectors.providers.einvoice.inbox import EInvoiceInbox
 from connectors.providers.pennylane.target import PennylaneTarget
 from connectors.providers.tryton.source import TrytonSource
 from connectors.providers.tryton.target import TrytonTarget
+from connectors.providers.xero.target import XeroTarget
 
-SHIPPED: tuple[type[Connector], ...] = (TrytonSource, TrytonTarget, EInvoiceInbox, PennylaneTarget)
+SHIPPED: tuple[type[Connector], ...] = (
+    TrytonSource,
+    TrytonTarget,
+    EInvoiceInbox,
+    PennylaneTarget,
+    XeroTarget,
+)
 
 _active: tuple[type[Connector], ...] = SHIPPED
 
