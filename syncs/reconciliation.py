@@ -8,6 +8,10 @@ or unexplained. Unexplained means a source invoice without a record (never read)
 synced whose entry the accounting tool does not return. Counts and amounts are given per direction
 and VAT rate; amounts are the invoice's as read now, in its own currency converted to the company's
 with its exchange rate.
+
+Besides the grid, the report keeps one line per invoice (its bucket, its amounts in the company
+currency, what its record says) and totals per bucket, per invoice type and overall: the page shows
+them and the exports (:mod:`syncs.reconciliation_export`) write them.
 """
 
 from __future__ import annotations
@@ -18,15 +22,28 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
 from connectors.base import SourceRecordError
 from connectors.canonical import Invoice, quantize_money
 from connectors.selectors import connector_for
 from mappings.flow_settings import scope_directions
 from mappings.models import SyncFlow
-from syncs.models import RecordStatus, SyncedRecord
+from syncs.models import INVOICE_TYPE_CHOICES, RecordStatus, SyncedRecord
 from syncs.services import record_external_id
 
 BUCKETS = ("synced", "waiting", "failed", "skipped", "in_progress", "unexplained")
+# What people read of each bucket (the records' own statuses where they match one).
+BUCKET_LABELS = {
+    "synced": gettext_lazy("Synced"),
+    "waiting": gettext_lazy("Waiting for PDF"),
+    "failed": gettext_lazy("Failed"),
+    "skipped": gettext_lazy("Skipped"),
+    "in_progress": gettext_lazy("In progress"),
+    "unexplained": gettext_lazy("Unexplained"),
+}
+INVOICE_TYPE_LABELS = dict(INVOICE_TYPE_CHOICES)
 _STATUS_BUCKET = {
     RecordStatus.SYNCED: "synced",
     RecordStatus.WAITING: "waiting",
@@ -47,6 +64,10 @@ class Amounts:
         self.count += count
         self.untaxed += untaxed
         self.tax += tax
+
+    @property
+    def total(self) -> Decimal:
+        return self.untaxed + self.tax
 
     def as_dict(self) -> dict:
         return {"count": self.count, "untaxed": str(self.untaxed), "tax": str(self.tax)}
@@ -70,6 +91,36 @@ class Row:
         )
 
 
+@dataclass(frozen=True)
+class Line:
+    """One source invoice of the period: where it is, and its amounts in the company currency
+    (signed: credit notes negative)."""
+
+    source_id: str
+    number: str
+    issue_date: dt.date
+    invoice_type: str
+    partner: str
+    currency: str  # the invoice's own currency
+    untaxed: Decimal
+    tax: Decimal
+    bucket: str
+    detail: str = ""  # the entry's number, the error code, why it was skipped or is unexplained
+    record_id: int | None = None
+
+    @property
+    def total(self) -> Decimal:
+        return self.untaxed + self.tax
+
+    @property
+    def status_label(self) -> str:
+        return str(BUCKET_LABELS[self.bucket])
+
+    @property
+    def type_label(self) -> str:
+        return str(INVOICE_TYPE_LABELS.get(self.invoice_type, self.invoice_type))
+
+
 @dataclass
 class Report:
     flow: SyncFlow
@@ -78,6 +129,7 @@ class Report:
     rows: dict[tuple[str, str], Row] = field(default_factory=dict)
     unexplained: list[str] = field(default_factory=list)  # what each unexplained invoice is
     unreadable: list[str] = field(default_factory=list)  # source records that could not be read
+    lines: list[Line] = field(default_factory=list)  # one per invoice, in the source's order
 
     @property
     def balanced(self) -> bool:
@@ -88,6 +140,34 @@ class Report:
 
     def row(self, direction: str, rate: str) -> Row:
         return self.rows.setdefault((direction, rate), Row(direction, rate))
+
+    @property
+    def by_bucket(self) -> dict[str, Amounts]:
+        """Count and amounts of the period's invoices per bucket (every bucket, zero included)."""
+        totals = {bucket: Amounts() for bucket in BUCKETS}
+        for line in self.lines:
+            totals[line.bucket].add(line.untaxed, line.tax)
+        return totals
+
+    @property
+    def by_type(self) -> dict[str, dict[str, Amounts]]:
+        """Per invoice type found (in the types' order): the source's total under ``"source"``
+        and each bucket's."""
+        found = {line.invoice_type for line in self.lines}
+        order = [value for value, _label in INVOICE_TYPE_CHOICES if value in found]
+        order += sorted(found - set(order))
+        totals = {kind: {"source": Amounts(), **{b: Amounts() for b in BUCKETS}} for kind in order}
+        for line in self.lines:
+            totals[line.invoice_type]["source"].add(line.untaxed, line.tax)
+            totals[line.invoice_type][line.bucket].add(line.untaxed, line.tax)
+        return totals
+
+    @property
+    def grand_total(self) -> Amounts:
+        total = Amounts()
+        for line in self.lines:
+            total.add(line.untaxed, line.tax)
+        return total
 
     def as_dict(self) -> dict:
         return {
@@ -103,10 +183,23 @@ class Report:
                     **{b: row.buckets[b].as_dict() for b in BUCKETS},
                     "difference": row.difference.as_dict(),
                 }
-                for _, row in sorted(self.rows.items())
+                for _key, row in sorted(self.rows.items())
             ],
             "unexplained": self.unexplained,
             "unreadable": self.unreadable,
+            "by_bucket": [
+                {"bucket": b, "label": BUCKET_LABELS[b], **amounts.as_dict()}
+                for b, amounts in self.by_bucket.items()
+            ],
+            "by_type": [
+                {
+                    "type": kind,
+                    "label": INVOICE_TYPE_LABELS.get(kind, kind),
+                    **{name: amounts.as_dict() for name, amounts in totals.items()},
+                }
+                for kind, totals in self.by_type.items()
+            ],
+            "grand_total": self.grand_total.as_dict(),
         }
 
 
@@ -169,18 +262,51 @@ def flow_reconcile(*, flow: SyncFlow, start: dt.date, end: dt.date) -> Report:
     for invoice in invoices:
         record = records.get(invoice.source_id)
         bucket = _STATUS_BUCKET.get(record.status, "unexplained") if record else "unexplained"
+        detail = _detail(record)
         if record is None:
-            report.unexplained.append(f"{invoice.number}: never read by a run")
+            detail = _("never read by a run")
         elif bucket == "synced" and keys[record.source_id] not in found:
             bucket = "unexplained"
-            report.unexplained.append(
-                f"{invoice.number}: marked synced but its entry is not in the accounting tool"
-            )
+            detail = _("marked synced but its entry is not in the accounting tool")
+        if bucket == "unexplained":
+            report.unexplained.append(f"{invoice.number}: {detail}")
+        untaxed_sum, tax_sum = Decimal(0), Decimal(0)
         for rate, untaxed, tax in _by_rate(invoice, flow.company_currency):
             row = report.row(invoice.direction.value, rate)
             row.source.add(untaxed, tax)
             row.buckets[bucket].add(untaxed, tax)
+            untaxed_sum += untaxed
+            tax_sum += tax
+        report.lines.append(
+            Line(
+                source_id=invoice.source_id,
+                number=invoice.number,
+                issue_date=invoice.issue_date,
+                invoice_type=invoice.type.value,
+                partner=invoice.partner.name if invoice.partner else "",
+                currency=invoice.currency.upper(),
+                untaxed=untaxed_sum,
+                tax=tax_sum,
+                bucket=bucket,
+                detail=detail,
+                record_id=record.pk if record else None,
+            )
+        )
     return report
+
+
+def _detail(record: SyncedRecord | None) -> str:
+    """What the record says of the invoice, in a few words: the entry's number once synced, the
+    error code of a failure, the reason it was skipped."""
+    if record is None:
+        return ""
+    if record.status == RecordStatus.SYNCED:
+        return record.target_number
+    if record.status == RecordStatus.FAILED:
+        return record.error_code
+    if record.status == RecordStatus.SKIPPED:
+        return record.skip_reason
+    return ""
 
 
 def report_to_table(report: Report) -> str:
@@ -195,7 +321,7 @@ def report_to_table(report: Report) -> str:
     def cell(amounts: Amounts) -> str:
         return f"{amounts.count} / {amounts.untaxed + amounts.tax}"
 
-    for _, row in sorted(report.rows.items()):
+    for _key, row in sorted(report.rows.items()):
         cells = [row.direction, f"{row.rate} %", cell(row.source)]
         cells += [cell(row.buckets[b]) for b in BUCKETS] + [cell(row.difference)]
         lines.append("  ".join(f"{c:>16}" for c in cells))

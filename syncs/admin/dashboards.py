@@ -7,10 +7,12 @@ from __future__ import annotations
 import datetime as dt
 
 from django.core.exceptions import PermissionDenied
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.http import urlencode
 from django.utils.translation import gettext as _
 
 from connectors.errors import InvsyncError
@@ -24,8 +26,25 @@ from syncs.admin.common import (
 )
 from syncs.admin.widgets import daily_chart
 from syncs.models import RecordStatus, SyncedRecord, SyncRun
-from syncs.reconciliation import BUCKETS, flow_reconcile
+from syncs.reconciliation import BUCKET_LABELS, BUCKETS, INVOICE_TYPE_LABELS, flow_reconcile
+from syncs.reconciliation_export import (
+    CSV_CONTENT_TYPE,
+    XLSX_CONTENT_TYPE,
+    export_filename,
+    report_csv,
+    report_xlsx,
+)
 from syncs.states import run_state_text, state_text
+
+# The reconciliation's files: how each is written and sent.
+EXPORTS = {"csv": (report_csv, CSV_CONTENT_TYPE), "xlsx": (report_xlsx, XLSX_CONTENT_TYPE)}
+# The buckets that are one record status (the others are not a status of any record).
+BUCKET_STATUSES = {
+    "synced": RecordStatus.SYNCED.value,
+    "waiting": RecordStatus.WAITING.value,
+    "failed": RecordStatus.FAILED.value,
+    "skipped": RecordStatus.SKIPPED.value,
+}
 
 
 class DashboardViewsMixin:
@@ -48,7 +67,9 @@ class DashboardViewsMixin:
         ]
 
     def reconciliation_view(self, request, flow_pk: int):
-        """Source against what was written, for a period (default: this year so far)."""
+        """Source against what was written, for a period (default: this year so far); with
+        ``export=csv`` or ``export=xlsx``, the same report as a file
+        (syncs.reconciliation_export)."""
         self._check_dashboard_permission(request)
         flow = get_object_or_404(sync_selectors.flow_list_for_user(request.user), pk=flow_pk)
         today = timezone.localdate()
@@ -68,14 +89,51 @@ class DashboardViewsMixin:
         else:
             if end < start:
                 context["input_error"] = _("The period ends before it starts.")
-            elif "run" in request.GET:
+            elif "run" in request.GET or request.GET.get("export") in EXPORTS:
                 try:
                     report = flow_reconcile(flow=flow, start=start, end=end)
                 except InvsyncError as error:
                     context["tool_error"] = error_panel_html(error.code, error.message, error.field)
                 else:
+                    export = request.GET.get("export")
+                    if export in EXPORTS:
+                        render, content_type = EXPORTS[export]
+                        response = HttpResponse(render(report), content_type=content_type)
+                        response["Content-Disposition"] = (
+                            f'attachment; filename="{export_filename(report, export)}"'
+                        )
+                        return response
                     context["report"] = report.as_dict()
                     context["buckets"] = BUCKETS
+                    context["bucket_totals"] = [
+                        {
+                            "label": BUCKET_LABELS[bucket],
+                            "amounts": amounts,
+                            # The buckets a record's status names link to those records.
+                            "records_url": records_url(
+                                flow.pk,
+                                status__exact=status,
+                                issue_date__gte=start.isoformat(),
+                                issue_date__lte=end.isoformat(),
+                            )
+                            if (status := BUCKET_STATUSES.get(bucket))
+                            else "",
+                        }
+                        for bucket, amounts in report.by_bucket.items()
+                    ]
+                    context["type_totals"] = [
+                        {
+                            "label": INVOICE_TYPE_LABELS.get(kind, kind),
+                            "cells": [by_bucket["source"], *(by_bucket[b] for b in BUCKETS)],
+                        }
+                        for kind, by_bucket in report.by_type.items()
+                    ]
+                    context["grand_total"] = report.grand_total
+                    period = {"from": start.isoformat(), "to": end.isoformat()}
+                    context["export_urls"] = {
+                        kind: f"{request.path}?{urlencode({**period, 'export': kind})}"
+                        for kind in EXPORTS
+                    }
         return TemplateResponse(request, "admin/syncs/reconciliation.html", context)
 
     def _check_dashboard_permission(self, request) -> None:
@@ -115,6 +173,7 @@ class DashboardViewsMixin:
                 "next_run": next_runs[flow.pk],
                 "dashboard_url": reverse("admin:syncs_flow_dashboard", args=[flow.pk]),
                 "failures_url": reverse("admin:syncs_flow_failures", args=[flow.pk]),
+                "reconciliation_url": reverse("admin:syncs_flow_reconciliation", args=[flow.pk]),
             }
             for flow in flows
         ]
@@ -170,5 +229,6 @@ class DashboardViewsMixin:
             "runs_url": changelist_url(SyncRun, flow__id__exact=flow.pk),
             "records_url": records_url(flow.pk),
             "dashboards_url": reverse("admin:syncs_dashboards"),
+            "reconciliation_url": reverse("admin:syncs_flow_reconciliation", args=[flow.pk]),
         }
         return TemplateResponse(request, "admin/syncs/flow_dashboard.html", context)

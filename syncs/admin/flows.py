@@ -32,12 +32,14 @@ from mappings.admin import (
     JournalMappingInline,
     VatMappingInline,
     flow_page_lookups,
+    page_shared_options,
     proposing_vat,
     report_lookup_problems,
     stored_flow_page_lookups,
     vat_proposals_for_page,
     without_query_key,
 )
+from mappings.admin_widgets import sharing_select_options
 from mappings.audit import one_record_per_save
 from mappings.checklist import StepState, flow_setup_checklist, flows_setup_checklists
 from mappings.flow_settings import flow_fieldsets
@@ -70,6 +72,20 @@ def _dashboard_url(flow: SyncFlow) -> str:
         return reverse("admin:syncs_flow_dashboard", args=[flow.pk])
     except NoReverseMatch:
         return ""
+
+
+def _reconciliation_url(flow: SyncFlow) -> str:
+    try:
+        return reverse("admin:syncs_flow_reconciliation", args=[flow.pk])
+    except NoReverseMatch:
+        return ""
+
+
+def _sees_reports(user) -> bool:
+    """The dashboard and the reconciliation show runs and records: the right to see both."""
+    return (user.has_perm("syncs.view_syncrun") or user.has_perm("syncs.change_syncrun")) and (
+        user.has_perm("syncs.view_syncedrecord") or user.has_perm("syncs.change_syncedrecord")
+    )
 
 
 BOOKKEEPING_FIELDS = (
@@ -110,6 +126,16 @@ class SyncFlowAdmin(CascadeLogsDeleteMixin, ClientScopedAdminMixin, admin.ModelA
         (gettext_lazy("Bookkeeping"), {"fields": BOOKKEEPING_FIELDS, "classes": ("collapse",)}),
     )
     actions = ("sync_now", "retry_failed_records", "export_configuration")
+
+    def get_list_display(self, request):
+        # The reconciliation link, for those who may open it.
+        shown = super().get_list_display(request)
+        return (*shown, "reports") if _sees_reports(request.user) else shown
+
+    @admin.display(description=gettext_lazy("reports"))
+    def reports(self, obj: SyncFlow):
+        url = _reconciliation_url(obj)
+        return format_html('<a href="{}">{}</a>', url, _("Reconciliation")) if url else ""
 
     def get_queryset(self, request):
         queryset = flow_list_with_run_stats(super().get_queryset(request))
@@ -180,7 +206,7 @@ class SyncFlowAdmin(CascadeLogsDeleteMixin, ClientScopedAdminMixin, admin.ModelA
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change=change, **kwargs)
-        return type(
+        form = type(
             form.__name__,
             (form,),
             {
@@ -188,6 +214,8 @@ class SyncFlowAdmin(CascadeLogsDeleteMixin, ClientScopedAdminMixin, admin.ModelA
                 "load_lookups": staticmethod(lambda flow: flow_page_lookups(request, flow)),
             },
         )
+        # The long selects' options written once on the page (the inlines share the set).
+        return sharing_select_options(form, page_shared_options(request))
 
     def get_formset_kwargs(self, request, obj, inline, prefix):
         kwargs = super().get_formset_kwargs(request, obj, inline, prefix)
@@ -239,6 +267,9 @@ class SyncFlowAdmin(CascadeLogsDeleteMixin, ClientScopedAdminMixin, admin.ModelA
                 "refresh_url": reverse("admin:mappings_syncflow_refresh_lookups", args=[flow.pk]),
                 "propose_url": "?" + PROPOSE_VAT + "=1#vat_mappings-group",
                 "dashboard_url": _dashboard_url(flow),
+                "reconciliation_url": _reconciliation_url(flow)
+                if _sees_reports(request.user)
+                else "",
                 "can_change": self.has_change_permission(request, flow),
             },
         }
