@@ -8,12 +8,46 @@ than "0 of 0" before the first chunk is done."""
 
 from __future__ import annotations
 
+from django.db.models import Q
 from django.utils.translation import gettext as _
-from django.utils.translation import ngettext
+from django.utils.translation import gettext_lazy, ngettext
 
 from connectors.errors import InvsyncError
 from connectors.selectors import connector_class_for
 from syncs.models import RunStatus, SyncRun
+
+_FINISHED = (RunStatus.SUCCEEDED, RunStatus.PARTIAL)
+# The states a run's list filters by, as people read them, each with the runs it selects (by status
+# and counts: a run that finished with failed records is "Completed, with failures" whatever
+# status it was stored with).
+RUN_STATES = {
+    "running": (gettext_lazy("Running"), Q(status=RunStatus.RUNNING)),
+    "completed": (gettext_lazy("Completed"), Q(status__in=_FINISHED, failed_count=0)),
+    "completed_with_failures": (
+        gettext_lazy("Completed, with failures"),
+        Q(status__in=_FINISHED, failed_count__gt=0),
+    ),
+    "stopped": (gettext_lazy("Stopped"), Q(status=RunStatus.FAILED)),
+}
+
+
+def run_outcome_line(run: SyncRun) -> str:
+    """How a command reports a run once over: "Run 12 completed, 1 failed: synced 3, waiting 0,
+    failed 1, skipped 0, unchanged 2." (the state as the admin shows it, never "Succeeded" for a
+    run with failed records)."""
+    state = run_state_text(run)
+    return _(
+        "Run %(number)s %(state)s: synced %(synced)d, waiting %(waiting)d, failed %(failed)d, "
+        "skipped %(skipped)d, unchanged %(unchanged)d."
+    ) % {
+        "number": run.pk,
+        "state": state[:1].lower() + state[1:],
+        "synced": run.synced_count,
+        "waiting": run.waiting_count,
+        "failed": run.failed_count,
+        "skipped": run.skipped_count,
+        "unchanged": run.unchanged_count,
+    }
 
 
 def run_state_text(run: SyncRun) -> str:

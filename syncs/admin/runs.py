@@ -20,10 +20,25 @@ from connectors.admin_filters import ClientScopedRelatedFilter
 from connectors.errors import ErrorCode
 from connectors.oauth_admin import reconnect_buttons
 from syncs import selectors as sync_selectors
-from syncs.admin.common import error_panel_html, progress_html
+from syncs.admin.common import error_panel_html, progress_html, records_url
 from syncs.admin.dashboards import DashboardViewsMixin
-from syncs.models import RunStatus, SyncRun
-from syncs.states import run_progress_text, run_state_text
+from syncs.models import RecordStatus, RunStatus, SyncRun
+from syncs.states import RUN_STATES, run_progress_text, run_state_text
+
+
+class RunStateFilter(admin.SimpleListFilter):
+    """By state as the list shows it ("Completed, with failures"), from the status and counts
+    (syncs.states.RUN_STATES), not by the stored status."""
+
+    title = _("state")
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        return [(key, label) for key, (label, _query) in RUN_STATES.items()]
+
+    def queryset(self, request, queryset):
+        state = RUN_STATES.get(self.value() or "")
+        return queryset.filter(state[1]) if state else queryset
 
 
 @admin.register(SyncRun)
@@ -39,14 +54,14 @@ class SyncRunAdmin(
         "started_at",
         "duration_display",
         "progress_display",
-        "synced_count",
-        "waiting_count",
-        "failed_count",
-        "skipped_count",
+        "synced_records",
+        "waiting_records",
+        "failed_records",
+        "skipped_records",
         "unchanged_count",
     )
     list_display_links = ("id", "flow")
-    list_filter = (("flow", ClientScopedRelatedFilter), "status", "trigger")
+    list_filter = (("flow", ClientScopedRelatedFilter), RunStateFilter, "trigger")
     # The flow's invoicing connection names the tool a running run reads from.
     list_select_related = ("flow", "flow__client", "flow__invoicing_connection")
     date_hierarchy = "started_at"
@@ -61,10 +76,10 @@ class SyncRunAdmin(
                     "progress_display",
                     "total",
                     "processed",
-                    "synced_count",
-                    "waiting_count",
-                    "failed_count",
-                    "skipped_count",
+                    "synced_records",
+                    "waiting_records",
+                    "failed_records",
+                    "skipped_records",
                     "unchanged_count",
                 )
             },
@@ -81,10 +96,10 @@ class SyncRunAdmin(
         "progress_display",
         "total",
         "processed",
-        "synced_count",
-        "waiting_count",
-        "failed_count",
-        "skipped_count",
+        "synced_records",
+        "waiting_records",
+        "failed_records",
+        "skipped_records",
         "unchanged_count",
     )
 
@@ -109,6 +124,32 @@ class SyncRunAdmin(
             buttons = reconnect_buttons((flow.invoicing_connection, flow.accounting_connection))
             return format_html('{}<p style="margin:.5em 0 0">{}</p>', panel, buttons)
         return panel
+
+    # Each count links to the records this run left in that state (a record's last run is the
+    # last that read it: a later run that reads it again takes it along).
+
+    def _records_link(self, obj: SyncRun, count: int, status: RecordStatus):
+        return format_html(
+            '<a href="{}" class="run-records">{}</a>',
+            records_url(obj.flow_id, last_run__id__exact=obj.pk, status__exact=status.value),
+            count,
+        )
+
+    @admin.display(description=_("synced"), ordering="synced_count")
+    def synced_records(self, obj: SyncRun):
+        return self._records_link(obj, obj.synced_count, RecordStatus.SYNCED)
+
+    @admin.display(description=_("waiting for PDF"), ordering="waiting_count")
+    def waiting_records(self, obj: SyncRun):
+        return self._records_link(obj, obj.waiting_count, RecordStatus.WAITING)
+
+    @admin.display(description=_("failed"), ordering="failed_count")
+    def failed_records(self, obj: SyncRun):
+        return self._records_link(obj, obj.failed_count, RecordStatus.FAILED)
+
+    @admin.display(description=_("skipped"), ordering="skipped_count")
+    def skipped_records(self, obj: SyncRun):
+        return self._records_link(obj, obj.skipped_count, RecordStatus.SKIPPED)
 
     @admin.display(description=_("progress"), ordering="processed")
     def progress_display(self, obj: SyncRun):

@@ -9,6 +9,7 @@ import re
 from decimal import Decimal
 
 import pytest
+from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 from django_q.models import Task
@@ -253,3 +254,67 @@ def test_a_vat_step_with_unmapped_source_rates_is_not_shown_done(admin_client, m
     # To check does not keep the flow from being enabled.
     listing = text(admin_client.get(reverse("admin:mappings_syncflow_changelist")).content)
     assert "8/9 ⚠ to check" in listing
+
+
+# -- The runs list filters by the states it shows; the commands print them ----------------------
+
+
+def test_the_runs_filter_offers_the_states_people_read_and_filters_by_counts(admin_client, flow):
+    clean = SyncRunFactory(flow=flow, status=RunStatus.SUCCEEDED, synced_count=3)
+    partial = SyncRunFactory(flow=flow, status=RunStatus.PARTIAL, failed_count=2)
+    # Stored as succeeded, yet a record failed: it is "with failures" by its counts.
+    odd = SyncRunFactory(flow=flow, status=RunStatus.SUCCEEDED, failed_count=1)
+    stopped = SyncRunFactory(flow=flow, status=RunStatus.FAILED, failed_count=1)
+    running = SyncRunFactory(flow=flow, status=RunStatus.RUNNING)
+    url = reverse("admin:syncs_syncrun_changelist")
+    page = admin_client.get(url).content.decode()
+    sidebar = text(page[page.index('id="changelist-filter"') :])
+    for label in ("Running", "Completed", "Completed, with failures", "Stopped"):
+        assert label in sidebar
+    assert "Succeeded" not in sidebar and "Finished with failed records" not in sidebar
+    expected = {
+        "completed": {clean},
+        "completed_with_failures": {partial, odd},
+        "stopped": {stopped},
+        "running": {running},
+    }
+    for state, runs in expected.items():
+        response = admin_client.get(url, {"state": state})
+        assert set(response.context["cl"].result_list) == runs, state
+
+
+def test_a_run_s_counts_link_to_its_records_in_that_state(admin_client, flow):
+    MemorySource.put(
+        InvoiceFactory(number="OK-1"),
+        InvoiceFactory(number="BAD-1", lines=(InvoiceLineFactory(tax_rate=Decimal("2.1")),)),
+    )
+    finished = run(flow)
+    for page in (
+        reverse("admin:syncs_syncrun_changelist"),
+        reverse("admin:syncs_syncrun_change", args=[finished.pk]),
+    ):
+        html = admin_client.get(page).content.decode()
+        links = dict(
+            (status, href.replace("&amp;", "&"))
+            for href, status in re.findall(
+                r'<a href="([^"]*last_run__id__exact=\d+[^"]*status__exact=(\w+)[^"]*)"', html
+            )
+        )
+        assert set(links) == {"synced", "waiting_attachment", "failed", "skipped"}, page
+        failed = results(admin_client.get(links["failed"]))
+        assert "BAD-1" in failed and "OK-1" not in failed
+        synced = results(admin_client.get(links["synced"]))
+        assert "OK-1" in synced and "BAD-1" not in synced
+
+
+def test_sync_flow_prints_completed_n_failed_never_succeeded(flow, capsys):
+    MemorySource.put(
+        InvoiceFactory(), InvoiceFactory(lines=(InvoiceLineFactory(tax_rate=Decimal("2.1")),))
+    )
+    call_command("sync_flow", str(flow.pk))
+    out = capsys.readouterr().out
+    run_id = SyncRun.objects.get(flow=flow).pk
+    assert f"Run {run_id} completed, 1 failed: synced 1, waiting 0, failed 1" in out
+    assert "succeeded" not in out.lower() and "partial" not in out.lower()
+    call_command("sync_flow", str(flow.pk))  # nothing new: a clean run
+    assert "completed: synced 0, waiting 0, failed 0" in capsys.readouterr().out

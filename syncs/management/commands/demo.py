@@ -47,6 +47,7 @@ from mappings.services import (
 )
 from syncs.models import RunTrigger
 from syncs.services import flow_sync
+from syncs.states import run_outcome_line
 
 CLIENT_NAME = "Demo company"
 FLOW_NAME = "Tryton invoicing to Tryton accounting"
@@ -134,11 +135,7 @@ class Command(BaseCommand):
             if run is None:
                 self.stdout.write(f"  {each.name}: another run is in progress; skipped.")
                 continue
-            self.stdout.write(
-                f"  {each.name}: {run.get_status_display()}: synced {run.synced_count}, "
-                f"waiting {run.waiting_count}, failed {run.failed_count}, skipped "
-                f"{run.skipped_count}, unchanged {run.unchanged_count}."
-            )
+            self.stdout.write(f"  {each.name}: {run_outcome_line(run)}")
             if run.error_code:
                 self.stdout.write(f"  {run.error_code}: {run.error_message}")
 

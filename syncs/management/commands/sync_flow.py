@@ -4,6 +4,7 @@ from mappings.models import SyncFlow
 from mappings.selectors import flow_get_by_name_or_id
 from syncs.models import RunStatus, RunTrigger
 from syncs.services import flow_sync
+from syncs.states import run_outcome_line
 
 
 class Command(BaseCommand):
@@ -31,10 +32,7 @@ class Command(BaseCommand):
         run = flow_sync(flow=sync_flow, trigger=RunTrigger.COMMAND, progress=progress)
         if run is None:
             raise CommandError(f"{sync_flow} is already running elsewhere; try again later.")
-        self.stdout.write(
-            f"Run {run.pk} {run.get_status_display().lower()}: synced {run.synced_count}, "
-            f"waiting {run.waiting_count}, failed {run.failed_count}, "
-            f"skipped {run.skipped_count} (unchanged {run.unchanged_count})."
-        )
+        # The state as the admin shows it: "completed, 1 failed", never "succeeded".
+        self.stdout.write(run_outcome_line(run))
         if run.status == RunStatus.FAILED:
             raise CommandError(f"{run.error_code}: {run.error_message}")
