@@ -264,7 +264,6 @@ MESSAGES: dict[str, str] = {
     "run.lease_lost": N_(
         "The run lost its lease (it was stalled longer than the lease); another run took over."
     ),
-    "run.unexpected": N_("An unexpected error stopped the run: %(error)s"),
     "run.no_result": N_("The accounting tool returned no result for this entry."),
     "run.partner_link_gone": N_(
         "%(partner)s was linked to the accounting tool's partner %(target)s, which no longer "

@@ -6,7 +6,8 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from connectors.canonical import InvoiceType
-from connectors.errors import CATALOGUE, ErrorCode
+from connectors.errors import CATALOGUE, ErrorCode, message_text
+from connectors.models import Connection
 from connectors.selectors import connection_account_identity
 from mappings.models import SyncFlow
 
@@ -70,6 +71,15 @@ class SyncRun(models.Model):
         help_text=_("Why the run as a whole stopped, if it did."),
     )
     error_message = models.TextField(_("error message"), blank=True)
+    error_key = models.CharField(
+        _("error message key"),
+        max_length=100,
+        blank=True,
+        help_text=_("The message's key: the admin shows it in the reader's language."),
+    )
+    error_params = models.JSONField(
+        _("error message parameters"), default=dict, blank=True, help_text=_("What it names.")
+    )
 
     class Meta:
         ordering = ["-started_at", "-id"]
@@ -80,6 +90,11 @@ class SyncRun(models.Model):
     def __str__(self) -> str:
         # No status here: what people read of it is syncs.states.run_state_text, from the counts.
         return _("%(flow)s run %(number)s") % {"flow": self.flow, "number": self.pk}
+
+    @property
+    def error_text(self) -> str:
+        """Why the run stopped, in the reader's language (the stored English for old rows)."""
+        return message_text(self.error_key, self.error_params, self.error_message)
 
     @property
     def duration(self):
@@ -150,6 +165,15 @@ class SyncedRecord(models.Model):
         _("error code"), max_length=64, blank=True, choices=ErrorCode.choices
     )
     error_message = models.TextField(_("error message"), blank=True)
+    error_key = models.CharField(
+        _("error message key"),
+        max_length=100,
+        blank=True,
+        help_text=_("The message's key: the admin shows it in the reader's language."),
+    )
+    error_params = models.JSONField(
+        _("error message parameters"), default=dict, blank=True, help_text=_("What it names.")
+    )
     error_field = models.CharField(_("error field"), max_length=100, blank=True)
     skip_reason = models.CharField(_("skip reason"), max_length=300, blank=True)
     drift = models.CharField(
@@ -231,6 +255,11 @@ class SyncedRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.number or self.source_id} ({self.get_status_display()})"
+
+    @property
+    def error_text(self) -> str:
+        """The error message in the reader's language (the stored English for old rows)."""
+        return message_text(self.error_key, self.error_params, self.error_message)
 
     @property
     def resolution(self) -> str:

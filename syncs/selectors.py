@@ -15,8 +15,10 @@ from django_q.models import Task
 
 from connectors.canonical import Direction, Invoice, InvoiceType, TargetLookups
 from connectors.errors import CATALOGUE, ErrorCode, ErrorInfo, InvsyncError
+from connectors.models import LookupCache
 from connectors.selectors import client_list_for_user, connector_class_for
 from mappings.flow_settings import engine_values
+from mappings.lookups import lookup_rows_decode
 from mappings.models import SyncFlow
 from mappings.selectors import flow_schedule_name
 from syncs.config import FlowConfig, VatRule
@@ -62,7 +64,28 @@ def flow_engine_config(flow: SyncFlow, lookups: TargetLookups) -> FlowConfig:
         sales_vat=tuple(rules["sales"]),
         purchases_vat=tuple(rules["purchases"]),
         target=lookups,
+        source_taxes=flow_source_taxes(flow),
     )
+
+
+def flow_source_taxes(flow: SyncFlow) -> tuple:
+    """The invoicing tool's taxes as last read for the flow's forms (names and rates, for the
+    engine's messages), without calling the tool; () when they were never read."""
+    if not flow.invoicing_connection_id:
+        return ()
+    row = (
+        LookupCache.objects.filter(
+            connection_id=flow.invoicing_connection_id, folder="", name="tax_rates"
+        )
+        .only("payload")
+        .first()
+    )
+    if row is None:
+        return ()
+    try:
+        return tuple(lookup_rows_decode("tax_rates", "invoicing", row.payload))
+    except (KeyError, TypeError, ValueError, ArithmeticError):
+        return ()  # an unreadable cache names nothing: the messages fall back to the rate
 
 
 def invoice_fingerprint(invoice: Invoice) -> str:

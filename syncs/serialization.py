@@ -25,6 +25,7 @@ from connectors.canonical import (
     InvoiceType,
     Partner,
     Posting,
+    SourceTaxRate,
     TargetLookups,
     TaxBreakdown,
     TaxKind,
@@ -423,8 +424,13 @@ def config_from_json(data: Mapping) -> FlowConfig:
     journals = _field(data, "journals", "", _object, {})
     vat = _field(data, "vat", "", _object, {})
     target = _field(data, "target", "", _object, {})
+    source = _field(data, "source", "", _object, {})
 
     return FlowConfig(
+        source_taxes=tuple(
+            _source_tax(item, _path("source.taxes", index))
+            for index, item in enumerate(_field(source, "taxes", "source", _list, ()))
+        ),
         **settings,
         journals_by_source=_field(
             journals, "by_source_journal", "journals", _optional(_journal_map), None
@@ -494,6 +500,16 @@ def _target_vat_code(item: Any, path: str) -> VatCode:
     )
 
 
+def _source_tax(item: Any, path: str) -> SourceTaxRate:
+    item = _object(item, path)
+    return SourceTaxRate(
+        direction=Direction(_field(item, "direction", path, _choice(tuple(Direction)))),
+        rate=_field(item, "rate", path, _opt_decimal, None),
+        tax_id=_field(item, "tax_id", path, _opt_string, None),
+        name=_field(item, "name", path, _string, ""),
+    )
+
+
 def _target_journal(item: Any, path: str) -> str:
     return _field(_object(item, path), "code", path, _string)
 
@@ -512,6 +528,19 @@ def config_to_json(config: FlowConfig) -> dict:
         "sales": [_vat_rule_to_json(rule) for rule in config.sales_vat],
         "purchases": [_vat_rule_to_json(rule) for rule in config.purchases_vat],
     }
+    if config.source_taxes:
+        # The invoicing tool's taxes by name, for messages only (an unmapped tax is named).
+        document["source"] = {
+            "taxes": [
+                {
+                    "direction": tax.direction.value,
+                    "tax_id": tax.tax_id,
+                    "rate": _opt_decimal_text(tax.rate),
+                    "name": tax.name,
+                }
+                for tax in config.source_taxes
+            ]
+        }
     return document | {
         "target": {
             "accounts": [

@@ -44,7 +44,7 @@ from django.utils import timezone
 
 from connectors.base import AccountingTarget
 from connectors.canonical import Direction, TargetLookups
-from connectors.errors import ErrorCode, InvsyncError
+from connectors.errors import ErrorCode, InvsyncError, english_text
 from connectors.models import LookupCache
 from connectors.selectors import connection_account_identity, connector_for
 from mappings.lookups import cached_target_lookups, lookups_from_payload, lookups_to_payload
@@ -215,7 +215,7 @@ def flow_sync(
         )
         execute(state)
     except InvsyncError as error:
-        _finish(run, RunStatus.FAILED, error.code, error.message)
+        _finish(run, RunStatus.FAILED, error.code, error.message, error)
     except Exception as error:
         # A bug must not leave the run "running" forever nor hold the lease: record it, then let
         # it propagate so django-q2 (or the command) shows the traceback.
@@ -296,8 +296,9 @@ def _lease_acquire(flow_id: int, token: str | None = None) -> str | None:
         status=RunStatus.FAILED,
         finished_at=now,
         error_code=ErrorCode.UNEXPECTED,
-        error_message="The worker running this stopped before the run finished (its lease "
-        "lapsed); the next run resumed where it stopped.",
+        error_message=english_text("run.worker_lost", {}),
+        error_key="run.worker_lost",
+        error_params={},
     )
     return token
 
@@ -305,10 +306,7 @@ def _lease_acquire(flow_id: int, token: str | None = None) -> str | None:
 def _lease_renew(flow_id: int, token: str) -> None:
     until = timezone.now() + timedelta(seconds=_lease_seconds())
     if not SyncFlow.objects.filter(pk=flow_id, lease_owner=token).update(lease_until=until):
-        raise InvsyncError(
-            ErrorCode.UNEXPECTED,
-            "The run lost its lease (it was stalled longer than the lease); another run took over.",
-        )
+        raise InvsyncError.of(ErrorCode.UNEXPECTED, "run.lease_lost")
     # The leases of the flows sharing its ledger, held under the same token.
     SyncFlow.objects.filter(lease_owner=token).exclude(pk=flow_id).update(lease_until=until)
 
@@ -321,10 +319,14 @@ def _lease_release(flow_id: int, token: str) -> None:
 # -- Helpers -------------------------------------------------------------------------------------
 
 
-def _finish(run: SyncRun, status: str, code: str = "", message: str = "") -> None:
+def _finish(
+    run: SyncRun, status: str, code: str = "", message: str = "", error: InvsyncError | None = None
+) -> None:
     run.status = status
     run.error_code = code
     run.error_message = clip(message)
+    run.error_key = error.key if error is not None else ""
+    run.error_params = error.params if error is not None else {}
     run.finished_at = timezone.now()
     run.save()
 

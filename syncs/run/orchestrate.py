@@ -33,11 +33,7 @@ from syncs.serialization import invoice_to_json
 def execute(state: RunState) -> None:
     """Run the flow to the end; raises InvsyncError when the run must stop."""
     if not state.folder:
-        raise InvsyncError(
-            ErrorCode.CONFIGURATION_INCOMPLETE,
-            "The flow has no accounting folder.",
-            field="folder",
-        )
+        raise InvsyncError.of(ErrorCode.CONFIGURATION_INCOMPLETE, "run.no_folder", field="folder")
     state.source_account = connection_account_identity(state.flow.invoicing_connection)
     state.relatives = {other.pk: other for other in flows_sharing_ledger(state.flow)}
     state.legacy_flows = recovery.flows_with_legacy_keys(state)
@@ -187,7 +183,7 @@ def _evaluate(state: RunState, record: SyncedRecord, item, chunk: Chunk, *, forc
         clear_error(record)
         state.count("waiting")
     elif isinstance(result, Rejected):
-        state.fail(record, InvsyncError(result.code, result.message, field=result.field))
+        state.fail(record, result.error())
     elif isinstance(result, Posted):
         chunk.ready.append(Ready(record, item, result.posting))
 

@@ -39,12 +39,14 @@ def resolve_partners(state: RunState, chunk: Chunk) -> None:
         if link is None:
             new.append(pid)
         elif link.target_partner_id in missing:
+            target = link.target_partner_name or link.target_partner_id
             failures[pid] = InvsyncError(
                 ErrorCode.PARTNER_NOT_FOUND,
                 f"{partner.name!r} was linked to the accounting tool's partner "
-                f"{link.target_partner_name or link.target_partner_id!r} "
-                f"({link.get_matched_by_display().lower()}), which no longer exists.",
+                f"{target!r} ({link.get_matched_by_display().lower()}), which no longer exists.",
                 field="partner",
+                key="run.partner_link_gone",
+                params={"partner": repr(partner.name), "target": repr(target)},
             )
     if new:
         _link_partners(state, [(pid, partners[pid], directions[pid]) for pid in new], failures)
@@ -92,11 +94,12 @@ def _link_partners(
             queued.append(_as_created(partner, len(queued)))
             to_create.append((pid, partner, direction))
         else:
-            failures[pid] = InvsyncError(
+            failures[pid] = InvsyncError.of(
                 ErrorCode.PARTNER_NOT_FOUND,
-                f"No customer or supplier matches {partner.name!r} in the accounting tool, "
-                f"and {target.name} does not let invsync create one: create it there.",
+                "run.partner_not_creatable",
                 field="partner",
+                partner=repr(partner.name),
+                tool=target.name,
             )
     if not to_create:
         return

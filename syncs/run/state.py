@@ -118,6 +118,7 @@ class RunState:
         record.status = RecordStatus.FAILED
         record.error_code = error.code
         record.error_message = clip(error.message)
+        record.error_key, record.error_params = error.key, error.params
         record.error_field = (error.field or "")[:100]
         record.config_version = self.flow.config_version
         record.last_run = self.run
@@ -144,7 +145,8 @@ def chunks(items: Iterable, size: int) -> Iterator[list]:
 
 
 def clear_error(record: SyncedRecord) -> None:
-    record.error_code = record.error_message = record.error_field = ""
+    record.error_code = record.error_message = record.error_field = record.error_key = ""
+    record.error_params = {}
     record.next_attempt_at = None
 
 

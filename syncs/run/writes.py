@@ -157,10 +157,7 @@ def record_results(state: RunState, part: list[Ready], results: list[EntryResult
             if result is None:
                 result = EntryResult(
                     ready.posting.external_id,
-                    error=InvsyncError(
-                        ErrorCode.UNEXPECTED,
-                        "The accounting tool returned no result for this entry.",
-                    ),
+                    error=InvsyncError.of(ErrorCode.UNEXPECTED, "run.no_result"),
                 )
             _finish_record(state, ready, result)
 
