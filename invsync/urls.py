@@ -6,6 +6,7 @@ from django.urls import include, path
 from connectors.form_fields import BoundedJSONField
 from invsync.admin import admin_pages_for_superusers_only
 from syncs.admin.setup import setup_urls
+from syncs.webhooks import stripe_webhook
 
 # One sign-in: the admin's login page sends to allauth's (email, password, then the TOTP code of
 # users who have one), which comes back to the admin.
@@ -28,6 +29,8 @@ urlpatterns = [
     # The guided set-up of a new flow (syncs/admin/setup.py), in the admin's pages.
     path("admin/setup/", include(setup_urls(admin.site))),
     path("admin/", admin.site.urls),
+    # Stripe's webhook deliveries (syncs/webhooks.py): no login, the signature is the proof.
+    path("hooks/stripe/<int:connection_id>/<str:token>/", stripe_webhook, name="stripe_webhook"),
 ]
 
 # The site's header, title and home page: invsync/admin_site.py.

@@ -25,6 +25,7 @@ class RunTrigger(models.TextChoices):
     MANUAL = "manual", _("Sync now")
     RETRY = "retry", _("Retry")
     COMMAND = "command", _("Command line")
+    WEBHOOK = "webhook", _("Webhook")
 
 
 class RunStatus(models.TextChoices):
@@ -323,3 +324,62 @@ class PartnerLink(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source_partner_name} → {self.target_partner_name or self.target_partner_id}"
+
+
+class WebhookEvent(models.Model):
+    """An event a tool's webhook delivered and invsync acted on, kept so that the same event
+    delivered again (a replay, or Stripe's retry of a delivery we did answer) does nothing.
+    Rows older than :data:`WEBHOOK_EVENTS_KEPT_DAYS` are pruned: a delivery that old fails the
+    signature's time check anyway."""
+
+    connection = models.ForeignKey(
+        Connection,
+        on_delete=models.CASCADE,
+        related_name="webhook_events",
+        verbose_name=_("connection"),
+    )
+    event_id = models.CharField(
+        _("event id"), max_length=255, help_text=_("The tool's id of the event.")
+    )
+    event_type = models.CharField(_("event type"), max_length=100)
+    received_at = models.DateTimeField(_("received"), auto_now_add=True)
+    queued_flows = models.PositiveIntegerField(
+        _("runs queued"),
+        default=0,
+        help_text=_("Runs this event queued (a flow with a run already queued gets no second)."),
+    )
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["connection", "event_id"], name="webhook_event_unique"),
+        ]
+        verbose_name = _("webhook event")
+        verbose_name_plural = _("webhook events")
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.event_id}"
+
+
+WEBHOOK_EVENTS_KEPT_DAYS = 7  # Stripe retries an unanswered delivery for up to three days
+
+
+class WebhookQueuedRun(models.Model):
+    """The run a webhook last queued for a flow: while it has not started, later events of the
+    flow queue nothing more (a burst of events makes one run)."""
+
+    flow = models.OneToOneField(
+        SyncFlow,
+        on_delete=models.CASCADE,
+        related_name="webhook_queued_run",
+        verbose_name=_("flow"),
+    )
+    queued_at = models.DateTimeField(_("queued"), null=True, blank=True)
+    task_id = models.CharField(_("task"), max_length=100, blank=True)
+
+    class Meta:
+        verbose_name = _("run queued by a webhook")
+        verbose_name_plural = _("runs queued by webhooks")
+
+    def __str__(self) -> str:
+        return f"{self.flow} {self.queued_at}"

@@ -15,7 +15,7 @@ def run_flow(flow_id: int, trigger: str = RunTrigger.SCHEDULE) -> dict:
     flow = SyncFlow.objects.filter(pk=flow_id).first()
     if flow is None:
         return {"flow": flow_id, "status": "missing"}
-    if trigger == RunTrigger.SCHEDULE and not flow.enabled:
+    if trigger in (RunTrigger.SCHEDULE, RunTrigger.WEBHOOK) and not flow.enabled:
         return {"flow": flow_id, "status": "disabled"}
     run = flow_sync(flow=flow, trigger=trigger)
     if run is None:

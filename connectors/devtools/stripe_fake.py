@@ -1018,21 +1018,22 @@ class StripeFake:
             parts.append("v1=" + hmac.new(key.encode(), signed, hashlib.sha256).hexdigest())
         return ",".join(parts)
 
+    @staticmethod
     def signed(
-        self,
         event: dict,
         secret: str,
         *,
         timestamp: int | None = None,
         extra_secrets: Iterable[str] = (),
     ) -> tuple[bytes, dict[str, str]]:
-        """A delivery of ``event``: the body and headers Stripe POSTs to a webhook endpoint."""
+        """A delivery of ``event``: the body and headers Stripe POSTs to a webhook endpoint (no
+        server needed: ``StripeFake.signed(event, secret)``)."""
         body = json.dumps(event, indent=2).encode()
         stamp = int(time.time()) if timestamp is None else timestamp
         headers = {
             "Content-Type": "application/json; charset=utf-8",
             "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
-            "Stripe-Signature": self.sign(body, secret, stamp, extra_secrets=extra_secrets),
+            "Stripe-Signature": StripeFake.sign(body, secret, stamp, extra_secrets=extra_secrets),
         }
         return body, headers
 
