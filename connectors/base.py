@@ -38,7 +38,7 @@ from connectors.canonical import (
 from connectors.errors import CONNECTION_CODES, ErrorCode, InvsyncError
 from connectors.oauth import TokenSource
 from connectors.outbound import OutboundPolicy
-from connectors.ratelimit import RateWindows, parse_rate_limit
+from connectors.ratelimit import Limits, RateWindows, parse_rate_limit
 
 
 class ConnectionKind(StrEnum):
@@ -205,6 +205,10 @@ class Connector(abc.ABC):
     settings_fields: ClassVar[tuple[SettingField, ...]] = ()
     # Requests per rolling window the vendor allows (None: no published limit).
     rate_limit: ClassVar[tuple[int, float] | None] = None
+    # Several windows and a concurrency cap (per account or per app), for vendors that state
+    # more than one limit: how to declare and use them, connectors/ratelimit.py ("How a connector
+    # declares its vendor's limits"). None: ``rate_limit`` alone.
+    rate_limits: ClassVar[Limits | None] = None
 
     def __init__(self, config: ConnectionConfig) -> None:
         if config.auth_kind not in self.auth_kinds:

@@ -44,10 +44,10 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 
-from connectors.errors import ConnectorError, ErrorCode
+from connectors.errors import ConnectorError, ErrorCode, RateLimitPause
 from connectors.oauth import TokenSource
 from connectors.outbound import OutboundAdapter, OutboundPolicy, refusal_in
-from connectors.ratelimit import RateWindow
+from connectors.ratelimit import PAUSE_AFTER, RateWindow
 from connectors.retry import Delivery, Retrier, RetryPolicy, Verdict
 
 logger = logging.getLogger(__name__)
@@ -430,6 +430,8 @@ class HttpClient:
     sleep: Callable[[float], None] = time.sleep
     rng: random.Random | None = None
     scrubber: Scrubber = field(default_factory=Scrubber, repr=False)
+    # A rate-limited answer asking to wait longer than this pauses the flow (RateLimitPause).
+    pause_after: float = PAUSE_AFTER
 
     def __post_init__(self) -> None:
         self.base_url = self.base_url.rstrip("/") + "/"
@@ -531,6 +533,9 @@ class HttpClient:
         wait = None
         if row.action in (Action.RATE_LIMITED, Action.RETRY):
             wait = retry_after(response.headers.get("Retry-After"))
+        if row.action is Action.RATE_LIMITED and wait is not None and wait > self.pause_after:
+            # A day's limit reached (or the like): not slept, not failed: the flow pauses.
+            raise RateLimitPause(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=wait))
         raise self.error(
             row, method, url, status=response.status_code, vendor_code=vendor_code,
             detail=vendor_message or "", retry_after=wait, timeout=timeout,

@@ -22,13 +22,17 @@ without windows handed in, a client counts in this process alone (:data:`PROCESS
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import hashlib
 import re
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from typing import Protocol
+
+from connectors.errors import RateLimitPause
 
 SLACK = 1e-6  # seconds
 _UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
@@ -160,14 +164,33 @@ class RateWindows(Protocol):
         self, key: str, limit: tuple[int, float] | None, *, hold: float
     ) -> RateWindow | None: ...
 
+    def limiter(
+        self, key: str, limits: Limits | None, *, app_key: str = "", hold: float
+    ) -> RateWindow | None:
+        """Several windows and a concurrency cap (:class:`Limits`): ``key`` names the account
+        (its ACCOUNT windows and cap), ``app_key`` the app (its APP windows). None without
+        limits. The slot raises :class:`~connectors.errors.RateLimitPause` rather than sleep
+        past ``limits.pause_after``."""
+        ...
+
 
 class ProcessWindows:
     """:class:`RateWindows` counted in this process alone: one :class:`RateLimiter` per key and
     limit. Exact where one process calls the account (a laptop, tests)."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self._lock = threading.Lock()
         self._windows: dict[tuple[str, int, float], RateLimiter] = {}
+        # The several-window limiters' state, shared by every limiter of the same key.
+        self._clock, self._sleep = clock, sleep
+        self._cond = threading.Condition()
+        self._counted: dict[tuple[str, int, float], _Counted] = {}
+        self._flights: dict[str, list[int]] = {}
 
     def window(
         self, key: str, limit: tuple[int, float] | None, *, hold: float = 0.0
@@ -182,10 +205,257 @@ class ProcessWindows:
                 limiter = self._windows[identity] = RateLimiter(requests, window)
             return limiter
 
+    def limiter(
+        self, key: str, limits: Limits | None, *, app_key: str = "", hold: float = 0.0
+    ) -> MultiLimiter | None:
+        if limits is None or limits.empty:
+            return None
+        account = _digest(key)
+        app = _digest("app\n" + (app_key or key))
+        with self._cond:
+            counted = []
+            for window in limits.windows:
+                identity = (
+                    app if window.per == APP else account,
+                    int(window.requests),
+                    float(window.seconds),
+                )
+                if identity not in self._counted:
+                    self._counted[identity] = _Counted(*identity[1:])
+                counted.append(self._counted[identity])
+            flights = None
+            if limits.concurrency is not None:
+                flights = self._flights.setdefault(account, [0])
+        return MultiLimiter(
+            limits, counted, flights, self._cond, clock=self._clock, sleep=self._sleep
+        )
+
     def forget(self) -> None:
         """Drop every window (tests)."""
         with self._lock:
             self._windows.clear()
+        with self._cond:
+            self._counted.clear()
+            self._flights.clear()
+
+
+def _digest(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+# -- several windows and a concurrency cap (issue #16) -----------------------------------------
+#
+# How a connector declares its vendor's limits
+# --------------------------------------------
+# A connector class states ``rate_limits = Limits(...)`` (connectors.base.Connector): every window
+# the vendor counts, and the requests it allows in flight at once. Xero, for instance::
+#
+#     rate_limits = Limits(
+#         windows=(
+#             Window(60, 60),                  # 60 a minute, per tenant
+#             Window(5_000, 86_400),           # 5,000 a day, per tenant
+#             Window(10_000, 60, per=APP),     # 10,000 a minute over every tenant of the app
+#         ),
+#         concurrency=5,                       # 5 in flight at once, per tenant
+#     )
+#
+# Its client asks the windows handed in (``config.rate_windows or PROCESS_WINDOWS``) for the
+# limiter of the account it calls, and gives it to its HttpSession (``rate_window=``)::
+#
+#     limits = effective_limits(settings.get("rate_limit"), XeroTarget.rate_limits)
+#     window = windows.limiter(f"xero\n{tenant_id}", limits, app_key=f"xero\n{client_id}",
+#                              hold=hold)
+#
+# ``key`` names the account the vendor counts per (hashed, never kept in clear), ``app_key`` what
+# APP windows count over (the OAuth app: every connection sharing it shares those windows);
+# ``hold`` the seconds a request may stay in flight at most (longer than the client's timeouts
+# and retries of one request): a worker killed mid-request frees its concurrency lease and its
+# in-flight slots after ``hold``. Every request (retries included) then waits for a slot in every
+# window and a lease under the cap, taken together or not at all. A wait longer than
+# ``Limits.pause_after`` (a day window full for hours) is not slept: the slot raises
+# :class:`connectors.errors.RateLimitPause` with ``resume_at``, nothing is sent, and the run stops
+# and pauses the flow until then. A vendor's 429 whose Retry-After is past the same bound raises
+# the same pause (connectors.http.HttpClient). The connection setting ``rate_limit`` ("30/60",
+# "none") still applies: see :func:`effective_limits`.
+
+ACCOUNT = "account"  # the vendor counts per account (tenant, organisation, API key)
+APP = "app"  # the vendor counts over every account of one app (OAuth client)
+PAUSE_AFTER = 900.0  # seconds: a longer wait for a slot pauses the flow instead of sleeping
+CONCURRENCY_POLL = 0.05  # seconds between looks at a full concurrency cap (database store)
+
+
+@dataclass(frozen=True)
+class Window:
+    """At most ``requests`` requests in any rolling window of ``seconds``, counted per account
+    (:data:`ACCOUNT`) or over the app (:data:`APP`)."""
+
+    requests: int
+    seconds: float
+    per: str = ACCOUNT
+
+    def __post_init__(self) -> None:
+        if int(self.requests) < 1 or float(self.seconds) <= 0:
+            raise ValueError("a rate limit needs at least one request per positive window")
+        if self.per not in (ACCOUNT, APP):
+            raise ValueError(f"a window is counted per {ACCOUNT!r} or {APP!r}, not {self.per!r}")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """A vendor's limits: its windows, the requests it allows in flight at once per account
+    (``concurrency``, None: no cap) and the longest wait for a slot that is slept
+    (``pause_after``; a longer one raises :class:`~connectors.errors.RateLimitPause`)."""
+
+    windows: tuple[Window, ...] = ()
+    concurrency: int | None = None
+    pause_after: float = PAUSE_AFTER
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "windows", tuple(self.windows))
+        if self.concurrency is not None and int(self.concurrency) < 1:
+            raise ValueError("a concurrency cap allows at least one request in flight")
+
+    @classmethod
+    def single(cls, limit: tuple[int, float] | None) -> Limits | None:
+        """The limits of the old single setting ``(requests, seconds)`` (None stays None)."""
+        return None if limit is None else cls((Window(int(limit[0]), float(limit[1])),))
+
+    @property
+    def empty(self) -> bool:
+        return not self.windows and self.concurrency is None
+
+
+def effective_limits(setting: str | None, default: Limits | None) -> Limits | None:
+    """The connector's declared limits, with the connection's ``rate_limit`` setting applied:
+    blank keeps them; ``"none"`` turns limiting off; a window (``"30/60"``) replaces the declared
+    per-account window of the same length, or is added (the other windows and the cap stay).
+    Raises ValueError as :func:`parse_rate_limit` does."""
+    if setting is None or not str(setting).strip():
+        return default
+    parsed = parse_rate_limit(setting)
+    if parsed is None:
+        return None
+    window = Window(parsed[0], parsed[1])
+    if default is None:
+        return Limits((window,))
+    kept = [w for w in default.windows if not (w.per == ACCOUNT and w.seconds == window.seconds)]
+    return replace(default, windows=(window, *kept))
+
+
+def _resume_at(timestamp: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(timestamp, dt.UTC)
+
+
+def pause_for(now: float, wait: float) -> RateLimitPause:
+    """The pause of a slot that frees ``wait`` seconds after ``now`` (Unix time)."""
+    resume = _resume_at(now + wait)
+    return RateLimitPause(
+        resume,
+        f"The tool's request limit leaves no request for {wait / 3600:.1f} h: "
+        f"paused until {resume:%Y-%m-%d %H:%M} UTC.",
+    )
+
+
+class _Counted:
+    """One window's requests in this process: when recent ones ended, and how many are in
+    flight (see :class:`RateLimiter` for why a slot counts until ``seconds`` after its end)."""
+
+    def __init__(self, requests: int, seconds: float) -> None:
+        self.requests, self.seconds = requests, seconds
+        self.done: deque[float] = deque()
+        self.in_flight = 0
+
+    def wait(self, now: float) -> float | None:
+        """0 when one more request fits; else the seconds until one does (None: every slot is
+        in flight, none frees before one ends)."""
+        while self.done and self.done[0] + self.seconds <= now + SLACK:
+            self.done.popleft()
+        if len(self.done) + self.in_flight < self.requests:
+            return 0.0
+        if not self.done:
+            return None
+        return self.done[0] + self.seconds - now
+
+
+class MultiLimiter:
+    """Several windows and a concurrency cap in this process (:meth:`ProcessWindows.limiter`):
+    ``with limiter.slot(): send()``. Thread-safe; the wall clock and the sleep are injectable."""
+
+    def __init__(
+        self,
+        limits: Limits,
+        windows: list[_Counted],
+        flights: list[int] | None,
+        cond: threading.Condition,
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.limits = limits
+        self._windows = windows
+        self._flights = flights  # [requests in flight] of the account, shared by its limiters
+        self._cond = cond
+        self._clock = clock
+        self._sleep = sleep
+        self.waited = 0.0
+        shortest = min(windows, key=lambda w: w.seconds, default=None)
+        # RateWindow's attributes: the shortest window (or the cap alone).
+        self.requests = shortest.requests if shortest else int(limits.concurrency or 1)
+        self.window = shortest.seconds if shortest else 0.0
+
+    def __repr__(self) -> str:
+        return f"<MultiLimiter {self.limits}>"
+
+    @contextlib.contextmanager
+    def slot(self) -> Iterator[None]:
+        self.acquire()
+        try:
+            yield
+        finally:
+            self.release()
+
+    def acquire(self) -> float:
+        """Wait for a slot in every window and a place under the cap, and take them together;
+        returns the seconds waited. Raises RateLimitPause (taking nothing) when the wait would
+        exceed ``limits.pause_after``."""
+        waited = 0.0
+        cap = self.limits.concurrency
+        while True:
+            with self._cond:
+                now = self._clock()
+                waits = [window.wait(now) for window in self._windows]
+                capped = cap is not None and self._flights is not None and self._flights[0] >= cap
+                known = max((w for w in waits if w is not None), default=0.0)
+                if not capped and all(w == 0.0 for w in waits):
+                    for window in self._windows:
+                        window.in_flight += 1
+                    if self._flights is not None:
+                        self._flights[0] += 1
+                    self.waited += waited
+                    return waited
+                blocked = [
+                    w.seconds for w, wait in zip(self._windows, waits, strict=True) if wait is None
+                ]
+                # In flight everywhere: none frees before one ends, then counts for its window.
+                floor = min(blocked, default=0.0)
+                if max(known, floor) > self.limits.pause_after:
+                    raise pause_for(now, max(known, floor))
+                if capped or blocked:
+                    # Held by requests in flight: woken when one ends.
+                    self._cond.wait(timeout=known or floor or self.limits.pause_after)
+                    continue
+            self._sleep(known)
+            waited += known
+
+    def release(self) -> None:
+        with self._cond:
+            now = self._clock()
+            for window in self._windows:
+                window.in_flight = max(0, window.in_flight - 1)
+                window.done.append(now)
+            if self._flights is not None:
+                self._flights[0] = max(0, self._flights[0] - 1)
+            self._cond.notify_all()
 
 
 # The windows of a client given none (connectors.base.ConnectionConfig.rate_windows unset).

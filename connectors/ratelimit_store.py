@@ -32,7 +32,16 @@ from collections.abc import Callable, Iterator
 from django.conf import settings
 from django.db import DatabaseError, connections
 
-from connectors.ratelimit import PROCESS_WINDOWS, SLACK, RateLimiter
+from connectors.ratelimit import (
+    APP,
+    CONCURRENCY_POLL,
+    PROCESS_WINDOWS,
+    SLACK,
+    Limits,
+    MultiLimiter,
+    RateLimiter,
+    pause_for,
+)
 
 STORES = ("auto", "database", "process")
 DATABASE_VENDORS = ("sqlite", "postgresql")
@@ -52,6 +61,7 @@ _SQL_INSERT = (
     "VALUES (%s, %s, %s, %s)"
 )
 _SQL_END = 'UPDATE connectors_ratelimitslot SET "until" = %s, "in_flight" = %s WHERE "id" = %s'
+_SQL_DROP = 'DELETE FROM connectors_ratelimitslot WHERE "id" = %s'
 
 
 class RateLimitStoreError(RuntimeError):
@@ -86,6 +96,7 @@ class DatabaseRateLimiter:
         self.hold = max(float(hold), self.window)
         self.using = using
         self._sleep = sleep
+        self._clock = time.time  # SQLite's clock (PostgreSQL's is the database's)
         self._local = threading.local()
         self.waited = 0.0
         # PostgreSQL's advisory lock key: a signed 64-bit integer from the key.
@@ -95,6 +106,9 @@ class DatabaseRateLimiter:
 
     def __repr__(self) -> str:
         return f"<DatabaseRateLimiter {self.requests}/{self.window:g}s>"
+
+    def _lock_ids(self) -> list[int]:
+        return [self._lock_id]
 
     @contextlib.contextmanager
     def slot(self) -> Iterator[None]:
@@ -159,22 +173,21 @@ class DatabaseRateLimiter:
             # can take one before that transaction ends. (Should it roll back, the slot goes with
             # it: the window then forgets one request.)
             with caller.cursor() as cursor:
-                return work(cursor, time.time(), token)
+                return work(cursor, self._clock(), token)
         connection = self._connection()
         for attempt in range(1, _TRIES + 1):
             try:
                 with connection.cursor() as cursor:
                     if connection.vendor == "postgresql":
                         cursor.execute("BEGIN")
-                        cursor.execute(
-                            "SELECT pg_advisory_xact_lock(%s), "
-                            "EXTRACT(EPOCH FROM clock_timestamp())",
-                            [self._lock_id],
-                        )
-                        now = float(cursor.fetchone()[1])  # one clock for every host
+                        # Every key's lock, in one order (no two takes wait on each other).
+                        for lock_id in sorted(self._lock_ids()):
+                            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [lock_id])
+                        cursor.execute("SELECT EXTRACT(EPOCH FROM clock_timestamp())")
+                        now = float(cursor.fetchone()[0])  # one clock for every host
                     else:
                         cursor.execute("BEGIN IMMEDIATE")  # waits for SQLite's write lock
-                        now = time.time()
+                        now = self._clock()
                     try:
                         result = work(cursor, now, token)
                     except BaseException:
@@ -190,6 +203,115 @@ class DatabaseRateLimiter:
                         f"the rate limit window in the database could not be used: {error}"
                     ) from error
                 time.sleep(0.05 * attempt)
+
+
+class DatabaseLimiter(DatabaseRateLimiter):
+    """Several windows and a concurrency cap (:class:`~connectors.ratelimit.Limits`), kept in the
+    database every process shares: ``with limiter.slot(): send()``.
+
+    Each window is a key of the slot table (its account's or app's digest and its length); the
+    cap is a key of its own whose rows are leases: taken with the slots, deleted when the request
+    ends, lapsing ``hold`` seconds after they were taken when a worker dies mid-request (never a
+    counter that leaks). One transaction looks at every key (PostgreSQL: each key's advisory
+    lock, in one order) and takes a slot in each, or nothing. A wait past ``limits.pause_after``
+    raises :class:`~connectors.errors.RateLimitPause` (nothing taken)."""
+
+    def __init__(
+        self,
+        account: str,
+        app: str,
+        limits: Limits,
+        *,
+        hold: float = DEFAULT_HOLD,
+        using: str = "default",
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.limits = limits
+        self.hold = float(hold)
+        self.using = using
+        self._sleep = sleep
+        self._clock = clock
+        self._local = threading.local()
+        self.waited = 0.0
+        # (key, requests, seconds) of each window; the cap's key.
+        self._keys = [
+            (_hashed(f"{app if w.per == APP else account}\n{w.seconds:g}"), w.requests, w.seconds)
+            for w in limits.windows
+        ]
+        self._cap_key = _hashed(f"{account}\nin flight") if limits.concurrency else None
+        shortest = min(limits.windows, key=lambda w: w.seconds, default=None)
+        self.key = account
+        self.requests = shortest.requests if shortest else int(limits.concurrency or 1)
+        self.window = shortest.seconds if shortest else 0.0
+
+    def __repr__(self) -> str:
+        return f"<DatabaseLimiter {self.limits}>"
+
+    def _lock_ids(self) -> list[int]:
+        keys = [key for key, _, _ in self._keys] + ([self._cap_key] if self._cap_key else [])
+        return [int.from_bytes(bytes.fromhex(key)[:8], "big", signed=True) for key in keys]
+
+    def acquire(self) -> list:
+        """Wait for a slot in every window and a lease under the cap; returns the rows taken,
+        for :meth:`release`. Raises RateLimitPause when the wait would exceed the bound."""
+        while True:
+            rows: list[tuple[str, str, float | None]] = []
+            wait = self._transaction(self._take, rows)
+            if wait is None:
+                return rows
+            self._sleep(wait)
+            self.waited += wait
+
+    def release(self, rows: list) -> None:
+        """The request ended: its window slots free ``seconds`` from now, its lease at once."""
+        self._transaction(self._end, rows)
+
+    def _take(self, cursor, now: float, rows: list) -> float | None:
+        rows.clear()  # a transaction tried again starts afresh
+        known, blocked = 0.0, []
+        for key, requests, seconds in self._keys:
+            cursor.execute(_SQL_EXPIRE, [key, now])
+            cursor.execute(_SQL_COUNT, [key])
+            held, first_free = cursor.fetchone()
+            if held < requests:
+                continue
+            if first_free is None:  # every slot in flight: none frees before one ends
+                blocked.append(seconds)
+            else:
+                known = max(known, max(float(first_free) - now, 0.0) + SLACK)
+        capped = False
+        if self._cap_key:
+            cursor.execute(_SQL_EXPIRE, [self._cap_key, now])  # dead workers' leases lapse
+            cursor.execute(_SQL_COUNT, [self._cap_key])
+            capped = cursor.fetchone()[0] >= int(self.limits.concurrency or 0)
+        if not capped and not blocked and known == 0.0:
+            for key, _, seconds in self._keys:
+                row = uuid.uuid4().hex
+                cursor.execute(_SQL_INSERT, [row, key, now + max(self.hold, seconds), True])
+                rows.append((row, key, seconds))
+            if self._cap_key:
+                row = uuid.uuid4().hex
+                cursor.execute(_SQL_INSERT, [row, self._cap_key, now + self.hold, True])
+                rows.append((row, self._cap_key, None))
+            return None
+        longest = max(known, min(blocked, default=0.0))
+        if longest > self.limits.pause_after:
+            raise pause_for(now, longest)
+        return max(known, CONCURRENCY_POLL) if (capped or blocked) else known
+
+    def _end(self, cursor, now: float, rows: list) -> None:
+        for row, key, seconds in rows:
+            if seconds is None:
+                cursor.execute(_SQL_DROP, [row])
+                continue
+            cursor.execute(_SQL_END, [now + seconds, False, row])
+            if cursor.rowcount == 0:  # held longer than ``hold``: it still counts, from now
+                cursor.execute(_SQL_INSERT, [row, key, now + seconds, False])
+
+
+def _hashed(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 _SHARED: dict[tuple[str, int, float, str], RateLimiter | DatabaseRateLimiter] = {}
@@ -235,10 +357,36 @@ def shared_limiter(
         return limiter
 
 
+_MULTI: dict[tuple[str, str, Limits], DatabaseLimiter] = {}
+
+
+def shared_limits(
+    key: str, limits: Limits | None, *, app_key: str = "", hold: float = DEFAULT_HOLD
+) -> MultiLimiter | DatabaseLimiter | None:
+    """The limiter of one account's several windows and cap (``key``: the account at the vendor,
+    ``app_key``: the app its APP windows count over; both hashed), in the store
+    :func:`limiter_store` picks. None without limits."""
+    if limits is None or limits.empty:
+        return None
+    if limiter_store() != "database":
+        return PROCESS_WINDOWS.limiter(key, limits, app_key=app_key, hold=hold)
+    account = _hashed(key)
+    app = _hashed("app\n" + (app_key or key))
+    with _SHARED_LOCK:
+        limiter = _MULTI.get((account, app, limits))
+        if limiter is None:
+            limiter = _MULTI[(account, app, limits)] = DatabaseLimiter(
+                account, app, limits, hold=hold
+            )
+        limiter.hold = max(limiter.hold, float(hold))
+        return limiter
+
+
 def forget_shared_limiters() -> None:
     """Drop every shared limiter, and the process windows of clients given none (tests)."""
     with _SHARED_LOCK:
         _SHARED.clear()
+        _MULTI.clear()
     PROCESS_WINDOWS.forget()
 
 
@@ -250,6 +398,11 @@ class SharedWindows:
         self, key: str, limit: tuple[int, float] | None, *, hold: float = DEFAULT_HOLD
     ) -> RateLimiter | DatabaseRateLimiter | None:
         return shared_limiter(key, limit, hold=hold)
+
+    def limiter(
+        self, key: str, limits: Limits | None, *, app_key: str = "", hold: float = DEFAULT_HOLD
+    ) -> MultiLimiter | DatabaseLimiter | None:
+        return shared_limits(key, limits, app_key=app_key, hold=hold)
 
     def __repr__(self) -> str:
         return "<SharedWindows>"
