@@ -44,7 +44,7 @@ from connectors.base import (
     SettingField,
 )
 from connectors.canonical import ConnectionCheck
-from connectors.errors import error_info
+from connectors.errors import error_info, message_text
 from connectors.form_fields import BoundedJSONField
 from connectors.models import Client, Connection
 from connectors.oauth_admin import (
@@ -54,6 +54,7 @@ from connectors.oauth_admin import (
     oauth_connect_view,
     oauth_disconnect_view,
     oauth_status,
+    remember_return_after_connect,
 )
 from connectors.oauth_backends import backend_for
 from connectors.selectors import client_list_for_user
@@ -328,8 +329,9 @@ class SettingFormField(forms.CharField):
     def __init__(self, setting: SettingField, **kwargs):
         self.setting = setting
         super().__init__(
-            label=setting.label or setting.name,
-            help_text=setting.help_text,
+            # Declared with N_ (connectors.messages): translated here, when shown.
+            label=_(setting.label) if setting.label else setting.name,
+            help_text=_(setting.help_text) if setting.help_text else "",
             max_length=SETTING_MAX_LENGTH,
             **kwargs,
         )
@@ -550,7 +552,12 @@ class _ConnectionAdminFormBase(forms.ModelForm):
         if missing and "settings" in self.fields:
             self._settings_error(
                 gettext_now("Missing required setting(s): %(names)s.")
-                % {"names": ", ".join(str(declared[name].label or name) for name in missing)},
+                % {
+                    "names": ", ".join(
+                        gettext_now(declared[name].label) if declared[name].label else name
+                        for name in missing
+                    )
+                },
             )
         elif missing:
             for name in missing:
@@ -559,7 +566,7 @@ class _ConnectionAdminFormBase(forms.ModelForm):
             if isinstance(value, dict | list):
                 self._settings_error(f"The setting {name!r} must be a plain value.")
             elif name in declared and (problem := declared[name].problem(value)):
-                label = declared[name].label or name
+                label = gettext_now(declared[name].label) if declared[name].label else name
                 self._settings_error(f"{label} ({name}) {problem}, not {_shown(value)}.", name)
         if not self._settings_refused and (problem := settings_shape_problem(settings)):
             self._settings_error(problem)
@@ -591,14 +598,20 @@ def failed_check_message(result: ConnectionCheck) -> str:
         resolution = error_info(result.code).resolution if result.code else ""
     except ValueError:
         resolution = ""
+    message = check_message(result)
     if not result.code:
         return gettext_now("Saved, but the connection check failed: %(message)s") % {
-            "message": result.message
+            "message": message
         }
     return (
         gettext_now("Saved, but the connection check failed — %(code)s: %(message)s %(fix)s")
-        % {"code": result.code, "message": result.message, "fix": resolution}
+        % {"code": result.code, "message": message, "fix": resolution}
     ).strip()
+
+
+def check_message(result: ConnectionCheck) -> str:
+    """A check's message in the reader's language (as written when it has no key)."""
+    return message_text(result.key, result.params, result.message)
 
 
 @admin.register(Connection)
@@ -629,7 +642,7 @@ class ConnectionAdmin(ClientScopedAdminMixin, admin.ModelAdmin):
         "oauth_connection",
         "last_checked_at",
         "last_check_ok",
-        "last_check_message",
+        "last_check_message_display",
         "created_at",
         "updated_at",
     )
@@ -679,7 +692,7 @@ class ConnectionAdmin(ClientScopedAdminMixin, admin.ModelAdmin):
             fieldsets += [
                 (
                     _("Last check"),
-                    {"fields": ("last_checked_at", "last_check_ok", "last_check_message")},
+                    {"fields": ("last_checked_at", "last_check_ok", "last_check_message_display")},
                 ),
                 (_("Dates"), {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
             ]
@@ -808,6 +821,11 @@ class ConnectionAdmin(ClientScopedAdminMixin, admin.ModelAdmin):
         except (KeyError, ValueError):
             return gettext_now("%(provider)s (not installed)") % {"provider": obj.provider}
 
+    @admin.display(description=_("last check message"))
+    def last_check_message_display(self, obj: Connection) -> str:
+        # In the reader's language (the stored English for a check made before keys existed).
+        return message_text(obj.last_check_key, obj.last_check_params, obj.last_check_message)
+
     @admin.display(description=_("stored credentials"))
     def credentials_status(self, obj: Connection) -> str:
         if obj.pk is None:
@@ -865,7 +883,7 @@ class ConnectionAdmin(ClientScopedAdminMixin, admin.ModelAdmin):
         if result.ok:
             self.message_user(
                 request,
-                gettext_now("Connection checked: %(message)s") % {"message": result.message},
+                gettext_now("Connection checked: %(message)s") % {"message": check_message(result)},
                 messages.SUCCESS,
             )
             return
@@ -887,6 +905,11 @@ class ConnectionAdmin(ClientScopedAdminMixin, admin.ModelAdmin):
         back = request.session.pop(RETURN_AFTER_ADD, None)
         if not back or not url_has_allowed_host_and_scheme(back, allowed_hosts=None):
             return response
+        if getattr(request, "_invsync_stay_on_connection", False) and (
+            obj.auth_kind == AuthKind.OAUTH2
+        ):
+            # Its Connect, pressed on the connection's page, comes back there too.
+            remember_return_after_connect(request, obj.pk, back)
         back = f"{back}?{urlencode({'connection': obj.pk})}"
         if getattr(request, "_invsync_stay_on_connection", False):
             self.message_user(
@@ -925,6 +948,11 @@ class ConnectionAdmin(ClientScopedAdminMixin, admin.ModelAdmin):
             result = connection_check(connection=connection)
             self.message_user(
                 request,
-                f"{connection}: {'OK' if result.ok else 'failed'} — {result.message}",
+                (
+                    gettext_now("%(connection)s: OK — %(message)s")
+                    if result.ok
+                    else gettext_now("%(connection)s: failed — %(message)s")
+                )
+                % {"connection": connection, "message": check_message(result)},
                 messages.SUCCESS if result.ok else messages.ERROR,
             )

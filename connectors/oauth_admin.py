@@ -1,7 +1,13 @@
 """The OAuth2 dance in the admin: Connect (or Reconnect), the callback, the company pick and
 Disconnect of a connection, for staff who may change it. Each view calls
 :mod:`connectors.oauth_flow`; every failure comes back to the connection's change page as a message
-with its catalogue code, never a traceback."""
+with its catalogue code, never a traceback.
+
+A Connect started from a page that asked to come back (the guided set-up: ``?next=`` on the
+Connect link, or :func:`remember_return_after_connect` for a connection just added from it) ends
+there, with ``?connection=<id>``, once connected (after the company pick when the grant gives
+several); the session then names the connection just connected (:data:`JUST_CONNECTED`), which
+that page may take as chosen. Only local paths are followed."""
 
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.http import urlencode
 from django.utils.translation import gettext as _
 
 from connectors.base import AuthKind
@@ -24,11 +31,13 @@ from connectors.models import Connection
 from connectors.oauth import COMPANY_SETTING
 from connectors.oauth_backends import backend_for
 from connectors.oauth_flow import (
+    local_path,
     oauth_company_pick,
     oauth_connect_complete,
     oauth_connect_start,
     oauth_disconnect,
     pending_connection_id,
+    pending_return_to,
 )
 from connectors.token_store import stored_tokens
 
@@ -52,6 +61,36 @@ class _RequestVar:
 
 
 CHANGE_FORM_REQUEST = _RequestVar()
+
+# The session keys of the return after a Connect: the page each connection's next Connect comes
+# back to ({connection id: local path}), and the connection a Connect has just connected on its
+# way back to such a page (read once by that page).
+RETURN_AFTER_CONNECT = "invsync_return_after_connect"
+JUST_CONNECTED = "invsync_just_connected"
+
+
+def remember_return_after_connect(request, connection_id: int, url: str) -> None:
+    """The next Connect of this connection comes back to ``url`` (kept only if a local path)."""
+    path = local_path(url)
+    if path:
+        returns = dict(request.session.get(RETURN_AFTER_CONNECT) or {})
+        returns[str(connection_id)] = path
+        request.session[RETURN_AFTER_CONNECT] = dict(list(returns.items())[-10:])
+
+
+def _take_return_after_connect(request, connection_id: int) -> str:
+    returns = dict(request.session.get(RETURN_AFTER_CONNECT) or {})
+    path = returns.pop(str(connection_id), "")
+    if path:
+        request.session[RETURN_AFTER_CONNECT] = returns
+    return local_path(path)
+
+
+def _back_connected(request, connection: Connection, return_to: str) -> HttpResponseRedirect:
+    """To the page the Connect came from, naming the connection just connected."""
+    request.session[JUST_CONNECTED] = connection.pk
+    separator = "&" if "?" in return_to else "?"
+    return HttpResponseRedirect(f"{return_to}{separator}{urlencode({'connection': connection.pk})}")
 
 
 def callback_uri(request) -> str:
@@ -82,12 +121,19 @@ def _error(model_admin, request, error: InvsyncError) -> None:
 def oauth_connect_view(model_admin: admin.ModelAdmin, request, object_id: str):
     """Connect / Reconnect: to the vendor's sign-in page (a link or a button may start it)."""
     connection = _changeable(model_admin, request, object_id)
+    return_to = local_path(request.GET.get("next", "")) or _take_return_after_connect(
+        request, connection.pk
+    )
     try:
         url = oauth_connect_start(
-            connection=connection, request=request, redirect_uri=callback_uri(request)
+            connection=connection,
+            request=request,
+            redirect_uri=callback_uri(request),
+            return_to=return_to,
         )
     except InvsyncError as error:
         _error(model_admin, request, error)
+        remember_return_after_connect(request, connection.pk, return_to)
         return HttpResponseRedirect(_change_url(connection))
     return HttpResponseRedirect(url)
 
@@ -110,20 +156,26 @@ def oauth_callback_view(model_admin: admin.ModelAdmin, request):
         )
         return HttpResponseRedirect(reverse("admin:connectors_connection_changelist"))
     connection = _changeable(model_admin, request, connection_id)
+    return_to = pending_return_to(request)
     try:
         done = oauth_connect_complete(
             connection=connection, request=request, redirect_uri=callback_uri(request)
         )
     except InvsyncError as error:
         _error(model_admin, request, error)
+        # Connect again from the connection's page still comes back where it was asked to.
+        remember_return_after_connect(request, connection.pk, return_to)
         return HttpResponseRedirect(_change_url(connection))
     if len(done.companies) > 1:
+        remember_return_after_connect(request, connection.pk, done.return_to)
         return HttpResponseRedirect(
             reverse("admin:connectors_connection_oauth_company", args=[connection.pk])
         )
     model_admin.message_user(
         request, _("%(name)s is connected.") % {"name": connection.name}, messages.SUCCESS
     )
+    if done.return_to:
+        return _back_connected(request, connection, done.return_to)
     return HttpResponseRedirect(_change_url(connection))
 
 
@@ -140,6 +192,9 @@ def oauth_company_view(model_admin: admin.ModelAdmin, request, object_id: str):
         model_admin.message_user(
             request, _("%(name)s is connected.") % {"name": connection.name}, messages.SUCCESS
         )
+        return_to = _take_return_after_connect(request, connection.pk)
+        if return_to:
+            return _back_connected(request, connection, return_to)
         return HttpResponseRedirect(_change_url(connection))
     context = {
         **model_admin.admin_site.each_context(request),

@@ -9,6 +9,10 @@
    (:func:`oauth_company_pick`).
 3. :func:`oauth_disconnect`: the grant revoked at the vendor where it allows it, the tokens cleared.
 
+A Connect may name where the person goes once connected (the guided set-up's step): a local path
+only (:func:`local_path`), kept with the dance's state in this session and handed back by the
+callback (``Completed.return_to``).
+
 Every failure of the dance is an ``InvsyncError`` with a catalogue code and a sentence for people
 (``OAUTH_AUTHORIZATION_FAILED``, or ``CONFIGURATION_INCOMPLETE`` for a missing OAuth app).
 """
@@ -20,6 +24,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
 from django.db import transaction
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from social_core.exceptions import (
     AuthCanceled,
@@ -47,6 +52,21 @@ class Completed:
     connection: Connection
     companies: tuple[tuple[str, str], ...]
     picked: str = ""  # the company saved (the grant gives one), "" when the person must pick
+    return_to: str = ""  # where the Connect asked to go once connected (a local path), or ""
+
+
+def local_path(url: str) -> str:
+    """``url`` when it is a path on this site ("/admin/setup/folder/?connection=3"), else "": never
+    another host, a scheme, a protocol-relative "//host" or a "/\\host" some browsers follow."""
+    url = (url or "").strip()
+    if (
+        not url.startswith("/")
+        or url.startswith(("//", "/\\"))
+        or any(ord(char) < 32 for char in url)
+        or not url_has_allowed_host_and_scheme(url, allowed_hosts=set())
+    ):
+        return ""
+    return url[:1000]
 
 
 def _code(error: SocialAuthBaseException) -> str:
@@ -58,8 +78,11 @@ def _failed(message: str) -> InvsyncError:
     return InvsyncError(ErrorCode.OAUTH_AUTHORIZATION_FAILED, message, field="connection")
 
 
-def oauth_connect_start(*, connection: Connection, request, redirect_uri: str) -> str:
-    """The address to send the person's browser to. Raises InvsyncError."""
+def oauth_connect_start(
+    *, connection: Connection, request, redirect_uri: str, return_to: str = ""
+) -> str:
+    """The address to send the person's browser to; ``return_to`` (kept only if a local path)
+    comes back with the callback's :class:`Completed`. Raises InvsyncError."""
     if connection.auth_kind != AuthKind.OAUTH2:
         raise InvsyncError(
             ErrorCode.CONFIGURATION_INCOMPLETE,
@@ -71,7 +94,7 @@ def oauth_connect_start(*, connection: Connection, request, redirect_uri: str) -
     url = backend.auth_url()
     state = parse_qs(urlsplit(url).query).get("state", [""])[0]
     pending = dict(request.session.get(SESSION_KEY) or {})
-    pending[state] = [connection.pk, backend.name]
+    pending[state] = [connection.pk, backend.name, local_path(return_to)]
     request.session[SESSION_KEY] = dict(list(pending.items())[-10:])  # a few tabs at most
     return url
 
@@ -83,8 +106,16 @@ def pending_connection_id(request) -> int | None:
     return int(entry[0]) if entry else None
 
 
+def pending_return_to(request) -> str:
+    """Where the Connect the callback's state was issued for asked to go once connected ("":
+    nowhere in particular, or no such Connect in this session)."""
+    entry = (request.session.get(SESSION_KEY) or {}).get(request.GET.get("state", ""))
+    return local_path(entry[2]) if entry and len(entry) > 2 else ""
+
+
 def oauth_connect_complete(*, connection: Connection, request, redirect_uri: str) -> Completed:
     """The callback: exchange the code and store the tokens. Raises InvsyncError."""
+    return_to = pending_return_to(request)
     pending = dict(request.session.get(SESSION_KEY) or {})
     pending.pop(request.GET.get("state", ""), None)
     request.session[SESSION_KEY] = pending
@@ -144,7 +175,7 @@ def oauth_connect_complete(*, connection: Connection, request, redirect_uri: str
         locked.save(update_fields=fields)
     logger.info("connection %s: OAuth2 connected (%d companies)", connection.pk, len(companies))
     connection.refresh_from_db()
-    return Completed(connection, companies, picked)
+    return Completed(connection, companies, picked, return_to)
 
 
 def oauth_company_pick(*, connection: Connection, company_id: str) -> None:

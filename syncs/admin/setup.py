@@ -25,11 +25,13 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
 from connectors.admin import RETURN_AFTER_ADD
-from connectors.base import ConnectionKind
+from connectors.base import AuthKind, ConnectionKind
 from connectors.errors import InvsyncError, error_info
 from connectors.models import Client, Connection
+from connectors.oauth_admin import JUST_CONNECTED, connect_url
 from connectors.selectors import client_list_for_user, connector_for
 from connectors.services import client_create
+from connectors.token_store import stored_tokens
 from mappings.checklist import StepState, flow_setup_checklist
 from mappings.lookups import lookup_names
 from mappings.models import SyncFlow
@@ -267,6 +269,10 @@ class GuidedSetup:
                     self.save_state(request, **{kind.value: connection.pk})
                     return self.next_step(step)
         else:
+            # Back from a Connect started here: the connection just connected is chosen.
+            connected = self._just_connected(request, step)
+            if connected is not None:
+                return self.next_step(step)
             # Back from the connection's add form: the new one; else the only one there is.
             added = str(request.GET.get("connection", ""))
             only = (
@@ -278,13 +284,46 @@ class GuidedSetup:
                 initial={"connection": only or chosen}, client=client, kind=kind
             )
         add_url = reverse("invsync_setup_add_connection", args=[step])
+        connections = list(form.fields["connection"].queryset)
         return {
             "form": form,
             "kind": kind,
             "add_url": add_url if request.user.has_perm("connectors.add_connection") else "",
-            "connections": list(form.fields["connection"].queryset),
+            "connections": connections,
             "return_url": self.url(step),
+            "to_connect": self._to_connect(request, step, connections),
         }
+
+    def _just_connected(self, request, step: str) -> Connection | None:
+        """The connection a Connect started from this step has just connected (the OAuth2
+        callback names it in the session, once), taken as chosen: None when there is none, or
+        when choosing it would change a flow already created (then the person confirms it)."""
+        connection_id = request.session.pop(JUST_CONNECTED, None)
+        if connection_id is None or str(connection_id) != request.GET.get("connection", ""):
+            return None
+        kind = CONNECTION_STEPS[step]
+        connection = Connection.objects.filter(
+            pk=connection_id, client=self.client(request), kind=kind
+        ).first()
+        flow = self.flow(request)
+        if connection is None or (
+            flow is not None and getattr(flow, f"{step}_connection_id") != connection.pk
+        ):
+            return None
+        self.save_state(request, **{kind.value: connection.pk})
+        return connection
+
+    def _to_connect(self, request, step: str, connections) -> list[dict]:
+        """The OAuth2 connections listed that are not connected yet, each with a Connect that
+        comes back to this step (for those who may change connections)."""
+        if not request.user.has_perm("connectors.change_connection"):
+            return []
+        back = urlencode({"next": self.url(step)})
+        return [
+            {"connection": connection, "url": f"{connect_url(connection)}?{back}"}
+            for connection in connections
+            if connection.auth_kind == AuthKind.OAUTH2 and stored_tokens(connection) is None
+        ]
 
     def add_connection_view(self, request, step: str):
         """To the connection's add form (client and kind chosen), which comes back here."""

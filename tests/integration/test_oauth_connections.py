@@ -7,6 +7,7 @@ failing with its catalogue code and a Reconnect button, Disconnect revoking at t
 
 from __future__ import annotations
 
+import re
 import time
 from urllib.parse import parse_qs, urlsplit
 
@@ -502,3 +503,92 @@ def test_the_oauth2_form_asks_for_no_token_only_the_optional_own_app(
     assert 'name="credential_client_id"' in page and 'name="credential_client_secret"' in page
     assert "credential_access_token" not in page and "credential_refresh_token" not in page
     assert "Connect to Pennylane" in page
+
+
+# -- Connect started from the guided set-up comes back to it (issue #15, point 2) ---------------
+
+SETUP = "/admin/setup/"
+
+
+def _setup_at_accounting(client, atelier, invoicing) -> None:
+    assert client.post(f"{SETUP}client/", {"client": atelier.pk}).url == f"{SETUP}invoicing/"
+    answer = client.post(f"{SETUP}invoicing/", {"connection": invoicing.pk})
+    assert answer.url == f"{SETUP}accounting/"
+
+
+@pytest.fixture
+def atelier(memory_connectors):
+    atelier = ClientFactory(name="Atelier")
+    invoicing = ConnectionFactory(client=atelier, kind="invoicing", name="Invoices")
+    return atelier, invoicing
+
+
+def test_a_connection_added_from_the_set_up_connects_then_lands_on_the_next_step(
+    admin_client, atelier, oauth_server
+):
+    oauth_server.companies = (("101", "Boulangerie Martin SAS"),)
+    atelier, invoicing = atelier
+    _setup_at_accounting(admin_client, atelier, invoicing)
+    admin_client.get(f"{SETUP}accounting/add-connection/")
+    added = admin_client.post(
+        f"/admin/connectors/connection/add/?client={atelier.pk}&kind=accounting",
+        {"client": atelier.pk, "name": "Books", "kind": "accounting", "provider": "memory",
+         "auth_kind": "oauth2", "settings": "{}"},
+    )  # fmt: skip
+    books = atelier.connections.get(name="Books")
+    # Not connected yet: the person stays on the connection, where Connect is.
+    assert added.url == reverse("admin:connectors_connection_change", args=[books.pk])
+    answer = connect(admin_client, books)
+    assert answer["Location"] == f"{SETUP}accounting/?connection={books.pk}"
+    assert admin_client.get(answer["Location"]).url == f"{SETUP}folder/"
+    assert admin_client.session["invsync_setup"]["accounting"] == books.pk
+    assert tokens_of(books).granted == (("101", "Boulangerie Martin SAS"),)
+
+
+def test_connect_from_the_set_up_step_returns_there_after_the_company_is_picked(
+    admin_client, atelier, oauth_server
+):
+    atelier, invoicing = atelier
+    books = ConnectionFactory(
+        client=atelier, kind="accounting", name="Books", provider="memory",
+        auth_kind="oauth2", credentials={},
+    )  # fmt: skip
+    _setup_at_accounting(admin_client, atelier, invoicing)
+    html = admin_client.get(f"{SETUP}accounting/").content.decode()
+    link = re.search(r'href="([^"]*/oauth/connect/\?next=[^"]*)"', html).group(1)
+    answer = callback(
+        admin_client, consent(admin_client.get(link.replace("&amp;", "&"))["Location"])
+    )
+    pick = reverse("admin:connectors_connection_oauth_company", args=[books.pk])
+    assert answer["Location"] == pick  # two companies: picked first, then back to the guide
+    done = admin_client.post(pick, {"company": "202"})
+    assert done["Location"] == f"{SETUP}accounting/?connection={books.pk}"
+    assert admin_client.get(done["Location"]).url == f"{SETUP}folder/"
+    # Once connected, the step offers no Connect for it any more.
+    assert "/oauth/connect/" not in admin_client.get(f"{SETUP}accounting/").content.decode()
+
+
+@pytest.mark.parametrize(
+    "elsewhere", ["https://evil.example/", "//evil.example/x", "/\\evil.example", "javascript:x"]
+)
+def test_a_return_address_that_is_not_a_local_path_is_ignored(
+    admin_client, connection, oauth_server, elsewhere
+):
+    oauth_server.companies = (("101", "Boulangerie Martin SAS"),)
+    url = reverse("admin:connectors_connection_oauth_connect", args=[connection.pk])
+    started = admin_client.get(url, {"next": elsewhere})
+    answer = callback(admin_client, consent(started["Location"]))
+    assert answer["Location"] == reverse("admin:connectors_connection_change", args=[connection.pk])
+
+
+def test_the_set_up_takes_a_connection_as_chosen_only_after_its_connect(
+    admin_client, atelier, oauth_server
+):
+    atelier, invoicing = atelier
+    books = ConnectionFactory(client=atelier, kind="accounting", name="Books")
+    other = ConnectionFactory(client=atelier, kind="accounting", name="Other books")
+    _setup_at_accounting(admin_client, atelier, invoicing)
+    # A link naming a connection (as the add form's return does) only pre-selects it.
+    page = admin_client.get(f"{SETUP}accounting/", {"connection": books.pk})
+    assert page.status_code == 200 and "accounting" not in admin_client.session["invsync_setup"]
+    assert other.pk  # two connections: nothing is chosen for the person
