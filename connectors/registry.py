@@ -10,6 +10,7 @@ from collections.abc import Iterator, Sequence
 from connectors.base import AccountingTarget, ConnectionKind, Connector, InvoicingSource
 from connectors.providers.einvoice.inbox import EInvoiceInbox
 from connectors.providers.pennylane.target import PennylaneTarget
+from connectors.providers.stripe.source import StripeSource
 from connectors.providers.tryton.source import TrytonSource
 from connectors.providers.tryton.target import TrytonTarget
 from connectors.providers.xero.target import XeroTarget
@@ -20,6 +21,7 @@ SHIPPED: tuple[type[Connector], ...] = (
     EInvoiceInbox,
     PennylaneTarget,
     XeroTarget,
+    StripeSource,
 )
 
 _active: tuple[type[Connector], ...] = SHIPPED
