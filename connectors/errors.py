@@ -456,3 +456,37 @@ def message_text(key: str, params: Mapping[str, Any] | None, fallback: str) -> s
 def english_text(key: str, params: Mapping[str, Any] | None, fallback: str = "") -> str:
     """The same message in English, whatever the active language."""
     return english(key, params or {}, fallback)
+
+
+# What connectors raise most, as message keys (connectors.messages): by code, and for an
+# unreachable tool by the transport failure (connectors.http's CONNECTION, TIMEOUT, DROPPED,
+# BLOCKED) or the server's error status. Other failures keep their own English sentence.
+_CONNECTION_KEYS = {
+    ErrorCode.AUTHENTICATION_FAILED: "connection.authentication_refused",
+    ErrorCode.PERMISSION_DENIED: "connection.permission_denied",
+    ErrorCode.RATE_LIMITED: "connection.rate_limited",
+}
+_FAILURE_KEYS = {
+    "connection": "connection.unreachable",
+    "timeout": "connection.timeout",
+    "dropped": "connection.dropped",
+    "blocked": "connection.address_blocked",
+}
+
+
+def connection_message_key(
+    code: ErrorCode, *, failure: str | None = None, status: int | None = None
+) -> str:
+    """The message key of a connector's failure of ``code`` ("" when it has none): the
+    parameters are ``vendor``, ``url``, ``status`` and ``timeout``."""
+    code = ErrorCode(code)
+    if code in _CONNECTION_KEYS:
+        return _CONNECTION_KEYS[code]
+    if failure in _FAILURE_KEYS and code in (
+        ErrorCode.UNAVAILABLE,
+        ErrorCode.CONFIGURATION_INCOMPLETE,
+    ):
+        return _FAILURE_KEYS[failure]
+    if code is ErrorCode.UNAVAILABLE and status is not None and status >= 500:
+        return "connection.server_error"
+    return ""

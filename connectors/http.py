@@ -44,7 +44,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 
-from connectors.errors import ConnectorError, ErrorCode, RateLimitPause
+from connectors.errors import ConnectorError, ErrorCode, RateLimitPause, connection_message_key
 from connectors.oauth import TokenSource
 from connectors.outbound import OutboundAdapter, OutboundPolicy, refusal_in
 from connectors.ratelimit import PAUSE_AFTER, RateWindow
@@ -391,8 +391,10 @@ class HttpError(ConnectorError):
         retry_after: float | None = None,
         delivery: Delivery = Delivery.FINAL,
         action: Action = Action.FAIL,
+        key: str = "",
+        params: Mapping[str, Any] | None = None,
     ) -> None:
-        super().__init__(code, message, retry_after=retry_after)
+        super().__init__(code, message, retry_after=retry_after, key=key, params=params)
         self.status = status
         self.vendor_code = vendor_code
         self.detail = detail
@@ -562,6 +564,15 @@ class HttpClient:
             detail=detail or "no details",
             timeout=timeout or self.http.timeout,
         )
+        # The common failures also as a message key, for the admin to show in the reader's
+        # language (connectors.messages); the parameters hold nothing the vendor said.
+        key = connection_message_key(row.code, failure=row.failure, status=status)
+        params = {
+            "vendor": self.vendor,
+            "url": self.scrubber.scrub(display_url(url)),
+            "status": status,
+            "timeout": f"{timeout or self.http.timeout:g}",
+        }
         return HttpError(
             row.code,
             self.scrubber.scrub(message),
@@ -571,6 +582,8 @@ class HttpClient:
             retry_after=retry_after,
             delivery=row.delivery or Delivery.FINAL,
             action=row.action,
+            key=key,
+            params=params if key else None,
         )
 
     def close(self) -> None:

@@ -313,7 +313,10 @@ MESSAGES: dict[str, str] = {
         "Tryton at %(url)s, database %(database)s refused the check (%(reason)s); the Tryton "
         "server's log tells why."
     ),
-    "check.tryton_no_url": N_("The Tryton connection needs the server's URL (http://host:port/)."),
-    "check.tryton_no_database": N_("The Tryton connection needs a database name."),
-    "check.tryton_no_login": N_("The Tryton connection needs a login and a password."),
+    # ``label``: the connection's name quoted after a space (" 'Tryton demo'"), or "".
+    "check.tryton_no_url": N_(
+        "The Tryton connection%(label)s needs the server's URL (http://host:port/)."
+    ),
+    "check.tryton_no_database": N_("The Tryton connection%(label)s needs a database name."),
+    "check.tryton_no_login": N_("The Tryton connection%(label)s needs a login and a password."),
 }

@@ -91,6 +91,15 @@ class Connection(models.Model):
     last_checked_at = models.DateTimeField(_("last checked"), null=True, blank=True)
     last_check_ok = models.BooleanField(_("last check succeeded"), null=True, blank=True)
     last_check_message = models.CharField(_("last check message"), max_length=500, blank=True)
+    last_check_key = models.CharField(
+        _("last check message key"),
+        max_length=100,
+        blank=True,
+        help_text=_("The message's key: the admin shows it in the reader's language."),
+    )
+    last_check_params = models.JSONField(
+        _("last check message parameters"), default=dict, blank=True, help_text=_("What it names.")
+    )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
 

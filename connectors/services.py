@@ -18,6 +18,7 @@ from connectors import signals
 from connectors.base import AUTH_FIELDS, SETTING_MAX_LENGTH, AuthKind
 from connectors.canonical import ConnectionCheck
 from connectors.errors import ErrorCode, InvsyncError
+from connectors.messages import json_params
 from connectors.models import Client, Connection
 from connectors.providers.einvoice.inbox import EInvoiceInbox, Receipt
 from connectors.selectors import (
@@ -297,7 +298,8 @@ def connection_update(
     if changed:
         connection.last_checked_at = None
         connection.last_check_ok = None
-        connection.last_check_message = ""
+        connection.last_check_message = connection.last_check_key = ""
+        connection.last_check_params = {}
     connection.save()
 
     reentered = bool(address_changed and secrets)
@@ -353,16 +355,30 @@ def connection_check(*, connection: Connection) -> ConnectionCheck:
         finally:
             connector.close()
     except InvsyncError as exc:
-        result = ConnectionCheck(False, exc.message, exc.code)
+        result = ConnectionCheck(False, exc.message, exc.code, exc.key, exc.params)
 
     max_length = Connection._meta.get_field("last_check_message").max_length
-    message = _without_secrets(str(result.message), connection.credentials or {})[:max_length]
-    result = ConnectionCheck(bool(result.ok), message, result.code)
+    secrets = connection.credentials or {}
+    message = _without_secrets(str(result.message), secrets)[:max_length]
+    params = {
+        name: _without_secrets(value, secrets) if isinstance(value, str) else value
+        for name, value in json_params(result.params).items()
+    }
+    result = ConnectionCheck(bool(result.ok), message, result.code, result.key, params)
 
     connection.last_checked_at = timezone.now()
     connection.last_check_ok = result.ok
     connection.last_check_message = result.message
-    connection.save(update_fields=["last_checked_at", "last_check_ok", "last_check_message"])
+    connection.last_check_key, connection.last_check_params = result.key, result.params
+    connection.save(
+        update_fields=[
+            "last_checked_at",
+            "last_check_ok",
+            "last_check_message",
+            "last_check_key",
+            "last_check_params",
+        ]
+    )
     return result
 
 

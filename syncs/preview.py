@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from connectors.base import SourceRecordError
 from connectors.canonical import TargetLookups, quantize_money
-from connectors.errors import error_info
+from connectors.errors import error_info, message_text
 from connectors.selectors import connector_for
 from mappings.lookups import FlowLookups, cached_target_lookups
 from mappings.models import SyncFlow
@@ -122,7 +122,7 @@ def flow_preview(
                         partner_name=item.partner.name if item.partner else "",
                         currency=item.currency,
                         total=item.total,
-                        result=result_to_json(result),
+                        result=_result_for_people(result),
                         record_status=record.status if record is not None else "",
                         partner_link=(link.target_partner_name or link.target_partner_id)
                         if link
@@ -145,6 +145,15 @@ def flow_preview(
     return FlowPreview(tuple(items), more, lookups.accounts is not None)
 
 
+def _result_for_people(result) -> dict:
+    """The result as the posting-preview contract states it, its error message in the reader's
+    language (the page shows it; the command line and downloads keep the English)."""
+    data = result_to_json(result)
+    if isinstance(result, Rejected):
+        data["message"] = message_text(result.key, result.params, result.message)
+    return data
+
+
 def _preview_source_error(item: SourceRecordError, record) -> PreviewItem:
     info = error_info(item.error.code)
     return PreviewItem(
@@ -158,7 +167,7 @@ def _preview_source_error(item: SourceRecordError, record) -> PreviewItem:
         result={
             "status": "error",
             "code": item.error.code.value,
-            "message": item.error.message,
+            "message": message_text(item.error.key, item.error.params, item.error.message),
             "field": item.error.field,
         },
         record_status=record.status if record is not None else "",

@@ -326,10 +326,19 @@ class SnapshotLine:
     tax_rate: str | None
     tax_id: str | None
     account_number: str | None
+    # The invoicing tool's name of the line's tax, where its list of taxes was read (people
+    # read the tax by name, never by its id).
+    tax_name: str = ""
 
 
 def record_lines(record: SyncedRecord) -> list[SnapshotLine]:
     lines = (record.snapshot or {}).get("lines") or []
+    direction = record_direction(record)
+    names = {
+        tax.tax_id: tax.name
+        for tax in flow_source_taxes(record.flow)
+        if tax.name and tax.tax_id and (direction is None or tax.direction is direction)
+    }
     return [
         SnapshotLine(
             index=index,
@@ -338,6 +347,7 @@ def record_lines(record: SyncedRecord) -> list[SnapshotLine]:
             tax_rate=line.get("tax_rate"),
             tax_id=line.get("tax_id"),
             account_number=line.get("account_number"),
+            tax_name=names.get(line.get("tax_id") or "", ""),
         )
         for index, line in enumerate(lines)
         if isinstance(line, dict)

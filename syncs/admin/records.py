@@ -17,7 +17,7 @@ from django.utils.translation import ngettext
 from connectors.admin import ClientScopedAdminMixin, ReadOnlyAdminMixin
 from connectors.admin_filters import ClientScopedRelatedFilter
 from connectors.canonical import TargetLookups
-from connectors.errors import ErrorCode, InvsyncError
+from connectors.errors import ErrorCode, InvsyncError, message_text
 from connectors.formatting import format_money
 from mappings.lookups import cached_target_lookups, lookup_names
 from syncs import selectors as sync_selectors
@@ -174,7 +174,7 @@ class SyncedRecordAdmin(
 
     @admin.display(description=_("error and how to fix it"))
     def error_panel(self, obj: SyncedRecord):
-        return error_panel_html(obj.error_code, obj.error_message, obj.error_field)
+        return error_panel_html(obj.error_code, obj.error_text, obj.error_field)
 
     @admin.display(description=_("invoice snapshot (INVOICE.json)"))
     def snapshot_display(self, obj: SyncedRecord):
@@ -295,7 +295,11 @@ class SyncedRecordAdmin(
         else:
             context["result"] = result_to_json(result)
             if result.status == "error":
-                context["error_panel"] = error_panel_html(result.code, result.message, result.field)
+                context["error_panel"] = error_panel_html(
+                    result.code,
+                    message_text(result.key, result.params, result.message),
+                    result.field,
+                )
         return TemplateResponse(request, "admin/syncs/syncedrecord/preview.html", context)
 
     def _download(self, data: dict, filename: str) -> HttpResponse:
@@ -422,7 +426,7 @@ class SyncedRecordAdmin(
             "title": _("Correct the lines of %(invoice)s")
             % {"invoice": record.number or record.source_id},
             "error_panel": error_panel_html(
-                record.error_code, record.error_message, record.error_field
+                record.error_code, record.error_text, record.error_field
             ),
             **self._overrides_context(record, lookups, form),
         }

@@ -118,7 +118,7 @@ class SyncRunAdmin(
 
     @admin.display(description=_("why the run stopped"))
     def error_panel(self, obj: SyncRun):
-        panel = error_panel_html(obj.error_code, obj.error_message)
+        panel = error_panel_html(obj.error_code, obj.error_text)
         if obj.error_code == ErrorCode.OAUTH_GRANT_REVOKED:
             flow = obj.flow
             buttons = reconnect_buttons((flow.invoicing_connection, flow.accounting_connection))

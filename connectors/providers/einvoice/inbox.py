@@ -66,6 +66,7 @@ from connectors.canonical import (
     TaxKind,
 )
 from connectors.errors import ErrorCode, InvsyncError
+from connectors.messages import N_
 from connectors.providers.einvoice.detect import MAX_FILE_BYTES
 from connectors.providers.einvoice.document import EInvoiceError
 from connectors.providers.einvoice.mailbox import (
@@ -213,34 +214,42 @@ def _yes_no(value: str) -> str | None:
 IDENTIFIER_SETTINGS = ("siren", "siret", "vat_number", "legal_id", "company_name")
 
 SETTINGS_FIELDS = (
-    SettingField("siren", "Our SIREN", "Our company's SIREN.", required=False, check=_siren),
-    SettingField("siret", "Our SIRET", "Our company's SIRET.", required=False, check=_siret),
-    SettingField("vat_number", "Our VAT number", "Our EU VAT number.", required=False, check=_vat),
+    SettingField(
+        "siren", N_("Our SIREN"), N_("Our company's SIREN."), required=False, check=_siren
+    ),
+    SettingField(
+        "siret", N_("Our SIRET"), N_("Our company's SIRET."), required=False, check=_siret
+    ),
+    SettingField(
+        "vat_number", N_("Our VAT number"), N_("Our EU VAT number."), required=False, check=_vat
+    ),
     SettingField(
         "legal_id",
-        "Our legal id",
-        "Another registration id of our company (e.g. a German Handelsregister number).",
+        N_("Our legal id"),
+        N_("Another registration id of our company (e.g. a German Handelsregister number)."),
         required=False,
     ),
     SettingField(
         "company_name",
-        "Our exact name",
-        "Used only for a party that carries no identifier at all.",
+        N_("Our exact name"),
+        N_("Used only for a party that carries no identifier at all."),
         required=False,
     ),
     SettingField(
         "uploads",
-        "Accept uploads",
-        "yes: files may be uploaded on the connection's page (one, many, or a zip).",
+        N_("Accept uploads"),
+        N_("yes: files may be uploaded on the connection's page (one, many, or a zip)."),
         required=False,
         default="yes",
         check=_yes_no,
     ),
     SettingField(
         "folder",
-        "Watched folder",
-        "An absolute path (a local folder or a mounted share) read by the scheduled sync; each "
-        "file read is moved into its done/ or failed/ sub-folder. Empty: no folder.",
+        N_("Watched folder"),
+        N_(
+            "An absolute path (a local folder or a mounted share) read by the scheduled sync; each "
+            "file read is moved into its done/ or failed/ sub-folder. Empty: no folder."
+        ),
         required=False,
         check=_folder,
     ),

@@ -40,6 +40,7 @@ from typing import Any, TypeVar
 from connectors.base import SettingField
 from connectors.errors import ConnectorError, ErrorCode
 from connectors.http import Scrubber
+from connectors.messages import N_
 from connectors.outbound import AddressNotAllowed, OutboundPolicy, checked_connection
 from connectors.providers.einvoice.detect import MAX_FILE_BYTES
 
@@ -111,27 +112,31 @@ def _folder_name(value: str) -> str | None:
 MAILBOX_SETTINGS = (
     SettingField(
         "imap_host",
-        "Mailbox server (IMAP)",
-        "The IMAP server's host name, e.g. imap.example.com. The mailbox's login and password "
-        "are the connection's credentials (authentication: Login and password). Empty: no "
-        "mailbox.",
+        N_("Mailbox server (IMAP)"),
+        N_(
+            "The IMAP server's host name, e.g. imap.example.com. The mailbox's login and password "
+            "are the connection's credentials (authentication: Login and password). Empty: no "
+            "mailbox."
+        ),
         required=False,
         check=_host,
         addresses_credentials=True,
     ),
     SettingField(
         "imap_port",
-        "Mailbox port",
-        "Empty: 993 with implicit TLS, 143 with STARTTLS.",
+        N_("Mailbox port"),
+        N_("Empty: 993 with implicit TLS, 143 with STARTTLS."),
         required=False,
         check=_port,
         addresses_credentials=True,
     ),
     SettingField(
         "imap_tls",
-        "Mailbox TLS",
-        "implicit (TLS from the start, port 993; the default), starttls (port 143), or none "
-        "(only for a server on this machine: localhost, 127.0.0.1, ::1).",
+        N_("Mailbox TLS"),
+        N_(
+            "implicit (TLS from the start, port 993; the default), starttls (port 143), or none "
+            "(only for a server on this machine: localhost, 127.0.0.1, ::1)."
+        ),
         required=False,
         default=TLS_IMPLICIT,
         check=_tls,
@@ -139,17 +144,19 @@ MAILBOX_SETTINGS = (
     ),
     SettingField(
         "imap_folder",
-        "Mailbox folder",
-        "The folder whose unseen messages are read (default INBOX).",
+        N_("Mailbox folder"),
+        N_("The folder whose unseen messages are read (default INBOX)."),
         required=False,
         default=DEFAULT_FOLDER,
         check=_folder_name,
     ),
     SettingField(
         "imap_move_to",
-        "Move read messages to",
-        "A folder (created when missing) where each message goes once its attachments are "
-        "stored. Empty: the message is marked as read and stays where it is.",
+        N_("Move read messages to"),
+        N_(
+            "A folder (created when missing) where each message goes once its attachments are "
+            "stored. Empty: the message is marked as read and stays where it is."
+        ),
         required=False,
         check=_folder_name,
     ),

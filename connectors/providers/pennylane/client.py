@@ -52,6 +52,7 @@ from connectors.http import (
     HttpSession,
     paginate_cursor,
 )
+from connectors.messages import N_
 from connectors.outbound import OutboundPolicy
 from connectors.ratelimit import PROCESS_WINDOWS, effective_rate_limit
 from connectors.retry import Delivery, RetryPolicy
@@ -180,17 +181,19 @@ def vendor_error(response: requests.Response) -> tuple[str | None, str | None]:
 SETTINGS_FIELDS = (
     SettingField(
         "company_id",
-        "Company id",
-        "Pennylane's numeric id of the company to write to. Needed with a firm token or an "
-        "OAuth2 grant reaching several companies (sent as X-Company-Id); empty with a company "
-        "API token, which reaches one company.",
+        N_("Company id"),
+        N_(
+            "Pennylane's numeric id of the company to write to. Needed with a firm token or an "
+            "OAuth2 grant reaching several companies (sent as X-Company-Id); empty with a company "
+            "API token, which reaches one company."
+        ),
         required=False,
         check=whole_number,
         addresses_credentials=False,
     ),
     SettingField(
         "api_url",
-        "API address",
+        N_("API address"),
         f"Pennylane's API v2 address (default {DEFAULT_API_URL}).",
         required=False,
         default=DEFAULT_API_URL,
@@ -199,22 +202,24 @@ SETTINGS_FIELDS = (
     ),
     SettingField(
         "timeout",
-        "Timeout (s)",
+        N_("Timeout (s)"),
         f"Seconds to wait for each answer (default {DEFAULT_TIMEOUT:g}).",
         required=False,
         check=positive_number,
     ),
     SettingField(
         "rate_limit",
-        "Rate limit",
-        "At most this many requests per window of seconds (default 25/5, Pennylane's limit "
-        "per token).",
+        N_("Rate limit"),
+        N_(
+            "At most this many requests per window of seconds (default 25/5, Pennylane's limit "
+            "per token)."
+        ),
         required=False,
         check=rate_limit,
     ),
     SettingField(
         "retry_attempts",
-        "Tries per call",
+        N_("Tries per call"),
         f"Tries in all for a call that fails on a passing error (default "
         f"{RetryPolicy.max_attempts}; 1: never retry).",
         required=False,
@@ -222,21 +227,21 @@ SETTINGS_FIELDS = (
     ),
     SettingField(
         "retry_base_delay",
-        "First retry wait (s)",
+        N_("First retry wait (s)"),
         f"The first wait, doubled for each retry (default {RetryPolicy.base_delay:g}).",
         required=False,
         check=non_negative_number,
     ),
     SettingField(
         "retry_max_total_delay",
-        "Longest total wait (s)",
+        N_("Longest total wait (s)"),
         f"Retries stop once this much waiting is spent (default {RetryPolicy.max_total_delay:g}).",
         required=False,
         check=non_negative_number,
     ),
     SettingField(
         "retry_after_max",
-        "Longest Retry-After obeyed (s)",
+        N_("Longest Retry-After obeyed (s)"),
         f"Longest wait a 429's retry-after is obeyed for (default "
         f"{RetryPolicy.max_retry_after:g}).",
         required=False,

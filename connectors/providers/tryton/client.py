@@ -48,7 +48,7 @@ from connectors.base import (
     whole_number,
 )
 from connectors.canonical import ConnectionCheck
-from connectors.errors import ConnectorError, ErrorCode, InvsyncError
+from connectors.errors import ConnectorError, ErrorCode, InvsyncError, connection_message_key
 from connectors.http import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_TIMEOUT,
@@ -60,6 +60,7 @@ from connectors.http import (
     display_url,
     retry_after,
 )
+from connectors.messages import N_, Msg, json_params
 from connectors.outbound import OutboundPolicy
 from connectors.providers.tryton.transport import (
     ERROR_TABLE,
@@ -549,6 +550,15 @@ class TrytonClient:
         message = rule.message.format(
             **self._format_args(method, status=status, detail=detail, timeout=timeout)
         )
+        # The common failures also as a message key (connectors.messages), for the admin to
+        # show in the reader's language; the parameters hold nothing the server said.
+        key = connection_message_key(rule.code, failure=rule.failure, status=status)
+        params = {
+            "vendor": "Tryton",
+            "url": self.display_url,
+            "status": status,
+            "timeout": f"{timeout or self.timeout:g}",
+        }
         error = TrytonError(
             rule.code,
             self._scrub(message),
@@ -558,6 +568,8 @@ class TrytonClient:
             retry_after=retry_after,
             delivery=rule.delivery or Delivery.FINAL,
             settle=settle,
+            key=key,
+            params=params if key else None,
         )
         return RpcFailure(error, rule.relogin)
 
@@ -582,32 +594,32 @@ class TrytonClient:
 # Optional settings every Tryton connection takes (sources and targets declare them).
 TRANSPORT_SETTINGS_FIELDS = (
     SettingField(
-        "timeout", "Timeout (s)",
+        "timeout", N_("Timeout (s)"),
         f"Seconds to wait for each answer (default {DEFAULT_TIMEOUT:g}).", required=False,
         check=positive_number,
     ),
     SettingField(
-        "rate_limit", "Rate limit",
-        "At most this many requests per window of seconds, e.g. 60/60; empty: none.",
+        "rate_limit", N_("Rate limit"),
+        N_("At most this many requests per window of seconds, e.g. 60/60; empty: none."),
         required=False, check=rate_limit,
     ),
     SettingField(
-        "retry_attempts", "Tries per call",
+        "retry_attempts", N_("Tries per call"),
         f"Tries in all for a call that fails on a passing error (default "
         f"{RetryPolicy.max_attempts}; 1: never retry).", required=False, check=whole_number,
     ),
     SettingField(
-        "retry_base_delay", "First retry wait (s)",
+        "retry_base_delay", N_("First retry wait (s)"),
         f"The first wait, doubled for each retry (default {RetryPolicy.base_delay:g}).",
         required=False, check=non_negative_number,
     ),
     SettingField(
-        "retry_max_total_delay", "Retry waits per call (s)",
+        "retry_max_total_delay", N_("Retry waits per call (s)"),
         f"The most a call waits in all between its tries (default "
         f"{RetryPolicy.max_total_delay:g}).", required=False, check=non_negative_number,
     ),
     SettingField(
-        "retry_after_max", "Longest Retry-After obeyed (s)",
+        "retry_after_max", N_("Longest Retry-After obeyed (s)"),
         f"A server asking to wait longer makes the run stop and resume later (default "
         f"{RetryPolicy.max_retry_after:g}).", required=False, check=non_negative_number,
     ),
@@ -631,23 +643,23 @@ def client_from_config(
     database = (settings.get("database") or "").strip()
     label = f" {config.label!r}" if config.label else ""
     if not url.lower().startswith(("http://", "https://")):
-        raise InvsyncError(
-            ErrorCode.CONFIGURATION_INCOMPLETE,
-            f"The Tryton connection{label} needs the server's URL (http://host:port/).",
-            field="url",
+        raise InvsyncError.of(
+            ErrorCode.CONFIGURATION_INCOMPLETE, "check.tryton_no_url", field="url", label=label
         )
     if not database:
-        raise InvsyncError(
+        raise InvsyncError.of(
             ErrorCode.CONFIGURATION_INCOMPLETE,
-            f"The Tryton connection{label} needs a database name.",
+            "check.tryton_no_database",
             field="database",
+            label=label,
         )
     username, password = credentials.get("username") or "", credentials.get("password") or ""
     if not username or not password:
-        raise InvsyncError(
+        raise InvsyncError.of(
             ErrorCode.CONFIGURATION_INCOMPLETE,
-            f"The Tryton connection{label} needs a login and a password.",
+            "check.tryton_no_login",
             field="credentials",
+            label=label,
         )
     try:
         timeout = float(settings.get("timeout") or DEFAULT_TIMEOUT)
@@ -693,28 +705,40 @@ def connection_check(client: TrytonClient, probe: Callable[[TrytonClient], str])
         client.login()
         summary = probe(client)
     except InvsyncError as error:
-        return ConnectionCheck(False, check_failure_message(client, error), error.code)
-    return ConnectionCheck(True, f"Connected to Tryton database {client.database!r}: {summary}")
+        return failed_check(client, error)
+    ok = Msg("check.tryton_ok", database=repr(client.database), summary=summary)
+    return ConnectionCheck(True, ok.english(), "", ok.key, json_params(ok.params))
+
+
+def failed_check(client: TrytonClient, error: InvsyncError) -> ConnectionCheck:
+    """A failed check: the error table's sentence when it holds nothing the server said, else a
+    sentence of the failure's class alone (with its message key, for the admin)."""
+    failure = _check_failure(client, error)
+    if failure is None:  # built from the table with our own words only
+        return ConnectionCheck(False, error.message, error.code, error.key, error.params)
+    return ConnectionCheck(
+        False, failure.english(), error.code, failure.key, json_params(failure.params)
+    )
 
 
 def check_failure_message(client: TrytonClient, error: InvsyncError) -> str:
-    """A failed check's message: the error table's sentence when it holds nothing the server
-    said, else a sentence of the failure's class alone."""
+    """A failed check's message, in English."""
+    return failed_check(client, error).message
+
+
+def _check_failure(client: TrytonClient, error: InvsyncError) -> Msg | None:
     if not isinstance(error, TrytonError) or not error.tryton_error:
-        return error.message  # built from the table with our own words only
-    where = f"Tryton at {client.display_url}, database {client.database!r}"
+        return None
+    where = {"url": client.display_url, "database": repr(client.database)}
     if error.tryton_error == "LoginException":
-        return (
-            f"{where} asks for more than a login and a password (two-factor or another login "
-            "method): invsync logs in with a login and a password only."
-        )
+        return Msg("check.tryton_login_method", **where)
     if error.code == ErrorCode.AUTHENTICATION_FAILED:
-        return f"{where} refused the login."
+        return Msg("check.tryton_login_refused", **where)
     if error.code == ErrorCode.PERMISSION_DENIED:
-        return f"{where} accepted the login but refused the check's read: the user lacks rights."
+        return Msg("check.tryton_read_refused", **where)
     if error.tryton_error == "unexpected":
-        return f"{where} failed with an internal error during the check; its log tells why."
-    return f"{where} refused the check ({error.tryton_error}); the Tryton server's log tells why."
+        return Msg("check.tryton_internal_error", **where)
+    return Msg("check.tryton_refused", **where, reason=error.tryton_error)
 
 
 class TrytonConnection:
@@ -740,7 +764,7 @@ class TrytonConnection:
         try:
             client = self.client
         except InvsyncError as error:
-            return ConnectionCheck(False, error.message, error.code)
+            return ConnectionCheck(False, error.message, error.code, error.key, error.params)
         return connection_check(client, self._probe)
 
     def _probe(self, client: TrytonClient) -> str:

@@ -65,6 +65,7 @@ from connectors.canonical import (
 )
 from connectors.errors import ConnectorError, ErrorCode, InvsyncError
 from connectors.http import cut
+from connectors.messages import N_
 from connectors.providers.tryton.client import (
     TRANSPORT_SETTINGS_FIELDS,
     TrytonClient,
@@ -110,16 +111,21 @@ LINE_FIELDS = [
 SETTINGS_FIELDS = (
     SettingField(
         "url",
-        "Server URL",
-        "The Tryton server's address, e.g. http://127.0.0.1:8000/",
+        N_("Server URL"),
+        N_("The Tryton server's address, e.g. http://127.0.0.1:8000/"),
         check=http_url,
         addresses_credentials=True,
     ),
-    SettingField("database", "Database", "The Tryton database name.", addresses_credentials=True),
+    SettingField(
+        "database", N_("Database"), N_("The Tryton database name."), addresses_credentials=True
+    ),
     SettingField(
         "company",
-        "Company id",
-        "Only read this company's invoices (its id in Tryton); empty: every company the user sees.",
+        N_("Company id"),
+        N_(
+            "Only read this company's invoices (its id in Tryton); empty: every company the "
+            "user sees."
+        ),
         required=False,
         check=whole_number,
     ),

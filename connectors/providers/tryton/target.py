@@ -33,6 +33,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from connectors.base import AccountingTarget, AuthKind, ConnectionConfig, SettingField, http_url
+from connectors.messages import N_
 from connectors.providers.tryton.client import TRANSPORT_SETTINGS_FIELDS, TrytonClient
 from connectors.providers.tryton.entries import TrytonEntries
 from connectors.providers.tryton.lookups import AccountRow, PeriodRow
@@ -42,12 +43,14 @@ from connectors.providers.tryton.source import tryton_account_identity
 SETTINGS_FIELDS = (
     SettingField(
         "url",
-        "Server URL",
-        "The Tryton server's address, e.g. http://127.0.0.1:8000/",
+        N_("Server URL"),
+        N_("The Tryton server's address, e.g. http://127.0.0.1:8000/"),
         check=http_url,
         addresses_credentials=True,
     ),
-    SettingField("database", "Database", "The Tryton database name.", addresses_credentials=True),
+    SettingField(
+        "database", N_("Database"), N_("The Tryton database name."), addresses_credentials=True
+    ),
     *TRANSPORT_SETTINGS_FIELDS,
 )
 

@@ -289,8 +289,10 @@ class TrytonError(ConnectorError):
         retry_after: float | None = None,
         delivery: Delivery = Delivery.FINAL,
         settle: float = 0.0,
+        key: str = "",
+        params: dict | None = None,
     ) -> None:
-        super().__init__(code, message, retry_after=retry_after)
+        super().__init__(code, message, retry_after=retry_after, key=key, params=params)
         self.status = status
         self.tryton_error = tryton_error
         self.detail = detail
