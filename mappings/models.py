@@ -163,6 +163,16 @@ class SyncFlow(models.Model):
     )
     lease_owner = models.CharField(_("run lease owner"), max_length=64, blank=True, editable=False)
     lease_until = models.DateTimeField(_("run lease until"), null=True, blank=True, editable=False)
+    paused_until = models.DateTimeField(
+        _("paused until"),
+        null=True,
+        blank=True,
+        editable=False,
+        help_text=_(
+            "The accounting tool's daily request limit is reached: scheduled runs wait until "
+            "this time, then the flow resumes on its own."
+        ),
+    )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
@@ -190,7 +200,9 @@ class SyncFlow(models.Model):
         super().save(*args, **kwargs)
 
 
-BOOKKEEPING_FIELDS = frozenset({"config_version", "source_cursor", "lease_owner", "lease_until"})
+BOOKKEEPING_FIELDS = frozenset(
+    {"config_version", "source_cursor", "lease_owner", "lease_until", "paused_until"}
+)
 
 
 class VatMapping(models.Model):

@@ -14,8 +14,9 @@ from connectors.errors import ErrorInfo
 from mappings.checklist import Step, StepState, flows_setup_checklists
 from mappings.models import SyncFlow
 from syncs.models import RecordStatus, RunStatus, SyncedRecord, SyncRun
+from syncs.run.pause import flow_paused_until
 from syncs.selectors import error_info_or_none, flow_list_for_user, flows_next_runs
-from syncs.states import run_progress_text, run_state_text
+from syncs.states import paused_text, run_progress_text, run_state_text
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,16 @@ class FlowLine:
     @property
     def running_text(self) -> str:
         return run_progress_text(self.running) if self.running else ""
+
+    @property
+    def paused_until(self) -> dt.datetime | None:
+        """When a flow paused by its tool's daily limit resumes (None: not paused)."""
+        return flow_paused_until(self.flow)
+
+    @property
+    def paused_text(self) -> str:
+        until = self.paused_until
+        return paused_text(until) if until else ""
 
     @property
     def needs_setup(self) -> bool:
@@ -134,7 +145,8 @@ def home_for_user(user) -> Home:
             if run.status == RunStatus.RUNNING:
                 line.running = run
         for flow_id, next_run in flows_next_runs(flows).items():
-            lines[flow_id].next_run = next_run
+            # A paused flow's schedule waits: its next run is the one that resumes it.
+            lines[flow_id].next_run = lines[flow_id].paused_until or next_run
     failures: list[FailureLine] = []
     if sees_records and flows:
         counts = (

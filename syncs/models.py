@@ -33,6 +33,8 @@ class RunStatus(models.TextChoices):
     SUCCEEDED = "succeeded", _("Succeeded")
     PARTIAL = "partial", _("Finished with failed records")
     FAILED = "failed", _("Failed")
+    # Stopped by the accounting tool's daily request limit: nothing failed, it resumes later.
+    PAUSED = "paused", _("Paused")
 
 
 class SyncRun(models.Model):
@@ -80,6 +82,12 @@ class SyncRun(models.Model):
     )
     error_params = models.JSONField(
         _("error message parameters"), default=dict, blank=True, help_text=_("What it names.")
+    )
+    paused_until = models.DateTimeField(
+        _("paused until"),
+        null=True,
+        blank=True,
+        help_text=_("A paused run: when the accounting tool's limit lets the flow resume."),
     )
 
     class Meta:

@@ -60,6 +60,7 @@ from syncs.models import (
     SyncRun,
     external_id,
 )
+from syncs.run import pause
 from syncs.run.orchestrate import execute
 from syncs.run.state import RunState, clip
 
@@ -215,7 +216,11 @@ def flow_sync(
         )
         execute(state)
     except InvsyncError as error:
-        _finish(run, RunStatus.FAILED, error.code, error.message, error)
+        if pause.is_pause(error):
+            # The tool's daily limit: nothing failed; the flow resumes when it resets.
+            pause.run_pause(run, flow, error)
+        else:
+            _finish(run, RunStatus.FAILED, error.code, error.message, error)
     except Exception as error:
         # A bug must not leave the run "running" forever nor hold the lease: record it, then let
         # it propagate so django-q2 (or the command) shows the traceback.
@@ -223,6 +228,7 @@ def flow_sync(
         raise
     else:
         _finish(run, RunStatus.PARTIAL if run.failed_count else RunStatus.SUCCEEDED)
+        pause.flow_unpause(flow)
     finally:
         for connector in (source, target):
             if connector is not None:

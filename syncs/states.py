@@ -8,7 +8,10 @@ than "0 of 0" before the first chunk is done."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 from django.db.models import Q
+from django.utils import formats, timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
@@ -28,6 +31,7 @@ RUN_STATES = {
         Q(status__in=_FINISHED, failed_count__gt=0),
     ),
     "stopped": (gettext_lazy("Stopped"), Q(status=RunStatus.FAILED)),
+    "paused": (gettext_lazy("Paused"), Q(status=RunStatus.PAUSED)),
 }
 
 
@@ -53,14 +57,18 @@ def run_outcome_line(run: SyncRun) -> str:
 def run_state_text(run: SyncRun) -> str:
     """The run's state as people read it: "Running", "Completed", "Completed, N failed",
     "Stopped: CODE" (with ", N failed" when records had failed before it stopped)."""
-    return state_text(run.status, run.failed_count, run.error_code)
+    return state_text(run.status, run.failed_count, run.error_code, run.paused_until)
 
 
-def state_text(status: str, failed_count: int, error_code: str = "") -> str:
+def state_text(
+    status: str, failed_count: int, error_code: str = "", paused_until: dt.datetime | None = None
+) -> str:
     """:func:`run_state_text` from a run's stored status, failed count and error code (as the
-    flows list annotates them on each flow's last run)."""
+    flows list annotates them on each flow's last run); a paused run, with when it resumes."""
     if status == RunStatus.RUNNING:
         return _("Running")
+    if status == RunStatus.PAUSED:
+        return paused_text(paused_until)
     failed = failed_count or 0
     failed_text = (
         ngettext("%(count)d failed", "%(count)d failed", failed) % {"count": failed}
@@ -71,6 +79,15 @@ def state_text(status: str, failed_count: int, error_code: str = "") -> str:
         text = _("Stopped: %(code)s") % {"code": error_code} if error_code else _("Stopped")
         return f"{text}, {failed_text}" if failed_text else text
     return _("Completed, %(failed)s") % {"failed": failed_text} if failed else _("Completed")
+
+
+def paused_text(until: dt.datetime | None) -> str:
+    """A run or flow paused by the tool's daily limit: "Paused until <time>: the accounting
+    tool's daily limit" (the time in the reader's time zone and format)."""
+    if until is None:
+        return _("Paused: the accounting tool's daily limit")
+    when = formats.date_format(timezone.localtime(until), "SHORT_DATETIME_FORMAT")
+    return _("Paused until %(time)s: the accounting tool's daily limit") % {"time": when}
 
 
 def source_tool_name(run: SyncRun) -> str:

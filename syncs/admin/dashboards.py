@@ -164,7 +164,10 @@ class DashboardViewsMixin:
                 ],
                 "last_run_status": (
                     state_text(
-                        flow.last_run_status, flow.last_run_failed_count, flow.last_run_error_code
+                        flow.last_run_status,
+                        flow.last_run_failed_count,
+                        flow.last_run_error_code,
+                        flow.paused_until,
                     )
                     if flow.last_run_status
                     else ""

@@ -60,8 +60,9 @@ from syncs import services as sync_services
 from syncs.admin.common import queued_for_retry_text
 from syncs.models import RecordStatus, SyncedRecord
 from syncs.preview import flow_preview
+from syncs.run.pause import flow_paused_until
 from syncs.selectors import flow_list_with_run_stats
-from syncs.states import run_state_text, state_text
+from syncs.states import paused_text, run_state_text, state_text
 
 __all__ = ["SyncFlowAdmin"]
 
@@ -93,6 +94,7 @@ BOOKKEEPING_FIELDS = (
     "source_cursor",
     "lease_owner",
     "lease_until",
+    "paused_until",
     "created_at",
     "updated_at",
 )
@@ -180,7 +182,12 @@ class SyncFlowAdmin(CascadeLogsDeleteMixin, ClientScopedAdminMixin, admin.ModelA
         if not obj.last_run_status:
             return _("never")
         # From the run's counts: a run with failed records reads "Completed, N failed".
-        label = state_text(obj.last_run_status, obj.last_run_failed_count, obj.last_run_error_code)
+        label = state_text(
+            obj.last_run_status,
+            obj.last_run_failed_count,
+            obj.last_run_error_code,
+            obj.paused_until,  # a paused last run: when the flow resumes
+        )
         started = date_format(localtime(obj.last_run_started_at), "SHORT_DATETIME_FORMAT")
         return format_html(
             '<a href="{}">{}</a> ({})',
@@ -451,6 +458,19 @@ class SyncFlowAdmin(CascadeLogsDeleteMixin, ClientScopedAdminMixin, admin.ModelA
     def sync_now(self, request, queryset):
         for flow in queryset:
             since = timezone.now()
+            paused_until = flow_paused_until(flow, since)
+            if paused_until is not None:
+                # Its tool's daily limit is reached: a run now would stop at once.
+                self.message_user(
+                    request,
+                    format_html(
+                        _("“{}” waits: {}. It resumes on its own then; nothing failed."),
+                        flow,
+                        paused_text(paused_until),
+                    ),
+                    messages.WARNING,
+                )
+                continue
             try:
                 task_id = sync_services.flow_sync_enqueue(flow=flow, trigger="manual")
             except InvsyncError as exc:

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from connectors.base import AccountingTarget, InvoicingSource
 from connectors.canonical import Attachment, Invoice, TargetLookups
-from connectors.errors import CONNECTION_CODES, ConnectorError, InvsyncError
+from connectors.errors import CONNECTION_CODES, ConnectorError, ErrorCode, InvsyncError
 from mappings.models import SyncFlow
 from syncs import selectors
 from syncs.config import FlowConfig
@@ -114,6 +114,10 @@ class RunState:
             record.attempts += 1
 
     def fail(self, record: SyncedRecord, error: InvsyncError) -> None:
+        if error.code == ErrorCode.DAILY_LIMIT_REACHED:
+            # The tool's daily limit is no record's fault: the run stops (paused), the record
+            # stays as it was, to be written when the flow resumes.
+            raise StopRun(error)
         self.attempt(record)
         record.status = RecordStatus.FAILED
         record.error_code = error.code
