@@ -751,6 +751,8 @@ class XeroFake:
             answer = _problem(404, "Not Found", str(exc))
         except Refused as exc:
             answer = _validation_exception(str(exc))
+        except Exception as exc:  # noqa: BLE001 - a fake's bug answers 500, never a dropped socket
+            answer = _problem(500, "Internal Server Error", f"the fake failed: {exc!r}")
         reasons = self.contract.response_errors(
             method=method,
             url=target,
