@@ -223,8 +223,59 @@ class XeroOAuth2(InvsyncOAuth2):
         ]
 
 
+class StripeConnectOAuth2(InvsyncOAuth2):
+    """Stripe Connect (https://docs.stripe.com/connect/oauth-reference), for a platform reading
+    its connected accounts' invoices: authorization code at ``connect.stripe.com/oauth/authorize``
+    (``scope`` read_write, Stripe's default; ``INVSYNC_OAUTH_STRIPE_SCOPES`` may say read_only),
+    the code exchanged at ``/oauth/token`` with the platform's secret key as the client secret
+    (sent as ``Authorization: Bearer``, as social-core's ``StripeOAuth2`` does), deauthorization at
+    ``/oauth/deauthorize`` (``client_id`` and ``stripe_user_id``). Stripe's OAuth has no PKCE:
+    this backend turns it off (``DEFAULT_USE_PKCE``); the ``state`` is still checked. The grant
+    is for one connected account: ``stripe_user_id`` from the token answer is the connection's
+    ``company_id``, sent by the connector as ``Stripe-Account`` on every call."""
+
+    name = "invsync-stripe"
+    vendor = "stripe"
+    title = "Stripe"
+    connector_keys = ("stripe",)
+    BASE_URL = "https://connect.stripe.com"
+    REVOKE_PATH = "/oauth/deauthorize"
+    DEFAULT_SCOPE = ["read_write"]
+    DEFAULT_USE_PKCE = False
+
+    def auth_complete_params(self, state=None):
+        return {"grant_type": "authorization_code", "code": self.data.get("code", "")}
+
+    def auth_headers(self) -> dict[str, str]:
+        _client_id, client_secret = self.get_key_and_secret()
+        return {"Accept": "application/json", "Authorization": f"Bearer {client_secret}"}
+
+    def auth_complete_credentials(self):
+        return None  # the secret key travels in the Bearer header, not as Basic auth
+
+    def exchange_code(self) -> dict[str, Any]:
+        response = super().exchange_code()
+        self._connected_account = str(response.get("stripe_user_id") or "")
+        return response
+
+    def granted_companies(self, access_token: str) -> list[tuple[str, str]]:
+        account = getattr(self, "_connected_account", "")
+        return [(account, account)] if account else []
+
+    def revoke_token_params(self, token: str, uid: str) -> dict[str, Any]:
+        client_id, _client_secret = self.get_key_and_secret()
+        return {"client_id": client_id, "stripe_user_id": uid}
+
+    def revoke_token_headers(self, token: str, uid: str) -> dict[str, str]:
+        return self.auth_headers()
+
+    def revoke_token(self, token: str, uid: str) -> Any:
+        """Deauthorize the connected account ``uid`` (the connection's company)."""
+        return super().revoke_token(token, uid) if uid else None
+
+
 # The explicit registry: a vendor's backend is available when its class is named here.
-BACKENDS: tuple[type[InvsyncOAuth2], ...] = (PennylaneOAuth2, XeroOAuth2)
+BACKENDS: tuple[type[InvsyncOAuth2], ...] = (PennylaneOAuth2, XeroOAuth2, StripeConnectOAuth2)
 
 
 _active: tuple[type[InvsyncOAuth2], ...] = BACKENDS

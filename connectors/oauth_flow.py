@@ -202,7 +202,9 @@ def oauth_disconnect(*, connection: Connection) -> bool:
             try:
                 backend = backend_of(locked)
                 token = tokens.refresh_token or tokens.access_token
-                revoked = bool(backend.revoke_token(token, ""))
+                # The company: the account a grant-per-account vendor revokes (Stripe Connect).
+                company = str((locked.settings or {}).get(COMPANY_SETTING, ""))
+                revoked = bool(backend.revoke_token(token, company))
             except (InvsyncError, SocialAuthBaseException) as error:
                 logger.warning(
                     "connection %s: the OAuth2 grant could not be revoked at the vendor (%s)",

@@ -12,6 +12,12 @@ mock of our functions): invsync's OAuth2 connections run their whole dance again
 - The API a grant opens: ``GET /api/external/v2/me`` (Pennylane's user profile: the first company
   granted), ``GET /api/external/firm/v1/companies`` (every company granted) and
   ``GET /api/ping``; each answers 401 to an unknown, expired or revoked access token.
+- Stripe Connect (``stripe_connect=True``): no PKCE (Stripe's OAuth has none), the token
+  endpoint authenticated with the platform's secret key (``Authorization: Bearer <secret>`` or
+  ``client_secret``), its answer carrying ``stripe_user_id`` (the connected account:
+  ``connect_account``), ``stripe_publishable_key`` and ``livemode``, and
+  ``POST /oauth/deauthorize`` (``client_id``, ``stripe_user_id``) revoking the grant;
+  ``on_deauthorize`` is called with the account id (the fake Stripe disconnects it).
 - Switches for the tests: :meth:`expire_access_tokens`, :meth:`expire_grants` (refresh tokens
   past their lifetime), :meth:`revoke_all`, ``companies``,
   ``access_ttl``, ``refresh_delay`` (to widen a refresh race).
@@ -29,6 +35,7 @@ import json
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -75,6 +82,8 @@ class Stats:
     refused_refreshes: int = 0
     exchanges: int = 0
     revocations: int = 0
+    deauthorizations: int = 0
+    token_requests: list[dict[str, str]] = field(default_factory=list)  # forms, secrets removed
     api_calls: int = 0
     authorize_requests: list[dict[str, str]] = field(default_factory=list)
 
@@ -90,8 +99,13 @@ class OAuthServer:
         clients: dict[str, str] | None = None,
         companies: tuple[tuple[str, str], ...] = COMPANIES,
         access_ttl: float = 3600.0,
+        stripe_connect: bool = False,
+        connect_account: str = "acct_1FakeConnected0001",
     ) -> None:
         self.clients = dict(clients or {CLIENT_ID: CLIENT_SECRET})
+        self.stripe_connect = stripe_connect
+        self.connect_account = connect_account
+        self.on_deauthorize: Callable[[str], None] | None = None
         self.auto_approve = auto_approve
         self.companies = companies
         self.access_ttl = access_ttl
@@ -156,7 +170,8 @@ class OAuthServer:
         redirect_uri = params.get("redirect_uri", "")
         if params.get("client_id") not in self.clients or not redirect_uri.startswith("http"):
             return _json(400, {"error": "invalid_client"})
-        if params.get("response_type") != "code" or not params.get("code_challenge"):
+        pkce_missing = not params.get("code_challenge") and not self.stripe_connect
+        if params.get("response_type") != "code" or pkce_missing:
             return _redirect(redirect_uri, error="invalid_request", state=params.get("state"))
         if self.auto_approve:
             return self.decide(params, allow=True)
@@ -191,13 +206,25 @@ class OAuthServer:
             self._codes[code] = Code(
                 grant,
                 redirect_uri,
-                params["code_challenge"],
+                params.get("code_challenge", ""),
                 params.get("code_challenge_method", "plain"),
             )
         return _redirect(redirect_uri, code=code, state=state)
 
-    def token(self, form: dict[str, str], basic: tuple[str, str] | None) -> tuple[int, dict, bytes]:
-        client_id, client_secret = basic or (form.get("client_id"), form.get("client_secret"))
+    def token(
+        self, form: dict[str, str], basic: tuple[str, str] | None, bearer: str = ""
+    ) -> tuple[int, dict, bytes]:
+        self.stats.token_requests.append(
+            {k: v for k, v in form.items() if k not in ("client_secret", "code_verifier")}
+            | ({"code_verifier": "<given>"} if "code_verifier" in form else {})
+        )
+        if self.stripe_connect and (bearer or form.get("client_secret")):
+            # Stripe: the platform's secret key is the client secret; the client id is implied.
+            secret = bearer or form.get("client_secret", "")
+            client_id = next((c for c, s in self.clients.items() if s == secret), "")
+            client_secret = secret
+        else:
+            client_id, client_secret = basic or (form.get("client_id"), form.get("client_secret"))
         if not client_id or self.clients.get(client_id) != client_secret:
             return _json(401, {"error": "invalid_client"})
         grant_type = form.get("grant_type")
@@ -213,6 +240,9 @@ class OAuthServer:
             if code is None or code.used or code.grant.client_id != client_id:
                 return _json(400, {"error": "invalid_grant", "error_description": "bad code"})
             code.used = True
+            if self.stripe_connect:  # no redirect_uri nor PKCE in Stripe's exchange
+                self.stats.exchanges += 1
+                return _json(200, self._issue(code.grant))
             if code.redirect_uri != form.get("redirect_uri"):
                 return _json(400, {"error": "invalid_grant", "error_description": "redirect_uri"})
             verifier = form.get("code_verifier", "")
@@ -241,8 +271,20 @@ class OAuthServer:
 
     def _issue(self, grant: Grant) -> dict[str, Any]:
         access, refresh = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+        if self.stripe_connect:  # Stripe's shapes: a secret key of the account, rt_…
+            access, refresh = "sk_test_" + access, "rt_" + refresh
         self._access[access] = Access(grant, time.time() + self.access_ttl)
         self._refresh[refresh] = Refresh(grant)
+        if self.stripe_connect:  # Stripe's answer: no expiry; the connected account's id
+            return {
+                "access_token": access,
+                "refresh_token": refresh,
+                "token_type": "bearer",
+                "scope": grant.scope or "read_write",
+                "livemode": False,
+                "stripe_user_id": self.connect_account,
+                "stripe_publishable_key": "pk_test_" + secrets.token_urlsafe(12),
+            }
         return {
             "access_token": access,
             "refresh_token": refresh,
@@ -260,6 +302,25 @@ class OAuthServer:
                 item.grant.revoked = True
                 self.stats.revocations += 1
         return _json(200, {})  # RFC 7009: unknown tokens are answered alike
+
+    def deauthorize(self, form: dict[str, str], bearer: str) -> tuple[int, dict, bytes]:
+        """Stripe Connect's ``POST /oauth/deauthorize``: the platform (its secret key) cuts its
+        access to ``stripe_user_id``; every token of the grants to that account stops working."""
+        client_id = form.get("client_id", "")
+        secret = bearer or form.get("client_secret", "")
+        if not secret or self.clients.get(client_id) != secret:
+            return _json(401, {"error": "invalid_client", "error_description": "client"})
+        account = form.get("stripe_user_id", "")
+        if account != self.connect_account:
+            return _json(400, {"error": "invalid_client", "error_description": "not connected"})
+        with self._lock:
+            for item in (*self._access.values(), *self._refresh.values()):
+                if item.grant.client_id == client_id:
+                    item.grant.revoked = True
+            self.stats.deauthorizations += 1
+        if self.on_deauthorize is not None:
+            self.on_deauthorize(account)
+        return _json(200, {"stripe_user_id": account})
 
     def api(self, path: str, authorization: str) -> tuple[int, dict, bytes]:
         token = authorization[7:] if authorization.startswith("Bearer ") else ""
@@ -316,8 +377,12 @@ def _handler(server: OAuthServer) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             path = urlsplit(self.path).path
             form = self._form()
+            bearer = self.headers.get("Authorization", "")
+            bearer = bearer[7:].strip() if bearer.startswith("Bearer ") else ""
             if path == "/oauth/token":
-                self._send(server.token(form, self._basic()))
+                self._send(server.token(form, self._basic(), bearer))
+            elif path == "/oauth/deauthorize":
+                self._send(server.deauthorize(form, bearer))
             elif path == "/oauth/revoke":
                 self._send(server.revoke(form))
             elif path == "/oauth/authorize/decide":
