@@ -369,9 +369,12 @@ class XeroClient:
         return paginate_pages(page, page_size=PAGE_SIZE)
 
     def create_contact(self, contact: Mapping[str, Any]) -> dict[str, Any]:
+        # Keyed by what it creates: sent again after a lost answer, it creates nothing more.
+        key = idempotency_key("contact", [str(v) for v in jsonable(contact).values()])
         body = self._request(
             "PUT", "Contacts", json={"Contacts": [jsonable(contact)]},
-            params={"summarizeErrors": "false"}, idempotent=False,
+            params={"summarizeErrors": "false"}, headers={"Idempotency-Key": key},
+            idempotent=True,
         ).json()  # fmt: skip
         return dict((body.get("Contacts") or [{}])[0])
 

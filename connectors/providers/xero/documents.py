@@ -66,14 +66,28 @@ def key_of(document: Mapping[str, Any], path: str) -> str | None:
     return None
 
 
-def where_keys(path: str, external_ids: list[str]) -> str:
-    """A ``where`` filter selecting the documents carrying these external ids."""
+PURCHASE_TYPE = {INVOICES: "ACCPAY", CREDIT_NOTES: "ACCPAYCREDIT"}
+
+
+def _quoted(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def where_keys(path: str, keys: Mapping[str, tuple[bool, str] | None]) -> str:
+    """A ``where`` filter selecting the documents carrying these external ids. ``keys``: each
+    external id with (is a sales document, its number) when known — then one equality
+    (``Reference`` for sales, the keyed number for purchases) — or None (after a crash: only
+    the id is known), then ``Reference`` or a purchase document's number containing it."""
     number = NUMBER_FIELD[path]
     parts = []
-    for key in external_ids:
-        quoted = key.replace("\\", "\\\\").replace('"', '\\"')
-        parts.append(f'Reference=="{quoted}"')
-        parts.append(f'{number}.Contains("[{quoted}]")')
+    for key, known in keys.items():
+        if known is None:
+            parts.append(f"Reference=={_quoted(key)}")
+            parts.append(f'Type=="{PURCHASE_TYPE[path]}" AND {number}.Contains({_quoted(key)})')
+        elif known[0]:
+            parts.append(f"Reference=={_quoted(key)}")
+        else:
+            parts.append(f"{number}=={_quoted(keyed_number(known[1], key))}")
     return " OR ".join(parts)
 
 

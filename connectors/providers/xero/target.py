@@ -73,6 +73,7 @@ from connectors.providers.xero.documents import (
     currency_rate,
     document_body,
     document_type,
+    is_sales,
     key_of,
     where_keys,
 )
@@ -357,13 +358,17 @@ class XeroTarget(AccountingTarget):
             posted=str(row.get("Status") or "") != "DRAFT",
         )
 
-    def _lookup(self, folder: str, path: str, external_ids: Sequence[str]) -> dict[str, EntryRef]:
-        """The documents of ``path`` carrying these external ids: one call per 25 ids."""
-        wanted = list(dict.fromkeys(external_ids))
+    def _lookup(
+        self, folder: str, path: str, keys: Mapping[str, tuple[bool, str] | None]
+    ) -> dict[str, EntryRef]:
+        """The documents of ``path`` carrying these external ids (with, when known, whether the
+        document is a sale and its number: :func:`where_keys`): one call per 25 ids."""
+        wanted = list(keys)
         found: dict[str, EntryRef] = {}
         for start in range(0, len(wanted), LOOKUP_CHUNK):
             part = wanted[start : start + LOOKUP_CHUNK]
-            for row in self.client(folder).find_documents(path, where_keys(path, part)):
+            where = where_keys(path, {k: keys[k] for k in part})
+            for row in self.client(folder).find_documents(path, where):
                 if str(row.get("Status") or "") in ("DELETED", "VOIDED"):
                     continue
                 key = key_of(row, path)
@@ -374,10 +379,10 @@ class XeroTarget(AccountingTarget):
     def find_entries(self, folder: str, external_ids: Sequence[str]) -> dict[str, EntryRef]:
         if not external_ids:
             return {}
-        found = self._lookup(folder, INVOICES, external_ids)
+        found = self._lookup(folder, INVOICES, dict.fromkeys(external_ids))
         rest = [k for k in external_ids if k not in found]
         if rest:
-            found.update(self._lookup(folder, CREDIT_NOTES, rest))
+            found.update(self._lookup(folder, CREDIT_NOTES, dict.fromkeys(rest)))
         return found
 
     def _rates(self, folder: str) -> dict[str, Decimal | None]:
@@ -420,10 +425,12 @@ class XeroTarget(AccountingTarget):
             first[key] = n
             todo.append(n)
         # What Xero holds already (another run, a crash): one lookup per endpoint.
-        by_path: dict[str, list[str]] = {}
+        by_path: dict[str, dict[str, tuple[bool, str] | None]] = {}
         for n in todo:
-            by_path.setdefault(document_type(entries[n].posting)[1], []).append(
-                entries[n].posting.external_id
+            posting = entries[n].posting
+            by_path.setdefault(document_type(posting)[1], {})[posting.external_id] = (
+                is_sales(posting),
+                posting.reference,
             )
         existing: dict[str, EntryRef] = {}
         for path, keys in by_path.items():
@@ -494,7 +501,12 @@ class XeroTarget(AccountingTarget):
             if not error.unknown_outcome:
                 raise
             # The answer was lost: Xero may hold some. Look, then send the others again.
-            found = self._lookup(folder, path, keys)
+            found = self._lookup(
+                folder, path,
+                {entries[n].posting.external_id: (is_sales(entries[n].posting),
+                                                   entries[n].posting.reference)
+                 for n, _ in part},
+            )  # fmt: skip
             results = {
                 n: EntryResult(entries[n].posting.external_id, ref=found[k])
                 for (n, _), k in zip(part, keys, strict=True) if k in found

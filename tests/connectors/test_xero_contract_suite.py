@@ -1,0 +1,171 @@
+"""The connector contract on Xero: XeroTarget (from the registry, key ``xero``) against the fake
+Xero (``connectors/devtools/xero_fake.py``: a local server checking every request it receives and
+every answer it sends against Xero's published OpenAPI spec, ``tests/contracts/xero``). One fake
+and one organisation for the module; every test asserts that the fake saw no contract violation.
+The fake's rate limit is off here and the connector's raised (the limits are shown in
+tests/integration/test_xero_sync.py)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+
+import pytest
+
+from connectors.base import AuthKind, ConnectionConfig, ConnectionKind, EntryToWrite
+from connectors.canonical import (
+    Attachment,
+    Direction,
+    EntryLine,
+    InvoiceType,
+    Partner,
+    Posting,
+    TaxRole,
+)
+from connectors.devtools.xero_fake import XeroFake
+from connectors.errors import ErrorCode, InvsyncError
+from connectors.oauth import StaticTokenSource
+from connectors.outbound import OutboundPolicy
+from tests.connectors.contract import TargetContract, provider
+
+LOOPBACK = OutboundPolicy.from_allow_list(["127.0.0.1"])
+
+
+class RefusedTokens:
+    """A grant the vendor refuses: its token is answered 401 and cannot be renewed."""
+
+    def __init__(self, secret: str) -> None:
+        self.secret = secret
+
+    def access_token(self) -> str:
+        return self.secret
+
+    def refresh(self, stale_token: str) -> str:
+        raise InvsyncError(ErrorCode.AUTHENTICATION_FAILED, "Xero refused the token.")
+
+
+@pytest.fixture(scope="module")
+def xero():
+    with XeroFake(rate_limit=False) as fake:
+        tenant = fake.add_tenant("Contract Ltd")
+        token = fake.tokens.issue(tenant_ids=[tenant.tenant_id], ttl=86400.0)
+        # The contact the postings are written for, created through the connector.
+        target = provider("xero", ConnectionKind.ACCOUNTING)(xero_config(fake, token, tenant))
+        client = Partner("contract-client", "Contract Client")
+        contact = target.create_partner(tenant.tenant_id, client, Direction.SALES).id
+        target.close()
+        yield fake, tenant, token, contact
+
+
+@pytest.fixture(autouse=True)
+def no_contract_violation(xero):
+    fake = xero[0]
+    seen = len(fake.violations)
+    yield
+    assert fake.violations[seen:] == []
+
+
+def xero_config(fake, token, tenant, tokens=None, **settings) -> ConnectionConfig:
+    return ConnectionConfig(
+        AuthKind.OAUTH2,
+        {
+            "api_url": fake.api_url, "connections_url": fake.connections_url,
+            "company_id": tenant.tenant_id, "rate_limit": "10000/1", **settings,
+        },
+        {},
+        label="contract",
+        outbound=LOOPBACK,
+        tokens=tokens or StaticTokenSource(token),
+    )  # fmt: skip
+
+
+def posting(external_id: str, contact: str, *, draft: bool = False, amount="100.00") -> Posting:
+    date = dt.date(2026, 11, 30)
+    net, tax = Decimal(amount), (Decimal(amount) * Decimal("0.2")).quantize(Decimal("0.01"))
+    return Posting(
+        journal="SALES", date=date, reference=f"C-{uuid.uuid4().hex[:10]}",
+        external_id=external_id, currency="GBP", company_currency="GBP", draft=draft,
+        partner_name="Contract Client", partner_ref=contact,
+        invoice_type=InvoiceType.CUSTOMER_INVOICE,
+        lines=(
+            EntryLine("610", net + tax, Decimal(0), "Contract", partner="Contract Client",
+                      maturity_date=date),
+            EntryLine("200", Decimal(0), net, "Contract service", vat_code="OUTPUT2",
+                      tax_role=TaxRole.BASE),
+            EntryLine("820", Decimal(0), tax, "VAT 20 %", vat_code="OUTPUT2",
+                      tax_role=TaxRole.TAX),
+        ),
+    )  # fmt: skip
+
+
+class TestXeroTargetContract(TargetContract):
+    @pytest.fixture
+    def target(self, xero):
+        fake, tenant, token, _contact = xero
+        target = provider("xero", ConnectionKind.ACCOUNTING)(xero_config(fake, token, tenant))
+        yield target
+        target.close()
+
+    @pytest.fixture
+    def folder(self, xero):
+        return xero[1].tenant_id
+
+    @pytest.fixture
+    def refused_target(self, xero):
+        fake, tenant, _token, _contact = xero
+        cls = provider("xero", ConnectionKind.ACCOUNTING)
+        return lambda secret: cls(
+            xero_config(fake, secret, tenant, tokens=RefusedTokens(f"tok-{secret}"))
+        )
+
+    @pytest.fixture
+    def make_posting(self, xero):
+        contact = xero[3]
+        return lambda external_id, *, draft=False: posting(external_id, contact, draft=draft)
+
+    @pytest.fixture
+    def count_entries(self, xero):
+        tenant = xero[1]
+
+        def count(external_id: str) -> int:
+            documents = [*tenant.invoices.values(), *tenant.credit_notes.values()]
+            return sum(
+                1
+                for d in documents
+                if d.get("Reference") == external_id
+                or str(d.get("InvoiceNumber") or d.get("CreditNoteNumber") or "").endswith(
+                    f"[{external_id}]"
+                )
+            )
+
+        return count
+
+    @pytest.fixture
+    def count_partners(self, xero):
+        tenant = xero[1]
+        return lambda: len(tenant.contacts)
+
+
+def test_a_pdf_attached_after_the_write_lands_on_the_document_through_the_contract(xero):
+    """A crash between the document and its PDF leaves a document without its file: ``attach``
+    puts it on that document (PUT /Invoices/{id}/Attachments/{name}), within the contract."""
+    fake, tenant, token, contact = xero
+    target = provider("xero", ConnectionKind.ACCOUNTING)(xero_config(fake, token, tenant))
+    try:
+        external_id = f"invsync:contract:invoice:{uuid.uuid4().hex}"
+        [result] = target.create_entries(
+            tenant.tenant_id, [EntryToWrite(posting(external_id, contact))]
+        )
+        assert result.error is None and result.ref is not None
+        assert not result.ref.has_attachment
+
+        pdf = Attachment("ATTACH-1.pdf", "application/pdf", b"%PDF-1.4 attach test\n%%EOF\n")
+        target.attach(tenant.tenant_id, result.ref, pdf)
+
+        document_id = result.ref.id.split(":", 1)[1]
+        (stored,) = tenant.attachments[document_id]
+        assert stored["FileName"] == "ATTACH-1.pdf"
+        assert target.find_entries(tenant.tenant_id, [external_id])[external_id].has_attachment
+    finally:
+        target.close()
