@@ -331,7 +331,13 @@ class SettingFormField(forms.CharField):
         super().__init__(
             # Declared with N_ (connectors.messages): translated here, when shown.
             label=_(setting.label) if setting.label else setting.name,
-            help_text=_(setting.help_text) if setting.help_text else "",
+            help_text=(
+                (_(setting.help_text) % dict(setting.help_params))
+                if setting.help_params
+                else _(setting.help_text)
+            )
+            if setting.help_text
+            else "",
             max_length=SETTING_MAX_LENGTH,
             **kwargs,
         )

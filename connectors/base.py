@@ -73,7 +73,11 @@ class SettingField:
 
     ``addresses_credentials``: the setting decides where the credentials are sent (a server
     address, a database, a tenant). Changing it requires the secrets to be entered again: a
-    stored secret is never sent to an address it was not entered for."""
+    stored secret is never sent to an address it was not entered for.
+
+    ``label`` and ``help_text`` are English inside ``N_("…")`` (connectors.messages), translated
+    by the form when shown; ``help_params`` fill the help's ``%(name)s`` placeholders after its
+    translation (a default computed in code)."""
 
     name: str
     label: str
@@ -82,6 +86,12 @@ class SettingField:
     default: str = ""
     check: Callable[[str], str | None] | None = None
     addresses_credentials: bool = False
+    help_params: Mapping[str, str] = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def help(self) -> str:
+        """The help text in English, its placeholders filled."""
+        return self.help_text % dict(self.help_params) if self.help_params else self.help_text
 
     def problem(self, value: object) -> str | None:
         """What is wrong with ``value`` for this setting (None: nothing, or no value)."""

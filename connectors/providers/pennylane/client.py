@@ -194,7 +194,8 @@ SETTINGS_FIELDS = (
     SettingField(
         "api_url",
         N_("API address"),
-        f"Pennylane's API v2 address (default {DEFAULT_API_URL}).",
+        N_("Pennylane's API v2 address (default %(default)s)."),
+        help_params={"default": DEFAULT_API_URL},
         required=False,
         default=DEFAULT_API_URL,
         check=http_url,
@@ -203,7 +204,8 @@ SETTINGS_FIELDS = (
     SettingField(
         "timeout",
         N_("Timeout (s)"),
-        f"Seconds to wait for each answer (default {DEFAULT_TIMEOUT:g}).",
+        N_("Seconds to wait for each answer (default %(default)s)."),
+        help_params={"default": f"{DEFAULT_TIMEOUT:g}"},
         required=False,
         check=positive_number,
     ),
@@ -220,30 +222,35 @@ SETTINGS_FIELDS = (
     SettingField(
         "retry_attempts",
         N_("Tries per call"),
-        f"Tries in all for a call that fails on a passing error (default "
-        f"{RetryPolicy.max_attempts}; 1: never retry).",
+        N_(
+            "Tries in all for a call that fails on a passing error (default %(default)s; 1: "
+            "never retry)."
+        ),
+        help_params={"default": str(RetryPolicy.max_attempts)},
         required=False,
         check=whole_number,
     ),
     SettingField(
         "retry_base_delay",
         N_("First retry wait (s)"),
-        f"The first wait, doubled for each retry (default {RetryPolicy.base_delay:g}).",
+        N_("The first wait, doubled for each retry (default %(default)s)."),
+        help_params={"default": f"{RetryPolicy.base_delay:g}"},
         required=False,
         check=non_negative_number,
     ),
     SettingField(
         "retry_max_total_delay",
         N_("Longest total wait (s)"),
-        f"Retries stop once this much waiting is spent (default {RetryPolicy.max_total_delay:g}).",
+        N_("Retries stop once this much waiting is spent (default %(default)s)."),
+        help_params={"default": f"{RetryPolicy.max_total_delay:g}"},
         required=False,
         check=non_negative_number,
     ),
     SettingField(
         "retry_after_max",
         N_("Longest Retry-After obeyed (s)"),
-        f"Longest wait a 429's retry-after is obeyed for (default "
-        f"{RetryPolicy.max_retry_after:g}).",
+        N_("Longest wait a 429's retry-after is obeyed for (default %(default)s)."),
+        help_params={"default": f"{RetryPolicy.max_retry_after:g}"},
         required=False,
         check=non_negative_number,
     ),

@@ -595,8 +595,8 @@ class TrytonClient:
 TRANSPORT_SETTINGS_FIELDS = (
     SettingField(
         "timeout", N_("Timeout (s)"),
-        f"Seconds to wait for each answer (default {DEFAULT_TIMEOUT:g}).", required=False,
-        check=positive_number,
+        N_("Seconds to wait for each answer (default %(default)s)."), required=False,
+        check=positive_number, help_params={"default": f"{DEFAULT_TIMEOUT:g}"},
     ),
     SettingField(
         "rate_limit", N_("Rate limit"),
@@ -605,23 +605,27 @@ TRANSPORT_SETTINGS_FIELDS = (
     ),
     SettingField(
         "retry_attempts", N_("Tries per call"),
-        f"Tries in all for a call that fails on a passing error (default "
-        f"{RetryPolicy.max_attempts}; 1: never retry).", required=False, check=whole_number,
+        N_("Tries in all for a call that fails on a passing error (default %(default)s; 1: "
+           "never retry)."), required=False, check=whole_number,
+        help_params={"default": str(RetryPolicy.max_attempts)},
     ),
     SettingField(
         "retry_base_delay", N_("First retry wait (s)"),
-        f"The first wait, doubled for each retry (default {RetryPolicy.base_delay:g}).",
+        N_("The first wait, doubled for each retry (default %(default)s)."),
         required=False, check=non_negative_number,
+        help_params={"default": f"{RetryPolicy.base_delay:g}"},
     ),
     SettingField(
         "retry_max_total_delay", N_("Retry waits per call (s)"),
-        f"The most a call waits in all between its tries (default "
-        f"{RetryPolicy.max_total_delay:g}).", required=False, check=non_negative_number,
+        N_("The most a call waits in all between its tries (default %(default)s)."),
+        required=False, check=non_negative_number,
+        help_params={"default": f"{RetryPolicy.max_total_delay:g}"},
     ),
     SettingField(
         "retry_after_max", N_("Longest Retry-After obeyed (s)"),
-        f"A server asking to wait longer makes the run stop and resume later (default "
-        f"{RetryPolicy.max_retry_after:g}).", required=False, check=non_negative_number,
+        N_("A server asking to wait longer makes the run stop and resume later (default "
+           "%(default)s)."), required=False, check=non_negative_number,
+        help_params={"default": f"{RetryPolicy.max_retry_after:g}"},
     ),
 )  # fmt: skip
 assert {f.name for f in TRANSPORT_SETTINGS_FIELDS} >= set(RETRY_SETTINGS)
