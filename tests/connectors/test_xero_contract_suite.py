@@ -71,7 +71,7 @@ def xero_config(fake, token, tenant, tokens=None, **settings) -> ConnectionConfi
         AuthKind.OAUTH2,
         {
             "api_url": fake.api_url, "connections_url": fake.connections_url,
-            "company_id": tenant.tenant_id, "rate_limit": "10000/1", **settings,
+            "company_id": tenant.tenant_id, "rate_limit": "10000/60", **settings,
         },
         {},
         label="contract",

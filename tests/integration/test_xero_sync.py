@@ -314,7 +314,7 @@ def test_a_429_with_retry_after_mid_run_is_waited_out_and_the_run_completes(
     # The connector's own window is set above Xero's, so that Xero answers 429.
     fake.minute_limit = 4
     connectors.put(*(gbp() for _ in range(3)))
-    flow = make_flow(fake, tenant, rate_limit="1000/1", retry_after_max="120",
+    flow = make_flow(fake, tenant, rate_limit="1000/60", retry_after_max="120",
                      retry_max_total_delay="600")  # fmt: skip
 
     result = run(flow)

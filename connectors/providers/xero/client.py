@@ -54,9 +54,10 @@ from connectors.http import (
     HttpSession,
     paginate_pages,
 )
+from connectors.messages import N_
 from connectors.outbound import OutboundPolicy
 from connectors.providers.xero.documents import jsonable
-from connectors.ratelimit import PROCESS_WINDOWS, effective_rate_limit
+from connectors.ratelimit import APP, PROCESS_WINDOWS, Limits, Window, effective_limits
 from connectors.retry import Delivery, RetryPolicy
 
 VENDOR = "Xero"
@@ -68,6 +69,15 @@ TENANT_HEADER = "xero-tenant-id"
 RATE_LIMIT = (60, 60.0)
 DAILY_LIMIT = 5_000
 CONCURRENT_LIMIT = 5
+APP_MINUTE_LIMIT = 10_000
+RATE_LIMITS = Limits(
+    windows=(
+        Window(RATE_LIMIT[0], RATE_LIMIT[1]),  # 60 a minute, per organisation
+        Window(DAILY_LIMIT, 86_400),  # 5,000 a day, per organisation
+        Window(APP_MINUTE_LIMIT, 60, per=APP),  # 10,000 a minute over every organisation
+    ),
+    concurrency=CONCURRENT_LIMIT,  # 5 in flight at once, per organisation
+)
 BATCH_SIZE = 50  # documents per write call (Xero's advice: up to 50 per request)
 PAGE_SIZE = 100  # contacts per page (Xero pages contacts by 100)
 IDEMPOTENCY_KEY_LIMIT = 128
@@ -233,16 +243,19 @@ def idempotency_key(kind: str, keys: Sequence[str]) -> str:
 SETTINGS_FIELDS = (
     SettingField(
         "company_id",
-        "Organisation (tenant id)",
-        "The Xero organisation the connection acts on, picked when connecting (sent as "
-        "xero-tenant-id).",
+        N_("Organisation (tenant id)"),
+        N_(
+            "The Xero organisation the connection acts on, picked when connecting (sent as "
+            "xero-tenant-id)."
+        ),
         required=False,
         addresses_credentials=False,
     ),
     SettingField(
         "api_url",
-        "API address",
-        f"Xero's Accounting API address (default {DEFAULT_API_URL}).",
+        N_("API address"),
+        N_("Xero's Accounting API address (default %(default)s)."),
+        help_params={"default": DEFAULT_API_URL},
         required=False,
         default=DEFAULT_API_URL,
         check=http_url,
@@ -250,54 +263,63 @@ SETTINGS_FIELDS = (
     ),
     SettingField(
         "connections_url",
-        "Connections address",
-        f"Where the grant's organisations are listed (default {DEFAULT_CONNECTIONS_URL}).",
+        N_("Connections address"),
+        N_("Where the grant's organisations are listed (default %(default)s)."),
+        help_params={"default": DEFAULT_CONNECTIONS_URL},
         required=False,
         check=http_url,
         addresses_credentials=True,
     ),
     SettingField(
         "timeout",
-        "Timeout (s)",
-        f"Seconds to wait for each answer (default {DEFAULT_TIMEOUT:g}).",
+        N_("Timeout (s)"),
+        N_("Seconds to wait for each answer (default %(default)s)."),
+        help_params={"default": f"{DEFAULT_TIMEOUT:g}"},
         required=False,
         check=positive_number,
     ),
     SettingField(
         "rate_limit",
-        "Rate limit",
-        "At most this many requests per window of seconds (default 60/60, Xero's limit per "
-        "organisation).",
+        N_("Rate limit"),
+        N_(
+            "At most this many requests per window of seconds (default 60/60, Xero's limit per "
+            "organisation; its 5 at once and 5,000 a day always apply)."
+        ),
         required=False,
         check=rate_limit,
     ),
     SettingField(
         "retry_attempts",
-        "Tries per call",
-        f"Tries in all for a call that fails on a passing error (default "
-        f"{RetryPolicy.max_attempts}; 1: never retry).",
+        N_("Tries per call"),
+        N_(
+            "Tries in all for a call that fails on a passing error (default %(default)s; 1: "
+            "never retry)."
+        ),
+        help_params={"default": str(RetryPolicy.max_attempts)},
         required=False,
         check=whole_number,
     ),
     SettingField(
         "retry_base_delay",
-        "First retry wait (s)",
-        f"The first wait, doubled for each retry (default {RetryPolicy.base_delay:g}).",
+        N_("First retry wait (s)"),
+        N_("The first wait, doubled for each retry (default %(default)s)."),
+        help_params={"default": f"{RetryPolicy.base_delay:g}"},
         required=False,
         check=non_negative_number,
     ),
     SettingField(
         "retry_max_total_delay",
-        "Longest total wait (s)",
-        f"Retries stop once this much waiting is spent (default {RetryPolicy.max_total_delay:g}).",
+        N_("Longest total wait (s)"),
+        N_("Retries stop once this much waiting is spent (default %(default)s)."),
+        help_params={"default": f"{RetryPolicy.max_total_delay:g}"},
         required=False,
         check=non_negative_number,
     ),
     SettingField(
         "retry_after_max",
-        "Longest Retry-After obeyed (s)",
-        f"Longest wait a 429's Retry-After is obeyed for (default "
-        f"{RetryPolicy.max_retry_after:g}).",
+        N_("Longest Retry-After obeyed (s)"),
+        N_("Longest wait a 429's retry-after is obeyed for (default %(default)s)."),
+        help_params={"default": f"{RetryPolicy.max_retry_after:g}"},
         required=False,
         check=non_negative_number,
     ),
@@ -458,17 +480,20 @@ def client_from_config(config: ConnectionConfig, tenant_id: str | None = None) -
     try:
         timeout = float(settings.get("timeout") or DEFAULT_TIMEOUT)
         policy = RetryPolicy.from_settings(settings)
-        limit = effective_rate_limit(settings.get("rate_limit"), RATE_LIMIT)
+        limits = effective_limits(settings.get("rate_limit"), RATE_LIMITS)
     except ValueError as error:
         raise InvsyncError(
             ErrorCode.CONFIGURATION_INCOMPLETE,
             f"Xero connection{label}: {error}",
             field="settings",
         ) from None
-    # Xero's limits are per organisation: every client of one tenant shares one window.
+    # Xero's limits are per organisation (and per app for the minute over every organisation):
+    # every client of one tenant shares its windows and its cap of 5 at once, in every process.
     windows = config.rate_windows or PROCESS_WINDOWS
     hold = 2 * (DEFAULT_CONNECT_TIMEOUT + timeout)
-    window = windows.window(f"xero\n{api_url}\n{tenant}", limit, hold=hold)
+    window = windows.limiter(
+        f"xero\n{api_url}\n{tenant}", limits, app_key=f"xero\n{api_url}", hold=hold
+    )
     outbound = config.outbound or OutboundPolicy()
 
     def http(base: str, rate_window: Any = None) -> HttpClient:

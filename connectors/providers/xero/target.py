@@ -58,6 +58,7 @@ from connectors.providers.xero.client import (
     BATCH_SIZE,
     DEFAULT_API_URL,
     RATE_LIMIT,
+    RATE_LIMITS,
     SETTINGS_FIELDS,
     XeroClient,
     client_from_config,
@@ -111,6 +112,7 @@ class XeroTarget(AccountingTarget):
     auth_kinds = (AuthKind.OAUTH2,)
     settings_fields = SETTINGS_FIELDS
     rate_limit = RATE_LIMIT
+    rate_limits = RATE_LIMITS
     supports_draft_entries = True
     supports_attachments = True
     supports_partner_creation = True
