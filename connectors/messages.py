@@ -290,7 +290,9 @@ MESSAGES: dict[str, str] = {
     "connection.server_error": N_(
         "%(vendor)s failed with a server error (HTTP %(status)s); it will be tried again."
     ),
-    "connection.not_found": N_("%(vendor)s no longer has %(what)s."),
+    "connection.invoice_gone": N_(
+        "%(vendor)s no longer has this invoice (deleted, or not visible to the connected user)."
+    ),
     "connection.address_blocked": N_(
         "%(vendor)s's address is not allowed by this deployment's outbound policy."
     ),

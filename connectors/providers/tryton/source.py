@@ -284,6 +284,8 @@ class TrytonSource(TrytonConnection, InvoicingSource):
                 ErrorCode.INVALID_SOURCE_DATA,
                 f"Tryton invoice {source_id} no longer exists (or is not visible to the "
                 "connected user).",
+                key="connection.invoice_gone",
+                params={"vendor": "Tryton"},
             )
         return self._map_page(rows)[0]
 
