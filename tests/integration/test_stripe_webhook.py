@@ -4,10 +4,12 @@ anything unsigned, wrongly signed or stale is refused with nothing said."""
 
 from __future__ import annotations
 
+import io
 import json
 import time
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.utils import timezone
 from django_q.models import OrmQ, Task
 
@@ -17,6 +19,7 @@ from syncs.models import RunTrigger, WebhookEvent
 from syncs.tasks import run_flow
 from syncs.webhooks import (
     SIGNATURE_TOLERANCE_SECONDS,
+    stripe_signature_valid,
     stripe_webhook_path,
     stripe_webhook_secret_set,
 )
@@ -262,3 +265,45 @@ def test_the_fake_stripe_delivers_a_signed_event_to_the_live_endpoint(live_serve
     assert fake.deliver(url, delivery, SECRET) == 200
     assert fake.deliver(url, delivery, "whsec_wrong") == 400
     assert queued == [(flow.pk, "webhook")]
+
+
+def test_the_command_prints_the_address_and_keeps_a_secret_read_from_stdin():
+    connection = ConnectionFactory(provider="stripe", credentials={"api_key": "sk_test_abc"})
+    out = io.StringIO()
+    call_command(
+        "stripe_webhook",
+        str(connection.pk),
+        "--base-url=https://invsync.example.com/",
+        "--set-secret",
+        stdin=io.StringIO("whsec_new_9d8c7b\n"),
+        stdout=out,
+    )
+    text = out.getvalue()
+    assert f"https://invsync.example.com{stripe_webhook_path(connection)}" in text
+    assert "credit_note.created, invoice.finalized, invoice.voided" in text
+    assert "whsec_new_9d8c7b" not in text
+    connection.refresh_from_db()
+    assert connection.credentials == {
+        "api_key": "sk_test_abc",
+        "webhook_secret": "whsec_new_9d8c7b",
+    }
+
+
+def test_the_command_refuses_what_is_not_a_signing_secret_and_changes_nothing():
+    connection = ConnectionFactory(provider="stripe", credentials={"api_key": "sk_test_abc"})
+    with pytest.raises(CommandError, match="Nothing was changed"):
+        call_command(
+            "stripe_webhook", str(connection.pk), "--set-secret", stdin=io.StringIO("sk_live_x\n")
+        )
+    with pytest.raises(CommandError, match="No Stripe invoicing connection"):
+        call_command("stripe_webhook", str(ConnectionFactory(provider="tryton").pk))
+    connection.refresh_from_db()
+    assert connection.credentials == {"api_key": "sk_test_abc"}
+
+
+def test_signature_tolerance_is_300_seconds_either_way():
+    body = b'{"id": "evt_1", "type": "invoice.finalized"}'
+    header = StripeFake.sign(body, SECRET, 1_800_000_000)
+    for now, valid in ((1_800_000_300, True), (1_799_999_700, True), (1_800_000_301, False)):
+        assert stripe_signature_valid(payload=body, header=header, secret=SECRET, now=now) is valid
+    assert not stripe_signature_valid(payload=body, header=header, secret="", now=1_800_000_000)
