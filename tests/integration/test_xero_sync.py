@@ -8,6 +8,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from django.urls import reverse
 
 from connectors import registry
 from connectors.base import AuthKind, ConnectionConfig
@@ -29,6 +30,7 @@ from syncs.services import flow_sync
 from tests.doubles import MemorySource
 from tests.factories import InvoiceFactory, SyncFlowFactory, UserFactory
 from tests.factories.canonical import InvoiceLineFactory, PartnerFactory
+from tests.integration.test_mapping_forms import choices
 from tests.oauth_fixtures import connect
 
 pytestmark = pytest.mark.django_db
@@ -462,3 +464,46 @@ def oauth_flow(fake, oauth, client, settings, *tenants, pick=None):
         oauth_company_pick(connection=connection, company_id=pick.tenant_id)
         SyncFlow.objects.filter(pk=flow.pk).update(folder=pick.tenant_id)
     return SyncFlow.objects.get(pk=flow.pk)
+
+
+# -- The accountant's view -----------------------------------------------------------------------
+
+
+def test_the_flow_page_offers_xeros_accounts_tax_types_and_organisations_read_live(
+    fake, tenant, connectors, client
+):
+    flow = make_flow(fake, tenant)
+    client.force_login(UserFactory(username="root", is_superuser=True))
+
+    response = client.get(reverse("admin:mappings_syncflow_change", args=[flow.pk]))
+
+    assert response.status_code == 200
+    form = response.context["adminform"].form
+    assert {"SALES", "PURCHASES"} <= set(choices(form, "sales_journal"))
+    assert "200" in choices(form, "default_sales_account")
+    assert "429" in choices(form, "default_purchases_account")
+    # The control accounts are the collective ones; archived and control accounts are not
+    # offered for lines.
+    assert "610" in choices(form, "customer_collective_account")
+    assert "800" in choices(form, "supplier_collective_account")
+    assert "610" not in choices(form, "default_sales_account")
+    assert "499" not in choices(form, "default_purchases_account")
+    assert tenant.tenant_id in choices(form, "folder")
+    assert fake.calls["getAccounts"] >= 1 and fake.calls["getTaxRates"] >= 1
+
+
+def test_the_connection_page_shows_xeros_settings_and_connect_rather_than_a_token_field(
+    fake, tenant, connectors, client
+):
+    flow = make_flow(fake, tenant)
+    connection = flow.accounting_connection
+    client.force_login(UserFactory(username="root", is_superuser=True))
+
+    page = client.get(reverse("admin:connectors_connection_change", args=[connection.pk]))
+
+    assert page.status_code == 200
+    form = page.context["adminform"].form
+    assert form["setting__api_url"].value() == fake.api_url
+    assert b'name="setting__company_id"' in page.content
+    assert b'name="credential_api_key"' not in page.content
+    assert b"Xero" in page.content
