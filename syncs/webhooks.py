@@ -14,7 +14,9 @@ endpoint's signing secret (``whsec_…``) encrypted in its credentials (``webhoo
    flow reading the connection, through the "Sync now" service
    (:func:`syncs.services.flow_sync_enqueue`, trigger ``webhook``), coalesced: while a run a
    webhook queued for a flow has not started, later events queue nothing more for it
-   (:class:`WebhookQueuedRun`). Other events answer 200 and do nothing.
+   (:class:`WebhookQueuedRun`). Other events answer 200 and do nothing, and so do a Connect
+   endpoint's events of another connected account than the connection's (``account`` is not
+   its ``company_id``).
 
 The scheduled runs still catch whatever a webhook missed (a delivery lost, a queued run that found
 the flow busy).
@@ -40,6 +42,7 @@ from django.views.decorators.http import require_POST
 from django_q.models import Task
 
 from connectors.models import Connection
+from connectors.oauth import COMPANY_SETTING
 from mappings.models import SyncFlow
 from syncs import services
 from syncs.models import WEBHOOK_EVENTS_KEPT_DAYS, RunTrigger, WebhookEvent, WebhookQueuedRun
@@ -198,6 +201,12 @@ def stripe_webhook(request: HttpRequest, connection_id: int, token: str) -> Http
     event_type = event.get("type") if isinstance(event, dict) else None
     if not isinstance(event_id, str) or not isinstance(event_type, str) or not event_id:
         return HttpResponseBadRequest()
+    account = event.get("account")
+    company = str((connection.settings or {}).get(COMPANY_SETTING) or "")
+    if account and company and account != company:
+        # A Connect endpoint receives every connected account's events: not this connection's.
+        logger.info("Stripe webhook for connection %s: another account's event", connection.pk)
+        return HttpResponse(status=200)
     queued = webhook_event_receive(
         connection=connection, event_id=event_id[:255], event_type=event_type[:100]
     )

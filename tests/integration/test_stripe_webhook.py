@@ -307,3 +307,16 @@ def test_signature_tolerance_is_300_seconds_either_way():
     for now, valid in ((1_800_000_300, True), (1_799_999_700, True), (1_800_000_301, False)):
         assert stripe_signature_valid(payload=body, header=header, secret=SECRET, now=now) is valid
     assert not stripe_signature_valid(payload=body, header=header, secret="", now=1_800_000_000)
+
+
+def test_a_connect_event_of_another_connected_account_does_nothing(
+    client, stripe, connection, flows, queued
+):
+    connection.settings = {"company_id": "acct_1Ours"}
+    connection.save()
+    theirs = {**event(stripe, "invoice.finalized"), "account": "acct_1Theirs"}
+    assert post(client, connection, theirs).status_code == 200
+    assert queued == [] and WebhookEvent.objects.count() == 0
+    ours = {**event(stripe, "invoice.finalized"), "account": "acct_1Ours"}
+    assert post(client, connection, ours).status_code == 200
+    assert len(queued) == 2
