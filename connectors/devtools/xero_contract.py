@@ -129,9 +129,14 @@ class Operation:
 class _Request:
     """What openapi-core reads of a request; the host is always Xero's."""
 
-    def __init__(self, method: str, path: str, query: str, headers, body: bytes | None) -> None:
+    def __init__(
+        self, method: str, path: str, query: str, headers, body: bytes | None, operation
+    ) -> None:
         self.host_url = SERVER
         self.path = path
+        # The operation our router chose (openapi-core's own would take /Attachments/{FileName}
+        # for /Attachments/{AttachmentID}): its template, and the values of its path parameters.
+        self.path_pattern = operation.path
         self.method = method.lower()
         self.body = body or None
         self._headers = Headers(list(dict(headers).items()))
@@ -139,6 +144,7 @@ class _Request:
         self.parameters = RequestParameters(
             query=ImmutableMultiDict(parse_qsl(query, keep_blank_values=True)),
             header=self._headers,
+            path=operation.path_params(path),
         )
 
 
@@ -237,7 +243,7 @@ class XeroContract:
         key = lowered.get("idempotency-key")
         if key is not None and len(key) > IDEMPOTENCY_KEY_MAX:
             errors.append(f"{where}: Idempotency-Key is {len(key)} characters (128 at most)")
-        request = _Request(method, parts.path, parts.query, headers, body)
+        request = _Request(method, parts.path, parts.query, headers, body, operation)
         parameters, _ = self._validators[id(operation.spec)]
         for exc in parameters.iter_errors(request):
             errors.append(f"{where}: {_describe(exc)}")
@@ -283,7 +289,9 @@ class XeroContract:
         declared = operation.responses.get(str(status))
         if declared is None:
             return [] if status >= 400 else [f"{where}: no such response in Xero's contract"]
-        request = _Request(method, parts.path, parts.query, request_headers, request_body)
+        request = _Request(
+            method, parts.path, parts.query, request_headers, request_body, operation
+        )
         response = _Response(status, headers, body)
         _, header_validator = self._validators[id(operation.spec)]
         errors = [
@@ -319,6 +327,25 @@ def _json_errors(validator: OAS30Validator, body: bytes) -> list[str]:
     return sorted(errors)
 
 
+_UUID = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+
+
+def _path_regex(path: str, params: list[dict]) -> str:
+    """The path as a regex; a uuid parameter matches a uuid only, as Xero routes
+    ``/Attachments/{AttachmentID}`` and ``/Attachments/{FileName}`` apart."""
+    uuids = {
+        p["name"]
+        for p in params
+        if p.get("in") == "path" and (p.get("schema") or {}).get("format") == "uuid"
+    }
+
+    def segment(match: re.Match) -> str:
+        name = match.group(1)
+        return f"(?P<{name}>{_UUID if name in uuids else '[^/]+'})"
+
+    return re.sub(r"\\\{(\w+)\\\}", segment, re.escape(path))
+
+
 @functools.cache
 def _operations() -> list[Operation]:
     loaded = documents()
@@ -330,11 +357,11 @@ def _operations() -> list[Operation]:
         for path, item in document["paths"].items():
             shared = [_resolve(document, p) for p in item.get("parameters", [])]
             served = prefix + path
-            regex = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(served))
             for method, raw in item.items():
                 if method not in _METHODS:
                     continue
                 params = shared + [_resolve(document, p) for p in raw.get("parameters", [])]
+                regex = _path_regex(served, params)
                 raw_body = raw.get("requestBody", {})
                 body = _resolve(document, raw_body)
                 if "$ref" in raw_body:

@@ -794,6 +794,7 @@ class XeroFake:
         if body and headers.get("content-type", "").startswith("application/json"):
             data = json.loads(body, parse_float=Decimal)
         summarize = query.get("summarizeErrors", "true").lower() != "false"
+        unitdp = 4 if query.get("unitdp") == "4" else 2
         if op == "getOrganisations":
             return 200, self._envelope("Organisations", [self._organisation(tenant)])
         if op == "getAccounts":
@@ -829,16 +830,17 @@ class XeroFake:
             return 200, self._envelope("CreditNotes", [found])
         if op in ("createInvoices", "updateOrCreateInvoices", "updateInvoice"):
             return self._write_documents(
-                tenant, "invoice", op != "createInvoices", data, summarize, params.get("InvoiceID")
-            )
+                tenant, "invoice", op != "createInvoices", data, summarize,
+                params.get("InvoiceID"), unitdp,
+            )  # fmt: skip
         if op in ("createCreditNotes", "updateOrCreateCreditNotes", "updateCreditNote"):
             return self._write_documents(
                 tenant, "credit_note", op != "createCreditNotes", data, summarize,
-                params.get("CreditNoteID"),
+                params.get("CreditNoteID"), unitdp,
             )  # fmt: skip
         if op in ("getInvoiceAttachments", "getCreditNoteAttachments"):
             document_id = params.get("InvoiceID") or params.get("CreditNoteID")
-            self._document(tenant, document_id)
+            self._document(tenant, params)
             return 200, {"Attachments": tenant.attachments.get(document_id.lower(), [])}
         if op in (
             "createInvoiceAttachmentByFileName",
@@ -847,16 +849,22 @@ class XeroFake:
             "updateCreditNoteAttachmentByFileName",
         ):
             document_id = params.get("InvoiceID") or params.get("CreditNoteID")
-            attachment = self._attach(tenant, document_id, params["FileName"], body, query)
+            attachment = self._attach(tenant, params, params["FileName"], body, query)
             return 200, {"Attachments": [attachment]}
-        if op in ("getInvoiceAttachmentByFileName", "getCreditNoteAttachmentByFileName"):
+        if op in (
+            "getInvoiceAttachmentByFileName",
+            "getCreditNoteAttachmentByFileName",
+            "getInvoiceAttachmentById",
+            "getCreditNoteAttachmentById",
+        ):
             document_id = params.get("InvoiceID") or params.get("CreditNoteID")
-            self._document(tenant, document_id)
+            self._document(tenant, params)
+            wanted = params.get("FileName") or params.get("AttachmentID", "").lower()
             for attachment in tenant.attachments.get(document_id.lower(), []):
-                if attachment["FileName"] == params["FileName"]:
+                if wanted in (attachment["FileName"], attachment["AttachmentID"]):
                     content = tenant.files[attachment["AttachmentID"]]
                     return 200, Answer(200, {"Content-Type": "application/octet-stream"}, content)
-            raise NotFound(f"no attachment {params['FileName']}")
+            raise NotFound(f"no attachment {wanted}")
         raise NotFound(f"{op} is not served by the fake")
 
     @staticmethod
@@ -1046,22 +1054,27 @@ class XeroFake:
         items = _ordered(_where(items, query.get("where")), query.get("order"), "UpdatedDateUTC")
         return self._paged("Invoices" if invoices else "CreditNotes", items, query)
 
-    def _document(self, tenant: Tenant, document_id: str) -> dict:
-        found = tenant.invoices.get(document_id.lower()) or tenant.credit_notes.get(
-            document_id.lower()
-        )
+    def _document(self, tenant: Tenant, params: dict[str, str]) -> dict:
+        """The invoice (``InvoiceID`` in the path) or credit note (``CreditNoteID``)."""
+        if "InvoiceID" in params:
+            document_id, records = params["InvoiceID"], tenant.invoices
+        else:
+            document_id, records = params["CreditNoteID"], tenant.credit_notes
+        found = records.get(document_id.lower())
         if found is None:
             raise NotFound(f"no document {document_id}")
         return found
 
-    def _write_documents(self, tenant, kind, may_update, data, summarize, path_id):
+    def _write_documents(self, tenant, kind, may_update, data, summarize, path_id, unitdp=2):
         key = "Invoices" if kind == "invoice" else "CreditNotes"
         raws = list((data or {}).get(key) or [])
         if len(raws) > BATCH_MAX:
             raise Refused(f"At most {BATCH_MAX} documents per request")
         results, failed, staged = [], False, {}
         for raw in raws:
-            errors, document = self._build_document(tenant, kind, raw, may_update, path_id, staged)
+            errors, document = self._build_document(
+                tenant, kind, raw, may_update, path_id, staged, unitdp
+            )
             if errors:
                 failed = True
                 results.append(
@@ -1078,7 +1091,7 @@ class XeroFake:
         records.update(staged)
         return 200, self._envelope(key, results)
 
-    def _build_document(self, tenant, kind, raw, may_update, path_id, staged):
+    def _build_document(self, tenant, kind, raw, may_update, path_id, staged, unitdp=2):
         invoice = kind == "invoice"
         id_field, number_field = (
             ("InvoiceID", "InvoiceNumber") if invoice else ("CreditNoteID", "CreditNoteNumber")
@@ -1125,7 +1138,7 @@ class XeroFake:
             errors.append(f"DueDate {merged.get('DueDate')!r} is not a valid date")
         amount_types = merged.get("LineAmountTypes") or "Exclusive"
         lines, line_errors = self._lines(
-            tenant, merged.get("LineItems") or [], amount_types, status
+            tenant, merged.get("LineItems") or [], amount_types, status, unitdp
         )
         errors += line_errors
         number = merged.get(number_field)
@@ -1156,6 +1169,11 @@ class XeroFake:
         )
         total_tax = sum((line["TaxAmount"] for line in lines), ZERO)
         total = sub_total + total_tax
+        if total < 0:
+            return [
+                f"{'Invoice' if invoice else 'Credit note'} total cannot be negative "
+                f"({_money(total)})"
+            ], None
         rate = _decimal(merged.get("CurrencyRate"))
         if rate is None:
             rate = Decimal("1") if currency == tenant.base_currency else Decimal("1.000000")
@@ -1192,7 +1210,7 @@ class XeroFake:
             document.update(RemainingCredit=_money(total), AppliedAmount=ZERO)
         return [], document
 
-    def _lines(self, tenant, raws, amount_types, status) -> tuple[list[dict], list[str]]:
+    def _lines(self, tenant, raws, amount_types, status, unitdp=2) -> tuple[list[dict], list[str]]:
         lines, errors = [], []
         if not raws and status in ("SUBMITTED", "AUTHORISED"):
             errors.append("At least one line item is required")
@@ -1233,6 +1251,9 @@ class XeroFake:
                 tax_rate = tenant.tax_rates["NONE"]
             quantity = _decimal(raw.get("Quantity"), Decimal(1))
             unit = _decimal(raw.get("UnitAmount"))
+            if unit is not None:  # Xero keeps 2 decimals of a unit amount, 4 with unitdp=4
+                unit = unit.quantize(Decimal(1).scaleb(-unitdp), rounding=ROUND_HALF_UP)
+            quantity = quantity.quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP)
             given = _decimal(raw.get("LineAmount"))
             discount = _decimal(raw.get("DiscountRate"), ZERO)
             if unit is not None:
@@ -1265,7 +1286,7 @@ class XeroFake:
                 "TaxType": tax_type,
                 "TaxAmount": tax,
                 "LineAmount": amount,
-                "Tracking": raw.get("Tracking") or [],
+                "Tracking": self._tracking(tenant, raw.get("Tracking") or [], where, errors),
             }
             if account is not None:
                 line["AccountCode"] = account["Code"]
@@ -1275,8 +1296,51 @@ class XeroFake:
             lines.append(line)
         return lines, errors
 
-    def _attach(self, tenant: Tenant, document_id: str, filename: str, body: bytes, query) -> dict:
-        document = self._document(tenant, document_id)
+    @staticmethod
+    def _tracking(tenant: Tenant, raws: list[dict], where: str, errors: list[str]) -> list[dict]:
+        """A line's tracking: each category and option by name (or id), active ones only."""
+        out = []
+        for raw in raws:
+            category = next(
+                (
+                    c for c in tenant.tracking_categories.values()
+                    if c["Status"] == "ACTIVE" and (
+                        c["Name"] == raw.get("Name")
+                        or c["TrackingCategoryID"] == str(raw.get("TrackingCategoryID", "")).lower()
+                    )
+                ),
+                None,
+            )  # fmt: skip
+            if category is None:
+                errors.append(f"{where}the tracking category {raw.get('Name')!r} is not valid")
+                continue
+            option = next(
+                (
+                    o
+                    for o in category["Options"]
+                    if o["Status"] == "ACTIVE" and o["Name"] == raw.get("Option")
+                ),
+                None,
+            )
+            if option is None:
+                errors.append(
+                    f"{where}the tracking option {raw.get('Option')!r} is not valid for "
+                    f"{category['Name']}"
+                )
+                continue
+            out.append(
+                {
+                    "TrackingCategoryID": category["TrackingCategoryID"],
+                    "TrackingOptionID": option["TrackingOptionID"],
+                    "Name": category["Name"],
+                    "Option": option["Name"],
+                }
+            )
+        return out
+
+    def _attach(self, tenant: Tenant, params, filename: str, body: bytes, query) -> dict:
+        document = self._document(tenant, params)
+        document_id = params.get("InvoiceID") or params["CreditNoteID"]
         existing = tenant.attachments.setdefault(document_id.lower(), [])
         kept = [a for a in existing if a["FileName"] != filename]
         if len(kept) >= ATTACHMENTS_MAX:

@@ -463,6 +463,118 @@ def test_contacts_are_found_by_where_search_term_and_ids_and_paged(fake, api):
     assert fake.violations == []
 
 
+def test_a_draft_is_found_by_id_status_or_contact_and_approved_by_a_post(fake, api, acme):
+    session, url = api
+    contact_id = _contact(session, url)
+    other_id = _contact(session, url, "Other Ltd")
+    session.put(
+        f"{url}/Invoices",
+        json={"Invoices": [_invoice(contact_id, "EXT-1", Status="DRAFT"),
+                           _invoice(other_id, "EXT-2")]},
+    )  # fmt: skip
+    draft = acme.invoice_by_reference("EXT-1")
+
+    by_status = session.get(f"{url}/Invoices", params={"Statuses": "DRAFT,SUBMITTED"}).json()
+    by_contact = session.get(f"{url}/Invoices", params={"ContactIDs": other_id}).json()
+    by_guid = session.get(
+        f"{url}/Invoices", params={"where": f'Contact.ContactID==Guid("{contact_id.upper()}")'}
+    ).json()
+    approved = session.post(
+        f"{url}/Invoices/{draft['InvoiceID']}",
+        json={"Invoices": [{"InvoiceID": draft["InvoiceID"], "Status": "AUTHORISED"}]},
+    ).json()["Invoices"][0]
+
+    assert [i["Reference"] for i in by_status["Invoices"]] == ["EXT-1"]
+    assert [i["Reference"] for i in by_contact["Invoices"]] == ["EXT-2"]
+    assert [i["Reference"] for i in by_guid["Invoices"]] == ["EXT-1"]
+    assert (approved["InvoiceID"], approved["Status"]) == (draft["InvoiceID"], "AUTHORISED")
+    assert approved["Total"] == 46.53
+    assert len(acme.invoices) == 2
+    assert fake.violations == []
+
+
+def test_a_credit_notes_attachment_is_stored_listed_and_read_back(fake, api, acme):
+    session, url = api
+    credit = {
+        "Type": "ACCRECCREDIT",
+        "Contact": {"Name": "New Customer Ltd"},  # unknown: Xero creates the contact
+        "Reference": "EXT-CN1",
+        "LineItems": [_line(TaxType="OUTPUT2")],
+    }
+    note = session.put(f"{url}/CreditNotes", json={"CreditNotes": [credit]}).json()
+    note_id = note["CreditNotes"][0]["CreditNoteID"]
+    octet = {"Content-Type": "application/octet-stream"}
+
+    session.put(f"{url}/CreditNotes/{note_id}/Attachments/cn.pdf", data=b"old", headers=octet)
+    session.post(f"{url}/CreditNotes/{note_id}/Attachments/cn.pdf", data=b"%PDF", headers=octet)
+    listed = session.get(f"{url}/CreditNotes/{note_id}/Attachments").json()["Attachments"]
+    content = session.get(
+        f"{url}/CreditNotes/{note_id}/Attachments/cn.pdf",
+        headers={"contentType": "application/pdf"},
+    )
+    by_id = session.get(
+        f"{url}/CreditNotes/{note_id}/Attachments/{listed[0]['AttachmentID']}",
+        headers={"contentType": "application/pdf"},
+    )
+    missing = session.put(
+        f"{url}/Invoices/{note_id}/Attachments/x.pdf", data=b"%PDF", headers=octet
+    )
+
+    assert note["CreditNotes"][0]["CreditNoteNumber"] == "CN-0001"
+    assert [c["Name"] for c in acme.contacts.values()] == ["New Customer Ltd"]
+    assert [(a["FileName"], a["ContentLength"], a["MimeType"]) for a in listed] == [
+        ("cn.pdf", 4, "application/pdf")
+    ]
+    assert content.content == by_id.content == b"%PDF"
+    assert missing.status_code == 404
+    assert fake.violations == []
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"LineItems": [_line(Tracking=[{"Name": "Region", "Option": "West"}])]},
+            "Line 1: the tracking option 'West' is not valid for Region",
+        ),
+        ({"LineItems": [_line(UnitAmount=-100)]}, "Invoice total cannot be negative (-120.00)"),
+        ({"Contact": {"ContactID": "00000000-0000-0000-0000-000000000001"}}, "could not be found"),
+        ({"Status": "PAID"}, "Invoice not of valid status for creation"),
+    ],
+)
+def test_documents_xero_refuses_are_refused_with_its_message(fake, api, acme, change, message):
+    session, url = api
+    invoice = _invoice(_contact(session, url), **change)
+
+    answer = session.put(
+        f"{url}/Invoices", params={"summarizeErrors": "false"}, json={"Invoices": [invoice]}
+    )
+
+    [document] = answer.json()["Invoices"]
+    assert message in document["ValidationErrors"][0]["Message"]
+    assert acme.invoices == {}
+    assert fake.violations == []
+
+
+def test_unit_amounts_keep_two_decimals_unless_unitdp_is_four(fake, api):
+    session, url = api
+    contact_id = _contact(session, url)
+    line = _line(Quantity=3, UnitAmount=3.3333, TaxType="NONE")
+
+    two = session.put(
+        f"{url}/Invoices", json={"Invoices": [_invoice(contact_id, "EXT-1", LineItems=[line])]}
+    ).json()["Invoices"][0]
+    four = session.put(
+        f"{url}/Invoices",
+        params={"unitdp": 4},
+        json={"Invoices": [_invoice(contact_id, "EXT-2", LineItems=[line])]},
+    ).json()["Invoices"][0]
+
+    assert (two["LineItems"][0]["UnitAmount"], two["Total"]) == (3.33, 9.99)
+    assert (four["LineItems"][0]["UnitAmount"], four["Total"]) == (3.3333, 10.0)
+    assert fake.violations == []
+
+
 # -- tokens and tenants -----------------------------------------------------------------------
 
 
