@@ -5,6 +5,7 @@ it queued; a running run says what it reads; the checklist shows done only what 
 from __future__ import annotations
 
 import datetime as dt
+import io
 import re
 from decimal import Decimal
 
@@ -18,6 +19,7 @@ from connectors.errors import ConnectorError, ErrorCode
 from mappings.checklist import StepState, flow_setup_checklist
 from mappings.models import SyncFlow
 from mappings.services import flow_lookups_load
+from syncs.management.commands import demo
 from syncs.models import RecordStatus, RunStatus, SyncedRecord, SyncRun
 from syncs.run import writes
 from syncs.services import flow_sync, record_external_id, records_retry_enqueue
@@ -318,3 +320,14 @@ def test_sync_flow_prints_completed_n_failed_never_succeeded(flow, capsys):
     assert "succeeded" not in out.lower() and "partial" not in out.lower()
     call_command("sync_flow", str(flow.pk))  # nothing new: a clean run
     assert "completed: synced 0, waiting 0, failed 0" in capsys.readouterr().out
+
+
+def test_the_demo_s_first_sync_prints_completed_n_failed(flow):
+    MemorySource.put(
+        InvoiceFactory(), InvoiceFactory(lines=(InvoiceLineFactory(tax_rate=Decimal("2.1")),))
+    )
+    out = io.StringIO()
+    demo.Command(stdout=out).first_sync([SyncFlow.objects.get(pk=flow.pk)])
+    assert f"{flow.name}: Run " in out.getvalue()
+    assert "completed, 1 failed: synced 1, waiting 0, failed 1" in out.getvalue()
+    assert "Finished with failed records" not in out.getvalue()
