@@ -848,7 +848,6 @@ class XeroFake:
             "createCreditNoteAttachmentByFileName",
             "updateCreditNoteAttachmentByFileName",
         ):
-            document_id = params.get("InvoiceID") or params.get("CreditNoteID")
             attachment = self._attach(tenant, params, params["FileName"], body, query)
             return 200, {"Attachments": [attachment]}
         if op in (
