@@ -1095,6 +1095,11 @@ class StripeFake:
         broken: StripeRequestError | None = None
         try:
             query = self._query(endpoint, parts.query)
+            version = lowered.get("stripe-version")
+            if version is not None and not re.fullmatch(r"\d{4}-\d{2}-\d{2}(\.[a-z]+)?", version):
+                raise StripeRequestError(
+                    400, f"Invalid Stripe API version: {version}", violation=True
+                )
             if "idempotency-key" in lowered:
                 raise StripeRequestError(
                     400,

@@ -129,6 +129,13 @@ def test_idempotency_key_on_a_get_is_a_violation(fake, acct, key):
     assert status == 400 and len(fake.violations) == 1
 
 
+def test_a_malformed_stripe_version_is_a_violation_a_pinned_one_is_not(fake, acct, key):
+    assert call(fake, "/v1/account", key, **{"Stripe-Version": "2025-03-31.basil"})[0] == 200
+    assert fake.violations == []
+    assert call(fake, "/v1/account", key, **{"Stripe-Version": "latest"})[0] == 400
+    assert len(fake.violations) == 1
+
+
 def test_a_missing_object_is_404_resource_missing_not_a_violation(fake, acct, key):
     status, body, _ = call(fake, "/v1/invoices/in_nothing", key)
     assert status == 404 and body["error"]["code"] == "resource_missing"
