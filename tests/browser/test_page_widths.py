@@ -104,6 +104,8 @@ def realistic_data() -> dict[str, str]:
         "run": reverse("admin:syncs_syncrun_change", args=[runs.first().pk]),
         "dashboards": reverse("admin:syncs_dashboards"),
         "flow dashboard": reverse("admin:syncs_flow_dashboard", args=[flow.pk]),
+        "reconciliation": reverse("admin:syncs_flow_reconciliation", args=[flow.pk])
+        + "?from=2026-01-01&to=2026-12-31&run=1",
         "connection form": reverse("admin:connectors_connection_change", args=[source.pk]),
         "configuration changes": reverse("admin:mappings_configchange_changelist"),
     }
