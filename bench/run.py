@@ -175,6 +175,13 @@ def bench_pennylane(quick: bool) -> None:
     measure(quick, emit)
 
 
+def bench_xero(quick: bool) -> None:
+    """Target calls per invoice into Xero (spec-validated fake) and the 20,000-invoice backlog."""
+    from bench.xero import measure
+
+    measure(quick, emit)
+
+
 def bench_einvoice_read(quick: bool) -> None:
     from bench.einvoices import bench_read
 
@@ -201,6 +208,7 @@ FIGURES = {
     "tryton": bench_tryton,
     "scale": bench_scale,
     "pennylane": bench_pennylane,
+    "xero": bench_xero,
     "einvoice_read": bench_einvoice_read,
     "einvoice_ingest": bench_einvoice_ingest,
     "pages": bench_pages,

@@ -80,7 +80,7 @@ from connectors.providers.xero.documents import (
 )
 
 SALES_JOURNAL, PURCHASES_JOURNAL = "SALES", "PURCHASES"
-LOOKUP_CHUNK = 25  # external ids per where filter (two conditions each: the address stays short)
+LOOKUP_CHUNK = 50  # external ids per where filter: one look-up per batch of 50 documents
 _REVENUE = {"REVENUE", "SALES", "OTHERINCOME"}
 _EXPENSE = {"EXPENSE", "DIRECTCOSTS", "OVERHEADS", "DEPRECIATN"}
 _CONTROL = {"DEBTORS": AccountKind.RECEIVABLE, "CREDITORS": AccountKind.PAYABLE}
@@ -364,7 +364,7 @@ class XeroTarget(AccountingTarget):
         self, folder: str, path: str, keys: Mapping[str, tuple[bool, str] | None]
     ) -> dict[str, EntryRef]:
         """The documents of ``path`` carrying these external ids (with, when known, whether the
-        document is a sale and its number: :func:`where_keys`): one call per 25 ids."""
+        document is a sale and its number: :func:`where_keys`): one call per 50 ids."""
         wanted = list(keys)
         found: dict[str, EntryRef] = {}
         for start in range(0, len(wanted), LOOKUP_CHUNK):
