@@ -57,6 +57,10 @@ def json_value(value: Any) -> Any:
         return value.isoformat()
     if value is None or isinstance(value, bool | int | str):
         return value
+    if isinstance(value, Mapping):  # already JSON (a stored nested message or decimal)
+        return {str(name): json_value(item) for name, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_value(item) for item in value]
     if isinstance(value, float):
         return value if value == value and abs(value) != float("inf") else str(value)
     return str(value)
@@ -296,7 +300,6 @@ MESSAGES: dict[str, str] = {
     "connection.address_blocked": N_(
         "%(vendor)s's address is not allowed by this deployment's outbound policy."
     ),
-    "check.ok": N_("Connected to %(vendor)s: %(summary)s"),
     "check.tryton_ok": N_("Connected to Tryton database %(database)s: %(summary)s"),
     "check.tryton_login_method": N_(
         "Tryton at %(url)s, database %(database)s asks for more than a login and a password "
