@@ -84,6 +84,16 @@ def records_url(flow_id: int | None = None, **filters) -> str:
     return changelist_url(SyncedRecord, **filters)
 
 
+def run_records_link(run: SyncRun, count: int, status: RecordStatus):
+    """A run's count as a link to the records the run left in that state (a record's last run
+    is the last that read it: a later run that reads it again takes it along)."""
+    return format_html(
+        '<a href="{}" class="run-records">{}</a>',
+        records_url(run.flow_id, last_run__id__exact=run.pk, status__exact=status.value),
+        count,
+    )
+
+
 def failed_records_url(flow_id: int | None, code: str) -> str:
     return records_url(flow_id, status__exact=RecordStatus.FAILED.value, error_code__exact=code)
 

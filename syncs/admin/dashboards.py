@@ -23,6 +23,7 @@ from syncs.admin.common import (
     failed_records_url,
     progress_html,
     records_url,
+    run_records_link,
 )
 from syncs.admin.widgets import daily_chart
 from syncs.models import RecordStatus, SyncedRecord, SyncRun
@@ -45,6 +46,18 @@ BUCKET_STATUSES = {
     "failed": RecordStatus.FAILED.value,
     "skipped": RecordStatus.SKIPPED.value,
 }
+
+
+def run_count_links(run: SyncRun) -> dict:
+    """A run's counts, each a link to the records it left in that state (unchanged ones are not
+    the run's: it did not read them again)."""
+    counts = {
+        "synced": (run.synced_count, RecordStatus.SYNCED),
+        "waiting": (run.waiting_count, RecordStatus.WAITING),
+        "failed": (run.failed_count, RecordStatus.FAILED),
+        "skipped": (run.skipped_count, RecordStatus.SKIPPED),
+    }
+    return {name: run_records_link(run, count, status) for name, (count, status) in counts.items()}
 
 
 class DashboardViewsMixin:
@@ -211,6 +224,7 @@ class DashboardViewsMixin:
             "record_total": sum(counts.values()),
             "last_run": last_run,
             "last_run_state": run_state_text(last_run) if last_run else "",
+            "last_run_counts": run_count_links(last_run) if last_run else {},
             "last_run_progress": progress_html(last_run) if last_run else "",
             "running": running,
             "running_progress": progress_html(running) if running else "",

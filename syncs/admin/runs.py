@@ -20,7 +20,7 @@ from connectors.admin_filters import ClientScopedRelatedFilter
 from connectors.errors import ErrorCode
 from connectors.oauth_admin import reconnect_buttons
 from syncs import selectors as sync_selectors
-from syncs.admin.common import error_panel_html, progress_html, records_url
+from syncs.admin.common import error_panel_html, progress_html, run_records_link
 from syncs.admin.dashboards import DashboardViewsMixin
 from syncs.models import RecordStatus, RunStatus, SyncRun
 from syncs.states import RUN_STATES, run_progress_text, run_state_text
@@ -125,31 +125,23 @@ class SyncRunAdmin(
             return format_html('{}<p style="margin:.5em 0 0">{}</p>', panel, buttons)
         return panel
 
-    # Each count links to the records this run left in that state (a record's last run is the
-    # last that read it: a later run that reads it again takes it along).
-
-    def _records_link(self, obj: SyncRun, count: int, status: RecordStatus):
-        return format_html(
-            '<a href="{}" class="run-records">{}</a>',
-            records_url(obj.flow_id, last_run__id__exact=obj.pk, status__exact=status.value),
-            count,
-        )
+    # Each count links to the records this run left in that state.
 
     @admin.display(description=_("synced"), ordering="synced_count")
     def synced_records(self, obj: SyncRun):
-        return self._records_link(obj, obj.synced_count, RecordStatus.SYNCED)
+        return run_records_link(obj, obj.synced_count, RecordStatus.SYNCED)
 
     @admin.display(description=_("waiting for PDF"), ordering="waiting_count")
     def waiting_records(self, obj: SyncRun):
-        return self._records_link(obj, obj.waiting_count, RecordStatus.WAITING)
+        return run_records_link(obj, obj.waiting_count, RecordStatus.WAITING)
 
     @admin.display(description=_("failed"), ordering="failed_count")
     def failed_records(self, obj: SyncRun):
-        return self._records_link(obj, obj.failed_count, RecordStatus.FAILED)
+        return run_records_link(obj, obj.failed_count, RecordStatus.FAILED)
 
     @admin.display(description=_("skipped"), ordering="skipped_count")
     def skipped_records(self, obj: SyncRun):
-        return self._records_link(obj, obj.skipped_count, RecordStatus.SKIPPED)
+        return run_records_link(obj, obj.skipped_count, RecordStatus.SKIPPED)
 
     @admin.display(description=_("progress"), ordering="processed")
     def progress_display(self, obj: SyncRun):

@@ -294,6 +294,7 @@ def test_a_run_s_counts_link_to_its_records_in_that_state(admin_client, flow):
     for page in (
         reverse("admin:syncs_syncrun_changelist"),
         reverse("admin:syncs_syncrun_change", args=[finished.pk]),
+        reverse("admin:syncs_flow_dashboard", args=[flow.pk]),  # its last run
     ):
         html = admin_client.get(page).content.decode()
         links = dict(
