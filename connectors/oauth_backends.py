@@ -172,7 +172,9 @@ class XeroOAuth2(InvsyncOAuth2):
     one or more organisations, listed by ``GET https://api.xero.com/connections`` (tenant id and
     name); the one picked is the connection's ``company_id``, sent as ``xero-tenant-id``.
     ``INVSYNC_OAUTH_XERO_BASE_URL`` points all of them at one server (the tests' authorization
-    server: its ``/oauth/...`` paths); ``INVSYNC_OAUTH_XERO_CONNECTIONS_URL`` the listing."""
+    server: its ``/oauth/...`` paths, the listing at ``/connections``); the settings'
+    ``INVSYNC_OAUTH["xero"]["connections_url"]`` may name another listing (tests: the fake
+    Xero's)."""
 
     name = "invsync-xero"
     vendor = "xero"

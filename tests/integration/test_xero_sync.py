@@ -11,7 +11,7 @@ import pytest
 from django.urls import reverse
 
 from connectors import registry
-from connectors.base import AuthKind, ConnectionConfig
+from connectors.base import AuthKind, ConnectionConfig, EntryToWrite
 from connectors.canonical import Direction, InvoiceType, Partner, TaxBreakdown
 from connectors.devtools.oauth_server import CLIENT_ID, CLIENT_SECRET, OAuthServer
 from connectors.devtools.xero_fake import XeroFake, oauth_server_verifier
@@ -27,6 +27,7 @@ from connectors.token_store import stored_tokens
 from mappings.models import SyncFlow
 from syncs.models import RecordStatus, SyncedRecord
 from syncs.services import flow_sync
+from tests.connectors.test_xero_contract_suite import posting as contract_posting
 from tests.doubles import MemorySource
 from tests.factories import InvoiceFactory, SyncFlowFactory, UserFactory
 from tests.factories.canonical import InvoiceLineFactory, PartnerFactory
@@ -507,3 +508,38 @@ def test_the_connection_page_shows_xeros_settings_and_connect_rather_than_a_toke
     assert b'name="setting__company_id"' in page.content
     assert b'name="credential_api_key"' not in page.content
     assert b"Xero" in page.content
+
+
+def test_a_burst_of_5xx_is_retried_and_the_run_completes(fake, tenant, connectors):
+    connectors.put(gbp(number="RETRY-1", has_attachment=False))
+    flow = make_flow(fake, tenant)
+    fake.fail_next(2, status=503)  # the run's first two calls to the organisation
+
+    assert run(flow).synced_count == 1
+
+    assert [status for _, status in fake.answers[:2]] == [503, 503]
+    assert len(tenant.invoices) == 1
+
+
+def test_a_draft_found_when_the_flow_posts_is_approved_not_written_again(fake, tenant):
+    token = fake.tokens.issue(tenant_ids=[tenant.tenant_id], ttl=86_400.0)
+    target = xero_target(fake, tenant, token)
+    try:
+        contact = target.create_partner(
+            tenant.tenant_id, Partner("d", "Draft Client"), Direction.SALES
+        ).id
+        external_id = "invsync:acct-test:invoice:draft-1"
+        [draft] = target.create_entries(
+            tenant.tenant_id, [EntryToWrite(contract_posting(external_id, contact, draft=True))]
+        )
+        assert draft.ref is not None and not draft.ref.posted
+
+        [posted] = target.create_entries(
+            tenant.tenant_id, [EntryToWrite(contract_posting(external_id, contact))]
+        )
+    finally:
+        target.close()
+
+    assert posted.ref is not None and posted.ref.posted and posted.ref.id == draft.ref.id
+    (document,) = tenant.invoices.values()
+    assert document["Status"] == "AUTHORISED"

@@ -425,6 +425,16 @@ class XeroClient:
         ).json()  # fmt: skip
         return list(body.get(path) or [])
 
+    def approve(self, path: str, document_id: str, id_field: str) -> dict[str, Any]:
+        """Approve a draft document (``POST /{Invoices|CreditNotes}/{id}``, Status AUTHORISED)."""
+        body = self._request(
+            "POST", f"{path}/{document_id}",
+            json={path: [{id_field: document_id, "Status": "AUTHORISED"}]},
+            headers={"Idempotency-Key": idempotency_key("approve", [path, document_id])},
+            idempotent=True,
+        ).json()  # fmt: skip
+        return dict((body.get(path) or [{}])[0])
+
     def attach(
         self, path: str, document_id: str, filename: str, content: bytes, content_type: str
     ) -> dict[str, Any]:

@@ -49,6 +49,7 @@ from connectors.canonical import (
     Folder,
     Journal,
     Partner,
+    Posting,
     TargetPartner,
     VatCode,
 )
@@ -442,6 +443,14 @@ class XeroTarget(AccountingTarget):
             posting = entries[n].posting
             ref = existing.get(posting.external_id)
             if ref is not None:
+                if not ref.posted and not posting.draft:
+                    try:
+                        ref = self._approve(folder, posting, ref)  # a draft; the flow posts
+                    except InvsyncError as error:
+                        if error.code in CONNECTION_CODES:
+                            raise
+                        results[n] = EntryResult(posting.external_id, error=error)
+                        continue
                 results[n] = EntryResult(posting.external_id, ref=ref)
                 continue
             try:
@@ -529,6 +538,14 @@ class XeroTarget(AccountingTarget):
             error = document_error(validation_messages(refused), f"invoice {posting.reference}")
             results[n] = EntryResult(posting.external_id, error=error)
         return results
+
+    def _approve(self, folder: str, posting: Posting, ref: EntryRef) -> EntryRef:
+        path, document_id = parse_entry_id(ref.id)
+        row = self.client(folder).approve(path, document_id, ID_FIELD[path])
+        messages = validation_messages(row)
+        if messages or row.get("HasErrors"):
+            raise document_error(messages, f"the approval of invoice {posting.reference}")
+        return EntryRef(ref.id, ref.number, has_attachment=ref.has_attachment, posted=True)
 
     def attach(self, folder: str, ref: EntryRef, attachment: Attachment) -> None:
         path, document_id = parse_entry_id(ref.id)
