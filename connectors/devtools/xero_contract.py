@@ -207,16 +207,7 @@ class XeroContract:
     def __init__(self) -> None:
         self.loaded = documents()
         self.operations = _operations()
-        self._validators = {
-            id(self.loaded.accounting_spec): (
-                V30RequestParametersValidator(self.loaded.accounting_spec),
-                V30ResponseHeadersValidator(self.loaded.accounting_spec),
-            ),
-            id(self.loaded.connections_spec): (
-                V30RequestParametersValidator(self.loaded.connections_spec),
-                V30ResponseHeadersValidator(self.loaded.connections_spec),
-            ),
-        }
+        self._validators = _spec_validators()
 
     def operation_for(self, method: str, path: str) -> Operation | None:
         for operation in self.operations:
@@ -325,6 +316,16 @@ def _json_errors(validator: OAS30Validator, body: bytes) -> list[str]:
         where = "/".join(str(p) for p in error.absolute_path) or "(root)"
         errors.append(f"{where}: {error.message}")
     return sorted(errors)
+
+
+@functools.cache
+def _spec_validators() -> dict[int, tuple]:
+    """openapi-core's parameter and response-header validators of each spec (built once)."""
+    loaded = documents()
+    return {
+        id(spec): (V30RequestParametersValidator(spec), V30ResponseHeadersValidator(spec))
+        for spec in (loaded.accounting_spec, loaded.connections_spec)
+    }
 
 
 _UUID = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"

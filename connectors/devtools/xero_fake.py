@@ -94,6 +94,16 @@ CURRENCY_NAMES = {
     "AUD": "Australian Dollar", "NZD": "New Zealand Dollar", "CHF": "Swiss Franc",
 }  # fmt: skip
 DOCUMENT_STATUSES_ON_CREATION = ("DRAFT", "SUBMITTED", "AUTHORISED")
+# What an update may turn a document's status into (reconstructed from Xero's docs: drafts and
+# submitted ones are deleted, approved ones voided, nothing goes back to a draft once approved).
+STATUS_CHANGES = {
+    "DRAFT": ("DRAFT", "SUBMITTED", "AUTHORISED", "DELETED"),
+    "SUBMITTED": ("SUBMITTED", "DRAFT", "AUTHORISED", "DELETED"),
+    "AUTHORISED": ("AUTHORISED", "VOIDED"),
+    "PAID": ("PAID",),
+    "VOIDED": ("VOIDED",),
+    "DELETED": ("DELETED",),
+}
 
 
 class NotFound(Exception):
@@ -1125,6 +1135,11 @@ class XeroFake:
         if existing is None and status not in DOCUMENT_STATUSES_ON_CREATION:
             errors.append(
                 f"{'Invoice' if invoice else 'Credit note'} not of valid status for creation"
+            )
+        elif existing is not None and status not in STATUS_CHANGES[existing["Status"]]:
+            errors.append(
+                f"{'Invoice' if invoice else 'Credit note'} status cannot be changed from "
+                f"{existing['Status']} to {status}"
             )
         currency = merged.get("CurrencyCode") or tenant.base_currency
         if currency not in tenant.currencies:
