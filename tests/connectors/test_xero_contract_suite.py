@@ -169,3 +169,45 @@ def test_a_pdf_attached_after_the_write_lands_on_the_document_through_the_contra
         assert target.find_entries(tenant.tenant_id, [external_id])[external_id].has_attachment
     finally:
         target.close()
+
+
+def test_the_connection_check_names_the_organisation_and_refuses_one_the_grant_lacks(xero):
+    fake, tenant, token, _contact = xero
+    cls = provider("xero", ConnectionKind.ACCOUNTING)
+    target = cls(xero_config(fake, token, tenant))
+    elsewhere = cls(
+        xero_config(fake, token, tenant, company_id="0" * 8 + "-0000-0000-0000-" + "0" * 12)
+    )
+    try:
+        check = target.check_connection()
+        assert check.ok and "Contract Ltd" in check.message
+        refused = elsewhere.check_connection()
+        assert not refused.ok and refused.code == ErrorCode.PERMISSION_DENIED
+    finally:
+        target.close()
+        elsewhere.close()
+
+
+def test_tracking_categories_are_listed_with_their_options(xero):
+    fake, tenant, token, _contact = xero
+    target = provider("xero", ConnectionKind.ACCOUNTING)(xero_config(fake, token, tenant))
+    try:
+        categories = dict(target.list_tracking_categories(tenant.tenant_id))
+    finally:
+        target.close()
+    assert set(categories["Region"]) >= {"North", "South"}
+
+
+def test_vat_codes_are_xeros_tax_types_with_their_rates_and_directions(xero):
+    fake, tenant, token, _contact = xero
+    target = provider("xero", ConnectionKind.ACCOUNTING)(xero_config(fake, token, tenant))
+    try:
+        codes = {v.code: v for v in target.list_vat_codes(tenant.tenant_id)}
+        accounts = {a.number: a for a in target.list_accounts(tenant.tenant_id)}
+    finally:
+        target.close()
+    assert codes["OUTPUT2"].rate == Decimal("20") and codes["RROUTPUT"].rate == Decimal("5")
+    assert codes["OUTPUT2"].account is None  # Xero books VAT from the tax type
+    assert accounts["610"].kind == "receivable" and accounts["800"].kind == "payable"
+    assert accounts["200"].kind == "revenue" and accounts["429"].kind == "expense"
+    assert not accounts["499"].active  # archived
