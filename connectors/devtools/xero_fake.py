@@ -822,7 +822,7 @@ class XeroFake:
             ]
             return 200, self._envelope("Currencies", _where(items, query.get("where")))
         if op == "getContacts":
-            return 200, self._list_contacts(tenant, query)
+            return 200, self._list_contacts(tenant, query, headers.get("if-modified-since"))
         if op == "getContact":
             return 200, self._envelope(
                 "Contacts", [self._one(tenant.contacts, params["ContactID"])]
@@ -830,7 +830,7 @@ class XeroFake:
         if op in ("createContacts", "updateOrCreateContacts", "updateContact"):
             return self._write_contacts(tenant, op, data, summarize, params.get("ContactID"))
         if op in ("getInvoices", "getCreditNotes"):
-            return 200, self._list_documents(tenant, op, query)
+            return 200, self._list_documents(tenant, op, query, headers.get("if-modified-since"))
         if op == "getInvoice":
             return 200, self._envelope(
                 "Invoices", [self._one(tenant.invoices, params["InvoiceID"])]
@@ -911,8 +911,8 @@ class XeroFake:
 
     # -- contacts ------------------------------------------------------------------------------
 
-    def _list_contacts(self, tenant: Tenant, query: dict[str, str]) -> dict:
-        items = list(tenant.contacts.values())
+    def _list_contacts(self, tenant: Tenant, query: dict[str, str], since: str | None) -> dict:
+        items = _modified_since(list(tenant.contacts.values()), since)
         if query.get("includeArchived", "false").lower() != "true":
             items = [c for c in items if c["ContactStatus"] == "ACTIVE"]
         if query.get("IDs"):
@@ -1035,10 +1035,10 @@ class XeroFake:
 
     # -- invoices and credit notes -------------------------------------------------------------
 
-    def _list_documents(self, tenant: Tenant, op: str, query: dict[str, str]) -> dict:
+    def _list_documents(self, tenant: Tenant, op: str, query: dict[str, str], since) -> dict:
         invoices = op == "getInvoices"
         records = tenant.invoices if invoices else tenant.credit_notes
-        items = list(records.values())
+        items = _modified_since(list(records.values()), since)
         id_field = "InvoiceID" if invoices else "CreditNoteID"
         for param, name, lower in (
             ("IDs", id_field, True),
@@ -1376,6 +1376,26 @@ class XeroFake:
         tenant.files[attachment_id] = body
         document["HasAttachments"] = True
         return attachment
+
+
+def _modified_since(items: list[dict], since: str | None) -> list[dict]:
+    """The records changed at or after ``If-Modified-Since`` (an ISO date-time, as the spec
+    declares it)."""
+    if not since:
+        return items
+    try:
+        moment = datetime.fromisoformat(since.replace("Z", "+00:00"))
+    except ValueError:
+        raise Refused(f"If-Modified-Since {since!r} is not a date-time") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    cutoff = int(moment.timestamp() * 1000)
+
+    def stamp(item: dict) -> int:
+        match = re.match(r"/Date\((-?\d+)", item.get("UpdatedDateUTC") or "")
+        return int(match.group(1)) if match else 0
+
+    return [item for item in items if stamp(item) >= cutoff]
 
 
 # -- where and order ----------------------------------------------------------------------------

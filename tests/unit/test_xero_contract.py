@@ -448,6 +448,9 @@ def test_contacts_are_found_by_where_search_term_and_ids_and_paged(fake, api):
     by_term = session.get(f"{url}/Contacts", params={"searchTerm": "client 003"}).json()
     by_ids = session.get(f"{url}/Contacts", params={"IDs": f"{ids[0]},{ids[2]}"}).json()
     page = session.get(f"{url}/Contacts", params={"page": 2, "pageSize": 2}).json()
+    future = session.get(
+        f"{url}/Contacts", headers={"If-Modified-Since": "2999-01-01T00:00:00Z"}
+    ).json()
     clash = session.put(
         f"{url}/Contacts",
         params={"summarizeErrors": "false"},
@@ -459,6 +462,7 @@ def test_contacts_are_found_by_where_search_term_and_ids_and_paged(fake, api):
     assert {c["ContactID"] for c in by_ids["Contacts"]} == {ids[0], ids[2]}
     assert [c["Name"] for c in page["Contacts"]] == ["Client 003"]
     assert page["pagination"] == {"page": 2, "pageSize": 2, "pageCount": 2, "itemCount": 3}
+    assert future["Contacts"] == []
     assert [c["StatusAttributeString"] for c in clash["Contacts"]] == ["ERROR", "ERROR"]
     assert "must be unique" in clash["Contacts"][0]["ValidationErrors"][0]["Message"]
     assert fake.violations == []
