@@ -1466,7 +1466,9 @@ def _get(item: dict, path: str) -> Any:
 
 
 def _test(item: dict, clause: str) -> bool:
-    clause = clause.strip().strip("()").strip()
+    clause = clause.strip()
+    while clause.startswith("(") and clause.endswith(")"):  # (A==1): the grouping, not a call's
+        clause = clause[1:-1].strip()
     match = _METHOD.fullmatch(clause)
     if match:
         found = str(_get(item, match["field"]) or "")

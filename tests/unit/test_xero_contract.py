@@ -445,6 +445,9 @@ def test_contacts_are_found_by_where_search_term_and_ids_and_paged(fake, api):
     ]
 
     by_tax = session.get(f"{url}/Contacts", params={"where": 'TaxNumber=="GB2"'}).json()
+    by_part = session.get(
+        f"{url}/Contacts", params={"where": '(Name.Contains("003")) OR AccountNumber=="C001"'}
+    ).json()
     by_term = session.get(f"{url}/Contacts", params={"searchTerm": "client 003"}).json()
     by_ids = session.get(f"{url}/Contacts", params={"IDs": f"{ids[0]},{ids[2]}"}).json()
     page = session.get(f"{url}/Contacts", params={"page": 2, "pageSize": 2}).json()
@@ -458,6 +461,7 @@ def test_contacts_are_found_by_where_search_term_and_ids_and_paged(fake, api):
     ).json()
 
     assert [c["ContactID"] for c in by_tax["Contacts"]] == [ids[1]]
+    assert {c["ContactID"] for c in by_part["Contacts"]} == {ids[0], ids[2]}
     assert [c["ContactID"] for c in by_term["Contacts"]] == [ids[2]]
     assert {c["ContactID"] for c in by_ids["Contacts"]} == {ids[0], ids[2]}
     assert [c["Name"] for c in page["Contacts"]] == ["Client 003"]
