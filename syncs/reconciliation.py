@@ -188,13 +188,13 @@ class Report:
             "unexplained": self.unexplained,
             "unreadable": self.unreadable,
             "by_bucket": [
-                {"bucket": b, "label": BUCKET_LABELS[b], **amounts.as_dict()}
+                {"bucket": b, "label": str(BUCKET_LABELS[b]), **amounts.as_dict()}
                 for b, amounts in self.by_bucket.items()
             ],
             "by_type": [
                 {
                     "type": kind,
-                    "label": INVOICE_TYPE_LABELS.get(kind, kind),
+                    "label": str(INVOICE_TYPE_LABELS.get(kind, kind)),
                     **{name: amounts.as_dict() for name, amounts in totals.items()},
                 }
                 for kind, totals in self.by_type.items()

@@ -4,6 +4,7 @@ after a run; what is missing is shown."""
 import csv
 import datetime as dt
 import io
+import json
 import re
 from decimal import Decimal as D
 
@@ -86,6 +87,21 @@ def test_command_prints_the_table_and_fails_on_unexplained(synced_flow, capsys):
     source.put(InvoiceFactory(source_id="late"))
     with pytest.raises(CommandError):
         call_command("reconcile_flow", str(flow.pk), "--from", "2026-03-01", "--to", "2026-03-31")
+
+
+def test_command_json_has_the_totals(synced_flow, capsys):
+    flow, _, _ = synced_flow
+    call_command(
+        "reconcile_flow", str(flow.pk), "--from", "2026-03-01", "--to", "2026-03-31",
+        "--format", "json",
+    )  # fmt: skip
+    report = json.loads(capsys.readouterr().out)
+    assert report["grand_total"] == {"count": 5, "untaxed": "300.00", "tax": "32.10"}
+    failed = next(b for b in report["by_bucket"] if b["bucket"] == "failed")
+    assert failed["label"] == "Failed" and failed["count"] == 1
+    assert [t["label"] for t in report["by_type"]] == [
+        "Sales invoice", "Sales credit note", "Purchase invoice",
+    ]  # fmt: skip
 
 
 def test_admin_page_shows_the_verdict(synced_flow, client):
