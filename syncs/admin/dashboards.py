@@ -39,6 +39,8 @@ from syncs.states import run_state_text, state_text
 
 # The reconciliation's files: how each is written and sent.
 EXPORTS = {"csv": (report_csv, CSV_CONTENT_TYPE), "xlsx": (report_xlsx, XLSX_CONTENT_TYPE)}
+# The invoices not synced the page lists (the exports hold them all).
+OPEN_LINES_SHOWN = 200
 # The buckets that are one record status (the others are not a status of any record).
 BUCKET_STATUSES = {
     "synced": RecordStatus.SYNCED.value,
@@ -142,6 +144,20 @@ class DashboardViewsMixin:
                         for kind, by_bucket in report.by_type.items()
                     ]
                     context["grand_total"] = report.grand_total
+                    # What is left to look at: every invoice not synced, its record linked.
+                    open_lines = [line for line in report.lines if line.bucket != "synced"]
+                    context["open_lines"] = [
+                        {
+                            "line": line,
+                            "record_url": reverse(
+                                "admin:syncs_syncedrecord_change", args=[line.record_id]
+                            )
+                            if line.record_id
+                            else "",
+                        }
+                        for line in open_lines[:OPEN_LINES_SHOWN]
+                    ]
+                    context["open_lines_more"] = max(0, len(open_lines) - OPEN_LINES_SHOWN)
                     period = {"from": start.isoformat(), "to": end.isoformat()}
                     context["export_urls"] = {
                         kind: f"{request.path}?{urlencode({**period, 'export': kind})}"

@@ -170,6 +170,20 @@ def test_the_page_shows_totals_with_their_currency_and_links_the_failed_records(
     assert 'id="export-csv"' in page and 'id="export-xlsx"' in page
 
 
+def test_the_page_lists_the_invoices_not_synced_with_their_records(synced_flow, admin_client):
+    flow, source, _ = synced_flow
+    source.put(InvoiceFactory(source_id="late", number="F-LATE"))
+    page = admin_client.get(_url(flow), {**PERIOD, "run": "1"}).content.decode()
+    listed = page[page.index('id="open-invoices"') :]
+    bad = SyncedRecord.objects.get(flow=flow, source_id="bad")
+    record_url = reverse("admin:syncs_syncedrecord_change", args=[bad.pk])
+    assert f'<a href="{record_url}">{bad.number}</a>' in listed
+    assert bad.error_code in listed and "€102.10" in listed
+    assert "F-LATE" in listed and "never read by a run" in listed  # no record: no link
+    ok = SyncedRecord.objects.get(flow=flow, source_id="ok1")
+    assert ok.number not in listed
+
+
 def test_csv_export_in_english_has_commas_a_decimal_point_iso_dates_and_a_totals_row(
     synced_flow, admin_client
 ):
