@@ -1,0 +1,265 @@
+"""Stripe into a live Tryton accounting: StripeSource (registry key ``stripe``) reading the
+contract-validated fake Stripe (``connectors/devtools/stripe_fake.py``), TrytonTarget writing to a
+fresh accounting copy, through ``flow_sync`` as a person or the scheduler runs it. One first run
+of a few hundred invoices over several pages, then a few small runs (a key revoked mid-run, 429s
+with retries). Every test asserts that the fake saw no contract violation.
+
+The fake does not serve Stripe's "List all tax rates" yet (``GET /v1/tax_rates``), which the
+mapping suggestions read through ``list_tax_rates``: the tests hand the suggestions the fake
+account's rates as that call would return them (``source_rates``)."""
+
+from __future__ import annotations
+
+from decimal import Decimal as D
+
+import pytest
+
+from connectors.canonical import Direction, SourceTaxRate
+from connectors.devtools.stripe_fake import Line, StripeFake
+from connectors.errors import ErrorCode
+from connectors.models import Connection
+from connectors.providers.stripe.client import StripeClient
+from connectors.providers.stripe.source import StripeSource
+from connectors.selectors import connector_for
+from mappings.models import SyncFlow, VatMapping
+from mappings.services import flow_mappings_suggest
+from syncs.models import RecordStatus, RunStatus, SyncedRecord
+from syncs.services import flow_sync
+from tests.factories import ClientFactory
+from tests.integration.test_tryton_sync import _rows, tryton_moves
+
+pytestmark = [pytest.mark.django_db, pytest.mark.tryton]
+
+DURAND_VAT = "FR81534567896"  # Durand et associés (cabinet): a party of the accounting (id 3)
+
+
+@pytest.fixture
+def ticks():
+    return [0.0]
+
+
+@pytest.fixture
+def fake(ticks):
+    def clock() -> float:
+        ticks[0] += 0.2  # every request moves the fake's rate-limit clock (no sleeping)
+        return ticks[0]
+
+    with StripeFake(rate_limit=False, clock=clock) as fake:
+        yield fake
+        fake.assert_no_violations()
+
+
+@pytest.fixture
+def account(fake):
+    return fake.add_account("Atelier Démo SAS")
+
+
+@pytest.fixture
+def source_rates(monkeypatch, fake, account):
+    def rates(self):
+        return [
+            SourceTaxRate(Direction.SALES, D(str(r["percentage"])), r["id"], r["display_name"])
+            for r in account.tax_rates.values()
+        ]
+
+    monkeypatch.setattr(StripeSource, "list_tax_rates", rates)
+
+
+def stripe_flow(fake, account, accounting, key: str) -> SyncFlow:
+    client = ClientFactory()
+    source = Connection.objects.create(
+        client=client, name="Stripe", kind="invoicing", provider="stripe", auth_kind="api_key",
+        settings={"api_url": fake.api_url, "rate_limit": "1000/1", "retry_base_delay": "0.01",
+                  "retry_attempts": "8"},
+        credentials={"api_key": key},
+    )  # fmt: skip
+    target = Connection.objects.create(
+        client=client, name="Accounting", kind="accounting", provider="tryton",
+        auth_kind="credentials", settings=accounting.settings, credentials=accounting.credentials,
+    )  # fmt: skip
+    flow = SyncFlow.objects.create(
+        client=client, name="Stripe flow", invoicing_connection=source,
+        accounting_connection=target, enabled=True,
+    )  # fmt: skip
+    flow_mappings_suggest(flow=flow)
+    flow = SyncFlow.objects.get(pk=flow.pk)
+    map_rates_left_open(flow, account)
+    return flow
+
+
+def map_rates_left_open(flow: SyncFlow, account) -> None:
+    """The Stripe rates the suggestion left open (account_fr has several sales taxes of one rate:
+    goods and services), mapped as a person would: to the goods tax of that rate."""
+    target = connector_for(flow.accounting_connection)
+    try:
+        codes = target.list_vat_codes(flow.folder)
+    finally:
+        target.close()
+    for rate in account.tax_rates.values():
+        if flow.vat_mappings.filter(direction="sales", source_tax_id=rate["id"]).exists():
+            continue
+        fitting = sorted(
+            (
+                code
+                for code in codes
+                if code.rate == D(str(rate["percentage"]))
+                and code.direction in (None, Direction.SALES)
+                and "intra" not in code.name.lower()
+            ),
+            key=lambda code: ("bien" not in code.name.lower(), code.code),
+        )
+        if fitting:
+            VatMapping.objects.create(
+                flow=flow, direction="sales", source_tax_id=rate["id"], target_code=fitting[0].code
+            )
+
+
+def run(flow: SyncFlow):
+    return flow_sync(flow=SyncFlow.objects.get(pk=flow.pk), trigger="manual")
+
+
+def balanced(move) -> D:
+    debit = sum((line["debit"] for line in move["lines"]), D(0))
+    credit = sum((line["credit"] for line in move["lines"]), D(0))
+    assert debit == credit, move["description"]
+    return debit
+
+
+def test_a_first_run_books_hundreds_of_stripe_invoices_with_their_pdfs_and_customers(
+    fake, account, source_rates, tryton_accounting
+):
+    rates = {
+        "20": fake.add_tax_rate(account, "20", display_name="TVA")["id"],
+        "5.5": fake.add_tax_rate(account, "5.5", display_name="TVA")["id"],
+        "20i": fake.add_tax_rate(account, "20", inclusive=True, display_name="TVA TTC")["id"],
+        "jp10": fake.add_tax_rate(account, "10", country="JP", display_name="JCT")["id"],
+    }
+    durand = fake.add_customer(
+        account, "Cabinet Durand", tax_ids=[("eu_vat", DURAND_VAT), ("fr_siren", "534567896")]
+    )
+    thames = fake.add_customer(
+        account, "Thames Widgets Ltd", country="GB", tax_ids=[("gb_vat", "GB123456789")]
+    )
+    plans = [
+        (durand, [Line("Conseil", 15000, 1, [rates["20"]]),
+                  Line("Livre", 2000, 2, [rates["5.5"]])]),
+        (thames, [Line("Widget", 4999, 3, [rates["20"]], discount=500)]),
+        (durand, [Line("Forfait TTC", 12000, 1, [rates["20i"]])]),
+    ]  # fmt: skip
+    invoices = []
+    for n in range(200):
+        customer, lines = plans[n % len(plans)]
+        invoice = fake.add_invoice(
+            account, customer, lines, discount=1000 if n % 8 == 5 else 0, currency="eur"
+        )
+        invoices.append(invoice)
+    voided = invoices[9]
+    fake.void(account, voided["id"])
+    note = fake.add_credit_note(
+        account, invoices[1]["id"], lines=[(invoices[1]["lines"]["data"][0]["id"], 1)]
+    )
+    yen = fake.add_invoice(
+        account,
+        fake.add_customer(account, "Sakura Trading KK", country="JP", currency="jpy"),
+        [Line("Tea", 12800, 2, [rates["jp10"]])],
+        currency="jpy",
+    )
+    key = fake.keys.issue(account, restricted=True)
+    flow = stripe_flow(fake, account, tryton_accounting, key)
+    fake.reset_counts()
+
+    result = run(flow)
+
+    assert result.status == RunStatus.PARTIAL, (result.error_code, result.error_message)
+    records = {r.source_id: r for r in SyncedRecord.objects.filter(flow=flow)}
+    assert len(records) == 202
+    failed = [r for r in records.values() if r.status == RecordStatus.FAILED]
+    assert [r.source_id for r in failed] == [yen["id"]], {
+        (r.error_code, r.error_message) for r in failed
+    }
+    moves = tryton_moves(tryton_accounting)
+    booked = [i for i in invoices if i["id"] != voided["id"]]
+    assert set(moves) == {i["number"] for i in booked} | {note["number"]}
+    for invoice in booked:
+        move = moves[invoice["number"]]
+        assert balanced(move) == D(invoice["total"]) / 100, invoice["number"]
+        assert move["attachments"] == 1, invoice["number"]  # the invoice's PDF
+    # An inclusive-tax invoice: 100.00 net on revenue, 20.00 on the collected VAT account.
+    inclusive = moves[invoices[2]["number"]]
+    vat = sum(
+        (row["credit"] for row in inclusive["lines"] if row["account.code"].startswith("445")), D(0)
+    )
+    assert (balanced(inclusive), vat) == (D("120.00"), D("20.00"))
+    # The credit note: the customer's account credited with the note's total.
+    refund = moves[note["number"]]
+    customer_side = [row for row in refund["lines"] if row["party"]]
+    assert (
+        sum((row["credit"] - row["debit"] for row in customer_side), D(0)) == D(note["total"]) / 100
+    )
+    # The voided invoice was never posted: skipped, nothing written.
+    assert records[voided["id"]].status == RecordStatus.SKIPPED
+    # Matched by VAT number: Durand's entries are on the accounting's own party 3; Thames Widgets
+    # did not exist there and was created once, with its VAT number.
+    durand_parties = {
+        row["party"] for i in booked if i["customer"] == durand["id"]
+        for row in moves[i["number"]]["lines"] if row["party"]
+    }  # fmt: skip
+    assert durand_parties == {3}
+    created = _rows(
+        tryton_accounting, "party.party", [("name", "=", "Thames Widgets Ltd")],
+        ["identifiers.code"],
+    )  # fmt: skip
+    assert len(created) == 1
+    # The yen invoice is read in whole yen; the accounting books in euros and Stripe states no
+    # exchange rate: it fails with the engine's code, for a person to see.
+    assert records[yen["id"]].status == RecordStatus.FAILED
+    assert records[yen["id"]].error_code == ErrorCode.AMOUNT_VALIDATION
+    assert records[yen["id"]].total == D(25600) + D(2560)
+    # Several pages, and one PDF download per pushed document.
+    assert fake.calls["ListInvoices"] >= 3
+    assert fake.calls["InvoicePdf"] + fake.calls["CreditNotePdf"] == len(booked) + 1
+
+
+def test_a_key_revoked_mid_run_stops_it_and_429s_are_retried_without_losing_an_invoice(
+    fake, account, ticks, source_rates, tryton_accounting, monkeypatch
+):
+    rate = fake.add_tax_rate(account, "20", display_name="TVA")["id"]
+    customer = fake.add_customer(account, "Cabinet Durand", tax_ids=[("eu_vat", DURAND_VAT)])
+    invoices = [
+        fake.add_invoice(account, customer, [Line(f"Mission {n}", 10000 + n, 1, [rate])])
+        for n in range(8)
+    ]
+    key = fake.keys.issue(account)
+    flow = stripe_flow(fake, account, tryton_accounting, key)
+
+    # The key is revoked while the run lists the invoices (after its second call).
+    calls = []
+    original = StripeClient.get
+
+    def get(self, path, params=None):
+        calls.append(path)
+        if len(calls) == 3:
+            fake.keys.revoke(key)
+        return original(self, path, params)
+
+    monkeypatch.setattr(StripeClient, "get", get)
+    stopped = run(flow)
+    monkeypatch.setattr(StripeClient, "get", original)
+
+    assert stopped.status == RunStatus.FAILED
+    assert stopped.error_code == ErrorCode.AUTHENTICATION_FAILED
+    assert key not in (stopped.error_message or "")
+    assert not SyncedRecord.objects.filter(flow=flow, status=RecordStatus.SYNCED).exists()
+
+    # A new key, and Stripe rate-limiting (2 operations per second): every invoice is booked.
+    connection = flow.invoicing_connection
+    connection.credentials = {"api_key": fake.keys.issue(account)}
+    connection.save()
+    fake.rate_limit, fake.limit = True, 2
+    resumed = run(flow)
+
+    assert resumed.status == RunStatus.SUCCEEDED, (resumed.error_code, resumed.error_message)
+    assert 429 in [status for _operation, status in fake.answers]
+    moves = tryton_moves(tryton_accounting)
+    assert set(moves) == {i["number"] for i in invoices}
+    assert all(m["attachments"] == 1 for m in moves.values())
