@@ -182,6 +182,13 @@ def bench_xero(quick: bool) -> None:
     measure(quick, emit)
 
 
+def bench_stripe(quick: bool) -> None:
+    """Source calls per document from Stripe (contract-validated fake) into the counting ledger."""
+    from bench.stripe import measure
+
+    measure(quick, emit)
+
+
 def bench_einvoice_read(quick: bool) -> None:
     from bench.einvoices import bench_read
 
@@ -209,6 +216,7 @@ FIGURES = {
     "scale": bench_scale,
     "pennylane": bench_pennylane,
     "xero": bench_xero,
+    "stripe": bench_stripe,
     "einvoice_read": bench_einvoice_read,
     "einvoice_ingest": bench_einvoice_ingest,
     "pages": bench_pages,
