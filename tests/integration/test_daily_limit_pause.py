@@ -14,6 +14,7 @@ from django.contrib.messages import get_messages
 from django.urls import reverse
 from django.utils import timezone
 from django_q.models import Schedule
+from django_q.scheduler import scheduler
 
 from connectors.errors import ErrorCode, RateLimitPause
 from mappings.models import SyncFlow
@@ -185,3 +186,20 @@ def test_a_run_ending_normally_clears_an_old_pause(limited_target, flow, clock):
     assert tasks.run_flow(flow.pk)["status"] == RunStatus.SUCCEEDED
     flow.refresh_from_db()
     assert flow.paused_until is None
+
+
+def test_django_q2_s_scheduler_runs_the_resume_at_the_pause_s_end_and_not_before(
+    limited_target, flow, clock, q_sync
+):
+    source, target = limited_target
+    source.put(*InvoiceFactory.create_batch(PER_DAY + 2))
+    tasks.run_flow(flow.pk)
+    clock.now = dt.datetime(2026, 3, 2, 23, 59, tzinfo=dt.UTC)
+    scheduler()  # the resume is not due yet
+    assert SyncRun.objects.filter(flow=flow).count() == 1
+    clock.now = dt.datetime(2026, 3, 3, 0, 0, 30, tzinfo=dt.UTC)
+    scheduler()  # due: its task runs (synchronously here) and the schedule is gone
+    resumed = SyncRun.objects.filter(flow=flow).latest("id")
+    assert resumed.status == RunStatus.SUCCEEDED and resumed.trigger == RunTrigger.SCHEDULE
+    assert len(target.entries) == PER_DAY + 2
+    assert not Schedule.objects.filter(name=resume_schedule_name(flow.pk)).exists()
