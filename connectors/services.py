@@ -41,6 +41,11 @@ SETTING_NAME_MAX_LENGTH = 100
 REDACTED = "[redacted]"
 # Secrets shorter than this are not looked for in messages: redacting "ab" would garble any text.
 _MIN_REDACTED_LENGTH = 3
+# Secrets a connection keeps whatever its authentication: set by their own service, never typed
+# in the connection form, so an edit of the connection keeps them (the signing secret of a Stripe
+# connection's webhook endpoint: syncs/webhooks.py, manage.py stripe_webhook --set-secret).
+WEBHOOK_SECRET = "webhook_secret"
+KEPT_SECRETS = (WEBHOOK_SECRET,)
 
 
 def credential_fields(auth_kind: str) -> tuple[str, ...]:
@@ -260,7 +265,7 @@ def connection_update(
     kept = {
         name: value
         for name, value in (stored.credentials or {}).items()
-        if name in credential_fields(connection.auth_kind)
+        if name in credential_fields(connection.auth_kind) or name in KEPT_SECRETS
     }
     connection.credentials = {**kept, **secrets}
 

@@ -43,6 +43,7 @@ from django_q.models import Task
 
 from connectors.models import Connection
 from connectors.oauth import COMPANY_SETTING
+from connectors.services import WEBHOOK_SECRET
 from mappings.models import SyncFlow
 from syncs import services
 from syncs.models import WEBHOOK_EVENTS_KEPT_DAYS, RunTrigger, WebhookEvent, WebhookQueuedRun
@@ -53,7 +54,7 @@ STRIPE_PROVIDER = "stripe"
 STRIPE_SYNC_EVENTS = frozenset({"invoice.finalized", "invoice.voided", "credit_note.created"})
 # Stripe's libraries refuse a signature older than five minutes by default; so do we.
 SIGNATURE_TOLERANCE_SECONDS = 300
-WEBHOOK_SECRET_FIELD = "webhook_secret"
+WEBHOOK_SECRET_FIELD = WEBHOOK_SECRET  # kept by connection_update across edits
 
 
 # -- the signature (pure) ------------------------------------------------------------------------

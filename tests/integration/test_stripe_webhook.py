@@ -14,6 +14,7 @@ from django.utils import timezone
 from django_q.models import OrmQ, Task
 
 from connectors.devtools.stripe_fake import Line, StripeFake
+from connectors.services import connection_update
 from syncs import services
 from syncs.models import RunTrigger, WebhookEvent
 from syncs.tasks import run_flow
@@ -319,4 +320,14 @@ def test_a_connect_event_of_another_connected_account_does_nothing(
     assert queued == [] and WebhookEvent.objects.count() == 0
     ours = {**event(stripe, "invoice.finalized"), "account": "acct_1Ours"}
     assert post(client, connection, ours).status_code == 200
+    assert len(queued) == 2
+
+
+def test_editing_the_connection_keeps_its_signing_secret(client, stripe, connection, flows, queued):
+    connection_update(
+        connection=connection, data={"name": "Stripe renamed"}, credentials={"api_key": "sk_new"}
+    )
+    connection.refresh_from_db()
+    assert connection.credentials == {"api_key": "sk_new", "webhook_secret": SECRET}
+    assert post(client, connection, event(stripe, "invoice.finalized")).status_code == 200
     assert len(queued) == 2
