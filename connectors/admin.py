@@ -33,7 +33,7 @@ from connectors.admin_connection_add import (
     connection_start_view,
     start_query,
 )
-from connectors.admin_filters import ClientScopedRelatedFilter, scoped_list_filter
+from connectors.admin_filters import ClientScopedRelatedFilter, named_rows, scoped_list_filter
 from connectors.admin_inbox import inbox_upload_view, is_inbox
 from connectors.base import (
     AUTH_FIELDS,
@@ -170,6 +170,13 @@ class ClientScopedAdminMixin:
                 kwargs["queryset"] = model._default_manager.filter(client__in=clients)
             elif "flow" in field_names:
                 kwargs["queryset"] = model._default_manager.filter(flow__client__in=clients)
+        # Each option is named "client · name": the clients in the same query, not one per row.
+        queryset = kwargs.get("queryset")
+        if queryset is None:
+            queryset = self.get_field_queryset(kwargs.get("using"), db_field, request)
+        if queryset is None:
+            queryset = db_field.related_model._default_manager.using(kwargs.get("using")).all()
+        kwargs["queryset"] = named_rows(queryset)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 

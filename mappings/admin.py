@@ -21,6 +21,7 @@ from django.utils.translation import gettext_lazy as _
 
 from connectors.admin import ClientScopedAdminMixin, ReadOnlyAdminMixin
 from connectors.admin_filters import ClientScopedRelatedFilter
+from mappings.admin_widgets import sharing_select_options
 from mappings.forms import (
     JournalMappingForm,
     JournalMappingFormSet,
@@ -38,6 +39,7 @@ __all__ = [
     "JournalMappingInline",
     "VatMappingInline",
     "flow_page_lookups",
+    "page_shared_options",
     "proposing_vat",
     "report_lookup_problems",
     "stored_flow_page_lookups",
@@ -145,6 +147,12 @@ def vat_proposals_for_page(request, flow: SyncFlow | None) -> list:
     return memo[flow.pk]
 
 
+def page_shared_options(request) -> set:
+    """The option lists already written on this request's page (mappings.admin_widgets): the
+    flow's form and both inlines write each distinct list once."""
+    return request.__dict__.setdefault("_invsync_shared_options", set())
+
+
 # -- Inlines ------------------------------------------------------------------------------------
 
 
@@ -152,7 +160,8 @@ class LookupInlineMixin:
     def get_formset(self, request, obj=None, **kwargs):
         lookups = stored_flow_page_lookups(request, obj)
         if lookups is not None:
-            kwargs["form"] = type(self.form.__name__, (self.form,), {"lookups": lookups})
+            form = type(self.form.__name__, (self.form,), {"lookups": lookups})
+            kwargs["form"] = sharing_select_options(form, page_shared_options(request))
         return super().get_formset(request, obj, **kwargs)
 
 
