@@ -47,7 +47,8 @@ class ClientScopedRelatedFilter(admin.RelatedOnlyFieldListFilter):
             return field.get_choices(include_blank=False, limit_choices_to=limit, ordering=ordering)
         # As field.get_choices, with the clients the rows' names read in the same query (one
         # query per row otherwise: a flow or connection is named "client · name").
-        rows = named_rows(field.related_model._default_manager.filter(limit).order_by(*ordering))
+        rows = field.related_model._default_manager.filter(limit)
+        rows = named_rows(rows.order_by(*ordering) if ordering else rows)
         key = related().attname
         return [(getattr(row, key), str(row)) for row in rows]
 
