@@ -18,6 +18,12 @@ def sign_in(page: Page, server: str, email: str, password: str = PASSWORD) -> No
     expect(page.locator("#site-name")).to_contain_text("invsync")
 
 
+def switch_language(page: Page, language: str) -> None:
+    """Choose ``language`` ("fr") with the header's language switch; the page comes back in it."""
+    follow(page, page.locator(f'#language-switch button[value="{language}"]'))
+    expect(page.locator("html")).to_have_attribute("lang", language)
+
+
 def follow(page: Page, locator: Locator, timeout: float | None = None) -> None:
     """Click ``locator`` and wait for the page it leads to (``timeout`` in ms, else the page's
     default)."""
