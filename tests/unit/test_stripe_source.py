@@ -357,3 +357,29 @@ def test_a_platform_key_reads_a_connected_account_through_stripe_account(stripe)
     with pytest.raises(InvsyncError) as caught:
         source.get_invoice(invoice["id"])
     assert caught.value.code == ErrorCode.PERMISSION_DENIED
+
+
+@pytest.mark.parametrize("page_size", [1, 4, 100])
+def test_every_document_is_listed_once_oldest_first_whatever_the_page_size(page_size):
+    now = [1_767_225_600]
+    with StripeFake(rate_limit=False, now=lambda: now[0]) as fake:
+        account = fake.add_account("Pages SAS")
+        key = fake.keys.issue(account)
+        customer = fake.add_customer(account, "Client SA")
+        for n in range(30):
+            now[0] += 0 if n % 5 else 3 * 86400  # bursts of five in one second, days apart
+            invoice = fake.add_invoice(account, customer, [Line(f"Item {n}", 1000 + n, 1)])
+            if n % 9 == 4:
+                fake.add_credit_note(account, invoice["id"])
+        fake.add_invoice(account, customer, [Line("Draft", 100, 1)], status="draft")
+        source = StripeSource(config(fake, key), page_size=page_size, clock=lambda: now[0] + 1)
+
+        listed = list(source.iter_invoices(since=None, directions=SALES))
+
+        expected = {i for i, obj in account.invoices.items() if obj["status"] != "draft"}
+        expected |= set(account.credit_notes)
+        ids = [item.source_id for item in listed]
+        assert sorted(ids) == sorted(expected)
+        stamps = [item.updated_at for item in listed]
+        assert stamps == sorted(stamps)
+        assert fake.violations == []

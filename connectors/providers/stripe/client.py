@@ -20,8 +20,9 @@ sends. See ``docs/stripe.md``.
   the retry policy backs off exponentially with jitter, as Stripe asks.
 - Lists: newest first, ``limit`` up to 100, cursors ``starting_after``/``ending_before``. To yield
   the oldest first without reading every page before the first item, :meth:`StripeClient.ascending`
-  splits the ``created`` range in halves until a window fits in one page (the newest page of a
-  range is reused for its newer half, so only the older halves cost a call).
+  splits the ``created`` range in two until a window fits in one page (in halves, or eight
+  spans of its newest page back when that page spans little of it); the newest page of a range
+  is reused for its newer part, so only the older parts cost a call.
 
 This module takes no ORM and imports no django (connectors' layers, pyproject.toml).
 """
@@ -312,7 +313,11 @@ class StripeClient:
                 query = {**params, "limit": page_size, "created[gte]": start, "created[lt]": end}
                 yield from _oldest_first(list(self.pages(path, query, first=newest)))
                 return
-            middle = (start + end) // 2
+            # Halved, or nearer the newest page when it spans little of the range (an
+            # account's invoices are recent next to Stripe's start): eight of its spans back.
+            oldest = min(int(item.get("created") or 0) for item in items) if items else start
+            middle = max((start + end) // 2, end - 8 * max(1, end - oldest))
+            middle = min(max(middle, start + 1), end - 1)
             newer = [item for item in items if int(item.get("created") or 0) >= middle]
             yield from window(start, middle, None)
             if len(newer) < len(items):
