@@ -6,6 +6,7 @@ asserts that the fake saw no violation."""
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
@@ -14,6 +15,7 @@ from connectors.base import AuthKind, ConnectionConfig
 from connectors.canonical import Direction, Invoice, InvoiceStatus, InvoiceType, TaxKind
 from connectors.devtools.stripe_fake import Line, StripeFake
 from connectors.errors import ErrorCode, InvsyncError
+from connectors.oauth import StaticTokenSource
 from connectors.outbound import OutboundPolicy
 from connectors.providers.stripe.client import key_rate_limit
 from connectors.providers.stripe.source import StripeSource, money
@@ -383,3 +385,29 @@ def test_every_document_is_listed_once_oldest_first_whatever_the_page_size(page_
         stamps = [item.updated_at for item in listed]
         assert stamps == sorted(stamps)
         assert fake.violations == []
+
+
+def test_a_stripe_connect_connection_sends_its_token_and_the_connected_account(stripe):
+    fake = stripe[0]
+    platform = fake.add_account("Platform OAuth Inc")
+    connected = fake.add_account("Connected OAuth SARL")
+    invoice = fake.add_invoice(connected, fake.add_customer(connected, "C"), [Line("Z", 500, 1)])
+    fake.connect(platform, connected)
+    token = fake.keys.issue(platform)
+    cfg = ConnectionConfig(
+        AuthKind.OAUTH2,
+        {"api_url": fake.api_url, "company_id": connected.id, "rate_limit": "10000/1"},
+        {},
+        outbound=LOOPBACK,
+        tokens=StaticTokenSource(token),
+    )
+    source = StripeSource(cfg)
+
+    assert read(source, invoice["id"]).source_id == invoice["id"]
+    _method, _target, headers = fake.requests[-1]
+    sent = {k.lower(): v for k, v in headers.items()}
+    assert sent["authorization"] == f"Bearer {token}"
+    assert sent["stripe-account"] == connected.id
+    assert sent["stripe-version"] == "2025-03-31.basil"
+    not_connected = StripeSource(replace(cfg, tokens=None))
+    assert not not_connected.check_connection().ok
