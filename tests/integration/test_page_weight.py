@@ -22,9 +22,10 @@ from tests.factories import SyncedRecordFactory, SyncFlowFactory, SyncRunFactory
 
 pytestmark = pytest.mark.django_db
 
-# A chart with as many VAT codes as a real one (the demo's Tryton has 77).
+# A chart with as many VAT codes as a real one (the demo's Tryton has 77), at rates of their own
+# (the suggestions still map 20, 10, 5.5 and 0 % each to one code).
 MANY_VAT_CODES = FRENCH_VAT_CODES + tuple(
-    VatCode(f"{prefix}X{n}", Decimal(n), f"TVA {label} spéciale {n} %", account, direction)
+    VatCode(f"{prefix}X{n}", Decimal(f"{n}.7"), f"TVA {label} spéciale {n},7 %", account, direction)
     for prefix, label, account, direction in (
         ("V", "collectée", "44571", Direction.SALES),
         ("A", "déductible", "44566", Direction.PURCHASES),
