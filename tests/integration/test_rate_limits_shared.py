@@ -121,6 +121,25 @@ def test_a_killed_workers_lease_lapses_after_its_hold_on_sqlite(file_db, setting
     assert 0.3 <= waited < 10  # not taken while the dead lease held; taken once it lapsed
 
 
+@pytest.mark.scale
+def test_a_killed_workers_lease_lapses_after_its_hold_on_postgresql(scale_services):
+    database_url = scale_services.fresh_database()
+    spec = {"windows": [[1000, 1]], "concurrency": 1}
+    holder = worker(database_url, "pg-killed", spec, "--hang", "--hold", "2")
+    try:
+        assert holder.stdout.readline().strip() == "held", holder.stderr.read()[-4000:]
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(30)
+    killed = time.time()
+    # Another worker, in another process, waits for the dead one's lease to lapse.
+    taker = worker(database_url, "pg-killed", spec, "--count", "1", "--hold", "2")
+    out, err = taker.communicate(timeout=120)
+    assert taker.returncode == 0, err[-4000:]
+    ((began, _),) = json.loads(out)["requests"]
+    assert 0.3 <= began - killed < 10
+
+
 def test_a_full_day_window_in_the_database_pauses_and_takes_nothing(file_db):
     day = Limits((Window(100, 60), Window(2, 86_400)))
     limiter = DatabaseLimiter("d" * 64, "a" * 64, day, sleep=_no_sleep)
