@@ -44,7 +44,7 @@ DATA = Path(__file__).resolve().parent / "data" / "demo_lookups.json"
 PROVIDER = "bench_demo"
 CLIENT_NAME = "Demo company"
 FLOW_NAME = "Tryton invoicing to Tryton accounting"
-GUIDED_FLOW_NAME = "Guided set-up (bench)"
+GUIDED_FLOW_NAME = "Sales and purchases (guided set-up)"
 ADMIN_EMAIL = "admin@example.com"
 # As the demo: France's everyday rates mapped, the 2.1 % press rate left to a person.
 DEMO_RATES = (Decimal("20"), Decimal("10"), Decimal("5.5"), Decimal("0"))
