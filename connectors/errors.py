@@ -459,8 +459,9 @@ def english_text(key: str, params: Mapping[str, Any] | None, fallback: str = "")
 
 
 # What connectors raise most, as message keys (connectors.messages): by code, and for an
-# unreachable tool by the transport failure (connectors.http's CONNECTION, TIMEOUT, DROPPED,
-# BLOCKED) or the server's error status. Other failures keep their own English sentence.
+# unreachable tool by the transport failure (connectors.http's CONNECTION, TIMEOUT, DROPPED).
+# Other failures (a server error's status, an address the outbound policy refuses) keep their
+# vendor's own English sentence, which says more than a shared one would.
 _CONNECTION_KEYS = {
     ErrorCode.AUTHENTICATION_FAILED: "connection.authentication_refused",
     ErrorCode.PERMISSION_DENIED: "connection.permission_denied",
@@ -470,7 +471,6 @@ _FAILURE_KEYS = {
     "connection": "connection.unreachable",
     "timeout": "connection.timeout",
     "dropped": "connection.dropped",
-    "blocked": "connection.address_blocked",
 }
 
 
@@ -482,11 +482,6 @@ def connection_message_key(
     code = ErrorCode(code)
     if code in _CONNECTION_KEYS:
         return _CONNECTION_KEYS[code]
-    if failure in _FAILURE_KEYS and code in (
-        ErrorCode.UNAVAILABLE,
-        ErrorCode.CONFIGURATION_INCOMPLETE,
-    ):
+    if failure in _FAILURE_KEYS and code is ErrorCode.UNAVAILABLE:
         return _FAILURE_KEYS[failure]
-    if code is ErrorCode.UNAVAILABLE and status is not None and status >= 500:
-        return "connection.server_error"
     return ""

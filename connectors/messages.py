@@ -291,14 +291,8 @@ MESSAGES: dict[str, str] = {
     "connection.unreachable": N_("%(vendor)s cannot be reached at %(url)s."),
     "connection.timeout": N_("%(vendor)s did not answer in %(timeout)s s."),
     "connection.dropped": N_("%(vendor)s dropped the connection before answering."),
-    "connection.server_error": N_(
-        "%(vendor)s failed with a server error (HTTP %(status)s); it will be tried again."
-    ),
     "connection.invoice_gone": N_(
         "%(vendor)s no longer has this invoice (deleted, or not visible to the connected user)."
-    ),
-    "connection.address_blocked": N_(
-        "%(vendor)s's address is not allowed by this deployment's outbound policy."
     ),
     "check.tryton_ok": N_("Connected to Tryton database %(database)s: %(summary)s"),
     "check.tryton_login_method": N_(

@@ -731,9 +731,11 @@ def check_failure_message(client: TrytonClient, error: InvsyncError) -> str:
 
 
 def _check_failure(client: TrytonClient, error: InvsyncError) -> Msg | None:
+    where = {"url": client.display_url, "database": repr(client.database)}
+    if error.code == ErrorCode.AUTHENTICATION_FAILED and not getattr(error, "tryton_error", ""):
+        return Msg("check.tryton_login_refused", **where)  # HTTP 401
     if not isinstance(error, TrytonError) or not error.tryton_error:
         return None
-    where = {"url": client.display_url, "database": repr(client.database)}
     if error.tryton_error == "LoginException":
         return Msg("check.tryton_login_method", **where)
     if error.code == ErrorCode.AUTHENTICATION_FAILED:
