@@ -294,6 +294,7 @@ MESSAGES: dict[str, str] = {
     "connection.invoice_gone": N_(
         "%(vendor)s no longer has this invoice (deleted, or not visible to the connected user)."
     ),
+    "check.pennylane_ok": N_("Connected to Pennylane: company %(company)s."),
     "check.tryton_ok": N_("Connected to Tryton database %(database)s: %(summary)s"),
     "check.tryton_login_method": N_(
         "Tryton at %(url)s, database %(database)s asks for more than a login and a password "

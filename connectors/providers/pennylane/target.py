@@ -64,6 +64,7 @@ from connectors.canonical import (
 )
 from connectors.errors import CONNECTION_CODES, ErrorCode, InvsyncError
 from connectors.http import HttpError
+from connectors.messages import Msg, json_params
 from connectors.providers.pennylane.client import (
     DEFAULT_API_URL,
     RATE_LIMIT,
@@ -166,10 +167,9 @@ class PennylaneTarget(AccountingTarget):
         try:
             company = self.company()
         except InvsyncError as error:
-            return ConnectionCheck(False, str(error), error.code)
-        return ConnectionCheck(
-            True, f"Connected to Pennylane: company {company.get('name') or company.get('id')}."
-        )
+            return ConnectionCheck(False, str(error), error.code, error.key, error.params)
+        ok = Msg("check.pennylane_ok", company=str(company.get("name") or company.get("id")))
+        return ConnectionCheck(True, ok.english(), "", ok.key, json_params(ok.params))
 
     def list_folders(self) -> list[Folder]:
         company = self.company()
