@@ -269,6 +269,18 @@ MESSAGES: dict[str, str] = {
         "The run lost its lease (it was stalled longer than the lease); another run took over."
     ),
     "run.no_result": N_("The accounting tool returned no result for this entry."),
+    "run.partners_ambiguous": N_(
+        "%(count)s customers or suppliers in the accounting tool have %(criterion)s %(value)s: "
+        "%(listed)s."
+    ),
+    "run.partners_ambiguous_more": N_(
+        "%(count)s customers or suppliers in the accounting tool have %(criterion)s %(value)s: "
+        "%(listed)s and %(more)s more."
+    ),
+    "criterion.auxiliary_account": N_("the auxiliary account"),
+    "criterion.vat_number": N_("the VAT number"),
+    "criterion.company_number": N_("the company number"),
+    "criterion.name": N_("the name"),
     "run.partner_link_gone": N_(
         "%(partner)s was linked to the accounting tool's partner %(target)s, which no longer "
         "exists."

@@ -23,6 +23,7 @@ from stdnum.util import clean
 
 from connectors.canonical import Partner, TargetPartner
 from connectors.errors import ErrorCode, InvsyncError
+from connectors.messages import Msg
 
 # The values of ``syncs.models.MatchedBy``, repeated here to keep this module free of the ORM.
 MATCHED_BY_AUXILIARY_ACCOUNT = "auxiliary_account"
@@ -259,7 +260,23 @@ def _ambiguous(criterion: _Criterion, partner: Partner, hits: list[TargetPartner
         f"{count} customers/suppliers in accounting have {criterion.label} "
         f"{criterion.shown(partner)}: {listed}."
     )
-    return InvsyncError(ErrorCode.PARTNER_AMBIGUOUS, message, field=criterion.field)
+    # For the admin, in the reader's language: the same facts by key (connectors.messages).
+    more = len(hits) - _LISTED_AT_MOST
+    names = ", ".join(f'"{hit.name}" ({hit.id})' for hit in hits[:_LISTED_AT_MOST])
+    params = {
+        "count": len(hits),
+        "criterion": Msg(f"criterion.{criterion.field}"),
+        "value": criterion.shown(partner),
+        "listed": names,
+        "more": more,
+    }
+    return InvsyncError(
+        ErrorCode.PARTNER_AMBIGUOUS,
+        message,
+        field=criterion.field,
+        key="run.partners_ambiguous_more" if more > 0 else "run.partners_ambiguous",
+        params=params,
+    )
 
 
 def match_partner(partner: Partner, candidates: Sequence[TargetPartner]) -> PartnerMatch | None:

@@ -42,6 +42,7 @@ EXPANSIONS = {
     "state": ("missing", "inactive"),
     "name": ("untaxed_amount", "tax_amount", "total", "discount_amount", "base", "amount"),
     "invoice.type.value": ("customer_refund", "supplier_refund"),
+    "criterion.field": ("auxiliary_account", "vat_number", "company_number", "name"),
     "key": (
         "sales_default", "purchases_default", "customer_collective", "supplier_collective",
         "rounding_credit", "rounding_debit", "sales_discount", "purchases_discount",
