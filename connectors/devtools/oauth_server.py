@@ -8,7 +8,9 @@ mock of our functions): invsync's OAuth2 connections run their whole dance again
 - ``POST /oauth/token``: ``authorization_code`` (client checked, code used once, same
   ``redirect_uri``, the PKCE verifier checked against the challenge) and ``refresh_token``, which
   ROTATES: a used refresh token is dead (``invalid_grant``), as Pennylane's and Xero's are.
-- ``POST /oauth/revoke`` (RFC 7009): revokes the grant of the token given.
+- ``POST /oauth/revoke`` (RFC 7009): revokes the grant of the token given (the client
+  authenticated by HTTP Basic or in the body). ``stats.revoke_requests`` records each revocation's
+  target as an access log writes it (to show no secret travels in a URL).
 - The API a grant opens: ``GET /api/external/v2/me`` (Pennylane's user profile: the first company
   granted), ``GET /api/external/firm/v1/companies`` (every company granted) and
   ``GET /api/ping``; each answers 401 to an unknown, expired or revoked access token.
@@ -86,6 +88,9 @@ class Stats:
     token_requests: list[dict[str, str]] = field(default_factory=list)  # forms, secrets removed
     api_calls: int = 0
     authorize_requests: list[dict[str, str]] = field(default_factory=list)
+    # Each revocation or deauthorization request: its target (path and query, as an access log
+    # would write it) and how the client authenticated ("basic", "bearer", "body" or "").
+    revoke_requests: list[tuple[str, str]] = field(default_factory=list)
 
 
 class OAuthServer:
@@ -269,6 +274,11 @@ class OAuthServer:
             self.stats.refreshes += 1
             return _json(200, self._issue(refresh.grant))
 
+    def issue(self, client_id: str = CLIENT_ID) -> dict[str, Any]:
+        """A grant's tokens, issued without the browser's dance (for tests of what follows)."""
+        with self._lock:
+            return self._issue(Grant(client_id, "", self.companies))
+
     def _issue(self, grant: Grant) -> dict[str, Any]:
         access, refresh = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
         if self.stripe_connect:  # Stripe's shapes: a secret key of the account, rt_…
@@ -293,7 +303,14 @@ class OAuthServer:
             "scope": grant.scope,
         }
 
-    def revoke(self, form: dict[str, str]) -> tuple[int, dict, bytes]:
+    def revoke(
+        self, form: dict[str, str], basic: tuple[str, str] | None = None
+    ) -> tuple[int, dict, bytes]:
+        """RFC 7009: the client authenticates (HTTP Basic, as Xero's revocation endpoint asks,
+        or ``client_id``/``client_secret`` in the body, as Pennylane's takes them)."""
+        client_id, client_secret = basic or (form.get("client_id"), form.get("client_secret"))
+        if not client_id or self.clients.get(client_id) != client_secret:
+            return _json(401, {"error": "invalid_client", "error_description": "client"})
         with self._lock:
             item = self._access.get(form.get("token", "")) or self._refresh.get(
                 form.get("token", "")
@@ -379,12 +396,18 @@ def _handler(server: OAuthServer) -> type[BaseHTTPRequestHandler]:
             form = self._form()
             bearer = self.headers.get("Authorization", "")
             bearer = bearer[7:].strip() if bearer.startswith("Bearer ") else ""
+            if path in ("/oauth/revoke", "/oauth/deauthorize"):
+                how = (
+                    "basic" if self._basic() else "bearer" if bearer
+                    else "body" if form.get("client_secret") else ""
+                )  # fmt: skip
+                server.stats.revoke_requests.append((self.path, how))
             if path == "/oauth/token":
                 self._send(server.token(form, self._basic(), bearer))
             elif path == "/oauth/deauthorize":
                 self._send(server.deauthorize(form, bearer))
             elif path == "/oauth/revoke":
-                self._send(server.revoke(form))
+                self._send(server.revoke(form, self._basic()))
             elif path == "/oauth/authorize/decide":
                 self._send(server.decide_page(form))
             else:
