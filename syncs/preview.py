@@ -87,6 +87,17 @@ def flow_preview(
                     flow=flow, source_id__in=[item.source_id for item in chunk]
                 )
             }
+            # The chunk's partners' links in one query (the first link of each, as .first()).
+            links: dict[str, PartnerLink] = {}
+            partner_ids = {
+                item.partner.source_id
+                for item in chunk
+                if not isinstance(item, SourceRecordError) and item.partner is not None
+            }
+            for each in PartnerLink.objects.filter(
+                flow=flow, source_partner_id__in=partner_ids
+            ).order_by("pk"):
+                links.setdefault(each.source_partner_id, each)
             for item in chunk:
                 record = records.get(item.source_id)
                 if record is not None and record.status in (
@@ -106,11 +117,7 @@ def flow_preview(
                     external_id=record_external_id(flow, item.source_id),
                     overrides=record_overrides(record) if record is not None else None,
                 )
-                link = None
-                if item.partner is not None:
-                    link = PartnerLink.objects.filter(
-                        flow=flow, source_partner_id=item.partner.source_id
-                    ).first()
+                link = links.get(item.partner.source_id) if item.partner is not None else None
                 info = error_info(result.code) if isinstance(result, Rejected) else None
                 posting = result.posting if isinstance(result, Posted) else None
                 items.append(

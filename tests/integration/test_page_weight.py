@@ -18,7 +18,14 @@ from connectors.canonical import Direction, VatCode
 from mappings.models import VatMapping
 from syncs.models import RecordStatus
 from tests.doubles import FRENCH_VAT_CODES
-from tests.factories import SyncedRecordFactory, SyncFlowFactory, SyncRunFactory
+from tests.factories import (
+    InvoiceFactory,
+    PartnerFactory,
+    PartnerLinkFactory,
+    SyncedRecordFactory,
+    SyncFlowFactory,
+    SyncRunFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -142,3 +149,25 @@ def test_a_main_page_runs_as_many_queries_with_thirty_rows_as_with_three(
         SyncFlowFactory(client=flow.client, name=f"Extra flow {n}")
     large, _ = _queries(admin_client, url)
     assert large == small, f"{page}: {small} queries with 3 rows, {large} with 30"
+
+
+def test_the_flow_preview_reads_the_partner_links_of_its_invoices_at_once(
+    admin_client, memory_connectors
+):
+    source, _target = memory_connectors
+    flow = _flow_with_vat_rows(0)
+    url = reverse("admin:mappings_syncflow_preview", args=[flow.pk])
+
+    def invoices(first: int, count: int) -> None:
+        for n in range(first, first + count):
+            partner = PartnerFactory(source_id=f"c-{n}", name=f"Client {n} SARL")
+            source.put(InvoiceFactory(partner=partner))
+            PartnerLinkFactory(flow=flow, source_partner_id=f"c-{n}", target_partner_id=f"t-{n}")
+
+    invoices(0, 2)
+    admin_client.get(url)
+    small, _ = _queries(admin_client, url)
+    invoices(2, 8)  # the preview's ten invoices, each with its partner's link
+    large, html = _queries(admin_client, url)
+    assert html.count(b"t-9") or html.count(b"t-2")
+    assert large == small, f"{small} queries for 2 invoices, {large} for 10"
