@@ -12,6 +12,7 @@ Django's own: only the markup changes.
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 from html import escape
@@ -108,10 +109,10 @@ def share_select_options(form: forms.BaseForm, rendered: set) -> None:
             and isinstance(widget.choices, list)  # not a queryset's: no query here
             and _option_count(widget.choices) >= SHARED_FROM
         ):
-            shared = SharedOptionsSelect(
-                attrs=widget.attrs, choices=widget.choices, rendered=rendered
-            )
-            shared.is_required = widget.is_required
+            # The same widget (attributes, choices already normalised), rendered the shared way.
+            shared = copy.copy(widget)
+            shared.__class__ = SharedOptionsSelect
+            shared.rendered = rendered
             field.widget = shared
 
 
