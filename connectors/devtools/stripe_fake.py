@@ -1382,6 +1382,13 @@ class StripeFake:
             return self._page(items, query, "/v1/events", "event")
         if op == "RetrieveEvent":
             return copy.deepcopy(self._get(account.events, params[0], "event", "id"))
+        if op == "ListTaxRates":
+            items = list(account.tax_rates.values())
+            items = [i for i in items if _in_range(i["created"], query.get("created"))]
+            for name in ("active", "inclusive"):
+                if name in query:
+                    items = [i for i in items if bool(i[name]) == query[name]]
+            return self._page(items, query, "/v1/tax_rates", "tax rate")
         if op == "RetrieveTaxRate":
             return copy.deepcopy(self._get(account.tax_rates, params[0], "tax rate", "tax_rate"))
         raise AssertionError(op)

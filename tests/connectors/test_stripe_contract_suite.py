@@ -27,22 +27,12 @@ def stripe():
         yield fake, account, key
 
 
-# The fake does not serve Stripe's "List all tax rates" (GET /v1/tax_rates) yet; the connector
-# lists them there (docs/stripe.md). Strict: this fails once the fake serves it.
-NO_TAX_RATE_LIST = pytest.mark.xfail(
-    strict=True, reason="the fake Stripe does not serve GET /v1/tax_rates (List all tax rates)"
-)
-
-
 @pytest.fixture(autouse=True)
-def no_contract_violation(stripe, request):
+def no_contract_violation(stripe):
     fake = stripe[0]
     seen = len(fake.violations)
     yield
-    broken = [str(v) for v in fake.violations[seen:]]
-    if request.node.get_closest_marker("xfail"):
-        broken = [v for v in broken if "GET /v1/tax_rates:" not in v]
-    assert broken == []
+    assert [str(v) for v in fake.violations[seen:]] == []
 
 
 def stripe_config(fake: StripeFake, api_key: str, **settings: str) -> ConnectionConfig:
@@ -79,7 +69,3 @@ class TestStripeSourceContract(SourceContract):
     @pytest.fixture
     def unknown_invoice_id(self):
         return "in_1Fk99999999unknown00000"
-
-    @NO_TAX_RATE_LIST
-    def test_tax_rates_are_listed_per_direction(self, source, invoices):
-        super().test_tax_rates_are_listed_per_direction(source, invoices)

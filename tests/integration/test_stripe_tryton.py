@@ -2,11 +2,9 @@
 contract-validated fake Stripe (``connectors/devtools/stripe_fake.py``), TrytonTarget writing to a
 fresh accounting copy, through ``flow_sync`` as a person or the scheduler runs it. One first run
 of a few hundred invoices over several pages, then a few small runs (a key revoked mid-run, 429s
-with retries). Every test asserts that the fake saw no contract violation.
-
-The fake does not serve Stripe's "List all tax rates" yet (``GET /v1/tax_rates``), which the
-mapping suggestions read through ``list_tax_rates``: the tests hand the suggestions the fake
-account's rates as that call would return them (``source_rates``)."""
+with retries). Every test asserts that the fake saw no contract violation. The mapping
+suggestions read the connector's own listing of the tax rates (Stripe's "List all tax rates"):
+the rates a person picked by id, Stripe Tax's own ones by rate."""
 
 from __future__ import annotations
 
@@ -14,12 +12,11 @@ from decimal import Decimal as D
 
 import pytest
 
-from connectors.canonical import Direction, SourceTaxRate
+from connectors.canonical import Direction
 from connectors.devtools.stripe_fake import Line, StripeFake
 from connectors.errors import ErrorCode
 from connectors.models import Connection
 from connectors.providers.stripe.client import StripeClient
-from connectors.providers.stripe.source import StripeSource
 from connectors.selectors import connector_for
 from mappings.models import SyncFlow, VatMapping
 from mappings.services import flow_mappings_suggest
@@ -54,17 +51,6 @@ def account(fake):
     return fake.add_account("Atelier Démo SAS")
 
 
-@pytest.fixture
-def source_rates(monkeypatch, fake, account):
-    def rates(self):
-        return [
-            SourceTaxRate(Direction.SALES, D(str(r["percentage"])), r["id"], r["display_name"])
-            for r in account.tax_rates.values()
-        ]
-
-    monkeypatch.setattr(StripeSource, "list_tax_rates", rates)
-
-
 def stripe_flow(fake, account, accounting, key: str) -> SyncFlow:
     client = ClientFactory()
     source = Connection.objects.create(
@@ -89,20 +75,28 @@ def stripe_flow(fake, account, accounting, key: str) -> SyncFlow:
 
 def map_rates_left_open(flow: SyncFlow, account) -> None:
     """The Stripe rates the suggestion left open (account_fr has several sales taxes of one rate:
-    goods and services), mapped as a person would: to the goods tax of that rate."""
+    goods and services), mapped as a person would: to the goods tax of that rate; a rate picked
+    in Stripe by its id, Stripe Tax's own rates by their rate (as the listing offers them)."""
     target = connector_for(flow.accounting_connection)
     try:
         codes = target.list_vat_codes(flow.folder)
     finally:
         target.close()
     for rate in account.tax_rates.values():
-        if flow.vat_mappings.filter(direction="sales", source_tax_id=rate["id"]).exists():
+        percentage = D(str(rate["percentage"]))
+        by_rate = rate["jurisdiction_level"] is not None  # Stripe Tax's own
+        mapped = flow.vat_mappings.filter(direction="sales")
+        if (
+            mapped.filter(source_tax_id="", source_rate=percentage).exists()
+            if by_rate
+            else mapped.filter(source_tax_id=rate["id"]).exists()
+        ):
             continue
         fitting = sorted(
             (
                 code
                 for code in codes
-                if code.rate == D(str(rate["percentage"]))
+                if code.rate == percentage
                 and code.direction in (None, Direction.SALES)
                 and "intra" not in code.name.lower()
             ),
@@ -110,7 +104,11 @@ def map_rates_left_open(flow: SyncFlow, account) -> None:
         )
         if fitting:
             VatMapping.objects.create(
-                flow=flow, direction="sales", source_tax_id=rate["id"], target_code=fitting[0].code
+                flow=flow,
+                direction="sales",
+                source_rate=percentage if by_rate else None,
+                source_tax_id="" if by_rate else rate["id"],
+                target_code=fitting[0].code,
             )
 
 
@@ -126,13 +124,14 @@ def balanced(move) -> D:
 
 
 def test_a_first_run_books_hundreds_of_stripe_invoices_with_their_pdfs_and_customers(
-    fake, account, source_rates, tryton_accounting
+    fake, account, tryton_accounting
 ):
     rates = {
         "20": fake.add_tax_rate(account, "20", display_name="TVA")["id"],
         "5.5": fake.add_tax_rate(account, "5.5", display_name="TVA")["id"],
         "20i": fake.add_tax_rate(account, "20", inclusive=True, display_name="TVA TTC")["id"],
         "jp10": fake.add_tax_rate(account, "10", country="JP", display_name="JCT")["id"],
+        "auto": fake.add_tax_rate(account, "20", automatic=True)["id"],  # Stripe Tax's own
     }
     durand = fake.add_customer(
         account, "Cabinet Durand", tax_ids=[("eu_vat", DURAND_VAT), ("fr_siren", "534567896")]
@@ -145,13 +144,15 @@ def test_a_first_run_books_hundreds_of_stripe_invoices_with_their_pdfs_and_custo
                   Line("Livre", 2000, 2, [rates["5.5"]])]),
         (thames, [Line("Widget", 4999, 3, [rates["20"]], discount=500)]),
         (durand, [Line("Forfait TTC", 12000, 1, [rates["20i"]])]),
+        (durand, [Line("Abonnement", 7300, 1, [rates["auto"]])]),  # Stripe Tax calculated
     ]  # fmt: skip
     invoices = []
     for n in range(200):
         customer, lines = plans[n % len(plans)]
         invoice = fake.add_invoice(
-            account, customer, lines, discount=1000 if n % 8 == 5 else 0, currency="eur"
-        )
+            account, customer, lines, discount=1000 if n % 8 == 5 else 0, currency="eur",
+            automatic_tax=n % len(plans) == 3,
+        )  # fmt: skip
         invoices.append(invoice)
     voided = invoices[9]
     fake.void(account, voided["id"])
@@ -190,6 +191,13 @@ def test_a_first_run_books_hundreds_of_stripe_invoices_with_their_pdfs_and_custo
         (row["credit"] for row in inclusive["lines"] if row["account.code"].startswith("445")), D(0)
     )
     assert (balanced(inclusive), vat) == (D("120.00"), D("20.00"))
+    # A Stripe Tax invoice: Stripe's own rate mapped by its rate (no person picked its id).
+    taxed = moves[invoices[3]["number"]]
+    vat = sum(
+        (row["credit"] for row in taxed["lines"] if row["account.code"].startswith("445")), D(0)
+    )
+    assert (balanced(taxed), vat) == (D("87.60"), D("14.60"))
+    assert not flow.vat_mappings.filter(source_tax_id=rates["auto"]).exists()
     # The credit note: the customer's account credited with the note's total.
     refund = moves[note["number"]]
     customer_side = [row for row in refund["lines"] if row["party"]]
@@ -221,7 +229,7 @@ def test_a_first_run_books_hundreds_of_stripe_invoices_with_their_pdfs_and_custo
 
 
 def test_a_key_revoked_mid_run_stops_it_and_429s_are_retried_without_losing_an_invoice(
-    fake, account, ticks, source_rates, tryton_accounting, monkeypatch
+    fake, account, ticks, tryton_accounting, monkeypatch
 ):
     rate = fake.add_tax_rate(account, "20", display_name="TVA")["id"]
     customer = fake.add_customer(account, "Cabinet Durand", tax_ids=[("eu_vat", DURAND_VAT)])

@@ -101,6 +101,24 @@ def test_created_and_status_filters_and_indexed_arrays(fake, acct, key):
     assert fake.violations == []
 
 
+def test_tax_rates_are_listed_newest_first_by_active_inclusive_and_created(fake, key):
+    status, page, _ = call(fake, "/v1/tax_rates?limit=100", key)
+    assert status == 200 and page["url"] == "/v1/tax_rates" and not page["has_more"]
+    assert len(page["data"]) == 7  # generate()'s rates, Stripe Tax's own among them
+    created = [r["created"] for r in page["data"]]
+    assert created == sorted(created, reverse=True)
+    _, inclusive, _ = call(fake, "/v1/tax_rates?inclusive=true&active=true", key)
+    assert [r["inclusive"] for r in inclusive["data"]] == [True]
+    _, none, _ = call(fake, "/v1/tax_rates?active=false", key)
+    assert none["data"] == []
+    oldest = min(created)
+    _, later, _ = call(fake, f"/v1/tax_rates?created[gt]={oldest}&limit=2", key)
+    assert len(later["data"]) == 2 and later["has_more"]
+    _, rest, _ = call(fake, f"/v1/tax_rates?starting_after={later['data'][-1]['id']}", key)
+    assert len(rest["data"]) == 5
+    assert fake.violations == []
+
+
 @pytest.mark.parametrize(
     ("path", "status", "param"),
     [
@@ -111,6 +129,8 @@ def test_created_and_status_filters_and_indexed_arrays(fake, acct, key):
         ("/v1/invoices?starting_after=in_1&ending_before=in_2", 400, None),
         ("/v1/events?type=invoice.voided&types[]=invoice.finalized", 400, None),
         ("/v1/invoices?expand[]=data.charge", 400, "expand"),
+        ("/v1/tax_rates?percentage=20", 400, "percentage"),
+        ("/v1/tax_rates?active=yes", 400, "active"),
         ("/v1/invoice", 404, None),
     ],
 )

@@ -19,6 +19,7 @@ from connectors.oauth import StaticTokenSource
 from connectors.outbound import OutboundPolicy
 from connectors.providers.stripe.client import key_rate_limit
 from connectors.providers.stripe.source import StripeSource, money
+from mappings.flow_settings import vat_row_matching
 from tests.connectors.contract import assert_no_secret
 
 LOOPBACK = OutboundPolicy.from_allow_list(["127.0.0.1"])
@@ -411,3 +412,76 @@ def test_a_stripe_connect_connection_sends_its_token_and_the_connected_account(s
     assert sent["stripe-version"] == "2025-03-31.basil"
     not_connected = StripeSource(replace(cfg, tokens=None))
     assert not not_connected.check_connection().ok
+
+
+# -- tax rates for the VAT mapping -------------------------------------------------------------
+
+
+def mapped_by(rows, line_or_row):
+    """The listed row a person maps that a line (or a breakdown row) is posted with: the engine's
+    own rule (a row naming its tax id, else a row without tax id for its rate)."""
+    rate = getattr(line_or_row, "tax_rate", getattr(line_or_row, "rate", None))
+    return vat_row_matching(rows, tax_id=line_or_row.tax_id, rate=rate)
+
+
+def test_tax_rates_are_listed_from_stripe_with_stripe_tax_s_own_rates_once_per_rate():
+    with StripeFake(rate_limit=False) as fake:
+        account = fake.add_account("Rates SAS")
+        manual = fake.add_tax_rate(account, "5.5", display_name="TVA")
+        inclusive = fake.add_tax_rate(account, "20", inclusive=True, display_name="TVA TTC")
+        for _ in range(3):  # Stripe Tax creates a rate as it calculates: three ids, one rate
+            fake.add_tax_rate(account, "20", automatic=True)
+        source = StripeSource(config(fake, fake.keys.issue(account)))
+        try:
+            rates = source.list_tax_rates()
+        finally:
+            source.close()
+        fake.assert_no_violations()
+        assert fake.calls["ListTaxRates"] == 1  # one page of 100 holds the five rates
+
+    by_id = {r.tax_id: r for r in rates}
+    assert by_id[manual["id"]].rate == Decimal("5.5")
+    assert by_id[inclusive["id"]].name == "TVA TTC 20.0 % incl. FR"
+    assert [(r.rate, r.name) for r in rates if r.tax_id is None] == [
+        (Decimal(0), "No tax rate on the line"),
+        (Decimal(20), "Stripe Tax 20 %"),
+    ]
+    # The account uses Stripe Tax: its amounts without a tax rate object can be mapped too.
+    assert {r.tax_id: r.kind for r in rates if (r.tax_id or "").startswith("stripe_tax:")} == {
+        "stripe_tax:standard_rated": TaxKind.STANDARD,
+        "stripe_tax:reduced_rated": TaxKind.STANDARD,
+        "stripe_tax:zero_rated": TaxKind.ZERO,
+        "stripe_tax:reverse_charge": TaxKind.REVERSE_CHARGE,
+    }
+
+
+def test_stripe_tax_amounts_with_or_without_a_tax_rate_object_map_to_a_listed_row(stripe, source):
+    fake, account, _key, customers, _rates = stripe
+    automatic = fake.add_tax_rate(account, "20", automatic=True)
+    obj = fake.add_invoice(
+        account,
+        customers["fr"],
+        [Line("Calculated", 7300, 1, [automatic["id"]]), Line("Also", 1100, 1, [automatic["id"]])],
+        automatic_tax=True,
+    )
+    # Stripe Tax's second amount comes without a tax rate object (tax_rate_details null).
+    stored = account.invoices[obj["id"]]
+    for lines in (stored["lines"]["data"], account.invoice_lines[obj["id"]]):
+        lines[1]["taxes"][0]["tax_rate_details"] = None
+    (row,) = stored["total_taxes"]  # 20 % of 73.00 + 11.00
+    stored["total_taxes"] = [
+        {**row, "amount": 1460, "taxable_amount": 7300},
+        {**row, "amount": 220, "taxable_amount": 1100, "tax_rate_details": None},
+    ]
+
+    invoice = read(source, obj["id"])
+    rows = source.list_tax_rates()
+
+    first, second = invoice.lines
+    assert (first.tax_id, first.tax_rate) == (automatic["id"], Decimal(20))
+    assert (second.tax_id, second.tax_rate, second.tax_amount) == (
+        "stripe_tax:standard_rated", None, Decimal("2.20")
+    )  # fmt: skip
+    assert mapped_by(rows, first).name == "Stripe Tax 20 %"  # by its rate
+    assert mapped_by(rows, second).tax_id == "stripe_tax:standard_rated"  # by its own id
+    assert [mapped_by(rows, row) is not None for row in invoice.taxes] == [True, True]

@@ -104,6 +104,16 @@ TAXABILITY_KINDS = {
 }
 
 
+# A Stripe Tax amount without a tax rate object is known by this prefix and its taxability
+# reason; the reasons offered for mapping when the account uses Stripe Tax (VAT's usual ones).
+STRIPE_TAX_ID = "stripe_tax:"
+UNRATED_REASONS = ("standard_rated", "reduced_rated", "zero_rated", "reverse_charge")
+
+
+def _unrated_tax_id(tax: Mapping[str, Any]) -> str:
+    return STRIPE_TAX_ID + (str(tax.get("taxability_reason") or "") or "unknown")
+
+
 def stripe_exponent(currency: str) -> int:
     code = (currency or "").upper()
     if code in ZERO_DECIMAL:
@@ -435,6 +445,14 @@ class StripeSource(InvoicingSource):
         kind = TaxKind.STANDARD
         if rate_ids:
             rate = sum((self._percentage(r) for r in rate_ids), Decimal(0))
+        # A Stripe Tax amount without a tax rate object: a tax id of its own, by its taxability
+        # reason (``stripe_tax:standard_rated``…), for a person to map; no rate is stated, so the
+        # line's VAT is not checked against one (a zero amount keeps the rate it has).
+        unrated = [t for t in taxes if not self._tax_rate_id(t)]
+        for tax in unrated:
+            rate_ids.append(_unrated_tax_id(tax))
+            if money(tax["amount"], currency):
+                rate = None
         reasons = {str(t.get("taxability_reason") or "") for t in taxes}
         for reason in reasons:
             if reason in TAXABILITY_KINDS:
@@ -479,17 +497,18 @@ class StripeSource(InvoicingSource):
             return ()
         grouped: dict[str, list[dict[str, Any]]] = {}
         for row in rows:
-            grouped.setdefault(self._tax_rate_id(row) or "", []).append(row)
+            grouped.setdefault(self._tax_rate_id(row) or _unrated_tax_id(row), []).append(row)
         breakdown = []
         for rate_id, group in grouped.items():
             reason = str(group[0].get("taxability_reason") or "")
+            rated = not rate_id.startswith(STRIPE_TAX_ID)
             breakdown.append(
                 TaxBreakdown(
                     base=sum((money(r.get("taxable_amount") or 0, currency) for r in group),
                              Decimal(0)),
                     amount=sum((money(r["amount"], currency) for r in group), Decimal(0)),
-                    rate=_plain(self._percentage(rate_id)) if rate_id else None,
-                    tax_id=rate_id or None,
+                    rate=_plain(self._percentage(rate_id)) if rated else None,
+                    tax_id=rate_id,
                     kind=TAXABILITY_KINDS.get(reason, TaxKind.STANDARD),
                 )
             )  # fmt: skip
@@ -597,18 +616,32 @@ class StripeSource(InvoicingSource):
     # -- lookups -----------------------------------------------------------------------------
 
     def list_tax_rates(self) -> list[SourceTaxRate]:
-        """Every tax rate of the account (active or archived: old invoices use archived ones),
-        and rate 0 for lines without a tax rate."""
+        """Every tax rate of the account (Stripe's "List all tax rates", active or archived: old
+        invoices use archived ones), and rate 0 for lines without a tax rate.
+
+        Stripe Tax's own rates (``jurisdiction_level`` set: Stripe creates them as it calculates,
+        no person picks their ids) are offered by rate, once per percentage: a line whose tax id
+        no mapping names falls back to its rate, so one mapping per rate covers them all. When the
+        account uses Stripe Tax, the Stripe Tax amounts that come without a tax rate object are
+        offered by their ``stripe_tax:<taxability reason>`` tax id (see :meth:`_line`)."""
         rates = [
             SourceTaxRate(
                 Direction.SALES, Decimal(0), None, "No tax rate on the line", TaxKind.STANDARD
             )
         ]
+        automatic: dict[Decimal, SourceTaxRate] = {}
         for rate in self.client.pages("v1/tax_rates"):
             self._tax_rates[str(rate["id"])] = rate
             percentage = rate.get("effective_percentage")
             if percentage is None:
                 percentage = rate.get("percentage")
+            if rate.get("jurisdiction_level") is not None:
+                if percentage is not None and _decimal(percentage):
+                    value = _plain(_decimal(percentage))
+                    automatic.setdefault(
+                        value, SourceTaxRate(Direction.SALES, value, None, f"Stripe Tax {value} %")
+                    )
+                continue
             how = "incl." if rate.get("inclusive") else "excl."
             where = rate.get("jurisdiction") or rate.get("country") or ""
             label = rate.get("display_name") or rate.get("description") or rate["id"]
@@ -619,6 +652,18 @@ class StripeSource(InvoicingSource):
                     str(rate["id"]),
                     " ".join(str(p) for p in (label, f"{percentage} %", how, where) if p),
                 )
+            )
+        rates.extend(automatic[value] for value in sorted(automatic))
+        if automatic:
+            rates.extend(
+                SourceTaxRate(
+                    Direction.SALES,
+                    None,
+                    f"{STRIPE_TAX_ID}{reason}",
+                    f"Stripe Tax amount without a tax rate ({reason.replace('_', ' ')})",
+                    TAXABILITY_KINDS.get(reason, TaxKind.STANDARD),
+                )
+                for reason in UNRATED_REASONS
             )
         return rates
 
