@@ -204,7 +204,10 @@ def test_accountant_sets_up_a_flow_syncs_fixes_the_unmapped_rate_and_retries(
     follow(page, records.first.get_by_role("link", name=failing["number"]))
     panel = page.locator(".field-error_panel")
     expect(panel).to_contain_text(TAX_RATE_NOT_FOUND)
-    expect(panel).to_contain_text("Sales VAT rate 2.1 % is not mapped to a VAT code.")
+    # Named as the invoicing tool names the tax (account_fr's), never by its id.
+    expect(panel).to_contain_text(
+        "Sales tax 'T.V.A. Vente de biens 2,1%' (2.1 %) is not mapped to a VAT code."
+    )
     expect(panel).to_contain_text(
         "How to fix it: Add the rate (or the source tax) to the flow's sales or purchase VAT "
         "mapping, choosing the accounting tool's VAT code, then retry."
