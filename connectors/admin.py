@@ -60,6 +60,8 @@ from connectors.oauth_backends import backend_for
 from connectors.selectors import client_list_for_user
 from connectors.services import (
     CONNECTION_EDITABLE_FIELDS,
+    KEPT_SECRETS,
+    WEBHOOK_SECRET,
     client_delete,
     connection_check,
     connection_create,
@@ -70,6 +72,7 @@ from connectors.services import (
     settings_shape_problem,
 )
 from connectors.token_store import stored_tokens
+from connectors.webhook_address import STRIPE_SYNC_EVENTS, stripe_webhook_path
 
 
 class ReadOnlyAdminMixin:
@@ -226,10 +229,13 @@ class ClientAdmin(CascadeLogsDeleteMixin, ClientScopedAdminMixin, admin.ModelAdm
 # Credentials: one write-only form field per secret name of any auth kind.
 
 SECRET_PREFIX = "credential_"
-SECRET_NAMES: tuple[str, ...] = tuple(
+AUTH_SECRET_NAMES: tuple[str, ...] = tuple(
     dict.fromkeys(name for names in AUTH_FIELDS.values() for name in names)
 )
+# And the secrets a tool takes whatever the authentication (Connector.extra_secrets).
+SECRET_NAMES: tuple[str, ...] = (*AUTH_SECRET_NAMES, *KEPT_SECRETS)
 SECRET_LABELS = {
+    WEBHOOK_SECRET: _("Webhook signing secret"),
     "api_key": _("API key"),
     "username": _("Login"),
     "password": _("Password"),
@@ -261,8 +267,23 @@ def secret_field_name(name: str) -> str:
 _lazy_join = lazy(lambda labels: ", ".join(map(str, labels)), str)
 
 
+def extra_secrets(connector: type[Connector] | None) -> tuple[str, ...]:
+    """The secrets ``connector`` takes whatever the authentication (none for no connector)."""
+    return tuple(n for n in (connector.extra_secrets if connector else ()) if n in SECRET_NAMES)
+
+
 def _secret_form_field(name: str) -> forms.CharField:
     used_by = [AUTH_KIND_LABELS[kind.value] for kind, names in AUTH_FIELDS.items() if name in names]
+    help_text = format_lazy("{} {} {}.", KEEP_HELP, _("Used by:"), _lazy_join(used_by))
+    if name == WEBHOOK_SECRET:
+        help_text = format_lazy(
+            "{} {}",
+            KEEP_HELP,
+            _(
+                "The Signing secret (whsec_…) of this connection's endpoint in Stripe's "
+                "Dashboard (Developers → Webhooks): deliveries are refused without it."
+            ),
+        )
     return forms.CharField(
         label=SECRET_LABELS.get(name, name.replace("_", " ")),
         required=False,
@@ -270,7 +291,7 @@ def _secret_form_field(name: str) -> forms.CharField:
         max_length=SECRET_MAX_LENGTH,
         # Never rendered back, and "new-password" keeps browsers from filling in the admin's own.
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-        help_text=format_lazy("{} {} {}.", KEEP_HELP, _("Used by:"), _lazy_join(used_by)),
+        help_text=help_text,
     )
 
 
@@ -459,8 +480,21 @@ class _ConnectionAdminFormBase(forms.ModelForm):
             cleaned["settings"] = self._typed_settings(cleaned["settings"])
         if connector is not None and "settings" in cleaned:
             self._clean_settings(cleaned["settings"], connector)
+        typed_webhook_secret = cleaned.get(secret_field_name(WEBHOOK_SECRET))
+        if typed_webhook_secret and not (
+            typed_webhook_secret.startswith("whsec_") and " " not in typed_webhook_secret
+        ):
+            self.add_error(
+                secret_field_name(WEBHOOK_SECRET),
+                gettext_now(
+                    "That is not a webhook signing secret: Stripe's start with whsec_ (the "
+                    "endpoint's page, Signing secret)."
+                ),
+            )
         if auth_kind:
             for name in SECRET_NAMES:
+                if name in extra_secrets(connector):
+                    continue
                 if cleaned.get(secret_field_name(name)) and name not in credential_fields(
                     auth_kind
                 ):
@@ -590,9 +624,13 @@ class _ConnectionAdminFormBase(forms.ModelForm):
         """The secrets typed in for the chosen auth kind (blank ones left out: they keep the
         stored value)."""
         auth_kind = self.cleaned_data.get("auth_kind", "")
+        kind, provider = self.cleaned_data.get("kind"), self.cleaned_data.get("provider")
         return {
             name: self.cleaned_data[secret_field_name(name)]
-            for name in credential_fields(auth_kind)
+            for name in (
+                *credential_fields(auth_kind),
+                *extra_secrets(chosen_connector(kind, provider)),
+            )
             if self.cleaned_data.get(secret_field_name(name))
         }
 
@@ -653,6 +691,7 @@ class ConnectionAdmin(ClientScopedAdminMixin, admin.ModelAdmin):
         "inbox_link",
         "credentials_status",
         "oauth_connection",
+        "webhook_address",
         "last_checked_at",
         "last_check_ok",
         "last_check_message_display",
@@ -679,7 +718,11 @@ class ConnectionAdmin(ClientScopedAdminMixin, admin.ModelAdmin):
             settings_names.append("settings")
         if obj is not None:
             settings_names.append("inbox_link")
-        secrets = credential_fields(auth_kind) if auth_kind else SECRET_NAMES
+        secrets = (
+            (*credential_fields(auth_kind), *extra_secrets(connector))
+            if auth_kind
+            else AUTH_SECRET_NAMES
+        )
         secret_names = [secret_field_name(name) for name in secrets]
         if obj is not None and secrets:
             secret_names.append("credentials_status")
@@ -701,6 +744,8 @@ class ConnectionAdmin(ClientScopedAdminMixin, admin.ModelAdmin):
             )
         if obj is not None and auth_kind == AuthKind.OAUTH2:
             fieldsets.append((_("OAuth2"), {"fields": ("oauth_connection",)}))
+        if obj is not None and WEBHOOK_SECRET in extra_secrets(connector):
+            fieldsets.append((_("Webhook"), {"fields": ("webhook_address",)}))
         if obj is not None:
             fieldsets += [
                 (
@@ -827,6 +872,30 @@ class ConnectionAdmin(ClientScopedAdminMixin, admin.ModelAdmin):
             obj, can_change=request is not None and self.has_change_permission(request, obj)
         )
 
+    @admin.display(description=_("webhook address"))
+    def webhook_address(self, obj: Connection) -> str:
+        """Where Stripe sends this connection's events, and which to tick (read-only)."""
+        if obj.pk is None:
+            return "-"
+        request = CHANGE_FORM_REQUEST.get()
+        path = stripe_webhook_path(obj)
+        address = request.build_absolute_uri(path) if request is not None else path
+        missing = (
+            ""
+            if (obj.credentials or {}).get(WEBHOOK_SECRET)
+            else gettext_now("No signing secret yet: deliveries are refused until one is typed.")
+        )
+        return format_html(
+            "<code>{}</code><br>{} {}<br>{}",
+            address,
+            gettext_now(
+                "In Stripe's Dashboard (Developers → Webhooks → Add endpoint), give this "
+                "address and tick these events:"
+            ),
+            format_html_join(", ", "<code>{}</code>", ((e,) for e in sorted(STRIPE_SYNC_EVENTS))),
+            missing,
+        )
+
     @admin.display(description=_("provider"), ordering="provider")
     def provider_display(self, obj: Connection) -> str:
         try:
@@ -853,7 +922,10 @@ class ConnectionAdmin(ClientScopedAdminMixin, admin.ModelAdmin):
                     SECRET_LABELS.get(name, name),
                     gettext_now("stored") if stored.get(name) else gettext_now("not set"),
                 )
-                for name in obj.credential_fields
+                for name in (
+                    *obj.credential_fields,
+                    *extra_secrets(chosen_connector(obj.kind, obj.provider)),
+                )
             ),
         ) or gettext_now("None for this authentication.")
 

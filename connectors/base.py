@@ -213,6 +213,9 @@ class Connector(abc.ABC):
     kind: ClassVar[ConnectionKind]
     auth_kinds: ClassVar[tuple[AuthKind, ...]]
     settings_fields: ClassVar[tuple[SettingField, ...]] = ()
+    # Secrets the tool takes whatever the authentication, typed write-only on the connection's
+    # page and kept encrypted with its credentials (Stripe: its webhook's ``webhook_secret``).
+    extra_secrets: ClassVar[tuple[str, ...]] = ()
     # Requests per rolling window the vendor allows (None: no published limit).
     rate_limit: ClassVar[tuple[int, float] | None] = None
     # Several windows and a concurrency cap (per account or per app), for vendors that state

@@ -57,7 +57,7 @@ def credential_fields(auth_kind: str) -> tuple[str, ...]:
 
 
 def _check_credentials(auth_kind: str, credentials: Mapping[str, Any]) -> None:
-    allowed = credential_fields(auth_kind)
+    allowed = (*credential_fields(auth_kind), *KEPT_SECRETS)
     unknown = sorted(set(credentials) - set(allowed))
     if unknown:
         # Name the fields, never their values.

@@ -34,9 +34,8 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseNotFound
-from django.urls import reverse
 from django.utils import timezone
-from django.utils.crypto import constant_time_compare, salted_hmac
+from django.utils.crypto import constant_time_compare
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from django_q.models import Task
@@ -44,6 +43,11 @@ from django_q.models import Task
 from connectors.models import Connection
 from connectors.oauth import COMPANY_SETTING
 from connectors.services import WEBHOOK_SECRET
+from connectors.webhook_address import (  # noqa: F401 (the address is shown on the connection)
+    STRIPE_SYNC_EVENTS,
+    stripe_webhook_path,
+    stripe_webhook_token,
+)
 from mappings.models import SyncFlow
 from syncs import services
 from syncs.models import WEBHOOK_EVENTS_KEPT_DAYS, RunTrigger, WebhookEvent, WebhookQueuedRun
@@ -51,7 +55,6 @@ from syncs.models import WEBHOOK_EVENTS_KEPT_DAYS, RunTrigger, WebhookEvent, Web
 logger = logging.getLogger(__name__)
 
 STRIPE_PROVIDER = "stripe"
-STRIPE_SYNC_EVENTS = frozenset({"invoice.finalized", "invoice.voided", "credit_note.created"})
 # Stripe's libraries refuse a signature older than five minutes by default; so do we.
 SIGNATURE_TOLERANCE_SECONDS = 300
 WEBHOOK_SECRET_FIELD = WEBHOOK_SECRET  # kept by connection_update across edits
@@ -89,19 +92,6 @@ def stripe_signature_valid(
 
 
 # -- addresses and secrets ---------------------------------------------------------------------
-
-
-def stripe_webhook_token(connection: Connection) -> str:
-    """The unguessable part of a connection's webhook address (stable while SECRET_KEY is)."""
-    return salted_hmac("invsync.webhooks.stripe", str(connection.pk)).hexdigest()[:32]
-
-
-def stripe_webhook_path(connection: Connection) -> str:
-    """The path to give Stripe (Dashboard → Developers → Webhooks → Add endpoint)."""
-    return reverse(
-        "stripe_webhook",
-        kwargs={"connection_id": connection.pk, "token": stripe_webhook_token(connection)},
-    )
 
 
 def stripe_webhook_secret_set(*, connection: Connection, secret: str) -> Connection:

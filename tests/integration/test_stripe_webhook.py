@@ -10,6 +10,7 @@ import time
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.urls import reverse
 from django.utils import timezone
 from django_q.models import OrmQ, Task
 
@@ -25,6 +26,7 @@ from syncs.webhooks import (
     stripe_webhook_secret_set,
 )
 from tests.factories import ConnectionFactory, SyncFlowFactory, SyncRunFactory
+from tests.integration.test_admin import _form_data as form_data
 
 SECRET = "whsec_test_5f0c1d2e3a4b"
 
@@ -331,3 +333,79 @@ def test_editing_the_connection_keeps_its_signing_secret(client, stripe, connect
     assert connection.credentials == {"api_key": "sk_new", "webhook_secret": SECRET}
     assert post(client, connection, event(stripe, "invoice.finalized")).status_code == 200
     assert len(queued) == 2
+
+
+# -- on the connection's page ------------------------------------------------------------------
+
+
+@pytest.fixture
+def stripe_connection(stripe, settings):
+    """A Stripe connection to the fake Stripe (its check on save answered there), no secret yet."""
+    fake, acct, _invoices, _paid = stripe
+    settings.INVSYNC_OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+    connection = ConnectionFactory(
+        provider="stripe",
+        settings={"api_url": fake.api_url},
+        credentials={"api_key": fake.keys.issue(acct)},
+    )
+    SyncFlowFactory(client=connection.client, invoicing_connection=connection)
+    return connection
+
+
+def change_url(connection) -> str:
+    return reverse("admin:connectors_connection_change", args=[connection.pk])
+
+
+def test_the_signing_secret_is_typed_on_the_connection_s_page_and_never_shown_back(
+    admin_client, client, stripe, stripe_connection, queued
+):
+    page = admin_client.get(change_url(stripe_connection))
+    assert 'name="credential_webhook_secret"' in page.content.decode()
+    assert "Webhook signing secret: not set" in page.content.decode()
+    assert post(client, stripe_connection, event(stripe, "invoice.finalized")).status_code == 400
+
+    data = form_data(page)
+    assert data["credential_webhook_secret"] == ""
+    data["credential_webhook_secret"] = SECRET
+    assert admin_client.post(change_url(stripe_connection), data).status_code == 302
+
+    stripe_connection.refresh_from_db()
+    assert stripe_connection.credentials["webhook_secret"] == SECRET
+    assert set(stripe_connection.credentials) == {"api_key", "webhook_secret"}
+    again = admin_client.get(change_url(stripe_connection)).content.decode()
+    assert SECRET not in again and "Webhook signing secret: stored" in again
+    assert post(client, stripe_connection, event(stripe, "invoice.finalized")).status_code == 200
+    assert len(queued) == 1
+    # A later edit with the field left blank keeps it.
+    data = form_data(admin_client.get(change_url(stripe_connection)))
+    data["name"] = "Stripe renamed"
+    assert admin_client.post(change_url(stripe_connection), data).status_code == 302
+    stripe_connection.refresh_from_db()
+    assert stripe_connection.credentials["webhook_secret"] == SECRET
+
+
+def test_what_is_not_a_signing_secret_is_refused_on_the_page_and_not_echoed(
+    admin_client, stripe_connection
+):
+    data = form_data(admin_client.get(change_url(stripe_connection)))
+    data["credential_webhook_secret"] = "sk_live_notasigningsecret"
+    answer = admin_client.post(change_url(stripe_connection), data)
+    assert answer.status_code == 200
+    errors = answer.context["adminform"].form.errors
+    assert "whsec_" in str(errors["credential_webhook_secret"])
+    assert "sk_live_notasigningsecret" not in answer.content.decode()
+    stripe_connection.refresh_from_db()
+    assert "webhook_secret" not in stripe_connection.credentials
+
+
+def test_the_connection_s_page_shows_the_webhook_address_and_the_events_to_tick(
+    admin_client, stripe_connection
+):
+    html = admin_client.get(change_url(stripe_connection)).content.decode()
+    assert f"<code>http://testserver{stripe_webhook_path(stripe_connection)}</code>" in html
+    for name in ("invoice.finalized", "invoice.voided", "credit_note.created"):
+        assert f"<code>{name}</code>" in html
+    assert "No signing secret yet" in html
+    # Not on another tool's connection, which takes no signing secret.
+    other = admin_client.get(change_url(ConnectionFactory())).content.decode()
+    assert "credential_webhook_secret" not in other and "Developers → Webhooks" not in other

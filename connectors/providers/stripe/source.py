@@ -137,6 +137,8 @@ class StripeSource(InvoicingSource):
     name = "Stripe"
     auth_kinds = (AuthKind.API_KEY, AuthKind.OAUTH2)
     settings_fields = SETTINGS_FIELDS
+    # The signing secret (whsec_…) of the connection's webhook endpoint (syncs/webhooks.py).
+    extra_secrets = ("webhook_secret",)
     rate_limit = LIVE_RATE_LIMIT
     supports_journals = False
     supports_attachments = True
