@@ -10,6 +10,7 @@ through ``ErrorInfo.description``/``resolution``: a new code needs its French in
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -444,13 +445,28 @@ def _localized_number(text: str) -> str:
     return formats.number_format(value, decimal_pos=places, use_l10n=True)
 
 
+def _localized_date(text: str) -> str:
+    try:
+        value = dt.date.fromisoformat(text)
+    except ValueError:
+        return text
+    return formats.date_format(value, "SHORT_DATE_FORMAT", use_l10n=True)
+
+
 def message_text(key: str, params: Mapping[str, Any] | None, fallback: str) -> str:
     """A stored message in the reader's language: ``key``'s template (connectors.messages)
     translated and filled with ``params``; ``fallback`` (the stored English text) for a row
     without a key, an unknown key or parameters that do not fit."""
     if not key:
         return fallback
-    return render(key, params or {}, fallback, translate=gettext, number=_localized_number)
+    return render(
+        key,
+        params or {},
+        fallback,
+        translate=gettext,
+        number=_localized_number,
+        date=_localized_date,
+    )
 
 
 def english_text(key: str, params: Mapping[str, Any] | None, fallback: str = "") -> str:

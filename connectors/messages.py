@@ -53,8 +53,10 @@ def json_value(value: Any) -> Any:
         return value.json()
     if isinstance(value, Decimal):
         return {"decimal": format(value, "f")}
-    if isinstance(value, dt.date):
+    if isinstance(value, dt.datetime):
         return value.isoformat()
+    if isinstance(value, dt.date):
+        return {"date": value.isoformat()}
     if value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, Mapping):  # already JSON (a stored nested message or decimal)
@@ -72,14 +74,20 @@ def json_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
 
 def english(key: str, params: Mapping[str, Any], fallback: str = "") -> str:
     """The message in English (no translation): the text logs and the command line show."""
-    return render(key, params, fallback, translate=lambda text: text, number=_plain_number)
+    return render(
+        key, params, fallback, translate=lambda text: text, number=_plain_number, date=_iso_date
+    )
+
+
+def _iso_date(text: str) -> str:
+    return text
 
 
 def _plain_number(text: str) -> str:
     return text
 
 
-def render(key, params, fallback, *, translate, number) -> str:
+def render(key, params, fallback, *, translate, number, date=_iso_date) -> str:
     """``key``'s template, translated by ``translate``, filled with ``params`` (nested messages
     rendered the same way, tagged decimals through ``number``); ``fallback`` when the key is
     unknown or its parameters do not fit its template."""
@@ -88,7 +96,7 @@ def render(key, params, fallback, *, translate, number) -> str:
         return fallback
     try:
         values = {
-            name: _param(value, translate=translate, number=number)
+            name: _param(value, translate=translate, number=number, date=date)
             for name, value in (params or {}).items()
         }
         return translate(template) % values
@@ -96,14 +104,21 @@ def render(key, params, fallback, *, translate, number) -> str:
         return fallback
 
 
-def _param(value, *, translate, number):
+def _param(value, *, translate, number, date):
     if isinstance(value, Mapping):
         if "msg" in value:
             return render(
-                value["msg"], value.get("params") or {}, "", translate=translate, number=number
+                value["msg"],
+                value.get("params") or {},
+                "",
+                translate=translate,
+                number=number,
+                date=date,
             )
         if "decimal" in value:
             return number(str(value["decimal"]))
+        if "date" in value:
+            return date(str(value["date"]))
     return "" if value is None else value
 
 
@@ -146,6 +161,12 @@ MESSAGES: dict[str, str] = {
         "its account %(account)s is not active in the accounting tool, and "
     ),
     # The posting engine (syncs/engine.py).
+    "engine.skip.draft": N_("The invoice is still a draft in the invoicing tool."),
+    "engine.skip.cancelled": N_("The invoice is cancelled in the invoicing tool."),
+    "engine.skip.out_of_scope_sales": N_("Sales invoices are outside the flow's scope."),
+    "engine.skip.out_of_scope_purchases": N_("Purchase invoices are outside the flow's scope."),
+    "engine.skip.before_start": N_("Issued on %(issued)s, before the flow's start date %(start)s."),
+    "engine.skip.all_zero": N_("Nothing to post: every amount of the invoice is zero."),
     "engine.amount_not_computable": N_("An amount cannot be computed: %(error)s."),
     "engine.unknown_label_mode": N_("Unknown label mode %(mode)s."),
     "engine.no_lines": N_("Invoice %(invoice)s has no lines."),

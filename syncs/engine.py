@@ -39,7 +39,7 @@ from connectors.canonical import (
     quantize_money,
 )
 from connectors.errors import ErrorCode, InvsyncError
-from connectors.messages import Msg
+from connectors.messages import Msg, json_params
 from mappings.flow_settings import LABEL_MODES, SETTINGS_BY_ENGINE, vat_row_matching
 from syncs.config import FlowConfig, VatRule
 
@@ -60,8 +60,14 @@ class Posted:
 
 @dataclass(frozen=True)
 class Skipped:
-    reason: str
+    reason: str  # English, for logs and the command line
+    key: str = ""  # the message key (connectors.messages): the admin shows it translated
+    params: Mapping[str, object] = field(default_factory=dict)
     status = "skipped"
+
+    @classmethod
+    def of(cls, message: Msg) -> Skipped:
+        return cls(message.english(), message.key, json_params(message.params))
 
 
 @dataclass(frozen=True)
@@ -107,8 +113,8 @@ def build_posting(
     """Turn ``invoice`` into a posting under ``config``. Never raises for bad data or a bad
     configuration: those come back as :class:`Rejected` with a catalogue code."""
     skip = _skip_reason(invoice, config)
-    if skip:
-        return Skipped(skip)
+    if skip is not None:
+        return Skipped.of(skip)
     try:
         posting = _Builder(invoice, config, overrides or {}).build(external_id)
     except InvsyncError as error:
@@ -119,25 +125,24 @@ def build_posting(
         )
         return Rejected(failure.code, failure.message, None, failure.key, failure.params)
     if posting is None:
-        return Skipped("Nothing to post: every amount of the invoice is zero.")
+        return Skipped.of(Msg("engine.skip.all_zero"))
     if not invoice.has_attachment and not config.sync_without_attachment:
         return Waiting("attachment")
     return Posted(posting)
 
 
-def _skip_reason(invoice: Invoice, config: FlowConfig) -> str:
+def _skip_reason(invoice: Invoice, config: FlowConfig) -> Msg | None:
     if invoice.status is InvoiceStatus.DRAFT:
-        return "The invoice is still a draft in the invoicing tool."
+        return Msg("engine.skip.draft")
     if invoice.status is InvoiceStatus.CANCELLED:
-        return "The invoice is cancelled in the invoicing tool."
+        return Msg("engine.skip.cancelled")
     if not config.in_scope(invoice.direction):
-        return f"{invoice.direction.value.title()} invoices are outside the flow's scope."
+        if invoice.direction is Direction.SALES:
+            return Msg("engine.skip.out_of_scope_sales")
+        return Msg("engine.skip.out_of_scope_purchases")
     if config.start_date and invoice.issue_date < config.start_date:
-        return (
-            f"Issued on {invoice.issue_date.isoformat()}, before the flow's start date "
-            f"{config.start_date.isoformat()}."
-        )
-    return ""
+        return Msg("engine.skip.before_start", issued=invoice.issue_date, start=config.start_date)
+    return None
 
 
 def _collective_sign(invoice_type: InvoiceType) -> int:

@@ -185,6 +185,15 @@ class SyncedRecord(models.Model):
     )
     error_field = models.CharField(_("error field"), max_length=100, blank=True)
     skip_reason = models.CharField(_("skip reason"), max_length=300, blank=True)
+    skip_key = models.CharField(
+        _("skip reason key"),
+        max_length=100,
+        blank=True,
+        help_text=_("The reason's key: the admin shows it in the reader's language."),
+    )
+    skip_params = models.JSONField(
+        _("skip reason parameters"), default=dict, blank=True, help_text=_("What it names.")
+    )
     drift = models.CharField(
         _("changed after sync"),
         max_length=500,
@@ -269,6 +278,12 @@ class SyncedRecord(models.Model):
     def error_text(self) -> str:
         """The error message in the reader's language (the stored English for old rows)."""
         return message_text(self.error_key, self.error_params, self.error_message)
+
+    @property
+    def skip_text(self) -> str:
+        """Why the record was skipped, in the reader's language (the stored English for old
+        rows)."""
+        return message_text(self.skip_key, self.skip_params, self.skip_reason)
 
     @property
     def resolution(self) -> str:

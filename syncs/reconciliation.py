@@ -305,7 +305,7 @@ def _detail(record: SyncedRecord | None) -> str:
     if record.status == RecordStatus.FAILED:
         return record.error_code
     if record.status == RecordStatus.SKIPPED:
-        return record.skip_reason
+        return record.skip_text
     return ""
 
 

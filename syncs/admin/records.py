@@ -76,7 +76,7 @@ class SyncedRecordAdmin(
                 "fields": (
                     "error_panel",
                     "overrides_summary",
-                    "skip_reason",
+                    "skip_reason_display",
                     "drift",
                     "preview_links",
                 )
@@ -132,7 +132,7 @@ class SyncedRecordAdmin(
         "error_panel",
         "overrides_summary",
         "preview_links",
-        "skip_reason",
+        "skip_reason_display",
         "drift",
         "flow",
         "number",
@@ -171,6 +171,10 @@ class SyncedRecordAdmin(
             return "—"
         # The resolution on hover; the record's page shows it in full.
         return format_html('<span title="{}">{}</span>', obj.resolution, obj.error_code)
+
+    @admin.display(description=_("skip reason"))
+    def skip_reason_display(self, obj: SyncedRecord) -> str:
+        return obj.skip_text
 
     @admin.display(description=_("error and how to fix it"))
     def error_panel(self, obj: SyncedRecord):

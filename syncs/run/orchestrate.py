@@ -176,6 +176,7 @@ def _evaluate(state: RunState, record: SyncedRecord, item, chunk: Chunk, *, forc
     chunk.dirty.append(record)
     if isinstance(result, Skipped):
         record.status, record.skip_reason = RecordStatus.SKIPPED, clip(result.reason)
+        record.skip_key, record.skip_params = result.key, dict(result.params)
         clear_error(record)
         state.count("skipped")
     elif isinstance(result, Waiting):
@@ -199,7 +200,7 @@ def _describe(state: RunState, record: SyncedRecord, invoice: Invoice, fingerpri
     record.config_version = state.flow.config_version
     record.snapshot = invoice_to_json(invoice)
     record.last_run = state.run
-    record.skip_reason = ""
+    record.skip_reason, record.skip_key, record.skip_params = "", "", {}
 
 
 def _drift(record: SyncedRecord, invoice: Invoice) -> str:

@@ -7,6 +7,7 @@ The French assertions need fr_m1.po merged into locale/fr (the lead merges the h
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import re
 from decimal import Decimal as D
@@ -154,3 +155,24 @@ def test_the_providers_setting_labels_read_in_french_on_the_connection_form(
     assert "Server URL" not in french and "Seconds to wait" not in french
     english = text_of(in_french("en").get(url))
     assert "Server URL" in english and "Seconds to wait for each answer (default 30)." in english
+
+
+def test_a_skipped_record_gives_its_reason_in_the_readers_language_with_its_dates(
+    memory_connectors, in_french
+):
+    """The engine's skip reasons are keys too: an invoice issued before the flow's start date
+    reads in English and in French from the same row, the dates as each language writes them."""
+    source, _ = memory_connectors
+    flow = SyncFlowFactory(start_date=dt.date(2026, 2, 1))
+    invoice = InvoiceFactory(issue_date=dt.date(2026, 1, 15))
+    source.put(invoice)
+    flow_sync(flow=SyncFlow.objects.get(pk=flow.pk))
+    record = SyncedRecord.objects.get(flow=flow, source_id=invoice.source_id)
+    assert record.status == RecordStatus.SKIPPED
+    assert record.skip_key == "engine.skip.before_start"
+    assert record.skip_reason == "Issued on 2026-01-15, before the flow's start date 2026-02-01."
+    url = reverse("admin:syncs_syncedrecord_change", args=[record.pk])
+    assert "before the flow's start date" in text_of(in_french("en").get(url))
+    french = text_of(in_french("fr").get(url))
+    assert "Émise le 15/01/2026, avant la date de début du flux (01/02/2026)." in french
+    assert "before the flow's start date" not in french
