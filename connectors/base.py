@@ -16,6 +16,7 @@ import datetime as dt
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from enum import StrEnum
 from typing import ClassVar
 
@@ -36,9 +37,11 @@ from connectors.canonical import (
     VatCode,
 )
 from connectors.errors import CONNECTION_CODES, ErrorCode, InvsyncError
+from connectors.messages import N_
 from connectors.oauth import TokenSource
 from connectors.outbound import OutboundPolicy
 from connectors.ratelimit import Limits, RateWindows, parse_rate_limit
+from connectors.retry import RetryPolicy
 
 
 class ConnectionKind(StrEnum):
@@ -153,6 +156,68 @@ def rate_limit(value: str) -> str | None:
             "at most a day (or none)"
         )
     return None
+
+
+def transport_settings(
+    *, timeout: float, rate_limit_help: str, retry_after: bool = True
+) -> tuple[SettingField, ...]:
+    """The settings every connector over HTTP or JSON-RPC declares alike, in this order: the
+    answer timeout (``timeout`` seconds by default), the rate limit (``rate_limit_help``: the
+    vendor's default, inside ``N_``) and the retry policy's four settings (connectors.retry
+    SETTINGS; ``retry_after=False`` leaves out the longest Retry-After, for a vendor that sends
+    none)."""
+    fields = (
+        SettingField(
+            "timeout",
+            N_("Timeout (s)"),
+            N_("Seconds to wait for each answer (default %(default)s)."),
+            help_params={"default": f"{timeout:g}"},
+            required=False,
+            check=positive_number,
+        ),
+        SettingField(
+            "rate_limit", N_("Rate limit"), rate_limit_help, required=False, check=rate_limit
+        ),
+        SettingField(
+            "retry_attempts",
+            N_("Tries per call"),
+            N_(
+                "Tries in all for a call that fails on a passing error (default %(default)s; 1: "
+                "never retry)."
+            ),
+            help_params={"default": str(RetryPolicy.max_attempts)},
+            required=False,
+            check=whole_number,
+        ),
+        SettingField(
+            "retry_base_delay",
+            N_("First retry wait (s)"),
+            N_("The first wait, doubled for each retry (default %(default)s)."),
+            help_params={"default": f"{RetryPolicy.base_delay:g}"},
+            required=False,
+            check=non_negative_number,
+        ),
+        SettingField(
+            "retry_max_total_delay",
+            N_("Longest total wait (s)"),
+            N_("Retries stop once this much waiting is spent (default %(default)s)."),
+            help_params={"default": f"{RetryPolicy.max_total_delay:g}"},
+            required=False,
+            check=non_negative_number,
+        ),
+        SettingField(
+            "retry_after_max",
+            N_("Longest Retry-After obeyed (s)"),
+            N_(
+                "A server asking to wait longer makes the run stop and resume later (default "
+                "%(default)s)."
+            ),
+            help_params={"default": f"{RetryPolicy.max_retry_after:g}"},
+            required=False,
+            check=non_negative_number,
+        ),
+    )
+    return fields if retry_after else fields[:-1]
 
 
 def _number(value: str) -> float | None:
@@ -310,6 +375,9 @@ class AccountingTarget(Connector):
     supports_batch_writes: ClassVar[bool] = False
     # Whether tax lines name an account (True) or the target books VAT from the code itself.
     vat_codes_name_accounts: ClassVar[bool] = True
+    # Whether the target gives its own exchange rates (:meth:`exchange_rate`): an invoice whose
+    # invoicing tool gives no rate is then booked at the ledger's rate for the invoice's date.
+    supports_exchange_rates: ClassVar[bool] = False
 
     @abc.abstractmethod
     def list_folders(self) -> list[Folder]:
@@ -388,3 +456,11 @@ class AccountingTarget(Connector):
     def attach(self, folder: str, ref: EntryRef, attachment: Attachment) -> None:
         """Attach a file to an existing entry (after a crash between entry and attachment)."""
         raise NotImplementedError
+
+    def exchange_rate(
+        self, folder: str, currency: str, company_currency: str, date: dt.date
+    ) -> Decimal | None:
+        """The folder's rate on ``date``: ``company_currency`` units per ``currency`` unit, or
+        None where the ledger has none (only when ``supports_exchange_rates``). A failure to ask
+        raises ConnectorError."""
+        return None

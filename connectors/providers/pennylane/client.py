@@ -32,9 +32,7 @@ from connectors.base import (
     ConnectionConfig,
     SettingField,
     http_url,
-    non_negative_number,
-    positive_number,
-    rate_limit,
+    transport_settings,
     whole_number,
 )
 from connectors.errors import ErrorCode, InvsyncError
@@ -201,58 +199,12 @@ SETTINGS_FIELDS = (
         check=http_url,
         addresses_credentials=True,
     ),
-    SettingField(
-        "timeout",
-        N_("Timeout (s)"),
-        N_("Seconds to wait for each answer (default %(default)s)."),
-        help_params={"default": f"{DEFAULT_TIMEOUT:g}"},
-        required=False,
-        check=positive_number,
-    ),
-    SettingField(
-        "rate_limit",
-        N_("Rate limit"),
-        N_(
+    *transport_settings(
+        timeout=DEFAULT_TIMEOUT,
+        rate_limit_help=N_(
             "At most this many requests per window of seconds (default 25/5, Pennylane's limit "
             "per token)."
         ),
-        required=False,
-        check=rate_limit,
-    ),
-    SettingField(
-        "retry_attempts",
-        N_("Tries per call"),
-        N_(
-            "Tries in all for a call that fails on a passing error (default %(default)s; 1: "
-            "never retry)."
-        ),
-        help_params={"default": str(RetryPolicy.max_attempts)},
-        required=False,
-        check=whole_number,
-    ),
-    SettingField(
-        "retry_base_delay",
-        N_("First retry wait (s)"),
-        N_("The first wait, doubled for each retry (default %(default)s)."),
-        help_params={"default": f"{RetryPolicy.base_delay:g}"},
-        required=False,
-        check=non_negative_number,
-    ),
-    SettingField(
-        "retry_max_total_delay",
-        N_("Longest total wait (s)"),
-        N_("Retries stop once this much waiting is spent (default %(default)s)."),
-        help_params={"default": f"{RetryPolicy.max_total_delay:g}"},
-        required=False,
-        check=non_negative_number,
-    ),
-    SettingField(
-        "retry_after_max",
-        N_("Longest Retry-After obeyed (s)"),
-        N_("Longest wait a 429's retry-after is obeyed for (default %(default)s)."),
-        help_params={"default": f"{RetryPolicy.max_retry_after:g}"},
-        required=False,
-        check=non_negative_number,
     ),
 )
 

@@ -41,10 +41,7 @@ from connectors.base import (
     ConnectionConfig,
     SettingField,
     http_url,
-    non_negative_number,
-    positive_number,
-    rate_limit,
-    whole_number,
+    transport_settings,
 )
 from connectors.errors import ErrorCode, InvsyncError
 from connectors.http import (
@@ -62,6 +59,7 @@ from connectors.http import (
     HttpSession,
     TransportFailure,
 )
+from connectors.messages import N_
 from connectors.outbound import OutboundPolicy
 from connectors.ratelimit import PROCESS_WINDOWS, effective_rate_limit
 from connectors.retry import Delivery, RetryPolicy, Verdict
@@ -184,57 +182,31 @@ def vendor_error(response: requests.Response) -> tuple[str | None, str | None]:
 SETTINGS_FIELDS = (
     SettingField(
         "company_id",
-        "Connected account id",
-        "Stripe Connect: the id of the connected account to read (acct_…), sent as "
-        "Stripe-Account. Empty with an API key of the account itself.",
+        N_("Connected account id"),
+        N_(
+            "Stripe Connect: the id of the connected account to read (acct_…), sent as "
+            "Stripe-Account. Empty with an API key of the account itself."
+        ),
         required=False,
         addresses_credentials=True,
     ),
     SettingField(
         "api_url",
-        "API address",
-        f"Stripe's API address (default {DEFAULT_API_URL}).",
+        N_("API address"),
+        N_("Stripe's API address (default %(default)s)."),
+        help_params={"default": DEFAULT_API_URL},
         required=False,
         default=DEFAULT_API_URL,
         check=http_url,
         addresses_credentials=True,
     ),
-    SettingField(
-        "timeout",
-        "Timeout (s)",
-        f"Seconds to wait for each answer (default {DEFAULT_TIMEOUT:g}).",
-        required=False,
-        check=positive_number,
-    ),
-    SettingField(
-        "rate_limit",
-        "Rate limit",
-        "At most this many requests per window of seconds (default: 100/1 with a live key, "
-        "25/1 with a test key or through Stripe Connect).",
-        required=False,
-        check=rate_limit,
-    ),
-    SettingField(
-        "retry_attempts",
-        "Tries per call",
-        f"Tries in all for a call that fails on a passing error (default "
-        f"{RetryPolicy.max_attempts}; 1: never retry).",
-        required=False,
-        check=whole_number,
-    ),
-    SettingField(
-        "retry_base_delay",
-        "First retry wait (s)",
-        f"The first wait, doubled for each retry (default {RetryPolicy.base_delay:g}).",
-        required=False,
-        check=non_negative_number,
-    ),
-    SettingField(
-        "retry_max_total_delay",
-        "Longest total wait (s)",
-        f"Retries stop once this much waiting is spent (default {RetryPolicy.max_total_delay:g}).",
-        required=False,
-        check=non_negative_number,
+    *transport_settings(
+        timeout=DEFAULT_TIMEOUT,
+        rate_limit_help=N_(
+            "At most this many requests per window of seconds (default: 100/1 with a live key, "
+            "25/1 with a test key or through Stripe Connect)."
+        ),
+        retry_after=False,  # Stripe sends no Retry-After
     ),
 )
 

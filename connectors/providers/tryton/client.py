@@ -41,11 +41,7 @@ import requests
 
 from connectors.base import (
     ConnectionConfig,
-    SettingField,
-    non_negative_number,
-    positive_number,
-    rate_limit,
-    whole_number,
+    transport_settings,
 )
 from connectors.canonical import ConnectionCheck
 from connectors.errors import ConnectorError, ErrorCode, InvsyncError, connection_message_key
@@ -592,42 +588,12 @@ class TrytonClient:
 
 
 # Optional settings every Tryton connection takes (sources and targets declare them).
-TRANSPORT_SETTINGS_FIELDS = (
-    SettingField(
-        "timeout", N_("Timeout (s)"),
-        N_("Seconds to wait for each answer (default %(default)s)."), required=False,
-        check=positive_number, help_params={"default": f"{DEFAULT_TIMEOUT:g}"},
+TRANSPORT_SETTINGS_FIELDS = transport_settings(
+    timeout=DEFAULT_TIMEOUT,
+    rate_limit_help=N_(
+        "At most this many requests per window of seconds, e.g. 60/60; empty: none."
     ),
-    SettingField(
-        "rate_limit", N_("Rate limit"),
-        N_("At most this many requests per window of seconds, e.g. 60/60; empty: none."),
-        required=False, check=rate_limit,
-    ),
-    SettingField(
-        "retry_attempts", N_("Tries per call"),
-        N_("Tries in all for a call that fails on a passing error (default %(default)s; 1: "
-           "never retry)."), required=False, check=whole_number,
-        help_params={"default": str(RetryPolicy.max_attempts)},
-    ),
-    SettingField(
-        "retry_base_delay", N_("First retry wait (s)"),
-        N_("The first wait, doubled for each retry (default %(default)s)."),
-        required=False, check=non_negative_number,
-        help_params={"default": f"{RetryPolicy.base_delay:g}"},
-    ),
-    SettingField(
-        "retry_max_total_delay", N_("Retry waits per call (s)"),
-        N_("The most a call waits in all between its tries (default %(default)s)."),
-        required=False, check=non_negative_number,
-        help_params={"default": f"{RetryPolicy.max_total_delay:g}"},
-    ),
-    SettingField(
-        "retry_after_max", N_("Longest Retry-After obeyed (s)"),
-        N_("A server asking to wait longer makes the run stop and resume later (default "
-           "%(default)s)."), required=False, check=non_negative_number,
-        help_params={"default": f"{RetryPolicy.max_retry_after:g}"},
-    ),
-)  # fmt: skip
+)
 assert {f.name for f in TRANSPORT_SETTINGS_FIELDS} >= set(RETRY_SETTINGS)
 
 
