@@ -51,10 +51,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
+from connectors.devtools.http_fake import LocalHttpServer
 from connectors.devtools.pennylane_contract import Contract, Operation
 
 API_PREFIX = "/api/external/v2"
@@ -289,7 +290,7 @@ def _error(status: int, message: str) -> Answer:
     return _json_answer(status, {"error": message, "status": status})
 
 
-class PennylaneFake:
+class PennylaneFake(LocalHttpServer):
     """The server, in a thread, on 127.0.0.1 (``port=0``: a free port)."""
 
     def __init__(
@@ -318,31 +319,9 @@ class PennylaneFake:
         self._windows: dict[str, list[float]] = {}  # token -> [window start, count]
         self._ids = itertools.count(1000)
         self._lock = threading.RLock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _handler(self))
-        self._httpd.daemon_threads = True
-        self._thread: threading.Thread | None = None
+        self._listen(_handler(self), port)
 
     # -- life ----------------------------------------------------------------------------------
-
-    def start(self) -> PennylaneFake:
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._httpd.serve_forever, args=(0.05,), daemon=True
-            )
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._httpd.shutdown()
-            self._thread = None
-        self._httpd.server_close()
-
-    def __enter__(self) -> PennylaneFake:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     @property
     def base_url(self) -> str:

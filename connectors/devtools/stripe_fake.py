@@ -66,10 +66,12 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
+
+from connectors.devtools.http_fake import LocalHttpServer
 
 CONTRACT_DIR = Path(__file__).resolve().parents[2] / "tests" / "contracts" / "stripe"
 # Stripe's zero-decimal currencies (docs: currencies#zero-decimal): amounts in whole units.
@@ -253,7 +255,7 @@ class Line:
     discount: int = 0
 
 
-class StripeFake:
+class StripeFake(LocalHttpServer):
     """The server, in a thread, on 127.0.0.1 (``port=0``: a free port)."""
 
     def __init__(
@@ -282,31 +284,9 @@ class StripeFake:
         self._serial = itertools.count(1)
         self._time = itertools.count(EPOCH, 37)
         self._lock = threading.RLock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _handler(self))
-        self._httpd.daemon_threads = True
-        self._thread: threading.Thread | None = None
+        self._listen(_handler(self), port)
 
     # -- life ----------------------------------------------------------------------------------
-
-    def start(self) -> StripeFake:
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._httpd.serve_forever, args=(0.05,), daemon=True
-            )
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._httpd.shutdown()
-            self._thread = None
-        self._httpd.server_close()
-
-    def __enter__(self) -> StripeFake:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     @property
     def api_url(self) -> str:

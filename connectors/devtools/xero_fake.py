@@ -35,10 +35,11 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from connectors.devtools.http_fake import LocalHttpServer
 from connectors.devtools.xero_contract import API_PREFIX, Operation, XeroContract
 
 CENT = Decimal("0.01")
@@ -338,7 +339,7 @@ class _Remembered:
     answer: Answer
 
 
-class XeroFake:
+class XeroFake(LocalHttpServer):
     """The server, in a thread, on 127.0.0.1 (``port=0``: a free port)."""
 
     def __init__(
@@ -378,33 +379,14 @@ class XeroFake:
         self._gate: threading.Event | None = None
         self._remembered: dict[tuple[str, str, str, str], _Remembered] = {}
         self._lock = threading.RLock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _handler(self))
-        self._httpd.daemon_threads = True
-        self._thread: threading.Thread | None = None
+        self._listen(_handler(self), port)
 
     # -- life ----------------------------------------------------------------------------------
-
-    def start(self) -> XeroFake:
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._httpd.serve_forever, args=(0.05,), daemon=True
-            )
-            self._thread.start()
-        return self
 
     def stop(self) -> None:
         if self._gate is not None:
             self._gate.set()
-        if self._thread is not None:
-            self._httpd.shutdown()
-            self._thread = None
-        self._httpd.server_close()
-
-    def __enter__(self) -> XeroFake:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().stop()
 
     @property
     def base_url(self) -> str:
