@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
-from connectors.base import SourceRecordError
-from connectors.canonical import TargetLookups, quantize_money
+from connectors.base import AccountingTarget, SourceRecordError
+from connectors.canonical import Invoice, TargetLookups, quantize_money
 from connectors.errors import error_info, message_text
 from connectors.selectors import connector_for
 from mappings.lookups import FlowLookups, cached_target_lookups
@@ -75,6 +75,7 @@ def flow_preview(
     items: list[PreviewItem] = []
     more = False
     source = connector_for(flow.invoicing_connection)
+    ledger_rates = _LedgerRates(flow, config.company_currency)
     listing = source.iter_invoices(since=flow.source_cursor, directions=flow_directions(flow))
     try:
         while not more:
@@ -111,6 +112,7 @@ def flow_preview(
                 if isinstance(item, SourceRecordError):
                     items.append(_preview_source_error(item, record))
                     continue
+                item = ledger_rates.apply(item)
                 result = build_posting(
                     item,
                     config,
@@ -149,7 +151,48 @@ def flow_preview(
         if close is not None:
             close()
         source.close()
+        ledger_rates.close()
     return FlowPreview(tuple(items), more, lookups.accounts is not None)
+
+
+class _LedgerRates:
+    """An invoice in another currency than the ledger's whose invoicing tool gives no rate takes
+    the accounting tool's rate for its date, as the run does (syncs.run.orchestrate); the target
+    is asked only then, once per currency and date."""
+
+    def __init__(self, flow: SyncFlow, company_currency: str) -> None:
+        self.flow, self.company = flow, company_currency.upper()
+        self.target: AccountingTarget | None = None
+        self.rates: dict[tuple[str, dt.date], Decimal | None] = {}
+
+    def apply(self, invoice: Invoice) -> Invoice:
+        currency = invoice.currency.upper()
+        if (
+            invoice.exchange_rate is not None
+            or currency == self.company
+            or not all(
+                len(code) == 3 and code.isascii() and code.isalpha()
+                for code in (currency, self.company)
+            )
+        ):
+            return invoice
+        key = (currency, invoice.issue_date)
+        if key not in self.rates:
+            if self.target is None:
+                self.target = connector_for(self.flow.accounting_connection)
+            self.rates[key] = (
+                self.target.exchange_rate(self.flow.folder, currency, self.company, key[1])
+                if self.target.supports_exchange_rates
+                else None
+            )
+        rate = self.rates[key]
+        if rate is None or not rate.is_finite() or rate <= 0:
+            return invoice
+        return replace(invoice, exchange_rate=rate)
+
+    def close(self) -> None:
+        if self.target is not None:
+            self.target.close()
 
 
 def _result_for_people(result) -> dict:

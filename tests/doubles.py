@@ -199,6 +199,7 @@ class MemoryTarget(AccountingTarget):
     supports_attachments = True
     supports_partner_creation = True
     supports_batch_writes = True
+    supports_exchange_rates = True
 
     accounts: tuple[Account, ...] = FRENCH_ACCOUNTS
     vat_codes: tuple[VatCode, ...] = FRENCH_VAT_CODES
@@ -215,6 +216,9 @@ class MemoryTarget(AccountingTarget):
     poison: dict[str, ConnectorError] = {}
     # The ledger's own currency: the folder reports it, and entries in another are refused.
     currency: str = "EUR"
+    # The ledger's own rates: ledger-currency units per unit of a currency, by currency code
+    # (the same on every date); a currency not here has no rate.
+    rates: dict[str, Decimal] = {}
     # Tripwires for the sync tests: an entry written again under an external id the ledger holds,
     # or an unbalanced one, fails the test (AssertionError). False: the double answers as a vendor
     # must (tests/connectors/contract.py): the entry already there, or an error result.
@@ -234,6 +238,7 @@ class MemoryTarget(AccountingTarget):
         cls.refuse = {}
         cls.poison = {}
         cls.currency = "EUR"
+        cls.rates = {}
         cls.strict = True
 
     @classmethod
@@ -363,3 +368,8 @@ class MemoryTarget(AccountingTarget):
             if entry["ref"].id == ref.id:
                 entry["attachment"] = attachment
                 entry["ref"] = replace(ref, has_attachment=True)
+
+    def exchange_rate(self, folder, currency, company_currency, date) -> Decimal | None:
+        self.calls["exchange_rate"] += 1
+        ensure_accepted(self.config)
+        return self.rates.get(currency) if company_currency == self.currency else None

@@ -4,6 +4,8 @@ save, write, count and report progress. The source cursor moves only past commit
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from django.db.models import Q
 
 from connectors.base import SourceRecordError
@@ -166,6 +168,7 @@ def _evaluate(state: RunState, record: SyncedRecord, item, chunk: Chunk, *, forc
         state.count("unchanged")
         return
 
+    item = _with_ledger_rate(state, item)
     _describe(state, record, item, fingerprint)
     result = build_posting(
         item,
@@ -187,6 +190,26 @@ def _evaluate(state: RunState, record: SyncedRecord, item, chunk: Chunk, *, forc
         state.fail(record, result.error())
     elif isinstance(result, Posted):
         chunk.ready.append(Ready(record, item, result.posting))
+
+
+def _with_ledger_rate(state: RunState, invoice: Invoice) -> Invoice:
+    """The invoice with the accounting tool's rate for its date, when it is in another currency
+    than the ledger's, its invoicing tool gives no rate and the target has rates of its own (the
+    record's snapshot then shows the rate it was booked at). Otherwise the invoice as it is: the
+    engine says what is missing. A failure to ask stops the run as any connector call does."""
+    if invoice.exchange_rate is not None or not state.target.supports_exchange_rates:
+        return invoice
+    company, currency = state.config.company_currency.upper(), invoice.currency.upper()
+    if currency == company or not all(
+        len(code) == 3 and code.isascii() and code.isalpha() for code in (company, currency)
+    ):
+        return invoice
+    rate = state.call(
+        state.target.exchange_rate, state.folder, currency, company, invoice.issue_date
+    )
+    if rate is None or not rate.is_finite() or rate <= 0:
+        return invoice
+    return replace(invoice, exchange_rate=rate)
 
 
 def _describe(state: RunState, record: SyncedRecord, invoice: Invoice, fingerprint: str) -> None:

@@ -8,6 +8,7 @@ the rates a person picked by id, Stripe Tax's own ones by rate."""
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal as D
 
 import pytest
@@ -112,6 +113,24 @@ def map_rates_left_open(flow: SyncFlow, account) -> None:
             )
 
 
+def add_tryton_currency(db, code: str, name: str, symbol: str, *, rate: D, date) -> int:
+    """A currency without decimals in the accounting, with its rate (units per euro) from
+    ``date``."""
+    day = {"__class__": "date", "year": date.year, "month": date.month, "day": date.day}
+    values = {
+        "name": name,
+        "code": code,
+        "symbol": symbol,
+        "digits": 0,
+        "rounding": {"__class__": "Decimal", "decimal": "1"},
+        "rates": [
+            ["create", [{"date": day, "rate": {"__class__": "Decimal", "decimal": str(rate)}}]]
+        ],
+    }
+    (currency,) = db.call("model.currency.currency.create", [[values]], context=True)
+    return currency
+
+
 def run(flow: SyncFlow):
     return flow_sync(flow=SyncFlow.objects.get(pk=flow.pk), trigger="manual")
 
@@ -165,22 +184,24 @@ def test_a_first_run_books_hundreds_of_stripe_invoices_with_their_pdfs_and_custo
         [Line("Tea", 12800, 2, [rates["jp10"]])],
         currency="jpy",
     )
+    # Stripe states no exchange rate: the accounting's own yen rate on the invoice's date is
+    # taken (160 yen per euro, Tryton's rates being per unit of the company's euro).
+    yen_date = dt.datetime.fromtimestamp(yen["created"], dt.UTC).date()
+    add_tryton_currency(tryton_accounting, "JPY", "Yen", "¥", rate=D(160), date=yen_date)
     key = fake.keys.issue(account, restricted=True)
     flow = stripe_flow(fake, account, tryton_accounting, key)
     fake.reset_counts()
 
     result = run(flow)
 
-    assert result.status == RunStatus.PARTIAL, (result.error_code, result.error_message)
+    assert result.status == RunStatus.SUCCEEDED, (result.error_code, result.error_message)
     records = {r.source_id: r for r in SyncedRecord.objects.filter(flow=flow)}
     assert len(records) == 202
     failed = [r for r in records.values() if r.status == RecordStatus.FAILED]
-    assert [r.source_id for r in failed] == [yen["id"]], {
-        (r.error_code, r.error_message) for r in failed
-    }
+    assert not failed, {(r.error_code, r.error_message) for r in failed}
     moves = tryton_moves(tryton_accounting)
     booked = [i for i in invoices if i["id"] != voided["id"]]
-    assert set(moves) == {i["number"] for i in booked} | {note["number"]}
+    assert set(moves) == {i["number"] for i in booked} | {note["number"], yen["number"]}
     for invoice in booked:
         move = moves[invoice["number"]]
         assert balanced(move) == D(invoice["total"]) / 100, invoice["number"]
@@ -218,14 +239,23 @@ def test_a_first_run_books_hundreds_of_stripe_invoices_with_their_pdfs_and_custo
         ["identifiers.code"],
     )  # fmt: skip
     assert len(created) == 1
-    # The yen invoice is read in whole yen; the accounting books in euros and Stripe states no
-    # exchange rate: it fails with the engine's code, for a person to see.
-    assert records[yen["id"]].status == RecordStatus.FAILED
-    assert records[yen["id"]].error_code == ErrorCode.AMOUNT_VALIDATION
+    # The yen invoice is read in whole yen (25,600 + 2,560 JCT) and booked at the accounting's
+    # rate: 28,160 yen at 1/160 = 176.00 euros, the yen amounts kept as the second currency.
+    assert records[yen["id"]].status == RecordStatus.SYNCED
     assert records[yen["id"]].total == D(25600) + D(2560)
+    assert D(records[yen["id"]].snapshot["exchange_rate"]) == D("0.00625")
+    yen_move = moves[yen["number"]]
+    assert balanced(yen_move) == D("176.00")
+    jpy = _rows(tryton_accounting, "currency.currency", [("code", "=", "JPY")], ["id"])[0]["id"]
+    by_amount = sorted(
+        (abs(row["amount_second_currency"]), row["debit"] + row["credit"], row["second_currency"])
+        for row in yen_move["lines"]
+    )
+    assert by_amount == [(D(2560), D("16.00"), jpy), (D(25600), D("160.00"), jpy),
+                         (D(28160), D("176.00"), jpy)]  # fmt: skip
     # Several pages, and one PDF download per pushed document.
     assert fake.calls["ListInvoices"] >= 3
-    assert fake.calls["InvoicePdf"] + fake.calls["CreditNotePdf"] == len(booked) + 1
+    assert fake.calls["InvoicePdf"] + fake.calls["CreditNotePdf"] == len(booked) + 2
 
 
 def test_a_key_revoked_mid_run_stops_it_and_429s_are_retried_without_losing_an_invoice(

@@ -29,7 +29,9 @@ Choices (see the module docstrings of the client for transport and errors):
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
 from connectors.base import AccountingTarget, AuthKind, ConnectionConfig, SettingField, http_url
@@ -70,6 +72,7 @@ class TrytonTarget(TrytonPartners, TrytonEntries, AccountingTarget):
     supports_partner_creation = True
     supports_batch_writes = True
     vat_codes_name_accounts: ClassVar[bool] = True
+    supports_exchange_rates = True
 
     @classmethod
     def account_identity(cls, settings: Mapping[str, str]) -> str:
@@ -87,6 +90,7 @@ class TrytonTarget(TrytonPartners, TrytonEntries, AccountingTarget):
         self._currencies: dict[str, int] = {}
         self._typed_party_codes: bool | None = None
         self._countries: dict[str, int | None] = {}
+        self._rates: dict[tuple[int, str, str, dt.date], Decimal | None] = {}
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -94,3 +98,37 @@ class TrytonTarget(TrytonPartners, TrytonEntries, AccountingTarget):
         companies = client.search_read("company.company", [], ["rec_name"], limit=10)
         names = ", ".join(c["rec_name"] for c in companies) or "none visible"
         return f"companies: {names}."
+
+    # -- exchange rates ----------------------------------------------------------------------
+
+    def exchange_rate(
+        self, folder: str, currency: str, company_currency: str, date: dt.date
+    ) -> Decimal | None:
+        """Tryton's own rate on ``date`` (``currency.currency`` ``rate`` of both currencies, read
+        with the date and the company in the context, as the ledger converts): company-currency
+        units per invoice-currency unit; None where either currency or its rate is missing.
+        Cached per run by (company, currencies, date)."""
+        company = self._company(folder)
+        key = (company, currency.upper(), company_currency.upper(), date)
+        if key not in self._rates:
+            ids = [self._currency_id(currency), self._currency_id(company_currency)]
+            value = None
+            if None not in ids:
+                rows = self.client.read(
+                    "currency.currency", ids, ["rate"], context={"date": date, "company": company}
+                )
+                rates = {row["id"]: _rate(row.get("rate")) for row in rows}
+                invoice_rate, company_rate = rates.get(ids[0]), rates.get(ids[1])
+                if invoice_rate and company_rate:
+                    value = (company_rate / invoice_rate).quantize(Decimal("1e-10"))
+            self._rates[key] = value
+        return self._rates[key]
+
+
+def _rate(value: Any) -> Decimal | None:
+    """A rate as the client decodes it (a Decimal), None if absent or not positive."""
+    try:
+        rate = Decimal(str(value)) if value is not None else None
+    except InvalidOperation:
+        return None
+    return rate if rate is not None and rate.is_finite() and rate > 0 else None
